@@ -1,0 +1,62 @@
+"""``trends-ivae``: the command-line entry point.
+
+Each subcommand lives in its own module of :mod:`trends_ivae.cli` and exposes
+``add_parser(subparsers)`` and ``run(args) -> int``. Heavy imports happen inside
+``run``, after parsing, so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .._version import __version__
+
+#: subcommand name -> module under trends_ivae.cli
+SUBCOMMANDS = {
+    "prepare": "prepare",
+    "fit": "fit",
+    "simulate": "simulate",
+    "demo": "demo",
+    "benchmark": "benchmark",
+}
+
+
+def _available_subcommands() -> dict:
+    modules = {}
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(f"trends_ivae.cli.{module_name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"trends_ivae.cli.{module_name}":
+                raise
+    return modules
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="trends-ivae",
+        description="Identifiable nonlinear ICA (iVAE) for fMRI.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = _available_subcommands()
+    for module in modules.values():
+        module.add_parser(subparsers)
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``trends-ivae`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
+    parser, modules = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(modules[args.command].run(args, parser) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
