@@ -1,0 +1,164 @@
+"""The fMRI simulator: truth matches what it wrote, determinism, the switches."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from trends_ivae.simulate import FMRISimParams, load_truth, simulate_fmri, write_bids
+from trends_ivae.simulate.fmri import glover_hrf
+
+SMALL = dict(n_subjects=3, n_volumes=40, n_components=5, n_task=2, segment_length=10,
+             shape=(16, 18, 16), seed=3)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_fmri(FMRISimParams(**SMALL))
+
+
+def test_shapes_and_truth(sim):
+    t = sim.truth
+    n_vox = int(sim.mask.sum())
+    assert 500 < n_vox < 16 * 18 * 16
+    assert len(sim.data) == 3 and sim.data[0].shape == (40, n_vox)
+    assert sim.data[0].dtype == np.float32
+    assert t.maps.shape == (5, n_vox) and t.effect_maps.shape == (5, n_vox)
+    assert t.subject_maps.shape == (3, 5, n_vox)
+    assert t.timecourses.shape == (3, 40, 5) and t.mixed.shape == (3, 40, 5)
+    assert t.segments.shape == (3, 40) and t.segments.max() == 3
+    assert t.task_regressors.shape == (3, 40, 2)
+    assert t.component_kinds == ["task", "task", "rest", "rest", "rest"]
+    np.testing.assert_allclose(np.abs(t.maps).max(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t.maps.max(1), 1.0, rtol=1e-6)  # peak positive
+    # sources are standardised over subjects and volumes
+    flat = t.timecourses.reshape(-1, 5)
+    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(flat.std(0), 1, atol=1e-4)
+    # without mixing, the mixed sources are the sources
+    np.testing.assert_array_equal(t.mixed, t.timecourses)
+    # the baseline is near 1000 and the data positive
+    assert 900 < float(np.median(sim.data[0])) < 1100
+    # task sources follow their regressors
+    for s in range(3):
+        for j in range(2):
+            assert np.corrcoef(t.timecourses[s, :, j], t.task_regressors[s, :, j])[0, 1] > 0.7
+
+
+def test_events(sim):
+    for ev in sim.events:
+        assert list(ev.columns) == ["onset", "duration", "trial_type"]
+        assert set(ev.trial_type) <= set(sim.truth.conditions)
+        assert (ev.onset + ev.duration <= 40 * 2.0).all()
+        assert np.all(np.diff(ev.onset) > 0)
+
+
+def test_deterministic_by_seed():
+    a = simulate_fmri(FMRISimParams(**SMALL))
+    b = simulate_fmri(FMRISimParams(**SMALL))
+    c = simulate_fmri(FMRISimParams(**{**SMALL, "seed": 4}))
+    np.testing.assert_array_equal(a.data[1], b.data[1])
+    np.testing.assert_array_equal(a.truth.maps, b.truth.maps)
+    pd.testing.assert_frame_equal(a.events[2], b.events[2])
+    assert not np.array_equal(a.truth.timecourses, c.truth.timecourses)
+
+
+def test_nonlinearity_switch_changes_data():
+    lin = simulate_fmri(FMRISimParams(**SMALL, nonlinear=False))
+    sat = simulate_fmri(FMRISimParams(**SMALL, nonlinear=True))
+    np.testing.assert_array_equal(lin.truth.timecourses, sat.truth.timecourses)
+    assert not np.allclose(lin.data[0], sat.data[0])
+    # saturation shrinks the largest deviations from baseline
+    assert np.abs(sat.data[0] - sat.data[0].mean(0)).max() < np.abs(lin.data[0] - lin.data[0].mean(0)).max()
+    # linear, unmixed: effect maps are the mean amplitude-scaled maps
+    expected = 2.0 * lin.truth.subject_maps.mean(0)
+    np.testing.assert_allclose(lin.truth.effect_maps, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_mixing_layers():
+    mixed = simulate_fmri(FMRISimParams(**SMALL, mixing_layers=2))
+    t = mixed.truth
+    assert not np.allclose(t.mixed, t.timecourses)
+    flat = t.mixed.reshape(-1, 5)
+    np.testing.assert_allclose(flat.std(0), 1, atol=1e-4)
+    assert np.isfinite(t.effect_maps).all()
+
+
+def test_mixing_jacobian_matches_finite_differences():
+    """The Jacobian used for the effect maps is d h / d s of the mixing MLP."""
+    from trends_ivae.simulate.fmri import _mix, _mixing_matrices
+    rng = np.random.default_rng(0)
+    mats = _mixing_matrices(5, 3, rng)
+    S = rng.standard_normal((50, 5))
+    H0, J = _mix(S, mats, 0.1)
+    eps = 1e-5
+    for j in range(5):
+        Sp = S.copy()
+        Sp[:, j] += eps
+        Hp, _ = _mix(Sp, mats, 0.1)
+        np.testing.assert_allclose((Hp - H0) / eps, J[:, j, :], rtol=1e-3, atol=1e-4)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="n_task"):
+        simulate_fmri(FMRISimParams(n_components=2, n_task=3))
+    with pytest.raises(ValueError, match="snr"):
+        simulate_fmri(snr=0)
+
+
+def test_hrf_peaks_near_5s():
+    h = glover_hrf(0.1)
+    assert abs(h.sum() - 1) < 1e-9
+    assert 4.0 < np.argmax(h) * 0.1 < 6.5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+def test_write_bids_roundtrip(sim, tmp_path, dtype):
+    out = write_bids(sim, tmp_path / "bids", dtype=dtype)
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["BIDSVersion"] and desc["DatasetType"] == "raw"
+    parts = pd.read_csv(out / "participants.tsv", sep="\t")
+    assert list(parts.columns) == ["participant_id", "group", "site"]
+    assert list(parts.participant_id) == ["sub-01", "sub-02", "sub-03"]
+    for i, sub in enumerate(sim.subjects):
+        func = out / f"sub-{sub}" / "func"
+        img = nib.load(func / f"sub-{sub}_task-sim_bold.nii.gz")
+        assert img.shape == sim.mask.shape + (40,)
+        np.testing.assert_allclose(img.affine, sim.affine)
+        assert img.header.get_zooms()[3] == pytest.approx(2.0)
+        assert img.header.get_xyzt_units() == ("mm", "sec")
+        assert img.get_data_dtype() == np.dtype(dtype)
+        data = np.asarray(img.dataobj)[sim.mask].T
+        np.testing.assert_allclose(data, sim.data[i], atol=0.51 if dtype == "int16" else 1e-3)
+        assert np.all(np.asarray(img.dataobj)[~sim.mask] == 0)
+        meta = json.loads((func / f"sub-{sub}_task-sim_bold.json").read_text())
+        assert meta == {"RepetitionTime": 2.0, "TaskName": "sim"}
+        ev = pd.read_csv(func / f"sub-{sub}_task-sim_events.tsv", sep="\t")
+        pd.testing.assert_frame_equal(ev, sim.events[i], check_dtype=False, atol=1e-3)
+    truth = load_truth(out)
+    for name in ("maps", "effect_maps", "timecourses", "segments", "subject_maps", "mask", "affine"):
+        np.testing.assert_array_equal(getattr(truth, name), getattr(sim.truth, name))
+    assert truth.component_names == sim.truth.component_names and truth.tr == 2.0
+    tdir = out / "derivatives" / "truth"
+    maps_img = nib.load(tdir / "truth_maps.nii.gz")
+    assert maps_img.shape == sim.mask.shape + (5,)
+    np.testing.assert_allclose(maps_img.get_fdata()[sim.mask].T, sim.truth.maps, atol=1e-6)
+    mask_img = nib.load(tdir / "truth_mask.nii.gz")
+    np.testing.assert_array_equal(mask_img.get_fdata() > 0, sim.mask)
+    assert FMRISimParams.from_dict(json.loads((tdir / "params.json").read_text())) == sim.params
+    assert load_truth(tdir / "truth.npz").subjects == ["01", "02", "03"]
+
+
+def test_write_bids_refuses_existing(sim, tmp_path):
+    out = tmp_path / "bids"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        write_bids(sim, out)
+    assert (out / "keep.txt").exists()
+    write_bids(sim, out, force=True)
+    assert not (out / "keep.txt").exists() and (out / "participants.tsv").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bids"]  # no temporary leftovers
