@@ -1,0 +1,518 @@
+"""``IVAE``: the array-level identifiable VAE with scikit-learn conventions.
+
+This module is the numpy ↔ torch seam: it validates arrays, encodes the auxiliary
+variable, moves the whole dataset to the training device once, calls
+:mod:`trends_ivae.model` to train ``n_init`` restarts, keeps the restart with the best
+held-out ELBO, and converts results back to numpy.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+
+from ._version import __version__
+from .metrics import mcc
+from .model import IVAEConfig, IVAEModel, TrainConfig, fit_restarts, resolve_device
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IVAE", "IdentifiabilityWarning"]
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The auxiliary variable is too poor for the identifiability theorem."""
+
+
+class IVAE(TransformerMixin, BaseEstimator):
+    """Identifiable VAE (Khemakhem et al., AISTATS 2020) on arrays.
+
+    The generative model is ``p(x, z | u) = p_f(x | z) p(z | u)`` with a factorial
+    conditional prior whose parameters depend on the auxiliary variable ``u``. The
+    sources are identifiable up to permutation and component-wise transforms when
+    ``u`` modulates them enough (see Notes).
+
+    Parameters
+    ----------
+    n_components : int
+        Number of sources (latent dimensions). At most the number of features.
+    prior : {"gauss", "laplace", "normal"}, default="gauss"
+        Conditional prior p(z|u): Gaussian with u-dependent mean and variance, Laplace
+        with u-dependent location and scale, or "normal" for the vanilla VAE baseline
+        (standard normal prior, u ignored: not identifiable).
+    hidden_dim, n_hidden : int
+        Width and number of hidden layers of the encoder, decoder and prior MLPs.
+    activation : {"xtanh", "leaky_relu", "tanh", "elu", "relu"}
+        Hidden non-linearity.
+    decoder_var : float or None
+        Fixed observation-noise variance of p(x|z) in units of the standardised data;
+        None learns it. Small values matter: recovery happens in the low-noise regime.
+    learn_prior_mean : bool
+        Learn u-dependent prior means (needed for uncentred sources).
+    encoder_uses_aux : bool
+        q(z|x,u) as in the paper (True) or q(z|x).
+    standardize : bool
+        Centre and scale each feature before training (undone by ``inverse_transform``).
+    max_epochs, batch_size, lr, warmup_frac, kl_start, entropy_start, decoder_var_start,
+    val_frac, patience, grad_clip : training settings, see :class:`trends_ivae.model.TrainConfig`.
+    n_init : int
+        Restarts with different seeds; the one with the best held-out ELBO is kept.
+    device : {"auto", "cpu", "cuda", "mps"} or str
+        "auto" picks CUDA, then MPS, then CPU.
+    amp : bool
+        bfloat16 autocast on CUDA.
+    max_seconds : float or None
+        Wall-time limit per restart.
+    random_state : int, RandomState or None
+        Seeds everything; the same value gives the same numbers on the CPU.
+    verbose : int
+        0 silent; 1 a progress line per restart with the ELBO.
+
+    Attributes
+    ----------
+    model_ : trends_ivae.model.IVAEModel
+        The selected restart (on ``device_``).
+    classes_ : ndarray or None
+        Levels of a discrete ``u`` (None for a continuous ``u``).
+    elbo_ : float
+        Held-out ELBO per sample of the selected restart, in the units of ``X``.
+    loss_curve_ : list of float
+        Negative training ELBO per epoch of the selected restart.
+    history_ : dict
+        ``train_elbo`` and ``val_elbo`` per epoch of the selected restart.
+    n_iter_ : int
+        Epochs run by the selected restart.
+    restart_elbos_ : ndarray of shape (n_init,)
+        Held-out ELBO of every restart (``-inf`` for a diverged one).
+    diverged_ : ndarray of bool
+        Restarts whose loss became non-finite.
+    stability_ : float
+        Mean pairwise MCC between the posterior means of the converged restarts (1 is
+        perfectly reproducible; NaN with fewer than two restarts), like ICASSO's index.
+    component_order_, component_signs_ : ndarray
+        Permutation and signs applied to the model's latents (see :meth:`reorder`).
+    device_ : torch.device
+    n_features_in_ : int
+
+    Notes
+    -----
+    The identifiability theorem needs ``u`` to take at least ``n_components * k + 1``
+    distinct values, with ``k`` sufficient statistics per component (2 for the
+    Gaussian and Laplace priors); fewer gives an :class:`IdentifiabilityWarning`.
+    """
+
+    def __init__(self, n_components: int = 5, *, prior: str = "gauss", hidden_dim: int = 64,
+                 n_hidden: int = 2, activation: str = "leaky_relu",
+                 decoder_var: float | None = 0.01, learn_prior_mean: bool = True,
+                 encoder_uses_aux: bool = True, standardize: bool = True, max_epochs: int = 60,
+                 batch_size: int = 256, lr: float = 2e-3, warmup_frac: float = 0.3,
+                 kl_start: float = 1.0, entropy_start: float = 1.0,
+                 decoder_var_start: float | None = None, val_frac: float = 0.1,
+                 patience: int = 10, grad_clip: float = 10.0, n_init: int = 3,
+                 device: str = "auto", amp: bool = False, max_seconds: float | None = None,
+                 random_state: Any = None, verbose: int = 0) -> None:
+        self.n_components = n_components
+        self.prior = prior
+        self.hidden_dim = hidden_dim
+        self.n_hidden = n_hidden
+        self.activation = activation
+        self.decoder_var = decoder_var
+        self.learn_prior_mean = learn_prior_mean
+        self.encoder_uses_aux = encoder_uses_aux
+        self.standardize = standardize
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.warmup_frac = warmup_frac
+        self.kl_start = kl_start
+        self.entropy_start = entropy_start
+        self.decoder_var_start = decoder_var_start
+        self.val_frac = val_frac
+        self.patience = patience
+        self.grad_clip = grad_clip
+        self.n_init = n_init
+        self.device = device
+        self.amp = amp
+        self.max_seconds = max_seconds
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_X(X: Any, name: str = "X") -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+        if not np.issubdtype(X.dtype, np.number):
+            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        X = X.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(X)):
+            bad = int((~np.isfinite(X)).any(axis=1).sum())
+            raise ValueError(f"{name} contains NaN or inf values (in {bad} of {X.shape[0]} rows)")
+        return X
+
+    def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray:
+        if u is None:
+            raise ValueError("u is required: the auxiliary variable (1-D labels or a 2-D float array)")
+        u = np.asarray(u)
+        if u.ndim not in (1, 2):
+            raise ValueError(f"u must be 1-D labels or a 2-D array (n_samples, n_aux), got shape {u.shape}")
+        if u.shape[0] != n_samples:
+            raise ValueError(f"X and u must have the same number of rows: X has {n_samples}, u has {u.shape[0]}")
+        if u.ndim == 2 or np.issubdtype(u.dtype, np.floating):
+            if u.ndim == 1:
+                if not np.all(np.isfinite(u)) or not np.all(u == np.round(u)):
+                    raise ValueError("a 1-D u must hold discrete labels; pass a continuous u as a 2-D "
+                                     "array of shape (n_samples, n_aux)")
+                u = u.astype(np.int64)
+            else:
+                u = u.astype(np.float32)
+                if not np.all(np.isfinite(u)):
+                    raise ValueError("u contains NaN or inf values")
+        if fitting:
+            return u
+        if u.ndim == 1 and self.classes_ is None:
+            raise ValueError("this model was fitted with a continuous (2-D) u; pass u as a 2-D array")
+        if u.ndim == 2 and self.classes_ is not None:
+            raise ValueError("this model was fitted with discrete (1-D) u labels; pass u as 1-D labels")
+        if u.ndim == 2 and u.shape[1] != self.n_aux_:
+            raise ValueError(f"u has {u.shape[1]} columns; the model was fitted with {self.n_aux_}")
+        return u
+
+    def _encode_u(self, u: np.ndarray, fitting: bool = False) -> torch.Tensor:
+        """One-hot (discrete) or float (continuous) u on the device."""
+        if u.ndim == 1:
+            if fitting:
+                self.classes_, codes = np.unique(u, return_inverse=True)
+            else:
+                codes = np.searchsorted(self.classes_, u)
+                codes = np.clip(codes, 0, len(self.classes_) - 1)
+                unknown = self.classes_[codes] != u
+                if unknown.any():
+                    raise ValueError(f"u has labels not seen during fit: {np.unique(u[unknown])[:10].tolist()}")
+            idx = torch.as_tensor(codes, dtype=torch.long, device=self.device_)
+            return torch.nn.functional.one_hot(idx, len(self.classes_)).float()
+        if fitting:
+            self.classes_ = None
+        return torch.as_tensor(u, dtype=torch.float32, device=self.device_)
+
+    def _to_device(self, X: np.ndarray) -> torch.Tensor:
+        Xs = (X - self.x_mean_) / self.x_scale_
+        return torch.as_tensor(Xs, dtype=torch.float32, device=self.device_)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ValueError("this IVAE is not fitted yet: call fit(X, u) first")
+
+    # --------------------------------------------------------------------- fit
+    def _configs(self, n_features: int, n_aux: int, aux_kind: str) -> tuple[IVAEConfig, TrainConfig]:
+        mc = IVAEConfig(n_features=n_features, n_components=self.n_components, n_aux=n_aux,
+                        aux_kind=aux_kind, prior=self.prior, hidden_dim=self.hidden_dim,
+                        n_hidden=self.n_hidden, activation=self.activation,
+                        decoder_var=self.decoder_var, learn_prior_mean=self.learn_prior_mean,
+                        encoder_uses_aux=self.encoder_uses_aux)
+        tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                         warmup_frac=self.warmup_frac, kl_start=self.kl_start,
+                         entropy_start=self.entropy_start, decoder_var_start=self.decoder_var_start,
+                         val_frac=self.val_frac, patience=self.patience, grad_clip=self.grad_clip,
+                         amp=self.amp)
+        return mc, tc
+
+    def fit(self, X: Any, u: Any, checkpoint_dir: str | os.PathLike | None = None) -> "IVAE":
+        """Fit the iVAE to observations ``X`` with auxiliary variable ``u``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        u : array-like of shape (n_samples,) or (n_samples, n_aux)
+            1-D discrete labels (any hashable values; one-hot inside) or a 2-D float
+            array for a continuous auxiliary variable.
+        checkpoint_dir : path, optional
+            Each restart checkpoints there after every epoch and resumes from an
+            existing checkpoint.
+
+        Returns
+        -------
+        self
+        """
+        X = self._check_X(X)
+        n_samples, n_features = X.shape
+        u = self._check_u(u, n_samples, fitting=True)
+        if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        if self.n_components > n_features:
+            raise ValueError(f"n_components ({self.n_components}) is larger than the number of "
+                             f"features of X ({n_features})")
+        n_train = n_samples - int(round(n_samples * self.val_frac))
+        if n_train < self.batch_size:
+            raise ValueError(f"too few samples: {n_samples} samples leave {n_train} for training "
+                             f"(val_frac={self.val_frac}), fewer than one batch of {self.batch_size}; "
+                             "lower batch_size or pass more data")
+        if self.n_init < 1:
+            raise ValueError(f"n_init must be >= 1, got {self.n_init}")
+        self._warn_identifiability(u)
+
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1 - 10**6))
+        self.device_ = resolve_device(self.device)
+        self.n_features_in_ = n_features
+        if self.standardize:
+            self.x_mean_ = X.mean(0).astype(np.float32)
+            scale = X.std(0).astype(np.float32)
+            self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        else:
+            self.x_mean_ = np.zeros(n_features, np.float32)
+            self.x_scale_ = np.ones(n_features, np.float32)
+        Xt = self._to_device(X)
+        Ut = self._encode_u(u, fitting=True)
+        self.n_aux_ = Ut.shape[1]
+        mc, tc = self._configs(n_features, self.n_aux_, "discrete" if u.ndim == 1 else "continuous")
+        self._model_config, self._train_config = mc, tc
+
+        results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
+                               checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds)
+        elbos = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
+        self.diverged_ = np.array([r.diverged for r in results])
+        if not np.isfinite(elbos).any():
+            raise RuntimeError(f"all {self.n_init} restarts diverged (non-finite ELBO), also after a retry "
+                               f"with a lower learning rate; try lr < {self.lr}, a larger decoder_var "
+                               "or standardize=True")
+        for i in np.flatnonzero(self.diverged_):
+            warnings.warn(f"restart {i + 1} of {self.n_init} diverged and was discarded", RuntimeWarning)
+        best = int(np.argmax(elbos))
+        chosen = results[best]
+        self.model_ = chosen.model
+        log_scale = float(np.log(self.x_scale_).sum())
+        self.restart_elbos_ = elbos - log_scale
+        self.elbo_ = float(self.restart_elbos_[best])
+        self.history_ = {k: [v - log_scale for v in vals] for k, vals in chosen.history.items()}
+        self.loss_curve_ = [-v for v in self.history_["train_elbo"]]
+        self.n_iter_ = chosen.n_epochs
+        self.best_restart_ = best
+        self.fit_seconds_ = float(sum(r.seconds for r in results))
+        self.component_order_ = np.arange(self.n_components)
+        self.component_signs_ = np.ones(self.n_components)
+        self.stability_ = self._stability([r for r in results if not r.diverged], Xt, Ut, seed)
+        return self
+
+    def _warn_identifiability(self, u: np.ndarray) -> None:
+        if self.prior == "normal":
+            return
+        n_points = len(np.unique(u)) if u.ndim == 1 else len(np.unique(u, axis=0))
+        needed = 2 * self.n_components + 1
+        if n_points < needed:
+            warnings.warn(
+                f"u takes {n_points} distinct values but the identifiability theorem of the iVAE "
+                f"needs at least n*k+1 = {needed} (n={self.n_components} sources, k=2 parameters "
+                f"per source for the {self.prior!r} prior): the sources may not be identifiable, "
+                "because too few distinct conditional distributions p(z|u) constrain them. "
+                "Use a richer u (e.g. add sliding windows) or fewer components.",
+                IdentifiabilityWarning, stacklevel=3)
+
+    @torch.no_grad()
+    def _stability(self, results: list, Xt: torch.Tensor, Ut: torch.Tensor, seed: int) -> float:
+        if len(results) < 2:
+            return float("nan")
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(Xt.shape[0], size=min(5000, Xt.shape[0]), replace=False)
+        idx = torch.as_tensor(rows, device=Xt.device)
+        zs = [r.model.encode(Xt[idx], Ut[idx])[0].float().cpu().numpy() for r in results]
+        scores = [mcc(a, b).score for a, b in itertools.combinations(zs, 2)]
+        return float(np.mean(scores))
+
+    # ------------------------------------------------------------- transforms
+    def _user_from_internal(self, z: np.ndarray) -> np.ndarray:
+        return z[:, self.component_order_] * self.component_signs_
+
+    def _internal_from_user(self, z: np.ndarray) -> np.ndarray:
+        out = np.empty_like(z)
+        out[:, self.component_order_] = z * self.component_signs_
+        return out
+
+    def _batched(self, fn, n: int, batch: int = 65536) -> np.ndarray:
+        return np.concatenate([fn(slice(i, min(i + batch, n))) for i in range(0, n, batch)], axis=0)
+
+    @torch.no_grad()
+    def transform(self, X: Any, u: Any) -> np.ndarray:
+        """Posterior means E[z | x, u], shape (n_samples, n_components)."""
+        self._check_fitted()
+        X = self._check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features; the model was fitted with {self.n_features_in_}")
+        u = self._check_u(u, X.shape[0], fitting=False)
+        Xt, Ut = self._to_device(X), self._encode_u(u)
+        self.model_.eval()
+        z = self._batched(lambda s: self.model_.encode(Xt[s], Ut[s])[0].float().cpu().numpy(), X.shape[0])
+        return self._user_from_internal(z).astype(np.float32)
+
+    def fit_transform(self, X: Any, u: Any = None, **fit_params: Any) -> np.ndarray:
+        return self.fit(X, u, **fit_params).transform(X, u)
+
+    @torch.no_grad()
+    def inverse_transform(self, Z: Any) -> np.ndarray:
+        """Decoder mean f(z) in the units of ``X``, shape (n_samples, n_features)."""
+        self._check_fitted()
+        Z = self._check_X(Z, "Z")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"Z has {Z.shape[1]} columns; the model has {self.n_components} components")
+        Zt = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
+        xs = self._batched(lambda s: self.model_.decode(Zt[s]).float().cpu().numpy(), Z.shape[0])
+        return xs * self.x_scale_ + self.x_mean_
+
+    @torch.no_grad()
+    def score(self, X: Any, u: Any) -> float:
+        """Mean ELBO per sample (a lower bound of log p(x|u) in the units of ``X``)."""
+        self._check_fitted()
+        X = self._check_X(X)
+        u = self._check_u(u, X.shape[0], fitting=False)
+        Xt, Ut = self._to_device(X), self._encode_u(u)
+        g = torch.Generator(device=self.device_)
+        g.manual_seed(0)
+        self.model_.eval()
+        total = sum(float(self.model_.elbo(Xt[s], Ut[s], generator=g).double().sum())
+                    for s in (slice(i, i + 65536) for i in range(0, X.shape[0], 65536)))
+        return total / X.shape[0] - float(np.log(self.x_scale_).sum())
+
+    @torch.no_grad()
+    def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``z ~ p(z|u)`` and ``x ~ p(x|z)`` for each row of ``u``; returns ``(X, Z)``."""
+        self._check_fitted()
+        u = np.asarray(u)
+        u = self._check_u(u, u.shape[0], fitting=False)
+        Ut = self._encode_u(u)
+        g = torch.Generator(device=self.device_)
+        g.manual_seed(int(check_random_state(random_state).randint(0, 2**31 - 1)))
+        x, z = self.model_.sample(Ut, generator=g)
+        X = x.float().cpu().numpy() * self.x_scale_ + self.x_mean_
+        return X, self._user_from_internal(z.float().cpu().numpy())
+
+    def decoder_jacobian(self, Z: Any, reduce: str | None = "mean", batch_size: int = 4096) -> np.ndarray:
+        """Jacobian of the decoder mean with respect to each component.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+            Points at which to evaluate (e.g. ``transform(X, u)``).
+        reduce : {"mean", "mean_abs", None}
+            Average over samples (signed or absolute), or return every sample.
+
+        Returns
+        -------
+        ndarray
+            (n_components, n_features) when reduced, else (n_samples, n_components,
+            n_features); in units of ``X`` per unit of z.
+        """
+        self._check_fitted()
+        Z = self._check_X(Z, "Z")
+        Zi = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
+        jac = torch.func.vmap(torch.func.jacrev(lambda z: self.model_.decode(z[None])[0]))
+        out, total = [], None
+        for i in range(0, Z.shape[0], batch_size):
+            with torch.no_grad():
+                J = jac(Zi[i:i + batch_size])          # (B, d, k_internal)
+            J = J[:, :, self.component_order_] * torch.as_tensor(
+                self.component_signs_, dtype=J.dtype, device=J.device)
+            J = J.transpose(1, 2) * torch.as_tensor(self.x_scale_, device=J.device)  # (B, k, d)
+            if reduce is None:
+                out.append(J.cpu().numpy())
+            else:
+                part = (J.abs() if reduce == "mean_abs" else J).sum(0)
+                total = part if total is None else total + part
+        if reduce is None:
+            return np.concatenate(out, axis=0)
+        if reduce not in ("mean", "mean_abs"):
+            raise ValueError(f"reduce must be 'mean', 'mean_abs' or None, got {reduce!r}")
+        return (total / Z.shape[0]).cpu().numpy()
+
+    @torch.no_grad()
+    def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
+        self._check_fitted()
+        u = np.asarray(u)
+        u = self._check_u(u, u.shape[0], fitting=False)
+        mean, var = self.model_.prior.variance(self._encode_u(u))
+        mean = mean.float().cpu().numpy()[:, self.component_order_] * self.component_signs_
+        return mean, var.float().cpu().numpy()[:, self.component_order_]
+
+    def reorder(self, order: Any, signs: Any = None) -> "IVAE":
+        """Permute (and flip) the components everywhere: new component j is old
+        component ``order[j]`` times ``signs[j]``. Composes with earlier calls."""
+        self._check_fitted()
+        order = np.asarray(order, dtype=int)
+        if sorted(order.tolist()) != list(range(self.n_components)):
+            raise ValueError(f"order must be a permutation of 0..{self.n_components - 1}, got {order.tolist()}")
+        signs = np.ones(self.n_components) if signs is None else np.asarray(signs, dtype=float)
+        if signs.shape != (self.n_components,) or not np.all(np.abs(signs) == 1):
+            raise ValueError("signs must hold n_components values of +1 or -1")
+        self.component_order_ = self.component_order_[order]
+        self.component_signs_ = self.component_signs_[order] * signs
+        return self
+
+    # ---------------------------------------------------------------- save/load
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model (weights, configuration, preprocessing) to ``path``."""
+        self._check_fitted()
+        state = {
+            "format": "trends_ivae.IVAE",
+            "version": __version__,
+            "params": {k: v for k, v in self.get_params().items()},
+            "config": self._model_config.to_dict(),
+            "train_config": self._train_config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "n_aux": int(self.n_aux_),
+            "x_mean": torch.as_tensor(self.x_mean_),
+            "x_scale": torch.as_tensor(self.x_scale_),
+            "order": self.component_order_.tolist(),
+            "signs": self.component_signs_.tolist(),
+            "history": self.history_,
+            "elbo": self.elbo_,
+            "restart_elbos": [float(v) for v in self.restart_elbos_],
+            "diverged": [bool(v) for v in self.diverged_],
+            "stability": self.stability_,
+            "n_iter": self.n_iter_,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> "IVAE":
+        """Rebuild an :class:`IVAE` written by :meth:`save` (``weights_only`` loading)."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != "trends_ivae.IVAE":
+            raise ValueError(f"{path} is not a trends_ivae IVAE file")
+        params = dict(state["params"])
+        params["device"] = device
+        est = cls(**params)
+        est.device_ = resolve_device(device)
+        est._model_config = IVAEConfig.from_dict(state["config"])
+        est._train_config = TrainConfig.from_dict(state["train_config"])
+        est.model_ = IVAEModel(est._model_config)
+        est.model_.load_state_dict(state["state_dict"])
+        est.model_.to(est.device_).eval()
+        est.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
+        est.n_aux_ = state["n_aux"]
+        est.x_mean_ = state["x_mean"].numpy()
+        est.x_scale_ = state["x_scale"].numpy()
+        est.n_features_in_ = est._model_config.n_features
+        est.component_order_ = np.asarray(state["order"], dtype=int)
+        est.component_signs_ = np.asarray(state["signs"], dtype=float)
+        est.history_ = state["history"]
+        est.loss_curve_ = [-v for v in est.history_["train_elbo"]]
+        est.elbo_ = state["elbo"]
+        est.restart_elbos_ = np.asarray(state["restart_elbos"])
+        est.diverged_ = np.asarray(state["diverged"], dtype=bool)
+        est.stability_ = state["stability"]
+        est.n_iter_ = state["n_iter"]
+        return est

@@ -1,0 +1,127 @@
+"""Typed configurations of the model and of its training (nanoGPT style).
+
+A checkpoint stores both as plain dicts; :func:`IVAEConfig.from_dict` rebuilds them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+PRIORS = ("gauss", "laplace", "normal")
+ACTIVATIONS = ("leaky_relu", "xtanh", "tanh", "elu", "relu")
+
+
+@dataclass
+class IVAEConfig:
+    """Architecture of one iVAE.
+
+    Attributes
+    ----------
+    n_features : int
+        Dimension d of an observation x.
+    n_components : int
+        Number n of latent sources z.
+    n_aux : int
+        Width of the auxiliary input u (levels for a one-hot discrete u, columns for a
+        continuous one).
+    aux_kind : {"discrete", "continuous"}
+        A discrete u gets a lookup table λ(u) (one row per level, the paper's
+        "look-up"); a continuous u an MLP.
+    prior : {"gauss", "laplace", "normal"}
+        Factorial conditional prior p(z|u): Gaussian with u-dependent mean and
+        variance, Laplace with u-dependent location and scale, or "normal": the
+        standard normal of a vanilla VAE (u ignored everywhere, not identifiable).
+    hidden_dim, n_hidden : int
+        Width and number of hidden layers of encoder, decoder and prior MLPs.
+    activation : str
+        Hidden non-linearity of the MLPs.
+    decoder_var : float or None
+        Fixed variance of the Gaussian observation noise p(x|z), in the units of the
+        (standardised) data; None learns one variance per feature.
+    learn_prior_mean : bool
+        Learn the u-dependent prior mean (required for uncentred sources). False
+        fixes it at zero, as the public reference implementation does.
+    encoder_uses_aux : bool
+        q(z|x,u) (True, the paper) or q(z|x).
+    """
+
+    n_features: int
+    n_components: int
+    n_aux: int
+    aux_kind: str = "discrete"
+    prior: str = "gauss"
+    hidden_dim: int = 64
+    n_hidden: int = 2
+    activation: str = "leaky_relu"
+    decoder_var: float | None = 0.01
+    learn_prior_mean: bool = True
+    encoder_uses_aux: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.aux_kind not in ("discrete", "continuous"):
+            raise ValueError(f"aux_kind must be 'discrete' or 'continuous', got {self.aux_kind!r}")
+        if self.decoder_var is not None and not self.decoder_var > 0:
+            raise ValueError(f"decoder_var must be positive or None, got {self.decoder_var!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "IVAEConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """How one restart is trained.
+
+    Attributes
+    ----------
+    max_epochs : int
+        Upper bound on passes over the training split.
+    batch_size : int
+        Mini-batch size; indices are drawn on the device.
+    lr : float
+        Peak Adam learning rate (cosine decay to ``lr * lr_final_ratio``).
+    warmup_frac : float
+        Fraction of the steps over which the KL weight and the decoder variance are
+        annealed (KL weight from ``kl_start`` to 1, decoder variance from
+        ``decoder_var_start`` to the model's ``decoder_var``).
+    val_frac : float
+        Held-out fraction for early stopping and for choosing between restarts.
+    patience : int
+        Epochs without improvement of the held-out ELBO (after the warm-up) before
+        stopping.
+    grad_clip : float
+        Maximum gradient norm.
+    amp : bool
+        bfloat16 autocast on CUDA.
+    """
+
+    max_epochs: int = 60
+    batch_size: int = 256
+    lr: float = 2e-3
+    lr_final_ratio: float = 0.05
+    warmup_frac: float = 0.3
+    kl_start: float = 1.0
+    entropy_start: float = 1.0
+    decoder_var_start: float | None = None
+    val_frac: float = 0.1
+    patience: int = 10
+    grad_clip: float = 10.0
+    weight_decay: float = 0.0
+    amp: bool = False
+    eval_batch_size: int = 65536
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

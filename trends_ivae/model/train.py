@@ -1,0 +1,315 @@
+"""Training: device choice, one restart, several restarts, checkpoints.
+
+This module owns the device, the seeds, autocast and the checkpoint
+``{model, optimizer, scheduler, config, train_config, step, ...}``, as nanoGPT's
+``train.py`` does. The whole dataset lives on the device as one tensor and
+mini-batch indices are drawn there with a device generator: no DataLoader.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import IVAEConfig, TrainConfig
+from .ivae import IVAEModel
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; an explicit device must be available."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here "
+                         "(use device='auto' or 'cpu')")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device={device!r} was requested but MPS is not available here")
+    return dev
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def split_indices(n: int, val_frac: float, seed: int, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random train / validation index split drawn on ``device``."""
+    n_val = int(round(n * val_frac)) if val_frac > 0 else 0
+    if n_val and n - n_val < 1:
+        n_val = 0
+    perm = torch.randperm(n, generator=make_generator(device, seed), device=device)
+    return perm[n_val:], perm[:n_val]
+
+
+@dataclass
+class TrainResult:
+    """What one restart produced.
+
+    Attributes
+    ----------
+    model : IVAEModel
+        The state with the best held-out ELBO (or the last state without a split).
+    best_val_elbo : float
+        Mean held-out ELBO per sample of that state (train ELBO without a split).
+    history : dict
+        ``train_elbo`` and ``val_elbo`` per epoch.
+    n_epochs, n_steps : int
+    diverged : bool
+        True when the loss became non-finite; the model then holds the last finite
+        best state and the restart is not selected.
+    seed : int
+    seconds : float
+    """
+
+    model: IVAEModel
+    best_val_elbo: float
+    history: dict = field(default_factory=dict)
+    n_epochs: int = 0
+    n_steps: int = 0
+    diverged: bool = False
+    seed: int = 0
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate_elbo(model: IVAEModel, X: torch.Tensor, U: torch.Tensor, idx: torch.Tensor,
+                  batch_size: int, seed: int = 0) -> float:
+    """Mean ELBO per sample over rows ``idx`` (one posterior sample, fixed seed)."""
+    model.eval()
+    g = make_generator(X.device, seed)
+    total = 0.0
+    for start in range(0, idx.numel(), batch_size):
+        b = idx[start:start + batch_size]
+        total += float(model.elbo(X[b], U[b], generator=g).double().sum())
+    model.train()
+    return total / max(idx.numel(), 1)
+
+
+class _Progress:
+    """A one-line progress display on stderr (off when ``verbose`` is 0)."""
+
+    def __init__(self, verbose: int, desc: str, total: int) -> None:
+        self.verbose, self.desc, self.total = verbose, desc, total
+        self.tty = sys.stderr.isatty()
+
+    def update(self, epoch: int, train: float, val: float) -> None:
+        if not self.verbose:
+            return
+        width = 20
+        done = int(width * epoch / max(self.total, 1))
+        bar = "#" * done + "." * (width - done)
+        line = f"{self.desc} [{bar}] epoch {epoch}/{self.total} ELBO train {train:.3f} val {val:.3f}"
+        if self.tty:
+            sys.stderr.write("\r" + line)
+        elif self.verbose > 1 or epoch == self.total:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self, message: str = "") -> None:
+        if self.verbose:
+            sys.stderr.write(("\r" if self.tty else "") + f"{self.desc} {message}\n")
+            sys.stderr.flush()
+
+
+def _lr_lambda(total_steps: int, final_ratio: float, warm: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    return f
+
+
+def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
+                U: torch.Tensor, *, seed: int, split_seed: int | None = None,
+                verbose: int = 0, desc: str = "iVAE",
+                checkpoint_path: str | os.PathLike | None = None,
+                max_seconds: float | None = None) -> TrainResult:
+    """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the initial weights, the mini-batch order and the reparameterisation noise.
+    split_seed : int, optional
+        Seeds the train / validation split (default: ``seed``); restarts share it so
+        that their held-out ELBOs are comparable.
+    checkpoint_path : path, optional
+        Written atomically after every epoch; when it exists at the start, training
+        resumes from it and finishes as an uninterrupted run would.
+    max_seconds : float, optional
+        Stop after this much wall time (the best state so far is kept).
+    """
+    tc = train_config
+    device = X.device
+    t0 = time.perf_counter()
+    train_idx, val_idx = split_indices(X.shape[0], tc.val_frac, seed if split_seed is None else split_seed, device)
+    n_train = train_idx.numel()
+    batch_size = min(tc.batch_size, n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total_steps = tc.max_epochs * steps_per_epoch
+    warm_steps = int(tc.warmup_frac * total_steps)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = IVAEModel(model_config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
+    gen = make_generator(device, seed + 1)
+    target_logvar = model.decoder_logvar.detach().clone()
+    start_logvar = None
+    if tc.decoder_var_start is not None and model_config.decoder_var is not None:
+        start_logvar = torch.full_like(target_logvar, math.log(tc.decoder_var_start))
+
+    history: dict[str, list[float]] = {"train_elbo": [], "val_elbo": []}
+    best_val, best_state, bad_epochs, epoch, step = -math.inf, None, 0, 0, 0
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        history, epoch, step = state["history"], state["epoch"], state["step"]
+        best_val, bad_epochs = state["best_val"], state["bad_epochs"]
+        best_state = state["best_state"]
+        logger.info("resumed %s from %s at epoch %d", desc, ckpt, epoch)
+
+    use_amp = tc.amp and device.type == "cuda"
+    progress = _Progress(verbose, desc, tc.max_epochs)
+    diverged = False
+    model.train()
+    while epoch < tc.max_epochs:
+        perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
+        epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
+        for b in range(steps_per_epoch):
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            frac = min(1.0, step / warm_steps) if warm_steps > 0 else 1.0
+            kl_w = tc.kl_start + (1.0 - tc.kl_start) * frac
+            ent_w = tc.entropy_start + (1.0 - tc.entropy_start) * frac
+            dec_logvar = None
+            if start_logvar is not None:
+                dec_logvar = start_logvar + (target_logvar - start_logvar) * frac
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                log_px, kl = model.elbo_terms(X[idx], U[idx], generator=gen, decoder_logvar=dec_logvar,
+                                               entropy_weight=ent_w)
+                loss = -(log_px - kl_w * kl).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            epoch_sum += (log_px - kl).detach().sum().double()
+        train_elbo = float(epoch_sum) / (steps_per_epoch * batch_size)
+        epoch += 1
+        if not math.isfinite(train_elbo):
+            diverged = True
+            logger.warning("%s diverged (non-finite ELBO) at epoch %d", desc, epoch)
+            break
+        if val_idx.numel():
+            val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2)
+        else:
+            val_elbo = train_elbo
+        if not math.isfinite(val_elbo):
+            diverged = True
+            logger.warning("%s diverged (non-finite held-out ELBO) at epoch %d", desc, epoch)
+            break
+        history["train_elbo"].append(train_elbo)
+        history["val_elbo"].append(val_elbo)
+        progress.update(epoch, train_elbo, val_elbo)
+        annealing = warm_steps > 0 and step < warm_steps
+        if val_elbo > best_val or annealing:
+            best_val, bad_epochs = val_elbo, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        if ckpt is not None:
+            _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
+                             epoch, step, best_val, bad_epochs, best_state, seed)
+        if bad_epochs >= tc.patience:
+            break
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    progress.close("diverged" if diverged else f"done: best held-out ELBO {best_val:.3f} ({seconds:.1f} s)")
+    if best_state is None:
+        best_val = -math.inf
+    return TrainResult(model=model, best_val_elbo=best_val, history=history, n_epochs=epoch,
+                       n_steps=step, diverged=diverged, seed=seed, seconds=seconds)
+
+
+def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
+                     best_val, bad_epochs, best_state, seed) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "config": model_config.to_dict(),
+        "train_config": tc.to_dict(),
+        "history": history,
+        "epoch": epoch,
+        "step": step,
+        "best_val": best_val,
+        "bad_epochs": bad_epochs,
+        "best_state": best_state,
+        "seed": seed,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
+                 U: torch.Tensor, *, n_init: int, seed: int, verbose: int = 0,
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 max_seconds: float | None = None) -> list[TrainResult]:
+    """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
+
+    A diverged restart is retried once with a quarter of the learning rate and a new
+    seed before it is reported as diverged.
+    """
+    results = []
+    split_seed = seed
+    for i in range(n_init):
+        restart_seed = seed + 1000 * (i + 1)
+        ckpt = Path(checkpoint_dir) / f"restart{i:02d}.pt" if checkpoint_dir is not None else None
+        desc = f"iVAE restart {i + 1}/{n_init}"
+        res = train_model(model_config, train_config, X, U, seed=restart_seed, split_seed=split_seed,
+                          verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds)
+        if res.diverged:
+            retry_tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
+            logger.warning("%s diverged; retrying with lr=%g", desc, retry_tc.lr)
+            if ckpt is not None and ckpt.exists():
+                ckpt.unlink()
+            res = train_model(model_config, retry_tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
+                              verbose=verbose, desc=desc + " (retry)", checkpoint_path=ckpt,
+                              max_seconds=max_seconds)
+        results.append(res)
+    return results
