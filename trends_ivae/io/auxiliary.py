@@ -1,0 +1,413 @@
+"""The auxiliary variable u: one value per volume, from events, windows or labels.
+
+Factors (joined with ``+`` in a spec such as ``"task+window"``)
+---------------------------------------------------------------
+``task``
+    BIDS events (``onset``, ``duration``, ``trial_type``) to one label per volume,
+    see :func:`task_labels` for the exact rule.
+``window``
+    Sliding-window segments of ``window`` volumes every ``step`` volumes, numbered
+    per subject and run (a segment never spans two runs or two subjects), see
+    :func:`window_labels`.
+``subject``
+    The subject label (``sub-01``, ...).
+``run``
+    The run label (``run-1``, ...), shared across subjects: ``run`` alone says "first
+    run of anyone"; ``subject+run`` says "this run of this subject".
+any other word
+    A column of ``participants.tsv`` (e.g. ``group``, ``site``); its values are labels.
+
+Combining factors
+-----------------
+``combine="product"`` (default) makes one discrete label per combination that occurs,
+re-indexed ``0..K-1`` (lexicographic in the factors' level order), with level names
+such as ``"face|sub-01_run-1_w003"``. ``combine="concat"`` concatenates the factors'
+one-hot columns into a continuous ``(n, sum K_i)`` float32 u with column names such
+as ``"task=face"``.
+
+Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .images import PrepareError
+
+__all__ = [
+    "AuxVariable",
+    "RunMeta",
+    "read_events",
+    "task_labels",
+    "window_labels",
+    "build_aux",
+    "parse_aux_spec",
+    "REST",
+]
+
+#: the label of volumes no event covers
+REST = "rest"
+_BUILTIN = ("task", "window", "subject", "run")
+
+
+@dataclass
+class RunMeta:
+    """What the u builders need to know about one run (no voxel data)."""
+
+    name: str
+    subject: str
+    run: str
+    n_volumes: int
+    tr: float
+    events: object = None
+    participant: dict = field(default_factory=dict)
+
+
+@dataclass
+class AuxVariable:
+    """An auxiliary variable for all volumes of all runs, concatenated.
+
+    Attributes
+    ----------
+    values : ndarray
+        ``(n,)`` int64 labels ``0..K-1`` (discrete) or ``(n, p)`` float32 (continuous).
+    kind : {'discrete', 'continuous'}
+    names : list of str
+        Level names (discrete, ``names[k]`` for label ``k``) or column names (continuous).
+    spec : str
+        The spec it was built from, e.g. ``"task+window"``.
+    factors : list of dict
+        For each factor: ``{"name": ..., "levels": [...]}``.
+    factor_codes : ndarray
+        ``(n, n_factors)`` int64, each factor's own label per volume (kept so that, for
+        example, task labels are known even when u is the window).
+    """
+
+    values: np.ndarray
+    kind: str
+    names: list
+    spec: str
+    factors: list
+    factor_codes: np.ndarray
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels (discrete) or columns (continuous)."""
+        return len(self.names)
+
+
+def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
+    """Split ``"task+window"`` (or a list of factor names) into factor names."""
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split("+")]
+    else:
+        parts = [str(p).strip() for p in spec]
+    if not parts or any(not p for p in parts):
+        raise PrepareError(f"aux spec {spec!r} is malformed; use e.g. 'task', 'window', 'task+subject'")
+    if len(set(parts)) != len(parts):
+        raise PrepareError(f"aux spec {spec!r} repeats a factor")
+    return parts
+
+
+def read_events(events, name: str = "<events>") -> pd.DataFrame:
+    """Read and check a BIDS events table (path or DataFrame).
+
+    Returns a DataFrame with float ``onset``, float ``duration`` (``n/a`` read as 0)
+    and str ``trial_type`` (``"event"`` when the column is absent).
+
+    Raises
+    ------
+    PrepareError
+        When the file is unreadable or lacks numeric ``onset`` / ``duration``.
+    """
+    if isinstance(events, pd.DataFrame):
+        df = events.copy()
+    else:
+        name = str(events)
+        if not Path(events).is_file():
+            raise PrepareError(f"events file {name!r} does not exist")
+        try:
+            df = pd.read_csv(events, sep="\t", na_values=["n/a", "N/A", ""], keep_default_na=False)
+        except Exception as exc:
+            raise PrepareError(f"events file {name!r} cannot be read: {exc}") from exc
+    for col in ("onset", "duration"):
+        if col not in df.columns:
+            raise PrepareError(f"events file {name!r} has no {col!r} column (columns: {list(df.columns)})")
+        try:
+            df[col] = pd.to_numeric(df[col]).astype(float)
+        except (ValueError, TypeError) as exc:
+            raise PrepareError(f"events file {name!r}: column {col!r} is not numeric ({exc})") from exc
+    if df["onset"].isna().any():
+        raise PrepareError(f"events file {name!r} has a missing onset")
+    df["duration"] = df["duration"].fillna(0.0)
+    if (df["duration"] < 0).any():
+        raise PrepareError(f"events file {name!r} has a negative duration")
+    if "trial_type" in df.columns:
+        df["trial_type"] = df["trial_type"].astype(str)
+    else:
+        df["trial_type"] = "event"
+    return df[["onset", "duration", "trial_type"]].reset_index(drop=True)
+
+
+def task_labels(
+    events,
+    n_volumes: int,
+    tr: float,
+    *,
+    hrf_delay: float = 0.0,
+    min_duration: float | None = None,
+    name: str = "<events>",
+) -> np.ndarray:
+    """One task label (a string) per volume, from BIDS events.
+
+    The rule. Volume ``t`` is acquired over ``[t*TR, (t+1)*TR)``. Each event covers
+    ``[onset + hrf_delay, onset + hrf_delay + duration)``.
+
+    1. A volume gets the trial type that covers the largest part of it, with the
+       uncovered part counting for ``"rest"``; a trial type wins a tie with rest (a
+       volume half covered by a block is labelled with the block), and between trial
+       types a tie goes to the one whose event starts first.
+    2. Zero-duration events (when ``min_duration`` is None) label the volume that
+       contains their (delayed) onset, if rule 1 left that volume as rest; several in
+       one volume: the earliest wins. With ``min_duration`` set, every event shorter
+       than ``min_duration`` seconds is lengthened to it and rule 1 applies.
+    3. Events starting at or after the end of the scan (``n_volumes * TR``) are
+       dropped and events running past it are clipped, with a warning naming the file;
+       the same for events before 0 after the delay.
+
+    Parameters
+    ----------
+    events : path or DataFrame
+        BIDS events table.
+    n_volumes : int
+        Volumes in the run.
+    tr : float
+        Repetition time, seconds.
+    hrf_delay : float, default=0.0
+        Seconds added to every onset (labels shift later, following the BOLD lag).
+    min_duration : float, optional
+        See rule 2.
+    name : str
+        Used in messages when ``events`` is a DataFrame.
+
+    Returns
+    -------
+    ndarray of str, shape (n_volumes,)
+    """
+    if isinstance(events, (str, Path)):
+        name = str(events)
+    df = read_events(events, name)
+    end = n_volumes * tr
+    onset = df["onset"].to_numpy() + float(hrf_delay)
+    duration = df["duration"].to_numpy().copy()
+    if min_duration is not None:
+        duration = np.maximum(duration, float(min_duration))
+    types = df["trial_type"].to_numpy()
+    beyond = onset >= end
+    clipped = (~beyond) & (onset + duration > end + 1e-9)
+    before = onset + np.maximum(duration, 0) <= 0
+    before &= ~((duration == 0) & (onset == 0))
+    if beyond.any() or clipped.any():
+        warnings.warn(
+            f"events file {name!r}: {int(beyond.sum())} event(s) start after the end of the "
+            f"scan ({n_volumes} volumes x TR {tr:g} s = {end:g} s) and are dropped, "
+            f"{int(clipped.sum())} run past it and are clipped",
+            UserWarning, stacklevel=2,
+        )
+    if before.any() or (onset < 0).any():
+        warnings.warn(
+            f"events file {name!r}: {int((onset < 0).sum())} event(s) start before the scan "
+            "(after the hemodynamic delay); they are clipped at 0",
+            UserWarning, stacklevel=2,
+        )
+    keep = ~beyond & ~before
+    onset, duration, types = onset[keep], duration[keep], types[keep]
+    start = np.maximum(onset, 0.0)
+    stop = np.minimum(onset + duration, end)
+
+    levels = sorted(set(types))
+    index = {lv: i for i, lv in enumerate(levels)}
+    cover = np.zeros((n_volumes, len(levels)))
+    first = np.full((n_volumes, len(levels)), np.inf)
+    point = np.full(n_volumes, -1, dtype=int)
+    point_onset = np.full(n_volumes, np.inf)
+    for a, b, ty, on in zip(start, stop, types, onset):
+        k = index[ty]
+        if b - a <= 0:  # a zero-duration event: the volume containing its onset
+            t = min(int(np.floor(a / tr + 1e-9)), n_volumes - 1)
+            if on < point_onset[t]:
+                point[t], point_onset[t] = k, on
+            continue
+        t0 = int(np.floor(a / tr + 1e-9))
+        t1 = min(int(np.ceil(b / tr - 1e-9)), n_volumes)
+        for t in range(t0, t1):
+            overlap = min(b, (t + 1) * tr) - max(a, t * tr)
+            if overlap > 1e-9:
+                cover[t, k] += overlap
+                first[t, k] = min(first[t, k], a)
+    labels = np.full(n_volumes, REST, dtype=object)
+    if levels:
+        covered = cover.sum(axis=1)
+        rest_cover = np.maximum(tr - covered, 0.0)
+        # argmax coverage, ties -> earliest start
+        best = np.empty(n_volumes, dtype=int)
+        for t in range(n_volumes):
+            row = np.round(cover[t], 9)
+            cands = np.flatnonzero(row == row.max())
+            best[t] = cands[np.argmin(first[t, cands])]
+        best_cover = cover[np.arange(n_volumes), best]
+        is_event = (best_cover > 0) & (best_cover + 1e-9 >= rest_cover)
+        labels[is_event] = np.asarray(levels, dtype=object)[best[is_event]]
+        use_point = (~is_event) & (point >= 0)
+        labels[use_point] = np.asarray(levels, dtype=object)[point[use_point]]
+    return labels.astype(str)
+
+
+def window_labels(n_volumes: int, window: int, step: int | None = None, *, name: str = "<run>") -> np.ndarray:
+    """Segment index (0, 1, ...) of each volume of one run.
+
+    Windows start at volumes ``0, step, 2*step, ...`` and keep only those that fit
+    (``start + window <= n_volumes``). Every volume belongs to exactly one segment: the
+    window whose centre ``start + (window - 1) / 2`` is nearest, ties to the earlier
+    window. With ``step == window`` (the default) that is plain ``t // window``, with a
+    final partial block folded into the last window; with overlapping windows
+    (``step < window``) each volume goes to the window it is most central in; with
+    gaps (``step > window``) the gap volumes go to the nearest window.
+
+    Raises
+    ------
+    PrepareError
+        When ``window`` is longer than the run, or ``window``/``step`` < 1.
+    """
+    step = window if step is None else int(step)
+    window = int(window)
+    if window < 1 or step < 1:
+        raise PrepareError(f"window ({window}) and step ({step}) must be at least 1 volume")
+    if window > n_volumes:
+        raise PrepareError(
+            f"window of {window} volumes is longer than run {name!r} ({n_volumes} volumes)"
+        )
+    n_windows = (n_volumes - window) // step + 1
+    t = np.arange(n_volumes)
+    pos = (t - (window - 1) / 2.0) / step
+    k = np.ceil(pos - 0.5 - 1e-9).astype(int)  # nearest centre, ties to the earlier
+    return np.clip(k, 0, n_windows - 1).astype(np.int64)
+
+
+def _run_sort_key(value: str) -> tuple:
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def build_aux(
+    spec: str | Sequence[str],
+    runs: Sequence[RunMeta],
+    *,
+    window: int | None = None,
+    step: int | None = None,
+    hrf_delay: float = 0.0,
+    min_duration: float | None = None,
+    combine: str = "product",
+) -> AuxVariable:
+    """Build u for all runs (concatenated in the order given).
+
+    Parameters
+    ----------
+    spec : str or list of str
+        Factors joined with ``+``: ``task``, ``window``, ``subject``, ``run`` or a
+        participants column; see the module docstring.
+    runs : list of RunMeta
+        Metadata of each run (no voxel data).
+    window, step : int, optional
+        Window length and step in volumes (``step`` defaults to ``window``). Required
+        when the spec contains ``window``.
+    hrf_delay, min_duration : float
+        Passed to :func:`task_labels`.
+    combine : {'product', 'concat'}
+        Discrete product of the factors, or concatenated one-hot columns (continuous).
+
+    Returns
+    -------
+    AuxVariable
+    """
+    factors = parse_aux_spec(spec)
+    if combine not in ("product", "concat"):
+        raise PrepareError(f"combine={combine!r}; use 'product' or 'concat'")
+    spec_str = "+".join(factors)
+    per_factor_strings: list[list[np.ndarray]] = []
+    level_orders: list[list[str]] = []
+    for factor in factors:
+        per_run = []
+        if factor == "task":
+            for r in runs:
+                if r.events is None:
+                    raise PrepareError(
+                        f"aux 'task' needs events, but run {r.name!r} has no events file "
+                        "(BIDS *_events.tsv next to the run, or --events)"
+                    )
+                per_run.append(task_labels(r.events, r.n_volumes, r.tr, hrf_delay=hrf_delay,
+                                           min_duration=min_duration, name=r.name))
+            others = sorted({lv for arr in per_run for lv in arr} - {REST})
+            order = [REST] + others
+        elif factor == "window":
+            if window is None:
+                raise PrepareError("aux 'window' needs a window length in volumes (window=..., --window)")
+            order = []
+            for r in runs:
+                seg = window_labels(r.n_volumes, window, step, name=r.name)
+                names = np.array([f"sub-{r.subject}_run-{r.run}_w{k:03d}" for k in range(seg.max() + 1)])
+                per_run.append(names[seg])
+                order.extend(names)
+        elif factor == "subject":
+            order = list(dict.fromkeys(f"sub-{r.subject}" for r in runs))
+            per_run = [np.full(r.n_volumes, f"sub-{r.subject}", dtype=object).astype(str) for r in runs]
+        elif factor == "run":
+            labels = sorted({r.run for r in runs}, key=_run_sort_key)
+            order = [f"run-{v}" for v in labels]
+            per_run = [np.full(r.n_volumes, f"run-{r.run}", dtype=object).astype(str) for r in runs]
+        else:
+            values = []
+            for r in runs:
+                if factor not in r.participant:
+                    raise PrepareError(
+                        f"aux factor {factor!r} is neither task/window/subject/run nor a column of "
+                        f"participants.tsv for subject {r.subject!r} (run {r.name!r}; known columns: "
+                        f"{sorted(r.participant)})"
+                    )
+                value = str(r.participant[factor])
+                if value in ("", "n/a", "nan"):
+                    warnings.warn(f"participants.tsv: subject {r.subject!r} has no value for "
+                                  f"{factor!r}; labelled 'n/a'", UserWarning, stacklevel=2)
+                    value = "n/a"
+                values.append(value)
+                per_run.append(np.full(r.n_volumes, value, dtype=object).astype(str))
+            order = sorted(set(values))
+        per_factor_strings.append(per_run)
+        level_orders.append(order)
+
+    n_total = sum(r.n_volumes for r in runs)
+    codes = np.empty((n_total, len(factors)), dtype=np.int64)
+    for j, (per_run, order) in enumerate(zip(per_factor_strings, level_orders)):
+        lookup = {lv: i for i, lv in enumerate(order)}
+        allv = np.concatenate(per_run) if per_run else np.empty(0, dtype=str)
+        codes[:, j] = [lookup[v] for v in allv]
+    factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
+
+    if combine == "concat":
+        cols, names = [], []
+        for j, (f, order) in enumerate(zip(factors, level_orders)):
+            onehot = np.zeros((n_total, len(order)), dtype=np.float32)
+            onehot[np.arange(n_total), codes[:, j]] = 1.0
+            cols.append(onehot)
+            names.extend(f"{f}={lv}" for lv in order)
+        return AuxVariable(np.concatenate(cols, axis=1), "continuous", names, spec_str,
+                           factor_info, codes)
+
+    combos, labels = np.unique(codes, axis=0, return_inverse=True)
+    labels = labels.reshape(-1).astype(np.int64)
+    names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
+    return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)

@@ -1,0 +1,289 @@
+"""Masking and cleaning one run at a time (nilearn's masking and signal tools).
+
+The mask is either given (any non-zero voxel, on the grid of the functional images)
+or the intersection of nilearn's ``compute_epi_mask`` over every run. Either way,
+voxels that are not finite in some run (NaN/inf) or constant over time in some run are
+removed from it with a warning naming the file.
+
+Cleaning a run (:func:`clean_run`): optional smoothing (``smoothing_fwhm``, before
+masking), then ``nilearn.signal.clean`` with ``detrend``, ``standardize``,
+Butterworth ``high_pass`` / ``low_pass`` at the run's TR and confounds chosen by
+column name; finally each voxel is centred in time (so every run has zero temporal
+mean: the "temporally demeaned" input of MIGP) and the result is float32.
+"""
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .images import ImageLike, PrepareError, image_name, load_4d
+
+__all__ = [
+    "CleanSettings",
+    "read_confounds",
+    "load_run_data",
+    "run_statistics",
+    "epi_mask",
+    "clean_run",
+]
+
+
+@dataclass
+class CleanSettings:
+    """How runs are cleaned; stored in ``prepared.h5`` so new data can be cleaned alike.
+
+    Attributes
+    ----------
+    detrend : bool, default=True
+        Remove a linear trend per voxel and run.
+    standardize : bool or str, default=False
+        False, True (``'zscore_sample'``) or any nilearn strategy (``'psc'``, ...).
+    high_pass, low_pass : float, optional
+        Butterworth cut-offs in Hz (need the TR).
+    smoothing_fwhm : float, optional
+        Gaussian smoothing in mm, applied before masking.
+    confounds : list of str, optional
+        Confound columns to regress out, by name (shell-style patterns allowed, e.g.
+        ``"a_comp_cor_0*"``). None: every column of a run's confounds table when it
+        has one.
+    resample : bool, default=False
+        Resample runs whose grid differs from the mask's (continuous interpolation)
+        instead of refusing them.
+    """
+
+    detrend: bool = True
+    standardize: Any = False
+    high_pass: float | None = None
+    low_pass: float | None = None
+    smoothing_fwhm: float | None = None
+    confounds: list | None = None
+    resample: bool = False
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CleanSettings":
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
+                   run_name: str = "<run>") -> np.ndarray | None:
+    """The confound matrix of one run, ``(n_volumes, n_confounds)`` float64, or None.
+
+    Parameters
+    ----------
+    confounds : path, DataFrame, ndarray or None
+        A TSV with a header (fMRIPrep's ``*_desc-confounds_timeseries.tsv``) or a
+        whitespace-separated numeric text file without one (columns ``"0"``, ``"1"``, ...).
+    names : list of str or None
+        Columns to keep (patterns allowed); None keeps all.
+    n_volumes : int
+        Expected number of rows.
+
+    Raises
+    ------
+    PrepareError
+        Unreadable file, unknown column, or wrong number of rows. Missing values
+        (``n/a`` in the first rows of derivative columns) are replaced by the column mean.
+    """
+    if confounds is None:
+        if names:
+            raise PrepareError(f"confound columns {list(names)} requested but run {run_name!r} has no confounds file")
+        return None
+    label = str(confounds) if isinstance(confounds, (str, Path)) else f"confounds of {run_name!r}"
+    if isinstance(confounds, np.ndarray):
+        arr = np.atleast_2d(confounds.T).T.astype(float)
+        df = pd.DataFrame(arr, columns=[str(i) for i in range(arr.shape[1])])
+    elif isinstance(confounds, pd.DataFrame):
+        df = confounds.copy()
+    else:
+        path = Path(confounds)
+        if not path.is_file():
+            raise PrepareError(f"confounds file {label!r} does not exist")
+        try:
+            with open(path) as fh:
+                first = fh.readline().split()
+            try:
+                [float(v) for v in first]
+                has_header = False
+            except ValueError:
+                has_header = True
+            if has_header:
+                df = pd.read_csv(path, sep="\t", na_values=["n/a", "N/A"])
+            else:
+                arr = np.loadtxt(path, ndmin=2)
+                df = pd.DataFrame(arr, columns=[str(i) for i in range(arr.shape[1])])
+        except Exception as exc:
+            raise PrepareError(f"confounds file {label!r} cannot be read: {exc}") from exc
+    df.columns = [str(c) for c in df.columns]
+    if names:
+        chosen: list[str] = []
+        for pattern in names:
+            hits = [c for c in df.columns if fnmatch.fnmatchcase(c, str(pattern))]
+            if not hits:
+                raise PrepareError(
+                    f"confounds file {label!r} has no column matching {pattern!r} "
+                    f"(columns: {list(df.columns)[:20]}{' ...' if df.shape[1] > 20 else ''})"
+                )
+            chosen.extend(h for h in hits if h not in chosen)
+        df = df[chosen]
+    try:
+        values = df.to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise PrepareError(f"confounds file {label!r} has non-numeric values: {exc}") from exc
+    if values.shape[0] != n_volumes:
+        raise PrepareError(
+            f"confounds file {label!r} has {values.shape[0]} rows but run {run_name!r} "
+            f"has {n_volumes} volumes"
+        )
+    if np.isnan(values).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            means = np.nan_to_num(np.nanmean(values, axis=0))
+        values = np.where(np.isnan(values), means, values)
+    return values
+
+
+def _resample_like(image, target: nib.spatialimages.SpatialImage, interpolation="continuous"):
+    from nilearn.image import resample_img
+
+    return resample_img(image, target_affine=target.affine, target_shape=target.shape[:3],
+                        interpolation=interpolation, force_resample=True, copy_header=True)
+
+
+def load_run_data(img: ImageLike, *, target: nib.spatialimages.SpatialImage | None = None,
+                  resample: bool = False) -> nib.Nifti1Image:
+    """Load a run as a float32 in-memory 4D image, optionally resampled to ``target``'s grid.
+
+    Raises
+    ------
+    PrepareError
+        When the image is bad, or its grid differs from ``target`` and ``resample`` is False.
+    """
+    image = load_4d(img)
+    name = image_name(img)
+    if target is not None:
+        same = image.shape[:3] == target.shape[:3] and np.allclose(image.affine, target.affine, atol=1e-3)
+        if not same:
+            if not resample:
+                raise PrepareError(
+                    f"functional image {name!r} (shape {image.shape[:3]}) is not on the grid of the "
+                    f"mask / first run (shape {target.shape[:3]}); pass resample_to_first=True "
+                    "(--resample-to-first) to resample it"
+                )
+            image = _resample_like(image, target)
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise PrepareError(f"functional image {name!r} cannot be read: {exc}") from exc
+    return nib.Nifti1Image(data, image.affine)
+
+
+def run_statistics(img: ImageLike, *, target=None, resample: bool = False) -> dict:
+    """One pass over a run: mean image, and which voxels are finite / vary in time.
+
+    Returns
+    -------
+    dict
+        ``mean`` (3-D float32 with non-finite set to 0), ``finite`` and ``varying``
+        (3-D bool), ``affine``.
+    """
+    image = load_run_data(img, target=target, resample=resample)
+    data = np.asarray(image.dataobj)
+    finite = np.isfinite(data).all(axis=3)
+    clean = np.where(np.isfinite(data), data, 0.0)
+    mean = clean.mean(axis=3, dtype=np.float64)
+    varying = (clean.max(axis=3) - clean.min(axis=3)) > 0
+    return {"mean": mean.astype(np.float32), "finite": finite, "varying": varying,
+            "affine": image.affine}
+
+
+def epi_mask(mean: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """nilearn's ``compute_epi_mask`` on a mean image, as a 3-D bool array."""
+    from nilearn.masking import compute_epi_mask
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mask = compute_epi_mask(nib.Nifti1Image(mean.astype(np.float32), affine))
+    return np.asarray(mask.dataobj).astype(bool)
+
+
+def _mask_of(mask_img) -> nib.spatialimages.SpatialImage:
+    """Accept a nibabel mask image or a fitted nilearn masker."""
+    if hasattr(mask_img, "mask_img_"):
+        return mask_img.mask_img_
+    return mask_img
+
+
+def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
+              tr: float | None = None) -> np.ndarray:
+    """Mask and clean one run; the unit of work of the prepare stage.
+
+    Parameters
+    ----------
+    run : RunSpec or image-like
+        The run (a :class:`~trends_ivae.io.bids.RunSpec` brings its confounds; a bare
+        image has none).
+    mask_img : nibabel image or fitted nilearn masker
+        The mask (``PreparedData.mask_img()`` for data prepared earlier).
+    settings : CleanSettings or dict, optional
+        Cleaning options (``PreparedData.clean_settings`` for data prepared earlier).
+    tr : float, optional
+        Repetition time in seconds (needed for filtering); defaults to ``run.tr``.
+
+    Returns
+    -------
+    ndarray, shape (n_volumes, n_voxels), float32
+        Cleaned, temporally centred time series of the in-mask voxels.
+    """
+    if settings is None:
+        settings = CleanSettings()
+    elif isinstance(settings, dict):
+        settings = CleanSettings.from_dict(settings)
+    img = getattr(run, "img", run)
+    name = image_name(img)
+    confounds = getattr(run, "confounds", None)
+    if tr is None:
+        tr = getattr(run, "tr", None)
+    mask = _mask_of(mask_img)
+    image = load_run_data(img, target=mask, resample=settings.resample)
+    n_volumes = image.shape[3]
+    conf = read_confounds(confounds, settings.confounds, n_volumes, name)
+    from nilearn import masking, signal
+
+    mask_bin = nib.Nifti1Image((np.asarray(mask.dataobj) > 0).astype(np.uint8), mask.affine)
+    series = masking.apply_mask(image, mask_bin, dtype="f4", smoothing_fwhm=settings.smoothing_fwhm,
+                                ensure_finite=True)
+    del image
+    standardize = settings.standardize
+    if standardize is True:
+        standardize = "zscore_sample"
+    if (settings.high_pass or settings.low_pass) and not tr:
+        raise PrepareError(f"filtering {name!r} needs its TR")
+    needs_clean = bool(settings.detrend or standardize or settings.high_pass
+                       or settings.low_pass or conf is not None)
+    if needs_clean:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                series = signal.clean(
+                    series, detrend=bool(settings.detrend), standardize=standardize or False,
+                    confounds=conf, high_pass=settings.high_pass, low_pass=settings.low_pass,
+                    t_r=tr, ensure_finite=False,
+                )
+        except ValueError as exc:
+            raise PrepareError(f"cleaning {name!r} failed: {exc}") from exc
+    series = np.asarray(series, dtype=np.float32)
+    series -= series.mean(axis=0, keepdims=True)
+    return series
