@@ -35,7 +35,7 @@ import numpy as np
 
 from .auxiliary import RunMeta, build_aux
 from .bids import RunSpec, runs_from_files
-from .cleaning import CleanSettings, clean_run, epi_mask, run_statistics
+from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .reduction import MIGP, project
 from .store import PreparedData, package_versions
@@ -196,6 +196,9 @@ def prepare(
                              low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
                              confounds=list(confounds) if confounds else None,
                              resample=resample_to_first)
+    for r, m in zip(specs, metas):  # confounds are cheap to check before the heavy passes
+        if r.confounds is not None or settings.confounds:
+            read_confounds(r.confounds, settings.confounds, m.n_volumes, m.name)
     given_mask = None
     if mask is not None:
         given_mask = load_mask(mask)
