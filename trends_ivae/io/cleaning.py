@@ -29,6 +29,7 @@ __all__ = [
     "CleanSettings",
     "read_confounds",
     "load_run_data",
+    "masked_series",
     "run_statistics",
     "epi_mask",
     "clean_run",
@@ -161,6 +162,47 @@ def _resample_like(image, target: nib.spatialimages.SpatialImage, interpolation=
                         interpolation=interpolation, force_resample=True, copy_header=True)
 
 
+def _on_grid(image, target) -> bool:
+    return image.shape[:3] == tuple(target.shape[:3]) and np.allclose(image.affine, target.affine, atol=1e-3)
+
+
+def _checked_image(img: ImageLike, target, resample: bool):
+    """The lazily loaded run, resampled to ``target`` when needed and allowed."""
+    image = load_4d(img)
+    if target is not None and not _on_grid(image, target):
+        if not resample:
+            raise PrepareError(
+                f"functional image {image_name(img)!r} (shape {image.shape[:3]}) is not on the grid of "
+                f"the mask / first run (shape {tuple(target.shape[:3])}); pass resample_to_first=True "
+                "(--resample-to-first) to resample it"
+            )
+        image = _resample_like(image, target)
+    return image
+
+
+def _raw_array(image, name: str) -> tuple[np.ndarray, float, float]:
+    """The stored array (integers stay integers: half the memory) and its scaling.
+
+    Values are ``raw * slope + inter``.
+    """
+    try:
+        proxy = image.dataobj
+        if nib.is_proxy(proxy) and np.dtype(proxy.dtype).kind in "iu":
+            raw = np.asanyarray(proxy.get_unscaled())
+            slope = float(getattr(proxy, "slope", 1.0))
+            inter = float(getattr(proxy, "inter", 0.0))
+            if not np.isfinite(slope) or slope == 0:
+                slope = 1.0
+            if not np.isfinite(inter):
+                inter = 0.0
+            return raw, slope, inter
+        return np.asarray(proxy, dtype=np.float32), 1.0, 0.0
+    except PrepareError:
+        raise
+    except Exception as exc:
+        raise PrepareError(f"functional image {name!r} cannot be read: {exc}") from exc
+
+
 def load_run_data(img: ImageLike, *, target: nib.spatialimages.SpatialImage | None = None,
                   resample: bool = False) -> nib.Nifti1Image:
     """Load a run as a float32 in-memory 4D image, optionally resampled to ``target``'s grid.
@@ -170,23 +212,40 @@ def load_run_data(img: ImageLike, *, target: nib.spatialimages.SpatialImage | No
     PrepareError
         When the image is bad, or its grid differs from ``target`` and ``resample`` is False.
     """
-    image = load_4d(img)
-    name = image_name(img)
-    if target is not None:
-        same = image.shape[:3] == target.shape[:3] and np.allclose(image.affine, target.affine, atol=1e-3)
-        if not same:
-            if not resample:
-                raise PrepareError(
-                    f"functional image {name!r} (shape {image.shape[:3]}) is not on the grid of the "
-                    f"mask / first run (shape {target.shape[:3]}); pass resample_to_first=True "
-                    "(--resample-to-first) to resample it"
-                )
-            image = _resample_like(image, target)
-    try:
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except Exception as exc:
-        raise PrepareError(f"functional image {name!r} cannot be read: {exc}") from exc
+    image = _checked_image(img, target, resample)
+    raw, slope, inter = _raw_array(image, image_name(img))
+    data = raw.astype(np.float32)
+    if slope != 1.0 or inter != 0.0:
+        data *= slope
+        data += inter
     return nib.Nifti1Image(data, image.affine)
+
+
+def masked_series(img: ImageLike, mask: np.ndarray, *, target=None, resample: bool = False,
+                  smoothing_fwhm: float | None = None) -> np.ndarray:
+    """In-mask time series ``(n_volumes, n_voxels)`` float32 (non-finite values set to 0).
+
+    Without smoothing, integer data are masked before conversion to float, so a run
+    costs its on-disk size plus the in-mask floats.
+    """
+    name = image_name(img)
+    image = _checked_image(img, target, resample)
+    mask = np.asarray(mask, dtype=bool)
+    if smoothing_fwhm:
+        from nilearn import masking
+
+        data = load_run_data(image)
+        return masking.apply_mask(data, nib.Nifti1Image(mask.astype(np.uint8), data.affine), dtype="f4",
+                                  smoothing_fwhm=smoothing_fwhm, ensure_finite=True)
+    raw, slope, inter = _raw_array(image, name)
+    series = raw[mask].T.astype(np.float32)
+    del raw
+    if slope != 1.0 or inter != 0.0:
+        series *= slope
+        series += inter
+    if series.dtype.kind == "f" and not np.isfinite(series).all():
+        series[~np.isfinite(series)] = 0.0
+    return np.ascontiguousarray(series)
 
 
 def run_statistics(img: ImageLike, *, target=None, resample: bool = False) -> dict:
@@ -198,12 +257,19 @@ def run_statistics(img: ImageLike, *, target=None, resample: bool = False) -> di
         ``mean`` (3-D float32 with non-finite set to 0), ``finite`` and ``varying``
         (3-D bool), ``affine``.
     """
-    image = load_run_data(img, target=target, resample=resample)
-    data = np.asarray(image.dataobj)
-    finite = np.isfinite(data).all(axis=3)
-    clean = np.where(np.isfinite(data), data, 0.0)
-    mean = clean.mean(axis=3, dtype=np.float64)
-    varying = (clean.max(axis=3) - clean.min(axis=3)) > 0
+    image = _checked_image(img, target, resample)
+    raw, slope, inter = _raw_array(image, image_name(img))
+    if raw.dtype.kind in "iu":
+        finite = np.ones(raw.shape[:3], dtype=bool)
+        varying = raw.max(axis=3) != raw.min(axis=3)
+        mean = raw.mean(axis=3, dtype=np.float64) * slope + inter
+    else:
+        ok = np.isfinite(raw)
+        finite = ok.all(axis=3)
+        if not finite.all():
+            raw = np.where(ok, raw, 0.0)
+        varying = raw.max(axis=3) != raw.min(axis=3)
+        mean = raw.mean(axis=3, dtype=np.float64)
     return {"mean": mean.astype(np.float32), "finite": finite, "varying": varying,
             "affine": image.affine}
 
@@ -256,15 +322,12 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
     if tr is None:
         tr = getattr(run, "tr", None)
     mask = _mask_of(mask_img)
-    image = load_run_data(img, target=mask, resample=settings.resample)
-    n_volumes = image.shape[3]
+    series = masked_series(img, np.asarray(mask.dataobj) > 0, target=mask, resample=settings.resample,
+                           smoothing_fwhm=settings.smoothing_fwhm)
+    n_volumes = series.shape[0]
     conf = read_confounds(confounds, settings.confounds, n_volumes, name)
-    from nilearn import masking, signal
+    from nilearn import signal
 
-    mask_bin = nib.Nifti1Image((np.asarray(mask.dataobj) > 0).astype(np.uint8), mask.affine)
-    series = masking.apply_mask(image, mask_bin, dtype="f4", smoothing_fwhm=settings.smoothing_fwhm,
-                                ensure_finite=True)
-    del image
     standardize = settings.standardize
     if standardize is True:
         standardize = "zscore_sample"

@@ -82,20 +82,45 @@ class MIGP:
         self.total_ss_ = 0.0
 
     def partial_fit(self, Y: np.ndarray) -> "MIGP":
-        """Add one subject's data ``Y`` (n_volumes, n_voxels), already centred in time."""
+        """Add one subject's data ``Y`` (n_volumes, n_voxels), already centred in time.
+
+        The Gram matrix of ``[W; Y]`` is assembled from blocks: ``W W^T`` is known
+        (diagonal once ``W`` has been reduced), so only ``W Y^T`` and ``Y Y^T`` are
+        computed, and the new ``W = U_w^T W + U_y^T Y`` needs no concatenation.
+        """
         Y = np.asarray(Y)
         if Y.ndim != 2:
             raise ValueError(f"Y must be 2-D (n_volumes, n_voxels), got shape {Y.shape}")
         if self.W_ is not None and Y.shape[1] != self.W_.shape[1]:
             raise ValueError(f"Y has {Y.shape[1]} voxels, earlier subjects had {self.W_.shape[1]}")
+        if Y.dtype != np.float64:
+            Y = Y.astype(np.float32, copy=False)
         self.n_samples_seen_ += Y.shape[0]
-        self.total_ss_ += float(np.sum(np.square(Y, dtype=np.float64)))
+        self.total_ss_ += float(np.einsum("ij,ij->i", Y, Y).sum(dtype=np.float64))
         if self.subject_dims is not None and Y.shape[0] > self.subject_dims:
             Y, _ = _top_rows(Y, int(self.subject_dims))
-        A = Y if self.W_ is None else np.concatenate([self.W_, Y.astype(self.W_.dtype)], axis=0)
-        if A.shape[0] > self.n_keep:
-            A, _ = _top_rows(A, self.n_keep)
-        self.W_ = np.ascontiguousarray(A)
+        if self.W_ is None:
+            W = Y if Y.shape[0] <= self.n_keep else _top_rows(Y, self.n_keep)[0]
+            self.W_ = np.ascontiguousarray(W)
+            self._ww = (self.W_ @ self.W_.T).astype(np.float64)
+            return self
+        W = self.W_
+        Y = Y.astype(W.dtype, copy=False)
+        m, t = W.shape[0], Y.shape[0]
+        if m + t <= self.n_keep:
+            self.W_ = np.concatenate([W, Y], axis=0)
+            self._ww = (self.W_ @ self.W_.T).astype(np.float64)
+            return self
+        gram = np.empty((m + t, m + t))
+        gram[:m, :m] = self._ww
+        gram[:m, m:] = W @ Y.T
+        gram[m:, :m] = gram[:m, m:].T
+        gram[m:, m:] = Y @ Y.T
+        evals, evecs = linalg.eigh(gram)
+        order = np.argsort(evals)[::-1][: self.n_keep]
+        U = evecs[:, order].astype(W.dtype)
+        self.W_ = U[:m].T @ W + U[m:].T @ Y
+        self._ww = np.diag(np.clip(evals[order], 0.0, None))
         return self
 
     def basis(self) -> tuple[np.ndarray, np.ndarray]:
