@@ -341,14 +341,22 @@ class IVAE(TransformerMixin, BaseEstimator):
         return np.concatenate([fn(slice(i, min(i + batch, n))) for i in range(0, n, batch)], axis=0)
 
     @torch.no_grad()
-    def transform(self, X: Any, u: Any) -> np.ndarray:
-        """Posterior means E[z | x, u], shape (n_samples, n_components)."""
+    def transform(self, X: Any, u: Any = None) -> np.ndarray:
+        """Posterior means E[z | x, u], shape (n_samples, n_components).
+
+        ``u`` may be None when the encoder is q(z|x) (``encoder_uses_aux=False`` or the
+        vanilla VAE), e.g. for new subjects whose u levels were never seen.
+        """
         self._check_fitted()
         X = self._check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; the model was fitted with {self.n_features_in_}")
-        u = self._check_u(u, X.shape[0], fitting=False)
-        Xt, Ut = self._to_device(X), self._encode_u(u)
+        Xt = self._to_device(X)
+        if u is None and not self.model_.uses_aux:
+            Ut = torch.zeros((X.shape[0], self.n_aux_), device=self.device_)
+        else:
+            u = self._check_u(u, X.shape[0], fitting=False)
+            Ut = self._encode_u(u)
         self.model_.eval()
         z = self._batched(lambda s: self.model_.encode(Xt[s], Ut[s])[0].float().cpu().numpy(), X.shape[0])
         return self._user_from_internal(z).astype(np.float32)

@@ -1,0 +1,304 @@
+"""``GroupIVAE``: fMRI images in, component maps and time courses out.
+
+The image-level estimator in the nilearn / scikit-learn style. ``fit`` runs the
+prepare stage (:func:`trends_ivae.io.prepare`: mask, clean, one group spatial basis,
+u), fits the array-level :class:`~trends_ivae.estimator.IVAE` on the reduced data,
+and maps the result back to the brain (:mod:`trends_ivae.backprojection`):
+
+- time courses: posterior means z(t) for every run and volume;
+- group maps: per-subject regression of the data on the time courses, averaged over
+  subjects and z-scored across voxels (temporal-ICA back-reconstruction);
+- effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
+- sign and order: each map flipped so its strongest peak is positive, components
+  sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .backprojection import back_project
+from .estimator import IVAE
+from .io.bids import RunSpec, runs_from_files
+from .io.export import unmask
+from .io.prepare import DEFAULT_N_DIMS, prepare, transform_runs
+from .io.store import PreparedData
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GroupIVAE"]
+
+_PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
+                   "n_dims", "mask", "tr", "confounds", "detrend", "standardize", "high_pass",
+                   "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
+
+
+class GroupIVAE(BaseEstimator):
+    """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Number of components (sources). At most ``n_dims``.
+    aux : str, default="task+window"
+        The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
+        segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
+    window, step : int or None
+        Sliding-window length and step in volumes (``window`` needed by ``aux`` terms
+        ``window``; default 20 volumes).
+    hrf_delay : float, default=0.0
+        Seconds added to event onsets before labelling volumes.
+    min_event_duration : float or None
+        Lengthen shorter events (e.g. zero-duration ones) to this many seconds.
+    aux_combine : {"product", "concat"}
+        Several factors as one discrete product label, or concatenated one-hot columns.
+    n_dims : int, default=30
+        Dimension of the shared spatial basis (group PCA by MIGP).
+    mask : image or path, optional
+        Brain mask; default the intersection of the runs' EPI masks.
+    tr : float, optional
+        Repetition time, overriding sidecars and headers.
+    confounds : list of str, optional
+        Confound columns to regress out.
+    detrend, standardize, high_pass, low_pass, smoothing_fwhm
+        Cleaning (nilearn.signal.clean / image smoothing).
+    whiten : bool
+        Scale the reduced components to unit variance.
+    resample_to_first : bool
+        Resample runs on other grids to the first run's grid.
+    prior : {"gauss", "laplace", "normal"}, default="gauss"
+        Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
+    n_init : int, default=3
+        iVAE restarts; the best held-out ELBO is kept.
+    ivae_params : dict, optional
+        Further :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
+        ``batch_size``, ``hidden_dim``, ``decoder_var``, ...). Default: the IVAE
+        defaults with ``encoder_uses_aux=False`` so that new subjects can be
+        transformed without their u.
+    device : str, default="auto"
+    random_state : int or None
+    n_jobs : int, default=1
+        Subjects prepared in parallel.
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components, n_voxels)
+        Group z-maps in the mask.
+    components_img_ : nibabel.Nifti1Image
+        The same as a 4D image, one volume per component.
+    effects_ : ndarray (n_components, n_voxels)
+        Decoder-effect z-maps.
+    effects_img_ : nibabel.Nifti1Image
+    masker_ : nilearn.maskers.NiftiMasker
+        A fitted masker with the mask used.
+    prepared_ : PreparedData
+        The reduced data, u and mapping-back arrays.
+    ivae_ : IVAE
+        The fitted array-level model, reordered like the maps.
+    timecourses_ : list of ndarray (n_volumes, n_components)
+        Time courses per run (in ``runs_`` order).
+    subject_maps_ : list of ndarray (n_components, n_voxels)
+        Subject z-maps, per subject (in ``prepared_.subjects`` order).
+    explained_variance_ : ndarray (n_components,)
+    elbo_ : float
+        Held-out ELBO per volume of the selected restart.
+    stability_ : float
+        Mean pairwise MCC between restarts.
+    runs_ : list of dict
+        The run table (entities, file, number of volumes, TR).
+    """
+
+    def __init__(self, n_components: int = 10, *, aux: str = "task+window", window: int | None = 20,
+                 step: int | None = None, hrf_delay: float = 0.0,
+                 min_event_duration: float | None = None, aux_combine: str = "product",
+                 n_dims: int = DEFAULT_N_DIMS, mask: Any = None, tr: float | None = None,
+                 confounds: Sequence[str] | None = None, detrend: bool = True,
+                 standardize: bool = False, high_pass: float | None = None,
+                 low_pass: float | None = None, smoothing_fwhm: float | None = None,
+                 whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
+                 n_init: int = 3, ivae_params: dict | None = None, device: str = "auto",
+                 random_state: Any = None, n_jobs: int = 1, verbose: int = 0) -> None:
+        self.n_components = n_components
+        self.aux = aux
+        self.window = window
+        self.step = step
+        self.hrf_delay = hrf_delay
+        self.min_event_duration = min_event_duration
+        self.aux_combine = aux_combine
+        self.n_dims = n_dims
+        self.mask = mask
+        self.tr = tr
+        self.confounds = confounds
+        self.detrend = detrend
+        self.standardize = standardize
+        self.high_pass = high_pass
+        self.low_pass = low_pass
+        self.smoothing_fwhm = smoothing_fwhm
+        self.whiten = whiten
+        self.resample_to_first = resample_to_first
+        self.prior = prior
+        self.n_init = n_init
+        self.ivae_params = ivae_params
+        self.device = device
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def _runs(imgs: Any, events: Any = None, confounds: Any = None,
+              subjects: Sequence[str] | None = None) -> list[RunSpec]:
+        if isinstance(imgs, (list, tuple)) and imgs and all(isinstance(r, RunSpec) for r in imgs):
+            return list(imgs)
+        if not isinstance(imgs, (list, tuple)):
+            imgs = [imgs]
+        listify = (lambda v: None if v is None else (list(v) if isinstance(v, (list, tuple)) else [v]))
+        return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
+                               subjects=listify(subjects))
+
+    def _prepare_kwargs(self) -> dict:
+        return {name: getattr(self, name) for name in _PREPARE_PARAMS}
+
+    def _make_ivae(self) -> IVAE:
+        params = {"encoder_uses_aux": False}
+        params.update(self.ivae_params or {})
+        return IVAE(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
+                    random_state=self.random_state, verbose=self.verbose, **params)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
+            subjects: Sequence[str] | None = None) -> "GroupIVAE":
+        """Prepare, fit the iVAE and map back to the brain.
+
+        Parameters
+        ----------
+        imgs : path, image, or list of them; or a list of RunSpec
+            4D BOLD runs (``find_bids_runs`` gives RunSpecs with events and sidecars).
+        events : path, DataFrame or list of them, optional
+            BIDS events per run (needed for ``aux`` containing ``task``).
+        confounds : path, DataFrame, array or list of them, optional
+            Confounds per run.
+        y : ignored
+        subjects : list of str, optional
+            Subject label of each run (default: from ``sub-`` in the file names, else
+            one subject per run).
+
+        Returns
+        -------
+        self
+        """
+        runs = self._runs(imgs, events, confounds, subjects)
+        prepared = prepare(runs, **self._prepare_kwargs(), verbose=self.verbose)
+        return self.fit_prepared(prepared)
+
+    def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None) -> "GroupIVAE":
+        """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``)."""
+        if self.n_components > prepared.n_dims:
+            raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
+                             f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
+                             "prepare with a larger --n-dims")
+        self.prepared_ = prepared
+        ivae = self._make_ivae()
+        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
+        ivae.fit(prepared.x, prepared.u, checkpoint_dir=checkpoint_dir)
+        z = ivae.transform(prepared.x, prepared.u)
+        x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
+        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
+        ivae.reorder(bp.order, bp.signs)
+        z = ivae.transform(prepared.x, prepared.u)
+        jac = ivae.decoder_jacobian(z) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        self.ivae_ = ivae
+        self.components_ = bp.maps.astype(np.float32)
+        self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
+        self.raw_components_ = bp.raw_maps.astype(np.float32)
+        self.explained_variance_ = bp.explained_variance
+        self.subject_maps_ = [bp.subject_maps(i).astype(np.float32) for i in range(prepared.n_subjects)]
+        self.subject_explained_variance_ = bp.subject_explained_variance
+        self.runs_ = prepared.runs
+        self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
+        self.elbo_ = ivae.elbo_
+        self.stability_ = ivae.stability_
+        self.mask_img_ = prepared.mask_img()
+        self.components_img_ = unmask(self.components_, self.mask_img_)
+        self.effects_img_ = unmask(self.effects_, self.mask_img_)
+        self.n_components_ = self.n_components
+        return self
+
+    @property
+    def masker_(self):
+        """A fitted nilearn ``NiftiMasker`` holding the mask used (no cleaning)."""
+        self._check_fitted()
+        from nilearn.maskers import NiftiMasker
+
+        return NiftiMasker(mask_img=self.mask_img_).fit()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "ivae_"):
+            raise ValueError("this GroupIVAE is not fitted yet: call fit(imgs, ...) first")
+
+    # ------------------------------------------------------------- transforms
+    def _reduce(self, imgs: Any, events: Any = None, confounds: Any = None
+                ) -> tuple[list[RunSpec], list[np.ndarray]]:
+        runs = self._runs(imgs, events, confounds)
+        return runs, transform_runs(runs, self.prepared_, tr=self.tr)
+
+    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool
+               ) -> list[np.ndarray | None]:
+        """u for new runs when ``needed`` (its levels must have been seen in fit)."""
+        if not needed:
+            return [None] * len(xs)
+        from .io.auxiliary import RunMeta, build_aux
+
+        p = self.prepared_
+        us = []
+        for i, (r, x) in enumerate(zip(runs, xs)):
+            meta = RunMeta(name=r.name, subject=r.subject, run=str(r.entities.get("run", i + 1)),
+                           n_volumes=x.shape[0], tr=self.tr or r.tr or p.tr, events=r.events,
+                           participant=r.participant)
+            aux = build_aux(p.aux["spec"], [meta], window=p.aux.get("window"), step=p.aux.get("step"),
+                            hrf_delay=self.hrf_delay, min_duration=self.min_event_duration,
+                            combine=self.aux_combine)
+            lookup = {name: k for k, name in enumerate(p.u_names)}
+            missing = sorted({n for n in aux.names if n not in lookup})
+            if missing:
+                raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
+                                 "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
+                                 "default, transforms any run; scoring always needs known levels)")
+            us.append(np.array([lookup[aux.names[v]] for v in aux.values], dtype=np.int64))
+        return us
+
+    def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
+        """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
+        self._check_fitted()
+        runs, xs = self._reduce(imgs, events, confounds)
+        us = self._u_for(runs, xs, needed=self.ivae_.model_.uses_aux)
+        return [self.ivae_.transform(x, u) for x, u in zip(xs, us)]
+
+    def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
+        """4D images of the decoder's reconstruction f(z) for each array of time courses.
+
+        The reconstruction lives in the cleaned-data space (the group mean added back).
+        """
+        self._check_fitted()
+        if isinstance(timecourses, np.ndarray):
+            timecourses = [timecourses]
+        p = self.prepared_
+        out = []
+        for z in timecourses:
+            x = self.ivae_.inverse_transform(np.asarray(z, dtype=np.float32))
+            data = p.reconstruct(x)                         # (n_volumes, n_voxels)
+            out.append(unmask(data, self.mask_img_))
+        return out
+
+    def score(self, imgs: Any, events: Any = None, confounds: Any = None) -> float:
+        """Mean ELBO per volume of new runs (reduced as in fit)."""
+        self._check_fitted()
+        runs, xs = self._reduce(imgs, events, confounds)
+        us = self._u_for(runs, xs, needed=True)
+        total = sum(self.ivae_.score(x, u) * len(x) for x, u in zip(xs, us))
+        return total / sum(len(x) for x in xs)
