@@ -24,7 +24,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "all subjects (MIGP), and write OUT/prepared.h5.",
         formatter_class=HELP_FORMATTER,
     )
-    src = p.add_argument_group("input (either --bids or --func)")
+    add_input_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (receives prepared.h5)")
+    add_prepare_arguments(p)
+    add_common_options(p)
+    return p
+
+
+def add_input_arguments(p: argparse.ArgumentParser, title: str = "input (either --bids or --func)") -> None:
+    """The input options (``--bids`` and its filters, or ``--func`` with its files)."""
+    src = p.add_argument_group(title)
     src.add_argument("--bids", metavar="DIR", help="BIDS dataset (or fMRIPrep derivatives) root")
     src.add_argument("--task", help="BIDS task label to keep")
     src.add_argument("--session", help="BIDS session label to keep")
@@ -37,10 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--subject", nargs="+", metavar="L",
                      help="subject label of each --func (default: sub- entity of the name, else one subject per file)")
     src.add_argument("--participants", metavar="FILE", help="participants.tsv for --func input")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (receives prepared.h5)")
 
+
+def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task") -> None:
+    """The u, masking/cleaning and reduction options of the prepare stage."""
     aux = p.add_argument_group("auxiliary variable u")
-    aux.add_argument("--aux", default="task",
+    aux.add_argument("--aux", default=aux_default,
                      help="factors joined with '+': task, window, subject, run or a participants.tsv column")
     aux.add_argument("--aux-combine", choices=["product", "concat"], default="product",
                      help="discrete product of the factors, or concatenated one-hot columns")
@@ -70,11 +81,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")
     red.add_argument("--n-jobs", type=int, default=1, metavar="N", help="subjects processed in parallel")
     red.add_argument("--cache-dir", metavar="DIR", help="where cleaned subject data are cached (default: temp)")
-    add_common_options(p)
-    return p
 
 
-def _check(args, parser) -> None:
+def check_input_arguments(args, parser) -> None:
+    """Refuse inconsistent input and prepare options (``parser.error``, exit code 2)."""
     if bool(args.bids) == bool(args.func):
         parser.error("give exactly one of --bids DIR or --func FILE ...")
     if args.bids:
@@ -106,7 +116,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae prepare``; returns the exit code."""
     from pathlib import Path
 
-    _check(args, parser)
+    check_input_arguments(args, parser)
     out_dir = Path(args.out)
     target = out_dir / OUTPUT_NAME
     if target.exists() and not args.force:
@@ -114,29 +124,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     setup_logging(args.verbose)
     log = logging.getLogger("trends_ivae.cli.prepare")
 
-    from ..io.bids import find_bids_runs, runs_from_files  # heavy imports after parsing
-    from ..io.images import PrepareError
+    from ..io.images import PrepareError  # heavy imports after parsing
     from ..io.prepare import prepare
     from ..io.store import write_prepared
 
     try:
-        if args.bids:
-            runs = find_bids_runs(args.bids, task=args.task, session=args.session, run=args.run,
-                                  participant_label=args.participant_label, space=args.space,
-                                  with_confounds=bool(args.confounds))
-        else:
-            runs = runs_from_files(args.func, events=args.events, confounds=args.confounds_file,
-                                   subjects=args.subject, participants=args.participants)
-        data = prepare(
-            runs, aux=args.aux, window=args.window, step=args.step, hrf_delay=args.hrf_delay,
-            min_event_duration=args.min_event_duration, aux_combine=args.aux_combine,
-            n_dims=args.n_dims, mask=args.mask, tr=args.tr, confounds=args.confounds,
-            detrend=args.detrend, standardize=args.standardize, high_pass=args.high_pass,
-            low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm, whiten=args.whiten,
-            n_keep=args.n_keep, subject_dims=args.subject_dims,
-            resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
-            cache_dir=args.cache_dir, verbose=args.verbose,
-        )
+        data = prepare(runs_from_args(args), **prepare_kwargs(args))
     except PrepareError as exc:
         print(f"trends-ivae prepare: error: {exc}", file=sys_stderr())
         return 1
@@ -149,6 +142,32 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"wrote {target}: {data.n_samples} volumes x {data.n_dims} dims, {data.n_subjects} subject(s), "
           f"{data.n_voxels} voxels, u={data.aux['spec']} ({data.u_kind}, {len(data.u_names)} levels)")
     return 0
+
+
+def runs_from_args(args: argparse.Namespace) -> list:
+    """The runs named by the input options, as ``RunSpec`` objects."""
+    from ..io.bids import find_bids_runs, runs_from_files
+
+    if args.bids:
+        return find_bids_runs(args.bids, task=args.task, session=args.session, run=args.run,
+                              participant_label=args.participant_label, space=args.space,
+                              with_confounds=bool(args.confounds))
+    return runs_from_files(args.func, events=args.events, confounds=args.confounds_file,
+                           subjects=args.subject, participants=args.participants)
+
+
+def prepare_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`trends_ivae.io.prepare.prepare` from the options."""
+    return dict(
+        aux=args.aux, window=args.window, step=args.step, hrf_delay=args.hrf_delay,
+        min_event_duration=args.min_event_duration, aux_combine=args.aux_combine,
+        n_dims=args.n_dims, mask=args.mask, tr=args.tr, confounds=args.confounds,
+        detrend=args.detrend, standardize=args.standardize, high_pass=args.high_pass,
+        low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm, whiten=args.whiten,
+        n_keep=args.n_keep, subject_dims=args.subject_dims,
+        resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
+        cache_dir=args.cache_dir, verbose=args.verbose,
+    )
 
 
 def sys_stderr():
