@@ -71,8 +71,10 @@ def test_options_whiten_window_confounds_parallel(bids, tmp_path):
     conf.write_text("trans_x\ttrans_y\n" + "\n".join(f"{a}\t{b}" for a, b in rng.normal(size=(40, 2))))
     for r in runs:
         r.confounds = conf
-    d = prepare(runs, aux="window+group", window=10, n_dims=4, whiten=True, confounds=["trans_*"],
-                standardize=True, high_pass=0.01, smoothing_fwhm=4.0, n_jobs=2)
+    opts = dict(aux="window+group", window=10, n_dims=4, whiten=True, confounds=["trans_*"],
+                standardize=True, high_pass=0.01, smoothing_fwhm=4.0)
+    d = prepare(runs, n_jobs=2, **opts)
+    np.testing.assert_allclose(d.x, prepare(runs, n_jobs=1, **opts).x, atol=1e-5)  # n_jobs-independent
     np.testing.assert_allclose(d.x.std(0, ddof=1), 1.0, rtol=0.05)
     assert d.u_names[0] == "sub-01_run-1_w000|patient" and len(d.u_names) == 24
     assert d.parameters["clean"]["confounds"] == ["trans_*"]
@@ -91,6 +93,15 @@ def test_explicit_files_tr_override_and_mask(tmp_path):
     imgs = [nib.load(f1), nib.load(f2)]
     d2 = prepare(imgs, aux="subject", tr=2.5, mask=mask, n_dims=4)
     assert d2.subjects == ["01", "02"]
+
+
+def test_io_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, trends_ivae.io as io; [getattr(io, n) for n in io.__all__]; "
+            "import trends_ivae.cli.prepare; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- bad input: a clear error naming the file, nothing partial ---------------------------
