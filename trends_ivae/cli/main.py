@@ -48,8 +48,16 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one readable line (no source excerpt) on the command line."""
+    return f"trends-ivae: {category.__name__}: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trends-ivae`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
+    import warnings
+
+    warnings.formatwarning = _format_warning
     parser, modules = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,0 +1,206 @@
+"""``trends-ivae fit``: fMRI (or a prepared file) -> iVAE -> maps and time courses.
+
+Examples::
+
+    trends-ivae fit --bids ds/ --task faces --aux task+window --window 20 \\
+        --n-components 10 --out results/
+    trends-ivae fit --prepared prep/prepared.h5 --n-components 10 --seed 1 --out results/
+
+Writes a BIDS-derivatives folder (see ``docs/cli.md``): group z-maps and decoder-effect
+maps, per-run time courses (TSV) and subject maps, the model checkpoint, the resolved
+configuration, the ELBO curve and, unless ``--no-keep-prepared``, ``prepared.h5``.
+Everything is written to a temporary folder and moved into place at the end; an
+existing OUT is refused before any work unless ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ._common import HELP_FORMATTER, add_common_options, existing_file, setup_logging
+from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
+
+log = logging.getLogger("trends_ivae.cli.fit")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "fit", help="fit a group iVAE and write component maps and time courses",
+        description="Prepare fMRI runs (or read a prepared.h5), fit the identifiable VAE, map the "
+                    "components back to the brain and write a BIDS-derivatives folder.",
+        formatter_class=HELP_FORMATTER,
+    )
+    add_input_arguments(p, title="input (one of --bids, --func or --prepared)")
+    p.add_argument("--prepared", metavar="FILE", help="a prepared.h5 from 'trends-ivae prepare'")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (BIDS derivatives)")
+    add_prepare_arguments(p)
+    p.set_defaults(aux="task+window", window=20)
+    add_model_arguments(p)
+    p.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
+                   help="do not copy prepared.h5 into OUT")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="checkpoint every epoch here and resume from it when rerun")
+    add_common_options(p)
+    return p
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The iVAE options shared by ``fit`` and ``demo``."""
+    m = p.add_argument_group("model")
+    m.add_argument("--n-components", type=int, default=10, metavar="N", help="number of components")
+    m.add_argument("--prior", choices=["gauss", "laplace", "normal"], default="gauss",
+                   help="conditional prior p(z|u); 'normal' is the vanilla VAE baseline")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    m.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+    m.add_argument("--n-init", type=int, default=3, metavar="K", help="restarts; the best held-out ELBO wins")
+    m.add_argument("--max-epochs", type=int, metavar="N", help="maximum epochs per restart (default: IVAE's)")
+    m.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default: IVAE's, "
+                   "lowered to fit small data)")
+
+
+def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.n_components < 1:
+        parser.error("--n-components must be >= 1")
+    if args.n_init < 1:
+        parser.error("--n-init must be >= 1")
+    if args.device != "auto":
+        import torch  # noqa: PLC0415 - only to check the device
+
+        dev = args.device.split(":")[0]
+        if dev == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: CUDA is not available on this machine (use auto or cpu)")
+        if dev == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            parser.error(f"--device {args.device}: MPS is not available on this machine")
+        if dev not in ("cpu", "cuda", "mps"):
+            parser.error(f"--device {args.device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def ivae_params(args: argparse.Namespace, n_samples: int) -> dict:
+    """IVAE keyword arguments from the options (batch size capped by the data size)."""
+    from ..estimator import IVAE
+
+    defaults = IVAE().get_params()
+    params = {"encoder_uses_aux": False}
+    if args.max_epochs is not None:
+        params["max_epochs"] = args.max_epochs
+    batch = args.batch_size if args.batch_size is not None else defaults["batch_size"]
+    n_train = n_samples - int(round(n_samples * defaults["val_frac"]))
+    if args.batch_size is None and n_train < 4 * batch:
+        batch = max(16, min(batch, n_train // 4))
+    params["batch_size"] = batch
+    return params
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``trends-ivae fit``; returns the exit code."""
+    n_sources = sum(bool(v) for v in (args.bids, args.func, args.prepared))
+    if n_sources != 1:
+        parser.error("give exactly one of --bids DIR, --func FILE ... or --prepared FILE")
+    if args.prepared:
+        existing_file(parser, args.prepared, "--prepared")
+    else:
+        check_input_arguments(args, parser)
+        if args.n_components > args.n_dims:
+            parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims}), "
+                         "the reduced dimension")
+    check_model_arguments(args, parser)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not args.force:
+        parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
+    setup_logging(args.verbose)
+    return fit_and_write(args, out_dir, source=args.bids or args.prepared)
+
+
+def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None) -> int:
+    """Prepare or read, fit, map back, and write ``out_dir``; the exit code."""
+    from .. import __version__
+    from ..decomposition import GroupIVAE
+    from ..io.export import write_derivatives
+    from ..io.images import PrepareError
+    from ..io.prepare import prepare
+    from ..io.store import read_prepared, write_prepared
+
+    t0 = time.perf_counter()
+    prog = f"trends-ivae {args.command}"
+    try:
+        if getattr(args, "prepared", None):
+            try:
+                prepared = read_prepared(args.prepared)
+            except (OSError, KeyError, ValueError) as exc:
+                print(f"{prog}: error: cannot use --prepared {args.prepared!r}: {exc}", file=sys.stderr)
+                return 1
+            if args.n_components > prepared.n_dims:
+                print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
+                      f"dimension of {args.prepared!r} ({prepared.n_dims})", file=sys.stderr)
+                return 1
+        else:
+            prepared = prepare(runs_from_args(args), **prepare_kwargs(args))
+            if args.n_components > prepared.n_dims:
+                print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
+                      f"dimension ({prepared.n_dims}, lowered from --n-dims by the data size)", file=sys.stderr)
+                return 1
+    except PrepareError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+
+    params = ivae_params(args, prepared.n_samples)
+    model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
+                      ivae_params=params, device=args.device, random_state=args.seed,
+                      verbose=args.verbose)
+    try:
+        model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None))
+    except (ValueError, RuntimeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    fit_seconds = time.perf_counter() - t0
+
+    config = {
+        "command": args.command,
+        "arguments": {k: v for k, v in vars(args).items() if k != "command"},
+        "model": {k: v for k, v in model.get_params().items() if k not in ("mask",)},
+        "ivae": model.ivae_.get_params(),
+        "prepare": prepared.parameters,
+        "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
+        "results": {"elbo": model.elbo_, "stability": model.stability_,
+                    "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
+                    "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
+                    "seconds": fit_seconds},
+        "version": __version__,
+        "versions": prepared.versions,
+    }
+
+    def extra(root: Path) -> None:
+        mdir = root / "model"
+        mdir.mkdir(parents=True, exist_ok=True)
+        model.ivae_.save(mdir / "ivae.pt")
+        (mdir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        hist = model.ivae_.history_
+        lines = ["epoch\ttrain_elbo\tval_elbo"]
+        lines += [f"{i + 1}\t{t:.6g}\t{v:.6g}" for i, (t, v) in enumerate(zip(hist["train_elbo"], hist["val_elbo"]))]
+        (mdir / "elbo.tsv").write_text("\n".join(lines) + "\n")
+        if args.keep_prepared:
+            write_prepared(root / "prepared.h5", prepared)
+
+    runs = [{**r.get("entities", {}), "sub": r["subject"], "path": r.get("file"), "tr": r.get("tr")}
+            for r in prepared.runs]
+    for r in runs:
+        if not r["path"] or str(r["path"]).startswith("<"):
+            r.pop("path")
+    subject_maps = [model.subject_maps_[r["subject_index"]] for r in prepared.runs]
+    try:
+        write_derivatives(out_dir, mask_img=model.mask_img_, group_maps=model.components_,
+                          effect_maps=model.effects_, runs=runs, timecourses=model.timecourses_,
+                          subject_maps=subject_maps, params=config["model"] | {"ivae": config["ivae"]},
+                          explained_variance=model.explained_variance_, source=source, extra=extra,
+                          force=args.force)
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
+          f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.stability_:.2f}, "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
