@@ -6,7 +6,7 @@ configuration in its own subprocess and reads that process's peak resident memor
 (``VmHWM`` of /proc/self/status at its end; the data are generated in a
 subprocess too):
 
-* ``trends_ivae``: ``trends_ivae.io.prepare`` (EPI-mask intersection, detrend,
+* ``trends_ivae``: ``trends_ivae.io.prepare`` (module ``trends_ivae.io.preparation``) (EPI-mask intersection, detrend,
   z-score, MIGP to d dimensions, projection of every subject, n_jobs=1);
 * ``nilearn CanICA``: what ``CanICA.fit`` does before its ICA -- the embedded
   ``MultiNiftiMasker`` fit (multi-EPI mask), ``_mask_and_reduce`` (per-subject

@@ -25,7 +25,7 @@ from .backprojection import back_project
 from .estimator import IVAE
 from .io.bids import RunSpec, runs_from_files
 from .io.export import unmask
-from .io.prepare import DEFAULT_N_DIMS, prepare, transform_runs
+from .io.preparation import DEFAULT_N_DIMS, prepare, transform_runs
 from .io.store import PreparedData
 
 logger = logging.getLogger(__name__)

@@ -121,7 +121,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     from ..decomposition import GroupIVAE
     from ..io.export import write_derivatives
     from ..io.images import PrepareError
-    from ..io.prepare import prepare
+    from ..io.preparation import prepare
     from ..io.store import read_prepared, write_prepared
 
     t0 = time.perf_counter()

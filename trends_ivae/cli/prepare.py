@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     log = logging.getLogger("trends_ivae.cli.prepare")
 
     from ..io.images import PrepareError  # heavy imports after parsing
-    from ..io.prepare import prepare
+    from ..io.preparation import prepare
     from ..io.store import write_prepared
 
     try:
@@ -157,7 +157,7 @@ def runs_from_args(args: argparse.Namespace) -> list:
 
 
 def prepare_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`trends_ivae.io.prepare.prepare` from the options."""
+    """Keyword arguments of :func:`trends_ivae.io.preparation.prepare` from the options."""
     return dict(
         aux=args.aux, window=args.window, step=args.step, hrf_delay=args.hrf_delay,
         min_event_duration=args.min_event_duration, aux_combine=args.aux_combine,

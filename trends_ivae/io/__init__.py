@@ -31,7 +31,7 @@ _LAZY = {
     "PreparedData": "store", "write_prepared": "store", "read_prepared": "store",
     "read_subject": "store", "iter_subjects": "store", "FORMAT_VERSION": "store",
     # prepare
-    "prepare": "prepare", "transform_runs": "prepare", "DEFAULT_N_DIMS": "prepare",
+    "prepare": "preparation", "transform_runs": "preparation", "DEFAULT_N_DIMS": "preparation",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,7 +1,7 @@
 """Finding functional runs: a BIDS dataset, or explicit lists of files.
 
 Both routes produce a list of :class:`RunSpec`, the unit that
-:func:`trends_ivae.io.prepare.prepare` consumes. A ``RunSpec`` holds the image (a
+:func:`trends_ivae.io.preparation.prepare` consumes. A ``RunSpec`` holds the image (a
 path or an in-memory nibabel image), its events and confounds (paths or
 DataFrames), its BIDS entities (``sub``, ``ses``, ``task``, ``run``, ...), the
 participant's row of ``participants.tsv`` and the sidecar's ``RepetitionTime``.
