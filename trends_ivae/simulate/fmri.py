@@ -5,7 +5,10 @@ The generative model, for subject ``s``, volume ``t`` and in-mask voxel ``v``::
     s_k(t)   sources: k < n_task are task-locked (HRF-convolved blocks of the BIDS
              events), the others are resting-state-like and non-stationary (mean and
              standard deviation redrawn in each segment of ``segment_length`` volumes);
-             every source is standardised over all subjects and volumes.
+             each run's mean and linear trend are removed from every source
+             (``detrend_sources``; a run's offset and linear trend cannot be told apart
+             from baseline and drift), then every source is standardised over all
+             subjects and volumes.
     h(t)     = g(s(t)), the optional nonlinear mixing of the sources (the iVAE paper's
              injective MLP, ``mixing_layers`` layers; identity when 0), standardised.
     lin(v,t) = signal_scale * sum_k h_k(t) a_{s,k} M_{s,k}(v)      (percent signal change)
@@ -16,8 +19,30 @@ The generative model, for subject ``s``, volume ``t`` and in-mask voxel ``v``::
 ``M_{s,k}`` are the subject's spatial maps: smooth Gaussian blobs (some bilateral, some
 with a negative lobe), shifted and rescaled slightly per subject from the group template
 ``M_k`` (peak +1); ``a_{s,k}`` log-normal subject amplitudes; ``B`` a smooth baseline near
-``baseline``; ``drift`` a slow cosine drift; ``noise`` white Gaussian with standard
+``baseline``; ``drift`` a slow scanner drift, per voxel
+``drift_amplitude * (w_1(v) * ramp(t) + drift_curvature * w_2(v) * cos(2 pi t / T))``
+with ``ramp`` going from -1/2 to +1/2 over the run and ``w_i`` smooth spatial fields
+plus a global offset (unit standard deviation), so ``drift_amplitude`` is the typical
+linear change over the run, in percent of baseline, and ``drift_curvature`` scales the
+slow non-linear part that a linear detrend leaves; ``noise`` white Gaussian with standard
 deviation ``std(y) / snr`` (``std`` over the subject's in-mask voxels and volumes).
+
+Magnitudes. A source at one standard deviation changes its map's peak voxel by
+``signal_scale`` % (2 %) before saturation at ``saturation`` % (1 %); summed over a
+map that is a variance of about ``signal_scale**2 * sum(M**2)`` (%^2, 25-170 voxel-units
+of ``M**2`` per map with the default blobs). The drift's residual after a linear detrend
+is ``drift_amplitude * drift_curvature`` (0.1 %) per voxel, but it covers the whole brain,
+so over ~4600 voxels its variance is comparable to one source's: it must stay this small
+for the sources to be the leading principal components of detrended data (with the old
+default, a two-cosine drift of 1 % everywhere, the drift's variance after detrending was
+10-30 times the signal's, and temporal ICA on a group PCA recovered the sources with an
+MCC of only about 0.4).
+
+Recoverability with the defaults (8 subjects x 180 volumes, 12 sources, SNR 1;
+prepare with linear detrending, one group-PCA basis of 12 dimensions; temporal FastICA;
+time-course MCC, seeds 0-2): linear response and no mixing 0.90-0.93 (regressing the truth
+on the reduced data reaches r >= 0.91 for every source); saturating response (the default)
+0.76-0.83; ``mixing_layers=3`` about 0.35 (linear regression r 0.57-0.69).
 
 The truth kept for evaluation (:class:`SimulationTruth`):
 
@@ -135,7 +160,16 @@ class FMRISimParams:
         Signal-to-noise ratio: std of the (saturated) signal over the in-mask voxels and
         volumes, divided by the noise std.
     drift_amplitude : float, default 1.0
-        Typical amplitude of the slow drift, in percent signal change.
+        Typical linear drift over the run, in percent of baseline (removed by a linear
+        detrend).
+    drift_curvature : float, default 0.1
+        Amplitude of the drift's slow non-linear part (one cosine cycle over the run),
+        relative to ``drift_amplitude``. This part survives a linear detrend and covers
+        the whole brain; at 0.3 or more it dominates the leading principal components.
+    detrend_sources : bool, default True
+        Remove each run's mean and linear trend from the sources before standardising
+        them (what a linear detrend of the data removes; without it the truth keeps a
+        per-run offset and trend that no method can recover).
     baseline : float, default 1000.0
         Mean baseline intensity (modulated by a smooth spatial field, +-15 %).
     seed : int, default 0
@@ -167,7 +201,9 @@ class FMRISimParams:
     mixing_slope: float = 0.1
     snr: float = 1.0
     drift_amplitude: float = 1.0
+    drift_curvature: float = 0.1
     baseline: float = 1000.0
+    detrend_sources: bool = True
     seed: int = 0
 
     def validate(self) -> None:
@@ -191,6 +227,9 @@ class FMRISimParams:
             raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
         if self.mixing_layers < 0:
             raise ValueError(f"mixing_layers must be >= 0, got {self.mixing_layers}")
+        if self.drift_amplitude < 0 or self.drift_curvature < 0:
+            raise ValueError(f"drift_amplitude and drift_curvature must be >= 0, got "
+                             f"{self.drift_amplitude} and {self.drift_curvature}")
         if self.snr <= 0:
             raise ValueError(f"snr must be > 0, got {self.snr}")
         if self.nonlinear and self.saturation <= 0:
@@ -231,8 +270,8 @@ class SimulationTruth:
     segments : ndarray (n_subjects, n_volumes) int
         Segment index of each volume (0 .. n_segments - 1).
     segment_means, segment_stds : ndarray (n_subjects, n_segments, n_components)
-        Segment parameters of the resting sources before standardisation (NaN for task
-        sources).
+        Segment parameters of the resting sources before detrending and standardisation
+        (NaN for task sources).
     task_regressors : ndarray (n_subjects, n_volumes, n_task)
         HRF-convolved block regressors, one per condition.
     mask : ndarray bool, 3-D
@@ -412,6 +451,15 @@ def _task_regressors(events: pd.DataFrame, conditions: list[str], p: FMRISimPara
     return out
 
 
+def _detrend_linear(a: np.ndarray) -> np.ndarray:
+    """Remove each run's mean and linear trend along axis 1 of ``a`` (S, T, K)."""
+    T = a.shape[1]
+    G = np.c_[np.ones(T), np.linspace(-1, 1, T)]  # (T, 2)
+    coef = np.linalg.lstsq(G, a.transpose(1, 0, 2).reshape(T, -1), rcond=None)[0]
+    fit = (G @ coef).reshape(T, a.shape[0], a.shape[2]).transpose(1, 0, 2)
+    return a - fit
+
+
 def _ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance stationary AR(1) series of length ``n``."""
     e = rng.standard_normal(n)
@@ -573,6 +621,8 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
             seg_means[s, :, k], seg_stds[s, :, k] = mu, sd
             seg = segments[s]
             sources[s, :, k] = mu[seg] + sd[seg] * _ar1(T, p.rest_ar, rng)
+    if p.detrend_sources:
+        sources = _detrend_linear(sources)
     flat = sources.reshape(S * T, K)
     sources = ((sources - flat.mean(0)) / flat.std(0)).astype(np.float64)
 
@@ -587,7 +637,8 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
         mixed, J = sources, None
 
     # voxel signals
-    drift_basis = np.cos(np.pi * np.outer(np.arange(T) + 0.5, np.arange(1, 3)) / T)  # (T, 2)
+    ramp = np.linspace(-0.5, 0.5, T)                        # linear drift, removed by detrending
+    curve = np.cos(2 * np.pi * (np.arange(T) + 0.5) / T)   # one slow cycle, orthogonal to the ramp
     data, effect_sum = [], np.zeros((K, V))
     for s in range(S):
         AM = p.signal_scale * subject_maps[s]  # (K, V), amplitude included
@@ -602,8 +653,9 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
         else:
             for j in range(K):
                 effect_sum[j] += np.mean(dy * (J[s, :, j, :] @ AM), axis=0)
-        w = np.stack([_smooth_field(shape, 4.0, rng)[mask] for _ in range(drift_basis.shape[1])])
-        drift = p.drift_amplitude * drift_basis @ (w + rng.standard_normal((w.shape[0], 1)))
+        w_lin, w_curve = ((_smooth_field(shape, 4.0, rng)[mask] + rng.standard_normal()) / np.sqrt(2)
+                          for _ in range(2))
+        drift = p.drift_amplitude * (np.outer(ramp, w_lin) + p.drift_curvature * np.outer(curve, w_curve))
         sigma = y.std() / p.snr
         noise = sigma * rng.standard_normal((T, V))
         data.append((baseline * (1 + (y + drift + noise) / 100)).astype(np.float32))
