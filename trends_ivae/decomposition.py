@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
 
+#: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
+MIN_STEPS = 3000
+
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
                    "n_dims", "mask", "tr", "confounds", "detrend", "standardize", "high_pass",
                    "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
@@ -164,9 +167,26 @@ class GroupIVAE(BaseEstimator):
     def _prepare_kwargs(self) -> dict:
         return {name: getattr(self, name) for name in _PREPARE_PARAMS}
 
-    def _make_ivae(self) -> IVAE:
+    def _make_ivae(self, n_samples: int) -> IVAE:
+        """The IVAE, its training length fitted to the data size unless given.
+
+        fMRI studies are small next to the paper's 40k samples: a few hundred volumes
+        give a handful of steps per epoch. Unless ``ivae_params`` sets them, the batch
+        is capped at a quarter of the training split and the epochs are raised (at most
+        400) to reach about :data:`MIN_STEPS` optimiser steps per restart.
+        """
         params = {"encoder_uses_aux": False}
         params.update(self.ivae_params or {})
+        defaults = IVAE().get_params()
+        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
+        if "batch_size" not in params:
+            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
+        if "max_epochs" not in params:
+            steps_per_epoch = max(1, n_train // params["batch_size"])
+            epochs = int(np.ceil(MIN_STEPS / steps_per_epoch))
+            if epochs > defaults["max_epochs"]:
+                params["max_epochs"] = min(400, epochs)
+                params.setdefault("patience", max(defaults["patience"], params["max_epochs"] // 6))
         return IVAE(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
                     random_state=self.random_state, verbose=self.verbose, **params)
 
@@ -203,7 +223,7 @@ class GroupIVAE(BaseEstimator):
                              f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
                              "prepare with a larger --n-dims")
         self.prepared_ = prepared
-        ivae = self._make_ivae()
+        ivae = self._make_ivae(prepared.n_samples)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
         ivae.fit(prepared.x, prepared.u, checkpoint_dir=checkpoint_dir)
         z = ivae.transform(prepared.x, prepared.u)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         prepared=None, out=str(out), aux="task+window", aux_combine="product", window=20, step=None,
         hrf_delay=0.0, min_event_duration=None, tr=None, mask=None, resample_to_first=False,
         confounds=None, detrend=True, standardize=False, high_pass=None, low_pass=None,
-        smoothing_fwhm=None, n_dims=max(16, 2 * args.n_components), whiten=False, n_keep=None,
+        smoothing_fwhm=None, n_dims=args.n_components, whiten=False, n_keep=None,
         subject_dims=None, n_jobs=1, cache_dir=None, n_components=args.n_components, prior="gauss",
         device=args.device, seed=args.seed, n_init=args.n_init, max_epochs=None, batch_size=None,
         keep_prepared=True, checkpoint_dir=None, force=True, verbose=args.verbose,

@@ -57,9 +57,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     m.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
     m.add_argument("--n-init", type=int, default=3, metavar="K", help="restarts; the best held-out ELBO wins")
-    m.add_argument("--max-epochs", type=int, metavar="N", help="maximum epochs per restart (default: IVAE's)")
-    m.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default: IVAE's, "
-                   "lowered to fit small data)")
+    m.add_argument("--max-epochs", type=int, metavar="N",
+                   help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
+    m.add_argument("--batch-size", type=int, metavar="N",
+                   help="mini-batch size (default: IVAE's, at most a quarter of the training volumes)")
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -79,19 +80,13 @@ def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
             parser.error(f"--device {args.device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
-def ivae_params(args: argparse.Namespace, n_samples: int) -> dict:
-    """IVAE keyword arguments from the options (batch size capped by the data size)."""
-    from ..estimator import IVAE
-
-    defaults = IVAE().get_params()
-    params = {"encoder_uses_aux": False}
+def ivae_params(args: argparse.Namespace) -> dict:
+    """IVAE keyword arguments given on the command line (GroupIVAE fills in the rest)."""
+    params = {}
     if args.max_epochs is not None:
         params["max_epochs"] = args.max_epochs
-    batch = args.batch_size if args.batch_size is not None else defaults["batch_size"]
-    n_train = n_samples - int(round(n_samples * defaults["val_frac"]))
-    if args.batch_size is None and n_train < 4 * batch:
-        batch = max(16, min(batch, n_train // 4))
-    params["batch_size"] = batch
+    if args.batch_size is not None:
+        params["batch_size"] = args.batch_size
     return params
 
 
@@ -147,7 +142,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
 
-    params = ivae_params(args, prepared.n_samples)
+    params = ivae_params(args)
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                       ivae_params=params, device=args.device, random_state=args.seed,
                       verbose=args.verbose)
