@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="do not copy prepared.h5 into OUT")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="checkpoint every epoch here and resume from it when rerun")
+    p.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
+                   help="output layout: BIDS derivatives, an FSL MELODIC *.ica folder, or GIFT file names "
+                        "(see docs/cli.md)")
     add_common_options(p)
     return p
 
@@ -114,7 +117,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code."""
     from .. import __version__
     from ..decomposition import GroupIVAE
-    from ..io.export import write_derivatives
+    from ..io.layouts import write_layout
     from ..io.images import PrepareError
     from ..io.preparation import prepare
     from ..io.store import read_prepared, write_prepared
@@ -187,11 +190,12 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
             r.pop("path")
     subject_maps = [model.subject_maps_[r["subject_index"]] for r in prepared.runs]
     try:
-        write_derivatives(out_dir, mask_img=model.mask_img_, group_maps=model.components_,
-                          effect_maps=model.effects_, runs=runs, timecourses=model.timecourses_,
-                          subject_maps=subject_maps, params=config["model"] | {"ivae": config["ivae"]},
-                          explained_variance=model.explained_variance_, source=source, extra=extra,
-                          force=args.force)
+        write_layout(getattr(args, "layout", "bids"), out_dir, mask_img=model.mask_img_,
+                     mean_img=getattr(args, "mean_img", None), group_maps=model.components_,
+                     effect_maps=model.effects_, runs=runs, timecourses=model.timecourses_,
+                     subject_maps=subject_maps, params=config["model"] | {"ivae": config["ivae"]},
+                     explained_variance=model.explained_variance_, source=source, extra=extra,
+                     force=args.force)
     except (OSError, ValueError) as exc:
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}", file=sys.stderr)
         return 1
