@@ -43,6 +43,10 @@ class IVAEConfig:
         fixes it at zero, as the public reference implementation does.
     encoder_uses_aux : bool
         q(z|x,u) (True, the paper) or q(z|x).
+    posterior : {"full", "diag"}
+        Covariance of the Gaussian q(z|x,u): full (Cholesky factor from the encoder;
+        the ELBO is then tight in the low-noise regime, see :mod:`.ivae`) or diagonal
+        (the paper).
     """
 
     n_features: int
@@ -52,10 +56,11 @@ class IVAEConfig:
     prior: str = "gauss"
     hidden_dim: int = 64
     n_hidden: int = 2
-    activation: str = "leaky_relu"
-    decoder_var: float | None = 0.01
+    activation: str = "xtanh"
+    decoder_var: float | None = 1e-3
     learn_prior_mean: bool = True
     encoder_uses_aux: bool = True
+    posterior: str = "full"
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -64,6 +69,8 @@ class IVAEConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.aux_kind not in ("discrete", "continuous"):
             raise ValueError(f"aux_kind must be 'discrete' or 'continuous', got {self.aux_kind!r}")
+        if self.posterior not in ("full", "diag"):
+            raise ValueError(f"posterior must be 'full' or 'diag', got {self.posterior!r}")
         if self.decoder_var is not None and not self.decoder_var > 0:
             raise ValueError(f"decoder_var must be positive or None, got {self.decoder_var!r}")
 
@@ -103,9 +110,9 @@ class TrainConfig:
         bfloat16 autocast on CUDA.
     """
 
-    max_epochs: int = 60
+    max_epochs: int = 80
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 5e-3
     lr_final_ratio: float = 0.05
     warmup_frac: float = 0.3
     kl_start: float = 1.0

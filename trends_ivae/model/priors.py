@@ -54,6 +54,19 @@ class ConditionalPrior(nn.Module):
         log_q = -0.5 * (_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
         return log_q - self.log_prob(z, u)
 
+    def cross_entropy_from_gaussian(self, mu: torch.Tensor, var: torch.Tensor, u: torch.Tensor,
+                                    z: torch.Tensor) -> torch.Tensor:
+        """-E_q[log p(z_i|u)] per component, (B, n_components), for a Gaussian q with
+        marginal means ``mu`` and marginal variances ``var`` (any correlation).
+
+        Analytical for a Gaussian prior; a one-sample Monte Carlo estimate at ``z``
+        for the Laplace prior.
+        """
+        if self.family == "gauss":
+            loc, log_scale = self.params(u)
+            return 0.5 * _LOG_2PI + log_scale + 0.5 * (var + (mu - loc) ** 2) * torch.exp(-2 * log_scale)
+        return -self.log_prob(z, u)
+
     def sample(self, u: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         loc, log_scale = self.params(u)
         scale = torch.exp(log_scale)
