@@ -1,0 +1,533 @@
+"""A subject's share of the prepare stage, saved to disk, and the group step that gathers them.
+
+This is the io behind the BIDS App (``trends-ivae-bids``): the ``participant`` level
+runs :func:`write_participant_share` once per subject (a separate cluster job each), the
+``group`` level runs :func:`gather_shares` and fits. The result equals
+:func:`~trends_ivae.io.preparation.prepare` on the same runs and options (same mask,
+cleaning, MIGP basis and x, up to float rounding; ``tests/test_bids_app.py`` checks it),
+except with ``subject_dims`` (see below).
+
+A subject's share, ``OUTPUT_DIR/sub-<label>/``::
+
+    sub-<label>_desc-ivae_share.h5        cleaned data, factored; the run table; settings
+    sub-<label>_desc-ivae_mask.nii.gz     the subject's mask (uint8)
+    sub-<label>_desc-mean_boldref.nii.gz  the subject's mean EPI (mean over time and runs)
+
+**Mask.** The subject's mask is the given mask, else the intersection of the runs'
+fMRIPrep brain masks (``*_desc-brain_mask.nii.gz`` next to ``*_desc-preproc_bold``)
+when every run has one, else the intersection of nilearn's ``compute_epi_mask`` over
+the runs; minus voxels that are NaN/inf or constant in some run. The group mask is the
+intersection of the subjects' masks, which is what ``prepare`` computes over all runs.
+Cleaning acts voxel by voxel, so data cleaned in the (larger) subject mask and then
+restricted to the group mask equal data cleaned in the group mask.
+
+**Subject-level reduction.** The subject's cleaned, temporally centred data ``Y``
+(volumes x voxels) are stored as ``Y = U R`` with ``U`` (volumes x K, orthonormal
+columns) and ``R = U^T Y`` (K x voxels), from the eigen-decomposition of the small
+``Y Y^T``. With the default ``K`` = all non-zero components this is lossless; MIGP
+only needs ``R`` (``R^T R = Y^T Y``), and x is ``U (R V)``. With ``subject_dims`` K is
+that number: smaller shares, and x then comes from the rank-K approximation of each
+subject's data (``prepare``'s ``subject_dims`` compresses only inside MIGP).
+
+**Run table.** Each run's file, entities, TR, number of volumes, the participants.tsv
+row and the events table itself (as TSV text), so the group level can build u without
+the raw dataset.
+"""
+from __future__ import annotations
+
+import io as _io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .auxiliary import RunMeta, build_aux
+from .bids import RunSpec, find_bids_runs
+from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
+from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
+from .reduction import MIGP
+from .store import PreparedData, package_versions
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SHARE_FORMAT", "share_paths", "find_runs", "derivative_brain_mask",
+           "write_participant_share", "read_share_meta", "gather_shares", "group_mean_image",
+           "ParticipantShare"]
+
+#: version of the share file format
+SHARE_FORMAT = 1
+
+_DERIV_ENTITIES = {"space", "desc", "res", "den", "cohort"}
+
+
+def share_paths(out_dir: str | os.PathLike, label: str) -> dict[str, Path]:
+    """The files of subject ``label``'s share under ``out_dir`` (``share``, ``mask``, ``mean``)."""
+    label = label[4:] if label.startswith("sub-") else label
+    sub = Path(out_dir) / f"sub-{label}"
+    return {"share": sub / f"sub-{label}_desc-ivae_share.h5",
+            "mask": sub / f"sub-{label}_desc-ivae_mask.nii.gz",
+            "mean": sub / f"sub-{label}_desc-mean_boldref.nii.gz"}
+
+
+def derivative_brain_mask(bold: str | os.PathLike) -> Path | None:
+    """fMRIPrep's brain mask of a ``*_desc-preproc_bold.nii[.gz]`` (same entities, ``desc-brain_mask``)."""
+    bold = Path(bold)
+    name = bold.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith("_bold" + ext):
+            stem = name[: -len("_bold" + ext)]
+            parts = [p for p in stem.split("_") if not p.startswith("desc-")]
+            cand = bold.with_name("_".join(parts) + "_desc-brain_mask" + ext)
+            return cand if cand.is_file() else None
+    return None
+
+
+def _raw_key(ent: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in ent.items() if k not in _DERIV_ENTITIES))
+
+
+def find_runs(bids_dir: str | os.PathLike, *, derivatives: str | os.PathLike | None = None,
+              task: str | None = None, session: Sequence[str] | str | None = None,
+              participant_label: Sequence[str] | None = None, space: str | None = None,
+              with_confounds: bool = False) -> list[RunSpec]:
+    """BOLD runs of a raw BIDS dataset, or of its fMRIPrep derivatives.
+
+    Parameters
+    ----------
+    bids_dir : path
+        The raw BIDS dataset (events, sidecars, ``participants.tsv``).
+    derivatives : path, optional
+        fMRIPrep output: the runs are its ``*_desc-preproc_bold.nii.gz`` (in ``space``),
+        with their confounds (``*_desc-confounds_timeseries.tsv``, when
+        ``with_confounds``) and brain masks (:func:`derivative_brain_mask`); events,
+        TR sidecars and participants rows missing there are taken from the matching
+        raw run.
+    task, session, participant_label, space
+        Filters, as for :func:`~trends_ivae.io.bids.find_bids_runs`.
+    with_confounds : bool
+        Attach the confounds tables.
+
+    Returns
+    -------
+    list of RunSpec
+
+    Raises
+    ------
+    PrepareError
+        No run found, or derivatives with several spaces and no ``space``.
+    """
+    kw = dict(task=task, session=session, participant_label=participant_label)
+    if derivatives is None:
+        return find_bids_runs(bids_dir, space=space, with_confounds=with_confounds, **kw)
+    runs = [r for r in find_bids_runs(derivatives, space=space, with_confounds=with_confounds, **kw)
+            if r.entities.get("desc") == "preproc"]
+    if not runs:
+        raise PrepareError(f"no *_desc-preproc_bold.nii[.gz] in derivatives {str(derivatives)!r}"
+                           + (f" with space {space!r}" if space else ""))
+    keys = [_raw_key(r.entities) for r in runs]
+    if len(set(keys)) != len(keys):
+        spaces = sorted({str(r.entities.get("space")) for r in runs})
+        raise PrepareError(f"derivatives {str(derivatives)!r} hold each run in several spaces {spaces}; "
+                           "choose one with --space")
+    try:
+        raw = {_raw_key(r.entities): r for r in find_bids_runs(bids_dir, **kw)}
+    except PrepareError:
+        raw = {}
+    for r, key in zip(runs, keys):
+        src = raw.get(key)
+        if src is None:
+            continue
+        if r.events is None:
+            r.events = src.events
+        if r.tr is None:
+            r.tr = src.tr
+        if not r.participant:
+            r.participant = dict(src.participant)
+    return runs
+
+
+@dataclass
+class ParticipantShare:
+    """A subject's share as read back (the factored data are read on demand)."""
+
+    path: Path
+    subject: str
+    meta: dict
+    mask: np.ndarray
+    affine: np.ndarray
+    mean: np.ndarray
+
+    @property
+    def n_volumes(self) -> int:
+        return sum(r["n_volumes"] for r in self.meta["runs"])
+
+    def factors(self, voxels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(U, R)``; ``R`` restricted to ``voxels`` (bool over the share's mask voxels)."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            U = f["scores"][()]
+            R = f["rows"][()]
+        if voxels is not None:
+            R = R[:, voxels]
+        return U, R
+
+
+def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds) -> CleanSettings:
+    return CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
+                         low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
+                         confounds=list(confounds) if confounds else None, resample=False)
+
+
+def _events_text(events) -> str | None:
+    if events is None:
+        return None
+    if isinstance(events, pd.DataFrame):
+        return events.to_csv(sep="\t", index=False)
+    path = Path(events)
+    if not path.is_file():
+        raise PrepareError(f"events file {str(path)!r} does not exist")
+    return path.read_text()
+
+
+def write_participant_share(
+    runs: Sequence[RunSpec],
+    out_dir: str | os.PathLike,
+    *,
+    mask: Any = None,
+    tr: float | None = None,
+    confounds: Sequence[str] | None = None,
+    detrend: bool = True,
+    standardize: bool | str = False,
+    high_pass: float | None = None,
+    low_pass: float | None = None,
+    smoothing_fwhm: float | None = None,
+    subject_dims: int | None = None,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Mask, clean and factor one subject's runs; write its share under ``out_dir``.
+
+    Parameters
+    ----------
+    runs : list of RunSpec
+        All runs of one subject (same ``sub`` entity), on one grid.
+    out_dir : path
+        The BIDS App's OUTPUT_DIR; files go to ``out_dir/sub-<label>/``.
+    mask : path or image, optional
+        Brain mask on the runs' grid (default: fMRIPrep brain masks, else EPI masks).
+    tr : float, optional
+        Overrides sidecar and header TRs.
+    confounds, detrend, standardize, high_pass, low_pass, smoothing_fwhm
+        Cleaning, as for :func:`~trends_ivae.io.preparation.prepare`.
+    subject_dims : int, optional
+        Keep only this many subject components (lossy, smaller); default lossless.
+    force : bool
+        Replace an existing share.
+
+    Returns
+    -------
+    dict
+        The written paths (``share``, ``mask``, ``mean``).
+
+    Raises
+    ------
+    PrepareError
+        Bad input (the message names the file); nothing is written.
+    FileExistsError
+        The share exists and ``force`` is False.
+    """
+    runs = list(runs)
+    if not runs:
+        raise PrepareError("no run given for the participant share")
+    labels = sorted({r.subject for r in runs})
+    if len(labels) != 1:
+        raise PrepareError(f"a participant share holds one subject; got runs of {labels}")
+    label = labels[0]
+    paths = share_paths(out_dir, label)
+    if paths["share"].exists() and not force:
+        raise FileExistsError(f"{paths['share']} exists; pass force=True (--force) to overwrite")
+    names = [r.name for r in runs]
+    infos = [header_info(load_4d(r.img)) for r in runs]
+    check_same_grid(infos, names)
+    shape, affine = infos[0]["shape"], infos[0]["affine"]
+    trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(runs, names, infos)]
+    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds)
+    for r, n, info in zip(runs, names, infos):
+        if r.confounds is not None or settings.confounds:
+            read_confounds(r.confounds, settings.confounds, info["n_volumes"], n)
+    events = [_events_text(r.events) for r in runs]
+
+    if mask is not None:
+        given = load_mask(mask)
+        if given.shape != shape or not np.allclose(given.affine, affine, atol=1e-3):
+            raise PrepareError(f"mask {mask if isinstance(mask, (str, Path)) else '<image>'!s} (shape "
+                               f"{given.shape}) is not on the grid of {names[0]!r} (shape {shape})")
+        region, mask_source = np.asarray(given.dataobj) > 0, "given"
+    else:
+        brain = [derivative_brain_mask(r.img) if isinstance(r.img, (str, Path)) else None for r in runs]
+        if all(b is not None for b in brain):
+            region = None
+            for b in brain:
+                m = load_mask(b)
+                if m.shape != shape:
+                    raise PrepareError(f"brain mask {str(b)!r} has shape {m.shape}, its run {shape}")
+                arr = np.asarray(m.dataobj) > 0
+                region = arr if region is None else region & arr
+            mask_source = "fmriprep_brain_mask"
+        else:
+            region, mask_source = None, "epi_intersection"
+    mean_sum = np.zeros(shape)
+    valid = np.ones(shape, bool)
+    epi = None
+    for r, n in zip(runs, names):
+        st = run_statistics(r.img)
+        mean_sum += st["mean"]
+        valid &= st["finite"] & st["varying"]
+        if region is None and mask_source == "epi_intersection":
+            e = epi_mask(st["mean"], st["affine"])
+            epi = e if epi is None else epi & e
+    region = epi if region is None else region
+    dropped = int((region & ~valid).sum())
+    if dropped:
+        warnings.warn(f"sub-{label}: {dropped} voxels NaN/inf or constant in time dropped from the mask",
+                      UserWarning, stacklevel=2)
+    mask_arr = region & valid
+    if not mask_arr.any():
+        raise PrepareError(f"the mask of sub-{label} is empty (first run {names[0]!r})")
+    mask_img = nib.Nifti1Image(mask_arr.astype(np.uint8), affine)
+
+    parts = [clean_run(r, mask_img, settings, t) for r, t in zip(runs, trs)]
+    Y = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    del parts
+    gram = (Y.astype(np.float64) @ Y.T.astype(np.float64))
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1]
+    evals = np.clip(evals[order], 0.0, None)
+    keep = evals > (evals[0] * 1e-10 if evals.size and evals[0] > 0 else np.inf)
+    k = int(keep.sum())
+    if subject_dims is not None:
+        k = min(k, int(subject_dims))
+    if k < 1:
+        raise PrepareError(f"the cleaned data of sub-{label} are all zero")
+    U = evecs[:, order[:k]]
+    R = (U.T @ Y.astype(np.float64)).astype(np.float32)
+    total_ss = float(np.einsum("ij,ij->", Y, Y, dtype=np.float64))
+    del Y
+
+    table = [{"file": str(Path(r.img).resolve()) if isinstance(r.img, (str, Path)) else r.name,
+              "name": n, "entities": {kk: str(v) for kk, v in r.entities.items()},
+              "n_volumes": info["n_volumes"], "tr": t, "events_text": ev,
+              "events": str(r.events) if isinstance(r.events, (str, Path)) else None}
+             for r, n, info, t, ev in zip(runs, names, infos, trs, events)]
+    meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
+            "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
+            "clean": settings.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
+            "n_components_kept": k, "total_sum_of_squares": total_ss, "shape": list(shape),
+            "versions": package_versions()}
+    import h5py
+
+    paths["share"].parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        tmp = Path(tempfile.mkstemp(prefix=".share-", suffix=".h5", dir=paths["share"].parent)[1])
+        written.append(tmp)
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("scores", data=U.astype(np.float32))
+            f.create_dataset("singular_values", data=np.sqrt(evals[:k]))
+            f.create_dataset("rows", data=R, compression="gzip", compression_opts=4,
+                             chunks=(min(k, 64), R.shape[1]))
+            f.create_dataset("mask", data=mask_arr.astype(np.uint8), compression="gzip")
+            f.create_dataset("affine", data=np.asarray(affine, float))
+            f.create_dataset("mean", data=(mean_sum / len(runs)).astype(np.float32), compression="gzip")
+            f.attrs["meta"] = json.dumps(meta, default=str)
+        tmp_mask = paths["mask"].with_name(".tmp-" + paths["mask"].name)
+        tmp_mean = paths["mean"].with_name(".tmp-" + paths["mean"].name)
+        written += [tmp_mask, tmp_mean]
+        nib.save(mask_img, tmp_mask)
+        nib.save(nib.Nifti1Image((mean_sum / len(runs)).astype(np.float32), affine), tmp_mean)
+        os.replace(tmp_mask, paths["mask"])
+        os.replace(tmp_mean, paths["mean"])
+        os.replace(tmp, paths["share"])
+    except BaseException:
+        for p in written:
+            if p.exists():
+                p.unlink()
+        raise
+    logger.info("sub-%s: share of %d volumes x %d voxels (K=%d) written to %s", label,
+                sum(i["n_volumes"] for i in infos), int(mask_arr.sum()), k, paths["share"])
+    return paths
+
+
+def read_share_meta(path: str | os.PathLike) -> ParticipantShare:
+    """Read a share's metadata, mask and mean image (not its data).
+
+    Raises
+    ------
+    PrepareError
+        The file is missing, unreadable or not a share of this format.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs["meta"])
+            mask = f["mask"][()].astype(bool)
+            affine = f["affine"][()]
+            mean = f["mean"][()]
+    except (OSError, KeyError, ValueError) as exc:
+        raise PrepareError(f"participant share {str(path)!r} cannot be read: {exc}") from exc
+    if meta.get("format") != "trends_ivae.participant_share" or meta.get("share_format") != SHARE_FORMAT:
+        raise PrepareError(f"{str(path)!r} is not a participant share of format {SHARE_FORMAT}")
+    return ParticipantShare(path=path, subject=meta["subject"], meta=meta, mask=mask, affine=affine, mean=mean)
+
+
+def group_mean_image(shares: Sequence[ParticipantShare]) -> nib.Nifti1Image:
+    """Mean EPI of the group: the subjects' means weighted by their number of runs."""
+    total = sum(s.mean.astype(np.float64) * len(s.meta["runs"]) for s in shares)
+    n = sum(len(s.meta["runs"]) for s in shares)
+    return nib.Nifti1Image((total / n).astype(np.float32), shares[0].affine)
+
+
+def _read_events_text(text: str | None):
+    if text is None:
+        return None
+    return pd.read_csv(_io.StringIO(text), sep="\t", na_values=["n/a", "N/A", ""], keep_default_na=False)
+
+
+def gather_shares(
+    shares: Sequence[ParticipantShare | str | os.PathLike],
+    *,
+    aux: str = "task",
+    window: int | None = None,
+    step: int | None = None,
+    hrf_delay: float = 0.0,
+    min_event_duration: float | None = None,
+    aux_combine: str = "product",
+    n_dims: int = 30,
+    whiten: bool = False,
+    n_keep: int | None = None,
+    verbose: int = 0,
+) -> PreparedData:
+    """The group step: one mask, MIGP over the subjects' shares, projection, u.
+
+    Parameters
+    ----------
+    shares : list of ParticipantShare or paths
+        One per subject, in the order the subjects get their indices.
+    aux, window, step, hrf_delay, min_event_duration, aux_combine, n_dims, whiten, n_keep
+        As for :func:`~trends_ivae.io.preparation.prepare`.
+    verbose : int
+        >0 logs progress.
+
+    Returns
+    -------
+    PreparedData
+        As ``prepare`` returns it; ``parameters['reduction']`` is
+        ``"MIGP over participant shares"``.
+
+    Raises
+    ------
+    PrepareError
+        Shares on different grids or cleaned differently, an empty group mask, bad u.
+    """
+    log = logger.info if verbose else logger.debug
+    shares = [s if isinstance(s, ParticipantShare) else read_share_meta(s) for s in shares]
+    if not shares:
+        raise PrepareError("no participant share to gather")
+    labels = [s.subject for s in shares]
+    if len(set(labels)) != len(labels):
+        raise PrepareError(f"subjects repeated among the shares: {labels}")
+    ref = shares[0]
+    for s in shares[1:]:
+        if s.mask.shape != ref.mask.shape or not np.allclose(s.affine, ref.affine, atol=1e-3):
+            raise PrepareError(f"share {str(s.path)!r} is on another grid than {str(ref.path)!r}")
+        if s.meta["clean"] != ref.meta["clean"]:
+            diff = sorted(k for k in s.meta["clean"] if s.meta["clean"][k] != ref.meta["clean"].get(k))
+            raise PrepareError(f"share {str(s.path)!r} was cleaned with other options ({', '.join(diff)}) "
+                               f"than {str(ref.path)!r}; rerun the participant level with the same options")
+    group_mask = np.logical_and.reduce([s.mask for s in shares])
+    n_voxels = int(group_mask.sum())
+    if n_voxels == 0:
+        raise PrepareError("the intersection of the subjects' masks is empty")
+    metas, run_specs = [], []
+    for s in shares:
+        for i, r in enumerate(s.meta["runs"]):
+            metas.append(RunMeta(name=r["name"], subject=s.subject, run=str(r["entities"].get("run", i + 1)),
+                                 n_volumes=int(r["n_volumes"]), tr=float(r["tr"]),
+                                 events=_read_events_text(r["events_text"]), participant=s.meta["participant"]))
+            run_specs.append(r)
+    u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
+                  min_duration=min_event_duration, combine=aux_combine)
+    n_total = sum(m.n_volumes for m in metas)
+    d = int(n_dims)
+    if d < 1:
+        raise PrepareError(f"n_dims must be >= 1, got {n_dims}")
+    if d > min(n_voxels, n_total - 1):
+        new_d = max(1, min(n_voxels, n_total - 1))
+        warnings.warn(f"n_dims={d} exceeds what the data allow ({n_voxels} voxels, {n_total} volumes); "
+                      f"using {new_d}", UserWarning, stacklevel=2)
+        d = new_d
+
+    migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
+    voxel_sum = np.zeros(n_voxels)
+    cols = [group_mask[s.mask] for s in shares]   # group voxels among each share's voxels
+    for s, c in zip(shares, cols):
+        U, R = s.factors(c)
+        migp.partial_fit(R)
+        voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
+        log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
+    try:
+        basis, sing = migp.basis()
+    except ValueError as exc:
+        raise PrepareError(f"group PCA failed: {exc}; lower n_dims") from exc
+    voxel_mean = (voxel_sum / n_total).astype(np.float32)
+    scale = (sing / np.sqrt(max(n_total - 1, 1))).astype(np.float32) if whiten else np.ones(d, np.float32)
+    x = np.empty((n_total, d), np.float32)
+    row = 0
+    mean_proj = voxel_mean.astype(np.float64) @ basis.astype(np.float64)
+    for s, c in zip(shares, cols):
+        U, R = s.factors(c)
+        xs = U.astype(np.float64) @ (R.astype(np.float64) @ basis.astype(np.float64)) - mean_proj
+        x[row:row + U.shape[0]] = (xs / scale).astype(np.float32)
+        row += U.shape[0]
+
+    subject_idx = np.concatenate([np.full(m.n_volumes, labels.index(m.subject)) for m in metas])
+    run_idx = np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)])
+    volume = np.concatenate([np.arange(m.n_volumes) for m in metas])
+    starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
+    run_table = [{
+        "subject": m.subject, "subject_index": labels.index(m.subject), "run": m.run,
+        "file": r["file"], "n_volumes": m.n_volumes, "tr": m.tr, "start": int(st),
+        "entities": r["entities"], "events": r.get("events"),
+    } for m, r, st in zip(metas, run_specs, starts)]
+    clean = dict(ref.meta["clean"])
+    parameters = {
+        "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
+        "min_event_duration": min_event_duration, "aux_combine": aux_combine,
+        "n_dims": d, "n_dims_requested": int(n_dims), "whiten": bool(whiten),
+        "n_keep": migp.n_keep, "subject_dims": ref.meta.get("subject_dims"), "tr_override": None,
+        "mask": None, "mask_source": "intersection of participant masks (" + ref.meta["mask_source"] + ")",
+        "resample_to_first": False, "clean": clean,
+        "total_sum_of_squares": float(sum(s.meta["total_sum_of_squares"] for s in shares)),
+        "reduction": "MIGP over participant shares",
+        "shares": [str(s.path) for s in shares],
+    }
+    return PreparedData(
+        x=x, u=u.values, subject=subject_idx.astype(np.int64), run=run_idx.astype(np.int64),
+        volume=volume.astype(np.int64), basis=basis, voxel_mean=voxel_mean, mask=group_mask.astype(np.uint8),
+        affine=np.asarray(ref.affine), u_kind=u.kind, u_names=list(u.names),
+        aux={"spec": u.spec, "factors": u.factors, "combine": aux_combine, "window": window,
+             "step": step if step is not None else window, "hrf_delay": hrf_delay,
+             "min_event_duration": min_event_duration},
+        subjects=labels, runs=run_table, tr=float(metas[0].tr), parameters=parameters,
+        versions=package_versions(), scale=scale, singular_values=sing, u_factors=u.factor_codes,
+    )
