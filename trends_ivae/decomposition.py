@@ -32,6 +32,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
 
+#: IVAE settings that differ from the array-level defaults for fMRI: an encoder q(z|x)
+#: (new subjects need no u) and a learned observation-noise variance (fMRI is noisy;
+#: the paper's fixed small variance suits its noise-free benchmark). On the sample
+#: data, time-course MCC against the truth 0.65 (fixed 1e-3) -> 0.76 / 0.91 (learned),
+#: two seeds, one restart each.
+GROUP_IVAE_DEFAULTS = {"encoder_uses_aux": False, "decoder_var": None}
+
 #: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
 MIN_STEPS = 3000
 
@@ -80,8 +87,9 @@ class GroupIVAE(BaseEstimator):
     ivae_params : dict, optional
         Further :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
         ``batch_size``, ``hidden_dim``, ``decoder_var``, ...). Default: the IVAE
-        defaults with ``encoder_uses_aux=False`` so that new subjects can be
-        transformed without their u.
+        defaults with ``encoder_uses_aux=False`` (new subjects can be transformed
+        without their u) and ``decoder_var=None`` (the noise variance is learned), see
+        ``GROUP_IVAE_DEFAULTS``.
     device : str, default="auto"
     random_state : int or None
     n_jobs : int, default=1
@@ -175,7 +183,7 @@ class GroupIVAE(BaseEstimator):
         is capped at a quarter of the training split and the epochs are raised (at most
         400) to reach about :data:`MIN_STEPS` optimiser steps per restart.
         """
-        params = {"encoder_uses_aux": False}
+        params = dict(GROUP_IVAE_DEFAULTS)
         params.update(self.ivae_params or {})
         defaults = IVAE().get_params()
         n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
