@@ -1,0 +1,364 @@
+"""``trends-ivae-bids``: trends_ivae as a BIDS App (participant and group levels).
+
+Examples::
+
+    trends-ivae-bids ds/ out/ participant --participant-label 01 --task rest   # one job per subject
+    trends-ivae-bids ds/ out/ group --task rest --aux window --window 30 --n-components 20
+    trends-ivae-bids ds/ out/ group --derivatives ds/derivatives/fmriprep --space MNI152NLin2009cAsym \\
+        --confounds trans_* rot_* --task rest --aux window --window 30     # fMRIPrep input
+
+``participant`` writes each selected subject's share of the prepare stage (mask,
+cleaning, subject-level reduction, mean EPI; :mod:`trends_ivae.io.participant`) to
+``OUTPUT_DIR/sub-<label>/``, so subjects can run as separate cluster jobs. ``group``
+gathers the shares (computing any missing one from the raw data on the way), builds
+the shared basis by MIGP, fits the iVAE, maps back and writes the results into
+OUTPUT_DIR (BIDS layout), or into ``OUTPUT_DIR/ivae.ica`` / ``OUTPUT_DIR/gift`` with
+``--layout melodic|gift``; and a report when the report module is installed. Running
+``group`` alone on raw data does everything. OUTPUT_DIR is a derivative dataset with a
+``dataset_description.json`` (``GeneratedBy``, ``SourceDatasets``).
+
+Refused before anything is written: an OUTPUT_DIR inside BIDS_DIR (except under
+``BIDS_DIR/derivatives/``), unknown participant labels, existing shares or group
+results without ``--force``, a group run that finds neither participant shares nor
+BOLD runs, shares made with other cleaning options or for other runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from ._common import HELP_FORMATTER, existing_dir, setup_logging
+from .fit import add_model_arguments, check_model_arguments
+from .prepare import add_prepare_arguments
+
+log = logging.getLogger("trends_ivae.cli.bids_app")
+
+PROG = "trends-ivae-bids"
+#: options of the prepare stage that the participant level fixes (the group level must agree)
+CLEAN_OPTIONS = ("detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm", "confounds")
+LAYOUT_DIRS = {"melodic": "ivae.ica", "gift": "gift"}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(
+        prog=PROG, formatter_class=HELP_FORMATTER,
+        description="trends_ivae BIDS App: identifiable VAE (nonlinear ICA) of a BIDS dataset. "
+                    "'participant' prepares each subject (mask, clean, subject-level reduction); "
+                    "'group' gathers them, fits the group iVAE and writes maps and time courses.",
+    )
+    p.add_argument("bids_dir", help="the BIDS dataset (raw; events, sidecars, participants.tsv)")
+    p.add_argument("output_dir", help="output folder (a BIDS derivative dataset)")
+    p.add_argument("analysis_level", choices=["participant", "group"], help="processing stage")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--participant-label", nargs="+", metavar="L",
+                     help="subjects to process (with or without 'sub-'; default: all)")
+    sel.add_argument("--session-label", nargs="+", metavar="S", help="sessions to keep (default: all)")
+    sel.add_argument("--task", metavar="T", help="task to keep (default: all)")
+    sel.add_argument("--space", metavar="SPACE",
+                     help="with --derivatives: the space- of the *_desc-preproc_bold.nii.gz to use")
+    sel.add_argument("--derivatives", metavar="DIR",
+                     help="fMRIPrep output to take the preprocessed BOLD, brain masks and confounds from")
+    add_prepare_arguments(p)
+    p.set_defaults(aux="task+window", window=20)
+    add_model_arguments(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
+                     help="group results as BIDS derivatives in OUTPUT_DIR, or a MELODIC folder "
+                          "OUTPUT_DIR/ivae.ica, or GIFT files in OUTPUT_DIR/gift")
+    out.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
+                     help="do not keep prepared.h5 with the group results")
+    out.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    out.add_argument("--force", action="store_true", help="overwrite existing shares / group results")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more progress output (-v, -vv)")
+    return p
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Path, Path]:
+    bids = existing_dir(parser, args.bids_dir, "BIDS_DIR").resolve()
+    out = Path(args.output_dir).resolve()
+    if _inside(out, bids) and not _inside(out, bids / "derivatives"):
+        parser.error(f"OUTPUT_DIR {args.output_dir!r} is inside BIDS_DIR {args.bids_dir!r}; choose a folder "
+                     "outside it (or under BIDS_DIR/derivatives/)")
+    if out.exists() and not out.is_dir():
+        parser.error(f"OUTPUT_DIR {args.output_dir!r} exists and is not a directory")
+    if args.derivatives:
+        existing_dir(parser, args.derivatives, "--derivatives")
+    if args.space and not args.derivatives:
+        parser.error("--space goes with --derivatives (raw BIDS data have no space)")
+    if args.mask and not Path(args.mask).is_file():
+        parser.error(f"--mask {args.mask!r} does not exist or is not a file")
+    if args.n_dims < 1:
+        parser.error("--n-dims must be >= 1")
+    if args.tr is not None and args.tr <= 0:
+        parser.error("--tr must be positive")
+    if args.resample_to_first:
+        parser.error("--resample-to-first is not supported by the BIDS App (subjects are prepared "
+                     "separately); resample the data to one grid first (e.g. fMRIPrep --output-spaces)")
+    if args.analysis_level == "group":
+        if args.n_components > args.n_dims:
+            parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims})")
+        check_model_arguments(args, parser)
+    return bids, out
+
+
+def _available_labels(bids: Path, derivatives: str | None) -> list[str]:
+    root = Path(derivatives) if derivatives else bids
+    return sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
+
+
+def _clean_options(args) -> dict:
+    from ..io.participant import _settings
+
+    return _settings(args.detrend, args.standardize, args.high_pass, args.low_pass, args.smoothing_fwhm,
+                     args.confounds).to_dict()
+
+
+def _share_kwargs(args) -> dict:
+    return dict(mask=args.mask, tr=args.tr, confounds=args.confounds, detrend=args.detrend,
+                standardize=args.standardize, high_pass=args.high_pass, low_pass=args.low_pass,
+                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims)
+
+
+def _dataset_description(out: Path, bids: Path, derivatives: str | None) -> None:
+    from .._version import __version__
+
+    sources = [{"URL": bids.as_uri()}]
+    if derivatives:
+        sources.append({"URL": Path(derivatives).resolve().as_uri()})
+    desc = {
+        "Name": "trends_ivae: identifiable VAE decomposition",
+        "BIDSVersion": "1.8.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
+                         "Description": "identifiable VAE (nonlinear ICA) of fMRI, BIDS App "
+                                        "(trends-ivae-bids)"}],
+        "SourceDatasets": sources,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".dataset_description.json.tmp"
+    tmp.write_text(json.dumps(desc, indent=2) + "\n")
+    os.replace(tmp, out / "dataset_description.json")
+
+
+def _error(msg: str) -> int:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _find(args, bids: Path, labels):
+    from ..io.participant import find_runs
+
+    return find_runs(bids, derivatives=args.derivatives, task=args.task, session=args.session_label,
+                     participant_label=labels, space=args.space, with_confounds=bool(args.confounds))
+
+
+def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
+    from ..io.images import PrepareError
+    from ..io.participant import share_paths, write_participant_share
+
+    exists = [str(share_paths(out, s)["share"]) for s in labels if share_paths(out, s)["share"].exists()]
+    if exists and not args.force:
+        return _error(f"participant outputs exist ({', '.join(exists)}); pass --force to overwrite them")
+    try:
+        runs = _find(args, bids, labels)
+    except PrepareError as exc:
+        return _error(str(exc))
+    by_subject = {s: [r for r in runs if r.subject == s] for s in labels}
+    missing = [s for s, rs in by_subject.items() if not rs]
+    if missing:
+        return _error(f"no BOLD run matches the selection for sub-{', sub-'.join(missing)}")
+    for s, rs in by_subject.items():
+        try:
+            paths = write_participant_share(rs, out, force=args.force, **_share_kwargs(args))
+        except (PrepareError, FileExistsError) as exc:
+            return _error(str(exc))
+        _dataset_description(out, bids, args.derivatives)
+        print(f"sub-{s}: {len(rs)} run(s) prepared -> {paths['share']}")
+    return 0
+
+
+def _group_targets(out: Path, layout: str) -> list[Path]:
+    if layout == "bids":
+        return [out / "group", out / "model", out / "prepared.h5"]
+    return [out / LAYOUT_DIRS[layout]]
+
+
+def _merge(tmp_out: Path, out: Path, layout: str) -> None:
+    """Move the fit's output into OUTPUT_DIR, next to the participant shares."""
+    if layout != "bids":
+        target = out / LAYOUT_DIRS[layout]
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp_out, target)
+        return
+    for item in sorted(tmp_out.rglob("*")):
+        if item.is_dir() or item.name == "dataset_description.json":
+            continue
+        rel = item.relative_to(tmp_out)
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(item, dest)
+
+
+def _report(out: Path) -> None:
+    """Write the report when the report module exists; never fail the run for it."""
+    import importlib
+
+    try:
+        report = importlib.import_module("trends_ivae.report")
+    except ImportError:
+        return
+    fn = getattr(report, "write_report", None) or getattr(report, "make_report", None)
+    if fn is None:
+        return
+    try:
+        fn(out)
+    except Exception as exc:  # noqa: BLE001 - the report is optional
+        warnings.warn(f"the report could not be written: {exc}", UserWarning, stacklevel=2)
+
+
+def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
+    from ..io.images import PrepareError
+    from ..io.participant import (gather_shares, group_mean_image, read_share_meta, share_paths,
+                                  write_participant_share)
+    from ..io.store import write_prepared
+    from .fit import fit_and_write
+
+    existing = [str(p) for p in _group_targets(out, args.layout) if p.exists()]
+    if existing and not args.force:
+        return _error(f"group outputs exist ({', '.join(existing)}); pass --force to overwrite them")
+    try:
+        runs = _find(args, bids, labels)
+    except PrepareError:
+        runs = []
+    if labels is None:
+        labels = sorted({r.subject for r in runs}
+                        | {p.name[4:] for p in out.glob("sub-*") if share_paths(out, p.name)["share"].is_file()})
+    if not labels:
+        return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r}"
+                      + (f" or {args.derivatives!r}" if args.derivatives else "")
+                      + " (run the participant level first, or check the filters)")
+    wanted_clean = _clean_options(args)
+    shares, missing = [], []
+    for s in labels:
+        path = share_paths(out, s)["share"]
+        if not path.is_file():
+            missing.append(s)
+            continue
+        try:
+            share = read_share_meta(path)
+        except PrepareError as exc:
+            return _error(str(exc))
+        if share.meta["clean"] != wanted_clean:
+            diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+            return _error(f"{str(path)!r} was made with other cleaning options ({', '.join(diff)}); use the "
+                          "participant level's options or rerun it with --force")
+        sub_runs = [str(Path(r.img).resolve()) for r in runs if r.subject == s]
+        if sub_runs and sorted(sub_runs) != sorted(r["file"] for r in share.meta["runs"]):
+            return _error(f"{str(path)!r} was made for other runs than this selection selects for sub-{s}; "
+                          "rerun the participant level (with --force) with the same filters")
+        shares.append(share)
+    no_raw = [s for s in missing if not any(r.subject == s for r in runs)]
+    if no_raw:
+        if not runs and not shares:
+            return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r} "
+                          "(run the participant level first, or check the filters)")
+        return _error(f"no participant output and no BOLD run for sub-{', sub-'.join(no_raw)}")
+
+    setup_logging(args.verbose)
+    work = Path(tempfile.mkdtemp(prefix=".trends_ivae_group-", dir=out.parent if not out.exists() else out))
+    try:
+        if missing:  # computed here, into the work folder (not kept): group alone does everything
+            for s in missing:
+                try:
+                    p = write_participant_share([r for r in runs if r.subject == s], work / "shares",
+                                                **_share_kwargs(args))
+                except PrepareError as exc:
+                    return _error(str(exc))
+                shares.append(read_share_meta(p["share"]))
+            order = {s: i for i, s in enumerate(labels)}
+            shares.sort(key=lambda sh: order[sh.subject])
+        try:
+            prepared = gather_shares(shares, aux=args.aux, window=args.window, step=args.step,
+                                     hrf_delay=args.hrf_delay, min_event_duration=args.min_event_duration,
+                                     aux_combine=args.aux_combine, n_dims=args.n_dims, whiten=args.whiten,
+                                     n_keep=args.n_keep, verbose=args.verbose)
+        except PrepareError as exc:
+            return _error(str(exc))
+        write_prepared(work / "prepared.h5", prepared)
+        args.prepared = str(work / "prepared.h5")
+        args.mean_img = group_mean_image(shares)
+        args.command = "bids-app group"
+        args.checkpoint_dir = None
+        args.report = not args.no_report
+        tmp_out = work / "out"
+        code = fit_and_write(args, tmp_out, source=str(bids))
+        if code:
+            return code
+        out.mkdir(parents=True, exist_ok=True)
+        if args.force:
+            for target in _group_targets(out, args.layout):
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        _merge(tmp_out, out, args.layout)
+        _dataset_description(out, bids, args.derivatives)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not args.no_report and args.layout == "bids" and not any(out.glob("*report*")):
+        _report(out)
+    where = out if args.layout == "bids" else out / LAYOUT_DIRS[args.layout]
+    print(f"{PROG}: group results ({args.layout} layout) in {where}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``trends-ivae-bids`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
+    from .main import _format_warning
+
+    warnings.formatwarning = _format_warning
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    bids, out = _check_args(args, parser)
+    labels = None
+    if args.participant_label:
+        labels = [s[4:] if s.startswith("sub-") else s for s in args.participant_label]
+        available = _available_labels(bids, args.derivatives)
+        unknown = [s for s in labels if s not in available]
+        if unknown and not (args.analysis_level == "group" and all(
+                (out / f"sub-{s}").is_dir() for s in unknown)):
+            parser.error(f"unknown participant label(s) {', '.join(unknown)}; "
+                         f"{'the derivatives' if args.derivatives else 'BIDS_DIR'} has "
+                         f"{', '.join(available) or 'no sub-* folder'}")
+    elif args.analysis_level == "participant":
+        labels = _available_labels(bids, args.derivatives)
+        if not labels:
+            parser.error(f"no sub-* folder in {args.derivatives or args.bids_dir!r}")
+    setup_logging(args.verbose)
+    if args.analysis_level == "participant":
+        return _participant(args, bids, out, labels)
+    return _group(args, bids, out, labels)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
