@@ -257,6 +257,57 @@ class GroupIVAE(BaseEstimator):
         self.n_components_ = self.n_components
         return self
 
+    @classmethod
+    def load(cls, out_dir: Any, device: str = "auto") -> "GroupIVAE":
+        """Rebuild a fitted GroupIVAE from a ``trends-ivae fit`` output folder, for ``transform``.
+
+        Reads ``out_dir/model/ivae.pt`` (the IVAE), ``out_dir/prepared.h5`` (mask, basis,
+        cleaning settings) and ``out_dir/model/config.json`` (the parameters), in any
+        ``--layout``. The maps and time courses of the fit are not recomputed
+        (``components_`` etc. are absent); ``transform``, ``inverse_transform`` and
+        ``score`` work as after ``fit``.
+
+        Parameters
+        ----------
+        out_dir : path
+            The folder ``trends-ivae fit`` wrote (with ``prepared.h5``, i.e. without
+            ``--no-keep-prepared``).
+        device : str, default="auto"
+
+        Returns
+        -------
+        GroupIVAE
+
+        Raises
+        ------
+        FileNotFoundError
+            A required file is missing (the message names it).
+        """
+        import json
+        from pathlib import Path
+
+        from .io.store import read_prepared
+
+        root = Path(out_dir)
+        files = {"model": root / "model" / "ivae.pt", "prepared": root / "prepared.h5",
+                 "config": root / "model" / "config.json"}
+        for what, path in files.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: {root} is not a complete trends-ivae fit output"
+                                        + (" (fit with --keep-prepared)" if what == "prepared" else ""))
+        config = json.loads(files["config"].read_text())
+        valid = cls().get_params()
+        params = {k: v for k, v in config.get("model", {}).items() if k in valid}
+        params["device"] = device
+        model = cls(**params)
+        model.prepared_ = read_prepared(files["prepared"])
+        model.ivae_ = IVAE.load(files["model"], device=device)
+        model.mask_img_ = model.prepared_.mask_img()
+        model.runs_ = model.prepared_.runs
+        model.n_components_ = model.ivae_.n_components
+        model.elbo_ = getattr(model.ivae_, "elbo_", None)
+        return model
+
     @property
     def masker_(self):
         """A fitted nilearn ``NiftiMasker`` holding the mask used (no cleaning)."""
