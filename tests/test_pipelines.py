@@ -1,0 +1,113 @@
+"""pipelines/: the TOML-driven group analysis, dual regression and the Nipype interface."""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data" / "bids"
+CONFIGS = ROOT / "pipelines" / "configs"
+FAST = ["--set", "model.n_components=3", "--set", "reduction.n_dims=6", "--set", "model.n_init=1",
+        "--set", "model.max_epochs=6", "--set", "model.batch_size=64"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"pipelines_{name}", ROOT / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+group_ivae = _script("group_ivae")
+dual_regression = _script("dual_regression")
+
+
+def _run(module, argv):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return module.main(argv)
+
+
+@pytest.fixture(scope="module")
+def task_fit(tmp_path_factory):
+    out = tmp_path_factory.mktemp("task") / "out"
+    assert _run(group_ivae, [str(CONFIGS / "task_study.toml"), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_task_study(task_fit):
+    assert nib.load(task_fit / "group" / "desc-ivae_components.nii.gz").shape == (24, 28, 24, 3)
+    tsv = pd.read_csv(task_fit / "sub-04" / "func" / "sub-04_task-sim_desc-ivae_timeseries.tsv", sep="\t")
+    assert tsv.shape == (150, 3)
+    import json
+
+    config = json.loads((task_fit / "model" / "config.json").read_text())
+    assert config["prepare"]["aux"] == "task" and config["prepare"]["hrf_delay"] == 4.0
+
+
+@pytest.mark.parametrize("name, check", [("rest_study", "melodic_IC.nii.gz"),
+                                         ("multisite_study", "trends_ivae_sub004_timecourses_ica_s1_.nii")])
+def test_rest_and_multisite_studies(name, check, tmp_path):
+    out = tmp_path / "out"
+    assert _run(group_ivae, [str(CONFIGS / f"{name}.toml"), "--out", str(out), *FAST]) == 0
+    assert (out / check).is_file()
+    if name == "multisite_study":
+        from trends_ivae.io import read_prepared
+
+        p = read_prepared(out / "prepared.h5")
+        assert p.u_kind == "continuous" and "site=A" in p.u_names
+
+
+def test_unknown_key_names_the_nearest(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[input]\nbids = "x"\n[model]\nn_component = 4\n[output]\ndir = "o"\n')
+    with pytest.raises(SystemExit) as exc:
+        group_ivae.main([str(cfg)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.n_component" in err and "n_components" in err
+    cfg.write_text('[modle]\nn_components = 4\n')
+    with pytest.raises(SystemExit):
+        group_ivae.main([str(cfg)])
+    assert "'model'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_resolves_paths(capsys):
+    assert group_ivae.main([str(CONFIGS / "rest_study.toml"), "--dry-run", "--out", "x"]) == 0
+    cmd = capsys.readouterr().out
+    assert "--aux window --window 30" in cmd and str(SAMPLE.resolve()) in str(Path(cmd.split("--bids ")[1].split()[0]).resolve())
+
+
+def test_dual_regression_reproduces_the_fit(task_fit, tmp_path):
+    out = tmp_path / "dr"
+    assert _run(dual_regression, [str(task_fit), "--bids", str(SAMPLE), "--participant-label", "02",
+                                  "--out", str(out)]) == 0
+    got = pd.read_csv(out / "sub-02" / "func" / "sub-02_task-sim_desc-dualreg_timeseries.tsv", sep="\t")
+    ref = pd.read_csv(task_fit / "sub-02" / "func" / "sub-02_task-sim_desc-ivae_timeseries.tsv", sep="\t")
+    np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), rtol=1e-3, atol=1e-3)
+    a = nib.load(out / "sub-02" / "func" / "sub-02_desc-dualreg_components.nii.gz").get_fdata()
+    b = nib.load(task_fit / "sub-02" / "func" / "sub-02_task-sim_desc-ivae_components.nii.gz").get_fdata()
+    for k in range(3):
+        assert np.corrcoef(a[..., k].ravel(), b[..., k].ravel())[0, 1] > 0.99
+    with pytest.raises(SystemExit):
+        dual_regression.main([str(tmp_path), "--bids", str(SAMPLE), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
+def test_nipype_interface(tmp_path):
+    pytest.importorskip("nipype")
+    from trends_ivae.nipype import GroupIVAEFit
+
+    node = GroupIVAEFit(bids_dir=str(SAMPLE), n_components=3, n_dims=6, n_init=1, max_epochs=4,
+                        batch_size=64, layout="melodic", out_dir=str(tmp_path / "n.ica"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = node.run()
+    assert Path(res.outputs.group_maps).is_file() and Path(res.outputs.mix).is_file()
