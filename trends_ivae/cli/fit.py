@@ -42,6 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
                    help="do not copy prepared.h5 into OUT")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write OUT/report.html (write it later with 'trends-ivae report OUT')")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="checkpoint every epoch here and resume from it when rerun")
     p.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
@@ -202,4 +204,14 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
           f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.stability_:.2f}, "
           f"{time.perf_counter() - t0:.1f} s")
+    if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
+        try:  # the fit outputs are written; a report failure must not lose them
+            from ..report import build_report
+
+            page = build_report(out_dir)
+            print(f"report: {page}")
+        except Exception as exc:  # noqa: BLE001
+            print(f"{prog}: warning: the fit outputs are complete, but the report failed "
+                  f"({type(exc).__name__}: {exc}); retry with 'trends-ivae report {out_dir}'",
+                  file=sys.stderr)
     return 0

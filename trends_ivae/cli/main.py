@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "fit": "fit",
     "simulate": "simulate",
     "demo": "demo",
+    "report": "report",
     "benchmark": "benchmark",
 }
 

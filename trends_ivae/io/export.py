@@ -239,6 +239,7 @@ def write_derivatives(
     source: str | None = None,
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
+    space_img: nib.spatialimages.SpatialImage | str | os.PathLike | None = None,
 ) -> Path:
     """Write the maps and time courses of a fit as a BIDS-derivatives dataset.
 
@@ -278,6 +279,11 @@ def write_derivatives(
         checkpoint, configuration, prepared store) to the same atomic write.
     force : bool
         Replace an existing ``out_dir``.
+    space_img : image or path, optional
+        An input image whose qform/sform codes (e.g. 4, MNI152) every output map gets
+        when its affine is the mask's. Default: the first run's ``path`` when it is a
+        readable image on the mask's grid. A mask computed by nilearn carries generic
+        codes (qform 1, sform 2), so without this the maps would lose the input's space.
 
     Returns
     -------
@@ -296,7 +302,7 @@ def write_derivatives(
         raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
 
     # -- validate everything before writing anything
-    mimg = load_mask(mask_img)
+    mimg = _with_input_space(load_mask(mask_img), space_img, runs)
     n_vox = int((np.asarray(mimg.dataobj) > 0).sum())
     group_maps = np.asarray(group_maps)
     if group_maps.ndim != 2 or group_maps.shape[1] != n_vox:
@@ -398,6 +404,36 @@ def write_derivatives(
                                    "its component time courses, z-scored across voxels."})
         if extra is not None:
             extra(root)
+    return out
+
+
+def _with_input_space(mimg: nib.spatialimages.SpatialImage, space_img: Any,
+                      runs: Sequence[Mapping[str, Any]]) -> nib.spatialimages.SpatialImage:
+    """The mask with the qform/sform codes of the input (``space_img`` or the first run's
+    file) when that image lies on the mask's grid; the mask unchanged otherwise."""
+    ref = space_img
+    if ref is None:
+        paths = [r.get("path") for r in runs if r.get("path")]
+        ref = paths[0] if paths else None
+    if ref is None:
+        return mimg
+    try:
+        rimg = nib.load(str(ref)) if isinstance(ref, (str, os.PathLike)) else ref
+        hdr = rimg.header
+        if not isinstance(hdr, nib.Nifti1Header) or not np.allclose(rimg.affine, mimg.affine, atol=1e-4):
+            return mimg
+        if tuple(rimg.shape[:3]) != tuple(mimg.shape[:3]):
+            return mimg
+        qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    except (OSError, ValueError, TypeError, nib.filebasedimages.ImageFileError):
+        return mimg
+    if not (qcode or scode):
+        return mimg
+    out = nib.Nifti1Image(np.asarray(mimg.dataobj), mimg.affine)
+    out.header.set_qform(mimg.affine, code=qcode or scode)
+    out.header.set_sform(mimg.affine, code=scode or qcode)
+    if isinstance(mimg.header, nib.Nifti1Header):
+        out.header.set_xyzt_units(*mimg.header.get_xyzt_units())
     return out
 
 

@@ -1,0 +1,74 @@
+"""``trends-ivae report``: the HTML report of a fit.
+
+Examples::
+
+    trends-ivae report results/
+    trends-ivae report results/ --subject 03 --atlas atlas_dseg.nii.gz --atlas-labels atlas_dseg.tsv
+
+Writes ``OUT/report.html`` (or ``--output``): one self-contained page (figures and the
+interactive viewer embedded, no network) with a summary, the training curve, a table of
+components with peak coordinates (and atlas regions), and per component the maps, glass
+brain, time course, power spectrum and learned prior. ``trends-ivae fit`` writes it at
+the end unless ``--no-report``. See ``docs/report.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ._common import HELP_FORMATTER, existing_dir, existing_file, setup_logging
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report", help="write the HTML report of a fit (OUT/report.html)",
+        description="Build a self-contained HTML report from the output folder of 'trends-ivae fit'.",
+        formatter_class=HELP_FORMATTER,
+    )
+    p.add_argument("out", metavar="OUT", help="output folder of 'trends-ivae fit'")
+    p.add_argument("--output", metavar="FILE", help="where to write the page (default: OUT/report.html)")
+    p.add_argument("--subject", metavar="LABEL",
+                   help="subject whose time course and spectrum are shown (default: the first)")
+    p.add_argument("--atlas", metavar="FILE",
+                   help="atlas image in the maps' space (3-D labels or 4-D maps): region of each peak")
+    p.add_argument("--atlas-labels", metavar="FILE",
+                   help="the atlas's names: TSV with index and name columns or a lookup table "
+                        "(default: a .tsv next to the atlas image)")
+    p.add_argument("--threshold", type=float, default=2.0, metavar="Z",
+                   help="|z| below which maps are transparent in the figures and the viewer")
+    p.add_argument("--dpi", type=int, default=60, metavar="N", help="resolution of the per-component figures")
+    p.add_argument("--no-viewer", dest="interactive", action="store_false",
+                   help="leave out the interactive slice viewer")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="progress output (-v)")
+    return p
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``trends-ivae report``; returns the exit code."""
+    out = existing_dir(parser, args.out, "OUT")
+    if not (out / "group" / "desc-ivae_components.nii.gz").is_file():
+        parser.error(f"{str(out)!r} holds no group/desc-ivae_components.nii.gz: not an output folder "
+                     "of 'trends-ivae fit' (BIDS layout)")
+    if args.atlas:
+        existing_file(parser, args.atlas, "--atlas")
+    if args.atlas_labels:
+        if not args.atlas:
+            parser.error("--atlas-labels needs --atlas")
+        existing_file(parser, args.atlas_labels, "--atlas-labels")
+    if args.dpi < 10:
+        parser.error("--dpi must be >= 10")
+    setup_logging(args.verbose)
+    from ..report import build_report  # after parsing: matplotlib and nilearn are heavy
+
+    t0 = time.perf_counter()
+    try:
+        page = build_report(out, output=args.output, subject=args.subject, atlas=args.atlas,
+                            atlas_labels=args.atlas_labels, threshold=args.threshold, dpi=args.dpi,
+                            interactive=args.interactive, verbose=args.verbose)
+    except (OSError, ValueError) as exc:
+        print(f"trends-ivae report: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {page} ({Path(page).stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    return 0

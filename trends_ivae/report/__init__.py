@@ -1,0 +1,24 @@
+"""The HTML report of a fit: ``build_report(OUT)`` writes ``OUT/report.html``.
+
+Modules: :mod:`.results` reads an output folder, :mod:`.space` decides MNI or not and
+finds peaks and atlas regions, :mod:`.figures` draws (matplotlib/nilearn, PNG bytes),
+:mod:`.viewer` builds the interactive slice viewer, :mod:`.build` assembles the page.
+See ``docs/report.md``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_report", "load_results"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: matplotlib and nilearn are heavy
+    if name == "build_report":
+        from .build import build_report
+
+        return build_report
+    if name == "load_results":
+        from .results import load_results
+
+        return load_results
+    raise AttributeError(f"module 'trends_ivae.report' has no attribute {name!r}")

@@ -1,0 +1,355 @@
+"""Build ``OUT/report.html`` from a ``trends-ivae fit`` output folder.
+
+The page is one self-contained file: figures are base64 PNGs, the interactive viewer's
+JavaScript and sprites are inline, the CSS is inline, and nothing refers to a network
+address. Sections: summary, training curve, component table (peaks, atlas regions),
+interactive viewer, and one section per component (maps, glass brain, time course,
+spectrum, learned prior). See ``docs/report.md``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from .results import FitResults, load_results
+
+__all__ = ["build_report"]
+
+log = logging.getLogger("trends_ivae.report")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#243b53;color:#fff;padding:14px 28px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#cfd8e3;font-size:13px}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:6px 28px;z-index:5;font-size:13px}
+nav a{margin-right:14px;color:#243b53;text-decoration:none} nav a:hover{text-decoration:underline}
+main{padding:8px 28px 40px;max-width:1400px}
+h2{border-bottom:2px solid #243b53;padding-bottom:3px;margin-top:28px}
+h3{margin:4px 0 6px}
+table{border-collapse:collapse;font-size:13px;background:#fff}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#eef2f6}
+table.summary th{width:190px}
+table.comps td.num{text-align:right;font-variant-numeric:tabular-nums}
+.comp{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:14px 0}
+.comp img{max-width:100%;height:auto;display:block;margin:4px 0}
+.comp .maps{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start}
+.comp .maps img{display:inline-block;max-width:66%}
+.comp .maps img+img{max-width:33%}
+.facts{font-size:13px;color:#444;margin:0 0 4px}
+.muted{color:#777;font-size:12px}
+.notes li{color:#8a5a00;font-size:13px}
+.viewer-controls{margin:6px 0;font-size:13px}
+.viewer-controls select,.viewer-controls button{font-size:13px;margin:0 3px}
+"""
+
+
+def _img_tag(png: bytes, alt: str, cls: str = "") -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    c = f' class="{cls}"' if cls else ""
+    return f'<img{c} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return "–" if not np.isfinite(v) else f"{v:.{digits}g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x, digits) for x in v)
+    return str(v)
+
+
+def _levels(levels: list, n: int = 8) -> str:
+    shown = ", ".join(map(str, levels[:n]))
+    return shown + (f", … ({len(levels)} levels)" if len(levels) > n else f" ({len(levels)} levels)")
+
+
+def _input_files(res: FitResults) -> list:
+    if res.prepared is not None:
+        files = [r.get("file") for r in res.prepared.runs if r.get("file")]
+        if files:
+            return files
+    args = res.config.get("arguments", {})
+    if args.get("func"):
+        return list(args["func"])
+    import json
+
+    out = []
+    for f in sorted(res.out_dir.glob("sub-*/**/*_desc-ivae_timeseries.json")):
+        try:
+            out += json.loads(f.read_text()).get("Sources", [])
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | None) -> list:
+    cfg = res.config
+    args, prep = cfg.get("arguments", {}), cfg.get("prepare", {})
+    ivae, model, results = cfg.get("ivae", {}), cfg.get("model", {}), cfg.get("results", {})
+    aux = cfg.get("aux", {})
+    rows: list[tuple[str, str]] = []
+    src = args.get("bids") or args.get("prepared") or args.get("func")
+    if not src:
+        srcs = res.description.get("SourceDatasets") or [{}]
+        src = srcs[0].get("URL")
+    subjects = sorted({r.subject for r in res.runs})
+    n_vol = sum(r.data.shape[0] for r in res.runs)
+    rows.append(("input", _fmt(src)))
+    if args.get("task"):
+        rows.append(("task", _fmt(args.get("task"))))
+    shown = ", ".join(subjects[:8]) + (", …" if len(subjects) > 8 else "")
+    rows.append(("subjects, runs, volumes",
+                 f"{len(subjects)} subject(s) ({shown}), {len(res.runs)} run(s), {n_vol} volumes"))
+    mdata = np.asarray(res.mask.dataobj) > 0
+    zooms = res.mask.header.get_zooms()[:3]
+    rows.append(("mask", f"{_fmt(prep.get('mask_source') or prep.get('mask') or args.get('mask'))}: "
+                         f"{int(mdata.sum())} voxels in a {'×'.join(map(str, res.mask.shape[:3]))} grid of "
+                         f"{'×'.join(f'{z:.3g}' for z in zooms)} mm"))
+    rows.append(("space", f"{space}; maps drawn on {bg_name}"))
+    trs = sorted({r.tr for r in res.runs if r.tr})
+    rows.append(("TR (s)", _fmt(trs) if trs else "unknown"))
+    u_text = f"{_fmt(aux.get('spec') or args.get('aux'))} ({_fmt(aux.get('kind'))}, {_fmt(aux.get('n_levels'))} levels"
+    if prep.get("aux_combine") or args.get("aux_combine"):
+        u_text += f", combined by {prep.get('aux_combine') or args.get('aux_combine')}"
+    if prep.get("window") and "window" in str(aux.get("spec", "")):
+        u_text += f", window {prep.get('window')} volumes, step {prep.get('step')}"
+    rows.append(("auxiliary variable u", u_text + ")"))
+    if res.prepared is not None:
+        for fac in (res.prepared.aux or {}).get("factors") or []:
+            rows.append((f"  levels of {fac.get('name')}", html.escape(_levels(fac.get("levels", [])))))
+    red = prep.get("reduction", "")
+    rows.append(("reduction", f"{_fmt(red)} to {_fmt(prep.get('n_dims'))} dimensions "
+                              f"(asked {_fmt(prep.get('n_dims_requested', args.get('n_dims')))}), "
+                              f"whiten {_fmt(prep.get('whiten'))}, kept per subject {_fmt(prep.get('n_keep'))}"))
+    clean = prep.get("clean") or {}
+    if clean:
+        rows.append(("cleaning", ", ".join(f"{k} {_fmt(v)}" for k, v in clean.items())))
+    rows.append(("model", f"{res.n_components} components, prior {_fmt(model.get('prior', args.get('prior')))}, "
+                          f"posterior {_fmt(ivae.get('posterior'))}, {_fmt(ivae.get('n_hidden'))}×"
+                          f"{_fmt(ivae.get('hidden_dim'))} hidden ({_fmt(ivae.get('activation'))}), "
+                          f"decoder variance {_fmt(ivae.get('decoder_var'))}"))
+    rows.append(("training", f"{_fmt(ivae.get('n_init', args.get('n_init')))} restart(s), seed "
+                             f"{_fmt(args.get('seed', model.get('random_state')))}, lr {_fmt(ivae.get('lr'))}, "
+                             f"batch {_fmt(ivae.get('batch_size'))}, max {_fmt(ivae.get('max_epochs'))} epochs "
+                             f"(ran {_fmt(results.get('n_epochs'))}), validation fraction {_fmt(ivae.get('val_frac'))}, "
+                             f"device {_fmt(results.get('device'))}"))
+    rows.append(("held-out ELBO (final)", _fmt(results.get("elbo"))))
+    rows.append(("restart ELBOs", _fmt(results.get("restart_elbos"))))
+    rows.append(("stability across restarts", _fmt(results.get("stability"), 3)
+                 + " (mean matched correlation of the restarts' time courses)"))
+    secs = results.get("seconds")
+    rows.append(("run time", f"{secs:.1f} s" if isinstance(secs, (int, float)) else "–"))
+    versions = dict(cfg.get("versions") or {})
+    if cfg.get("version"):
+        versions.setdefault("trends-ivae", cfg["version"])
+    try:
+        import matplotlib
+        import nilearn
+
+        versions.setdefault("nilearn", nilearn.__version__)
+        versions.setdefault("matplotlib (report)", matplotlib.__version__)
+    except ImportError:  # pragma: no cover
+        pass
+    rows.append(("software", ", ".join(f"{k} {v}" for k, v in versions.items() if k != "format_version")))
+    if atlas_name:
+        rows.append(("atlas", atlas_name))
+    return rows
+
+
+def _html_table(df, cls: str, link_col: str | None = None) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, row in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = row[c]
+            num = isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool)
+            text = _fmt(float(v), 3) if isinstance(v, (float, np.floating)) else _fmt(v)
+            if link_col is not None and c == link_col:
+                text = f'<a href="#comp-{html.escape(str(v))}">{html.escape(str(v))}</a>'
+            else:
+                text = html.escape(text)
+            cells.append(f'<td class="num">{text}</td>' if num else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None = None,
+                 subject: str | None = None, atlas: str | os.PathLike | None = None,
+                 atlas_labels: str | os.PathLike | None = None, threshold: float = 2.0,
+                 dpi: int = 60, interactive: bool = True, verbose: int = 0) -> Path:
+    """Write the HTML report of a fit.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder of ``trends-ivae fit``.
+    output : path, optional
+        Where to write the page (default ``out_dir/report.html``).
+    subject : str, optional
+        Subject whose (first) run's time course and spectrum are shown (default the first).
+    atlas : path, optional
+        Atlas image (3-D labels or 4-D maps) in the maps' space: adds the region at each peak.
+    atlas_labels : path, optional
+        Its label names (TSV with ``index`` and ``name``, or a lookup table); default a
+        TSV next to the atlas image.
+    threshold : float
+        |z| threshold of the map figures and the viewer.
+    dpi : int
+        Resolution of the per-component figures (the training curve uses 80).
+    interactive : bool
+        Embed the interactive viewer.
+    verbose : int
+        Log progress (``logging`` INFO) when > 0.
+
+    Returns
+    -------
+    Path
+        The written page.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out_dir`` is not a fit output folder.
+    ValueError
+        Unknown ``subject`` or unreadable atlas.
+    """
+    from .figures import MapFigure, SignalFigure, training_curve
+    from .space import background_image, is_mni_like, load_atlas, peak_table
+    from .viewer import viewer_html
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    target = Path(output) if output is not None else out / "report.html"
+    atlas_obj = load_atlas(atlas, atlas_labels) if atlas is not None else None
+    res = load_results(out, subject=subject)
+    k = res.n_components
+    mask = np.asarray(res.mask.dataobj) > 0
+    files = _input_files(res)
+    mni, why = is_mni_like(res.components, mask, files)
+    bg_img, bg_name = background_image(mni, res.mask, files)
+    space = ("MNI152" if mni else "native / unknown") + f" ({why})"
+    comp_data = np.asarray(res.components.dataobj, dtype=np.float32)
+    eff_data = np.asarray(res.effects.dataobj, dtype=np.float32) if res.effects is not None else None
+    table = peak_table(comp_data, res.components.affine, res.names, threshold=threshold, mni=mni,
+                       atlas=atlas_obj, effects=eff_data, mask=mask)
+    if "explained_variance" in res.labels:
+        table.insert(1, "explained variance", np.asarray(res.labels["explained_variance"], float))
+    coord_col = "MNI (mm)" if mni else "scanner (mm)"
+    log.info("report: loaded %s (%d components) in %.1f s", out, k, time.perf_counter() - t0)
+
+    parts: list[str] = []
+    nav = ['<a href="#summary">summary</a>', '<a href="#training">training</a>',
+           '<a href="#components">components</a>']
+    # summary
+    rows = _summary_rows(res, space, bg_name, atlas_obj.source if atlas_obj else None)
+    parts.append('<section id="summary"><h2>Summary</h2><table class="summary">'
+                 + "".join(f"<tr><th>{html.escape(a)}</th><td>{b if a.startswith('  levels') else html.escape(b)}</td></tr>"
+                           for a, b in rows) + "</table>")
+    if res.notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in res.notes) + "</ul>")
+    parts.append("</section>")
+    # training
+    parts.append('<section id="training"><h2>Training</h2>')
+    if res.elbo is not None and len(res.elbo):
+        parts.append(_img_tag(training_curve(res.elbo, res.config.get("results", {}).get("restart_elbos")),
+                              "training and validation ELBO per epoch"))
+        parts.append('<p class="muted">ELBO per volume of the kept restart (higher is better); '
+                     "validation = held-out volumes.</p>")
+    else:
+        parts.append("<p>No model/elbo.tsv.</p>")
+    parts.append("</section>")
+    # component table
+    parts.append('<section id="components"><h2>Components</h2>')
+    parts.append(f'<p class="muted">Peak = voxel of largest |z| of the group regression map '
+                 f"(positive after the sign convention); coordinates {html.escape(coord_col)}; "
+                 "r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
+                 "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
+    parts.append(_html_table(table, "comps", link_col="component"))
+    parts.append("</section>")
+    # viewer
+    if interactive:
+        t1 = time.perf_counter()
+        try:
+            peaks = [tuple(v) for v in table[coord_col]]
+            vs = float(np.clip(min(res.components.header.get_zooms()[:3]), 2.0, 3.0)) if mni else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vhtml = viewer_html(res.components, bg_img, res.names, threshold=threshold,
+                                    voxel_size=vs, peaks_mm=peaks)
+        except Exception as exc:  # noqa: BLE001 - the viewer is an extra
+            log.warning("report: interactive viewer failed: %s", exc)
+            vhtml = ""
+            res.notes.append(f"interactive viewer failed: {exc}")
+        if vhtml:
+            nav.append('<a href="#viewer">viewer</a>')
+            parts.append('<section id="viewer"><h2>Interactive view</h2>' + vhtml + "</section>")
+        log.info("report: viewer in %.1f s", time.perf_counter() - t1)
+    # per component
+    t1 = time.perf_counter()
+    parts.append('<section id="per-component"><h2>Each component</h2>')
+    parts.append('<p class="muted">Left: group regression z-map; middle: decoder-effect z-map '
+                 f"(same cut, at the peak); right: {'glass brain' if mni else 'maximum-|z| projections'}; "
+                 f"|z| &gt; {threshold:g}. Below: the time course of sub-"
+                 f"{html.escape(res.runs[res.subject_run].subject) if res.runs else '?'} and the mean over runs, "
+                 "their Welch power spectra, and the learned prior p(z|u) (mean ± sd) by level of each "
+                 "factor of u and over time.</p>")
+    mapfig = MapFigure(bg_img, mni=mni, mask=mask, with_effects=res.effects is not None,
+                       threshold=threshold, dpi=dpi)
+    sigfig = SignalFigure(res.runs, res.subject_run, res.prior, dpi=dpi) if (res.runs or res.prior) else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for j, name in enumerate(res.names):
+                cimg = nib.Nifti1Image(comp_data[..., j], res.components.affine)
+                eimg = nib.Nifti1Image(eff_data[..., j], res.components.affine) if eff_data is not None else None
+                row = table.iloc[j]
+                facts = [f"peak z {row['peak z']:.2f} at {coord_col} {tuple(row[coord_col])}"]
+                if "explained variance" in table:
+                    facts.insert(0, f"explained variance {row['explained variance']:.3g}")
+                if "region" in table:
+                    facts.append(f"region: {row['region']}")
+                if "r(regression, effect)" in table:
+                    facts.append(f"r(regression, effect) {row['r(regression, effect)']:.2f}")
+                block = [f'<div class="comp" id="comp-{html.escape(name)}"><h3>{html.escape(name)}</h3>',
+                         f'<p class="facts">{html.escape("; ".join(facts))}</p>',
+                         ]
+                slices, glass = mapfig.render(cimg, eimg, tuple(row[coord_col]), name)
+                block.append('<div class="maps">' + _img_tag(slices, f"{name} regression and effect maps")
+                             + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}") + "</div>")
+                if sigfig is not None:
+                    block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior"))
+                block.append('<p class="muted"><a href="#components">back to the table</a></p></div>')
+                parts.append("".join(block))
+    finally:
+        mapfig.close()
+        if sigfig is not None:
+            sigfig.close()
+    parts.append("</section>")
+    log.info("report: %d component figures in %.1f s", k, time.perf_counter() - t1)
+
+    title = f"trends_ivae report: {out.resolve().name}"
+    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            f"<header><h1>{html.escape(title)}</h1><p>{k} components · identifiable VAE (iVAE) · "
+            f"built {time.strftime('%Y-%m-%d %H:%M')} in {time.perf_counter() - t0:.1f} s</p></header>\n"
+            f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n</body>\n</html>\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,
+             time.perf_counter() - t0)
+    return target
