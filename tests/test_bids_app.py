@@ -18,7 +18,7 @@ from trends_ivae.io.reduction import subspace_distance
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
 FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
-        "--batch-size", "32", "--seed", "0"]
+        "--batch-size", "32", "--seed", "0", "--no-report"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def app_out(bids, tmp_path_factory):
     out = tmp_path_factory.mktemp("app") / "out"
     for label in ("01", "02"):        # two separate "cluster jobs"
         assert _quiet([str(bids), str(out), "participant", "--participant-label", label]) == 0
-    assert _quiet([str(bids), str(out), "group", *FAST]) == 0
+    assert _quiet([str(bids), str(out), "group", *FAST[:-1]]) == 0      # with the report
     return out
 
 
@@ -57,6 +57,7 @@ def test_participant_and_group_write_a_valid_derivative(app_out, bids):
     with h5py.File(app_out / "prepared.h5") as f:
         assert f["x"].shape == (160, 6)
     assert not list(app_out.glob(".trends_ivae_group-*"))
+    assert (app_out / "report.html").is_file()
 
 
 def test_gathered_shares_equal_prepare(bids, tmp_path):

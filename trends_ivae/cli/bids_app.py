@@ -227,7 +227,7 @@ def _report(out: Path) -> None:
         report = importlib.import_module("trends_ivae.report")
     except ImportError:
         return
-    fn = getattr(report, "write_report", None) or getattr(report, "make_report", None)
+    fn = getattr(report, "build_report", None) or getattr(report, "write_report", None)
     if fn is None:
         return
     try:
