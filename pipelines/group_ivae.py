@@ -19,7 +19,7 @@ to the TOML file; see ``pipelines/configs/`` and ``docs/pipelines.md``)::
     [reduction]  n_dims, whiten, n_keep, subject_dims, n_jobs
     [model]      n_components, prior, n_init, seed, max_epochs, batch_size
     [compute]    device = "auto"|"cpu"|"cuda"
-    [output]     dir (required here or by --out), layout = "bids"|"melodic"|"gift", force, keep_prepared
+    [output]     dir (required here or by --out), layout = "bids"|"melodic"|"gift", force, keep_prepared, report
 
 An unknown section or key is an error naming it and the nearest valid one. The
 configuration becomes a ``trends-ivae fit`` command (printed with ``--dry-run``), so
@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, tuple[str | None, str]]] = {
               "max_epochs": ("--max-epochs", "value"), "batch_size": ("--batch-size", "value")},
     "compute": {"device": ("--device", "value")},
     "output": {"dir": ("--out", "path"), "layout": ("--layout", "value"), "force": ("--force", "flag"),
-               "keep_prepared": ("--no-keep-prepared", "negflag")},
+               "keep_prepared": ("--no-keep-prepared", "negflag"), "report": ("--no-report", "negflag")},
 }
 
 

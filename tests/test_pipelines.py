@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "bids"
 CONFIGS = ROOT / "pipelines" / "configs"
 FAST = ["--set", "model.n_components=3", "--set", "reduction.n_dims=6", "--set", "model.n_init=1",
-        "--set", "model.max_epochs=6", "--set", "model.batch_size=64"]
+        "--set", "model.max_epochs=6", "--set", "model.batch_size=64", "--set", "output.report=false"]
 
 
 def _script(name):
