@@ -48,6 +48,16 @@ __all__ = ["prepare", "transform_runs", "DEFAULT_N_DIMS"]
 DEFAULT_N_DIMS = 30
 
 
+def _run_labels(specs: Sequence[RunSpec]) -> list[str]:
+    """Each run's ``run`` entity, or its 1-based position among its subject's runs."""
+    seen: dict[str, int] = {}
+    labels = []
+    for r in specs:
+        seen[r.subject] = seen.get(r.subject, 0) + 1
+        labels.append(str(r.entities.get("run", seen[r.subject])))
+    return labels
+
+
 def _as_runs(runs) -> list[RunSpec]:
     if isinstance(runs, (RunSpec, str, Path, nib.spatialimages.SpatialImage)):
         runs = [runs]
@@ -187,9 +197,10 @@ def prepare(
     if len(set(np.round(trs, 6))) > 1:
         warnings.warn(f"runs have different TRs {sorted(set(trs))}; each run is filtered with its own",
                       UserWarning, stacklevel=2)
-    metas = [RunMeta(name=n, subject=r.subject, run=str(r.entities.get("run", i + 1)),
+    run_labels = _run_labels(specs)
+    metas = [RunMeta(name=n, subject=r.subject, run=label,
                      n_volumes=info["n_volumes"], tr=t, events=r.events, participant=r.participant)
-             for i, (r, n, info, t) in enumerate(zip(specs, names, infos, trs))]
+             for r, n, info, t, label in zip(specs, names, infos, trs, run_labels)]
     u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
                   min_duration=min_event_duration, combine=aux_combine)
     settings = CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
