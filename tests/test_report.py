@@ -1,0 +1,251 @@
+"""The HTML report (``trends-ivae report``, written by ``fit``) on a tiny fitted run,
+the viewer-ready outputs, and a real headless browser (skipped without chromium)."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from trends_ivae.cli.main import main
+from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
+
+FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
+        "--batch-size", "32", "--seed", "0"]
+EXTERNAL = ("http://", "https://", "//", "ftp://", "ws://", "wss://")
+
+
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory):
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
+                                      shape=(14, 16, 14), seed=5))
+    return write_bids(sim, tmp_path_factory.mktemp("sim") / "bids")
+
+
+@pytest.fixture(scope="module")
+def fitted_out(bids, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), *FAST]) == 0
+    return out
+
+
+class _Refs(HTMLParser):
+    """Every src/href of the page, the ids, and whether the document is well nested."""
+
+    VOID = {"img", "meta", "link", "br", "hr", "input", "source", "area", "base", "col", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.ids: set[str] = set()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("src", "href") and v is not None:
+                self.refs.append((tag, k, v))
+            if k == "id":
+                self.ids.add(v)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(page: Path) -> _Refs:
+    p = _Refs()
+    p.feed(page.read_text(encoding="utf-8"))
+    p.close()
+    return p
+
+
+def test_fit_writes_a_self_contained_report(fitted_out):
+    page = fitted_out / "report.html"
+    assert page.is_file() and page.stat().st_size > 10_000
+    p = _parse(page)
+    assert not p.errors, p.errors[:5]
+    assert p.stack == [], f"unclosed tags: {p.stack}"
+    imgs = [v for tag, k, v in p.refs if tag == "img"]
+    # training curve + 3 components x (slices, glass brain, signals) + 3 viewer sprites
+    assert len(imgs) >= 1 + 3 * 3 + 3
+    for src in imgs:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 100
+    for tag, k, v in p.refs:
+        assert not v.lower().startswith(EXTERNAL), f"external reference <{tag} {k}={v}>"
+        if v.startswith("#"):
+            assert v[1:] in p.ids, f"broken anchor {v}"
+    text = " ".join(p.text)
+    for needle in ("Summary", "held-out ELBO", "stability", "ic01", "ic03", "Welch power spectra",
+                   "MNI (mm)", "task", "Interactive view", "trends-ivae 0"):
+        assert needle in text or needle in page.read_text(), needle
+    assert "brainsprite" in page.read_text()
+
+
+def test_viewer_ready_maps_and_sidecars(fitted_out, bids):
+    bold = nib.load(sorted(bids.glob("sub-01/func/*_bold.nii.gz"))[0])
+    for name in ("group/desc-ivae_components.nii.gz", "group/desc-ivae_effects.nii.gz",
+                 "sub-01/func/sub-01_task-sim_desc-ivae_components.nii.gz"):
+        img = nib.load(fitted_out / name)
+        hdr = img.header
+        assert img.get_data_dtype() == np.float32
+        assert hdr.get_intent()[0] == "z score"
+        data = np.asarray(img.dataobj)
+        assert hdr["cal_min"] == pytest.approx(data.min()) and hdr["cal_max"] == pytest.approx(data.max())
+        assert hdr["descrip"].tobytes().strip(b"\x00")
+        np.testing.assert_allclose(img.affine, bold.affine)
+        # the input's codes (4 = MNI152 in the simulator), not the generic ones of a computed mask
+        assert int(hdr["qform_code"]) == int(bold.header["qform_code"]) == 4
+        assert int(hdr["sform_code"]) == int(bold.header["sform_code"]) == 4
+        side = json.loads((fitted_out / name.replace(".nii.gz", ".json")).read_text())
+        assert side["Components"] == ["ic01", "ic02", "ic03"] and side["Description"]
+    labels = pd.read_csv(fitted_out / "group" / "desc-ivae_labels.tsv", sep="\t")
+    assert list(labels.columns[:2]) == ["index", "name"]
+    assert labels["index"].tolist() == [1, 2, 3] and labels["name"].tolist() == ["ic01", "ic02", "ic03"]
+
+
+def test_report_command_with_atlas_and_subject(fitted_out, tmp_path):
+    comps = nib.load(fitted_out / "group" / "desc-ivae_components.nii.gz")
+    lab = np.zeros(comps.shape[:3], dtype=np.int16)
+    half = comps.shape[0] // 2
+    lab[:half], lab[half:] = 1, 2  # x < centre: one region, the rest another
+    nib.save(nib.Nifti1Image(lab, comps.affine), tmp_path / "atlas_dseg.nii.gz")
+    (tmp_path / "atlas_dseg.tsv").write_text("index\tname\n1\tLeftHalf\n2\tRightHalf\n")
+    page = tmp_path / "r.html"
+    assert main(["report", str(fitted_out), "--output", str(page), "--subject", "sub-02",
+                 "--atlas", str(tmp_path / "atlas_dseg.nii.gz"), "--no-viewer"]) == 0
+    text = page.read_text()
+    assert "LeftHalf" in text or "RightHalf" in text
+    assert "sub-02" in text and "Interactive view" not in text
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path)])  # not a fit folder
+    assert main(["report", str(fitted_out), "--output", str(tmp_path / "x.html"), "--subject", "99"]) == 1
+
+
+def test_non_mni_maps_get_projections_on_the_mean_image(fitted_out, tmp_path, monkeypatch):
+    from trends_ivae.report import build_report, space
+
+    monkeypatch.setattr(space, "is_mni_like", lambda *a, **k: (False, "forced by the test"))
+    page = build_report(fitted_out, output=tmp_path / "native.html")
+    text = page.read_text()
+    assert "maximum-|z| projections" in text and "scanner (mm)" in text
+    assert "mean of" in text  # background: the mean of the first run's first volumes
+
+
+def test_is_mni_like_geometry():
+    from trends_ivae.report.space import is_mni_like
+    from trends_ivae.simulate.fmri import mni_like_affine
+
+    mask = np.zeros((24, 28, 24), bool)
+    mask[4:20, 4:24, 4:20] = True
+    img = nib.Nifti1Image(mask.astype(np.uint8), mni_like_affine(mask.shape, 4.0))
+    img.header.set_sform(img.affine, code=2)
+    img.header.set_qform(img.affine, code=1)
+    assert is_mni_like(img, mask)[0]
+    far = img.affine.copy()
+    far[:3, 3] += 400.0  # a scanner origin far from any MNI brain
+    off = nib.Nifti1Image(mask.astype(np.uint8), far)
+    assert not is_mni_like(off, mask)[0]
+
+
+def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):
+    prep = str(fitted_out / "prepared.h5")
+    args = ["--n-components", "3", "--n-init", "1", "--max-epochs", "2", "--batch-size", "32"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--prepared", prep, "--out", str(tmp_path / "a"), "--no-report", *args]) == 0
+        assert not (tmp_path / "a" / "report.html").exists()
+        import trends_ivae.report as report
+
+        def boom(*a, **k):
+            raise RuntimeError("report exploded")
+
+        monkeypatch.setattr(report, "build_report", boom)
+        assert main(["fit", "--prepared", prep, "--out", str(tmp_path / "b"), *args]) == 0
+    assert "report exploded" in capsys.readouterr().err
+    assert (tmp_path / "b" / "group" / "desc-ivae_components.nii.gz").is_file()
+    assert (tmp_path / "b" / "model" / "ivae.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- real browser
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _page_requests(netlog: Path) -> list[str]:
+    """URLs the page itself asked the network for (the browser's own update and account
+    checks have the initiator 'not an origin' and are left out)."""
+    d = json.loads(netlog.read_text())
+    start = d["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = []
+    for e in d["events"]:
+        p = e.get("params") or {}
+        if e.get("type") == start and p.get("url") and p.get("initiator") != "not an origin":
+            if p["url"].lower().startswith(("http:", "https:", "ws:", "wss:", "ftp:")):
+                urls.append(p["url"])
+    return urls
+
+
+def _open(browser: str, page: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    profile = tmp / f"profile-{page.stem}-{len(extra)}"
+    profile.mkdir()
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--virtual-time-budget=3000", *extra, page.resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")
+def test_report_in_a_real_browser(fitted_out, tmp_path):
+    from PIL import Image
+
+    browser = _chromium()
+    page = fitted_out / "report.html"
+    shot, netlog = tmp_path / "shot.png", tmp_path / "net.json"
+    r = _open(browser, page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2400",
+              f"--log-net-log={netlog}")
+    assert shot.is_file() and shot.stat().st_size > 0, r.stderr[-2000:]
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[0] >= 2000 and img.shape[1] >= 1200
+    colours = np.unique(img.reshape(-1, 3)[::7], axis=0)
+    assert len(colours) > 50, f"screenshot looks blank ({len(colours)} colours)"
+    assert img.std() > 10
+    assert _page_requests(netlog) == []
+    # the viewer's script ran: brainsprite sized its canvas
+    dom = _open(browser, page, tmp_path, "--dump-dom").stdout
+    canvas = dom[dom.find('<canvas id="ivae-canvas"'):][:120]
+    assert 'width="' in canvas and 'width="0"' not in canvas, canvas
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")
+def test_the_network_check_catches_an_external_resource(tmp_path):
+    """Control for the test above: a page with external references is caught."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="https://example.invalid/f.ico">'
+                    '</head><body><img src="http://127.0.0.1:9/x.png"></body></html>')
+    netlog = tmp_path / "net.json"
+    _open(shutil.which("chromium") or shutil.which("chromium-browser"), page, tmp_path,
+          f"--log-net-log={netlog}", "--dump-dom")
+    assert any("127.0.0.1:9" in u for u in _page_requests(netlog))
