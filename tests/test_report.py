@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import subprocess
+import tempfile
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -208,12 +209,12 @@ def _page_requests(netlog: Path) -> list[str]:
     return urls
 
 
-def _open(browser: str, page: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    profile = tmp / f"profile-{page.stem}-{len(extra)}"
-    profile.mkdir()
+def _open(browser: str, page: Path, tmp: Path, *extra: str, fragment: str = "") -> subprocess.CompletedProcess:
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp))  # fresh per run
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=3000", *extra, page.resolve().as_uri()]
+           f"--user-data-dir={profile}", "--virtual-time-budget=3000", *extra,
+           page.resolve().as_uri() + fragment]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
@@ -233,10 +234,16 @@ def test_report_in_a_real_browser(fitted_out, tmp_path):
     assert len(colours) > 50, f"screenshot looks blank ({len(colours)} colours)"
     assert img.std() > 10
     assert _page_requests(netlog) == []
-    # the viewer's script ran: brainsprite sized its canvas
-    dom = _open(browser, page, tmp_path, "--dump-dom").stdout
+    # the viewer's script ran: brainsprite sized its canvas, and a #view-<name> link
+    # switched the selector to that component
+    run = _open(browser, page, tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0",
+                fragment="#view-ic02")
+    dom = run.stdout
+    errors = [ln for ln in run.stderr.splitlines() if "CONSOLE" in ln and "Uncaught" in ln]
+    assert not errors, errors
     canvas = dom[dom.find('<canvas id="ivae-canvas"'):][:120]
     assert 'width="' in canvas and 'width="0"' not in canvas, canvas
+    assert 'data-component="ic02"' in dom
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")

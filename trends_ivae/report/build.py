@@ -123,7 +123,7 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if prep.get("aux_combine") or args.get("aux_combine"):
         u_text += f", combined by {prep.get('aux_combine') or args.get('aux_combine')}"
     if prep.get("window") and "window" in str(aux.get("spec", "")):
-        u_text += f", window {prep.get('window')} volumes, step {prep.get('step')}"
+        u_text += f", window {prep.get('window')} volumes, step {prep.get('step') or prep.get('window')}"
     rows.append(("auxiliary variable u", u_text + ")"))
     if res.prepared is not None:
         for fac in (res.prepared.aux or {}).get("factors") or []:
@@ -138,7 +138,8 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     rows.append(("model", f"{res.n_components} components, prior {_fmt(model.get('prior', args.get('prior')))}, "
                           f"posterior {_fmt(ivae.get('posterior'))}, {_fmt(ivae.get('n_hidden'))}×"
                           f"{_fmt(ivae.get('hidden_dim'))} hidden ({_fmt(ivae.get('activation'))}), "
-                          f"decoder variance {_fmt(ivae.get('decoder_var'))}"))
+                          "decoder variance "
+                          + (_fmt(ivae.get("decoder_var")) if ivae.get("decoder_var") is not None else "learned")))
     rows.append(("training", f"{_fmt(ivae.get('n_init', args.get('n_init')))} restart(s), seed "
                              f"{_fmt(args.get('seed', model.get('random_state')))}, lr {_fmt(ivae.get('lr'))}, "
                              f"batch {_fmt(ivae.get('batch_size'))}, max {_fmt(ivae.get('max_epochs'))} epochs "
@@ -279,6 +280,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append(_html_table(table, "comps", link_col="component"))
     parts.append("</section>")
     # viewer
+    vhtml = ""
     if interactive:
         t1 = time.perf_counter()
         try:
@@ -330,7 +332,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                              + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}") + "</div>")
                 if sigfig is not None:
                     block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior"))
-                block.append('<p class="muted"><a href="#components">back to the table</a></p></div>')
+                links = ['<a href="#components">back to the table</a>']
+                if vhtml:
+                    links.append(f'<a href="#view-{html.escape(name)}">open in the interactive view</a>')
+                block.append(f'<p class="muted">{" · ".join(links)}</p></div>')
                 parts.append("".join(block))
     finally:
         mapfig.close()

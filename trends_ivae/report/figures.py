@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
@@ -47,6 +48,7 @@ def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = 80) 
         pad = 0.08 * (hi - lo if hi > lo else 1.0)
         ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("ELBO per volume")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, loc="lower right")

@@ -143,17 +143,18 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
         "radiological": False, "showLR": True,
         "colorMap": {"img": "ivae-cmap", "min": -comps[0]["vmax"], "max": comps[0]["vmax"]},
     }
+    anchors = "".join(f'<span id="view-{html.escape(c["name"])}"></span>' for c in comps)
     options = "\n".join(f'<option value="{j}">{html.escape(c["name"])}</option>' for j, c in enumerate(comps))
     data_js = json.dumps([{k: c[k] for k in ("name", "png", "vmax", "cut")} for c in comps])
     return f"""
-<div class="viewer-controls">
+{anchors}<div class="viewer-controls">
   <label for="ivae-select">component</label>
   <button type="button" id="ivae-prev" aria-label="previous component">&#9664;</button>
   <select id="ivae-select">{options}</select>
   <button type="button" id="ivae-next" aria-label="next component">&#9654;</button>
   <span class="muted">click or drag in the slices to move the cut; |z| &gt; {threshold:g} shown</span>
 </div>
-<div id="ivae-viewer" style="width:{int(width)}px;max-width:100%">
+<div id="ivae-viewer" data-component="{html.escape(comps[0]['name'])}" style="width:{int(width)}px;max-width:100%">
   <canvas id="ivae-canvas"></canvas>
 </div>
 <div style="display:none">
@@ -171,11 +172,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
   function start() {{
     if (brain) return;
     brain = brainsprite(params);
-  }}
-  var imgs = ids.map(function (i) {{ return document.getElementById(i); }});
-  function allLoaded() {{ return imgs.every(function (im) {{ return im.complete && im.naturalWidth > 0; }}); }}
-  if (allLoaded()) {{ start(); }} else {{
-    imgs.forEach(function (im) {{ im.addEventListener("load", function () {{ if (allLoaded()) start(); }}); }});
+    fromHash();
   }}
   var sel = document.getElementById("ivae-select");
   function show(j) {{
@@ -185,8 +182,20 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     brain.colorMap.min = -c.vmax; brain.colorMap.max = c.vmax;
     brain.numSlice.X = c.cut[0]; brain.numSlice.Y = c.cut[1]; brain.numSlice.Z = c.cut[2];
     document.getElementById("ivae-overlay").src = "data:image/png;base64," + c.png;
+    document.getElementById("ivae-viewer").setAttribute("data-component", c.name);
   }}
   window.ivaeShow = show;
+  function fromHash() {{  // links #view-<name> open that component in the viewer
+    if (location.hash.indexOf("#view-") !== 0) return;
+    var name = decodeURIComponent(location.hash.slice(6));
+    for (var j = 0; j < comps.length; j++) {{ if (comps[j].name === name) {{ show(j); return; }} }}
+  }}
+  window.addEventListener("hashchange", fromHash);
+  var imgs = ids.map(function (i) {{ return document.getElementById(i); }});
+  function allLoaded() {{ return imgs.every(function (im) {{ return im.complete && im.naturalWidth > 0; }}); }}
+  if (allLoaded()) {{ start(); }} else {{
+    imgs.forEach(function (im) {{ im.addEventListener("load", function () {{ if (allLoaded()) start(); }}); }});
+  }}
   sel.addEventListener("change", function () {{ show(parseInt(sel.value, 10)); }});
   document.getElementById("ivae-prev").addEventListener("click", function () {{
     show((parseInt(sel.value, 10) + comps.length - 1) % comps.length); }});
