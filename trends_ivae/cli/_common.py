@@ -33,3 +33,27 @@ def existing_dir(parser: argparse.ArgumentParser, path: str | Path, what: str) -
     if not p.is_dir():
         parser.error(f"{what} {str(p)!r} does not exist or is not a directory")
     return p
+
+
+def check_writable(parser: argparse.ArgumentParser, folder: str | Path, what: str) -> None:
+    """Stop with ``parser.error`` unless files can be created in ``folder`` (or where it will be made).
+
+    The nearest existing ancestor of ``folder`` must be a directory in which a file
+    can actually be created (tried, then removed): permission bits alone say nothing
+    when running as root, and a read-only or full file system only shows on writing.
+    """
+    target = Path(folder).absolute()
+    anc = target
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        parser.error(f"{what} {str(target)!r} cannot be written: {str(anc)!r} is not a folder")
+    import os
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".trends_ivae-write-test-", dir=anc)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        parser.error(f"{what} {str(target)!r} cannot be written: {str(anc)!r}: {exc.strerror or exc}")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import HELP_FORMATTER, add_common_options, existing_file, setup_logging
+from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_file, setup_logging
 from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
 
 log = logging.getLogger("trends_ivae.cli.fit")
@@ -111,6 +111,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not args.force:
         parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
+    check_writable(parser, out_dir.absolute().parent, "--out")
+    if getattr(args, "checkpoint_dir", None):
+        check_writable(parser, args.checkpoint_dir, "--checkpoint-dir")
     setup_logging(args.verbose)
     return fit_and_write(args, out_dir, source=args.bids or args.prepared)
 
@@ -156,6 +159,10 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     except (ValueError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:   # the only files written while fitting are the checkpoints
+        print(f"{prog}: error: could not write a checkpoint in {str(args.checkpoint_dir)!r}: {exc} "
+              "(free some space and rerun: training resumes from the last checkpoint)", file=sys.stderr)
+        return 1
     fit_seconds = time.perf_counter() - t0
 
     config = {
@@ -199,7 +206,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                      explained_variance=model.explained_variance_, source=source, extra=extra,
                      force=args.force)
     except (OSError, ValueError) as exc:
-        print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}", file=sys.stderr)
+        kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
+        print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
         return 1
     print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
           f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.stability_:.2f}, "

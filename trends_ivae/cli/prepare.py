@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
-from ._common import HELP_FORMATTER, add_common_options, existing_dir, existing_file, setup_logging
+from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_dir, existing_file, setup_logging
 
 OUTPUT_NAME = "prepared.h5"
 
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target = out_dir / OUTPUT_NAME
     if target.exists() and not args.force:
         parser.error(f"{str(target)!r} exists; pass --force to overwrite it")
+    check_writable(parser, out_dir, "--out")
     setup_logging(args.verbose)
     log = logging.getLogger("trends_ivae.cli.prepare")
 
@@ -133,11 +135,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except PrepareError as exc:
         print(f"trends-ivae prepare: error: {exc}", file=sys_stderr())
         return 1
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_prepared(target, data, overwrite=args.force)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.pop("command", None)
-    (out_dir / "prepare_config.json").write_text(json.dumps(config, indent=2, default=str))
+    try:   # both files go to temporary names first: a full disk leaves the previous ones intact
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_prepared(target, data, overwrite=args.force)
+        tmp = out_dir / ".prepare_config.json.tmp"
+        try:
+            tmp.write_text(json.dumps(config, indent=2, default=str))
+            os.replace(tmp, out_dir / "prepare_config.json")
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        print(f"trends-ivae prepare: error: could not write {str(out_dir)!r}: {exc}", file=sys_stderr())
+        return 1
     log.info("wrote %s", target)
     print(f"wrote {target}: {data.n_samples} volumes x {data.n_dims} dims, {data.n_subjects} subject(s), "
           f"{data.n_voxels} voxels, u={data.aux['spec']} ({data.u_kind}, {len(data.u_names)} levels)")

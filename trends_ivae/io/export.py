@@ -198,7 +198,9 @@ def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Ite
     """Yield a temporary folder next to ``out_dir``; on success it replaces ``out_dir``.
 
     An existing ``out_dir`` raises ``FileExistsError`` at entry unless ``force``. On an
-    exception the temporary folder is removed and ``out_dir`` is left untouched.
+    exception (a full disk while writing, a failed final move) the temporary folder is
+    removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
+    aside for the final rename, and moved back when that rename fails.
     """
     out = Path(out_dir)
     if out.exists() and not force:
@@ -211,7 +213,12 @@ def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Ite
         if out.exists() or out.is_symlink():
             old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name[-8:]}"
             os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:   # put the previous output back where it was
+                os.replace(old, out)
+            raise
         if old is not None:
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
