@@ -299,14 +299,14 @@ def _load_prior(res: FitResults) -> Prior | None:
         vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
         factors = (prep.aux or {}).get("factors") or []
         fcodes = np.asarray(prep.u_factors)
-        has_time = prep.u_kind == "continuous"
+        has_time = prep.u_kind == "continuous" and not factors
         for j, fac in enumerate(factors):
             name = str(fac.get("name"))
             levels = [str(v) for v in fac.get("levels", [])]
             if name == "window":
                 has_time = True
                 continue
-            if prep.u_kind != "discrete" or j >= fcodes.shape[1] or not levels:
+            if j >= fcodes.shape[1] or not levels:  # (a continuous u made of one-hot factors too)
                 continue
             L = len(levels)
             m = np.full((L, k), np.nan)
