@@ -177,7 +177,11 @@ def test_group_without_shares_or_raw_data(tmp_path, capsys):
 
 def test_existing_outputs_need_force(app_out, bids, capsys):
     before = share_paths(app_out, "01")["share"].stat().st_mtime_ns
-    assert main([str(bids), str(app_out), "participant", "--participant-label", "01"]) == 1
+    # same runs and cleaning: the share is kept (a rerun picks up where it stopped)
+    assert main([str(bids), str(app_out), "participant", "--participant-label", "01"]) == 0
+    assert "kept" in capsys.readouterr().out
+    # other cleaning: refused without --force
+    assert main([str(bids), str(app_out), "participant", "--participant-label", "01", "--high-pass", "0.01"]) == 1
     assert "--force" in capsys.readouterr().err
     assert share_paths(app_out, "01")["share"].stat().st_mtime_ns == before
     assert main([str(bids), str(app_out), "group", *FAST]) == 1

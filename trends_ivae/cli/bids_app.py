@@ -17,10 +17,17 @@ OUTPUT_DIR (BIDS layout), or into ``OUTPUT_DIR/ivae.ica`` / ``OUTPUT_DIR/gift`` 
 ``group`` alone on raw data does everything. OUTPUT_DIR is a derivative dataset with a
 ``dataset_description.json`` (``GeneratedBy``, ``SourceDatasets``).
 
+The participant level runs its subjects on joblib (``--n-jobs``) or on Dask
+(``--scheduler dask``, a local cluster or ``--dask-address`` of a running scheduler,
+e.g. one started by dask-jobqueue; see ``docs/scale.md``). A subject that fails does
+not stop the others; the run then exits 1 with every failed subject named. Existing
+shares made for the same runs with the same cleaning are kept, so **rerunning the
+same command picks up where it stopped** (``--force`` recomputes them).
+
 Refused before anything is written: an OUTPUT_DIR inside BIDS_DIR (except under
-``BIDS_DIR/derivatives/``), unknown participant labels, existing shares or group
-results without ``--force``, a group run that finds neither participant shares nor
-BOLD runs, shares made with other cleaning options or for other runs.
+``BIDS_DIR/derivatives/``), unknown participant labels, existing shares made with
+other cleaning options or for other runs (without ``--force``), existing group results
+without ``--force``, a group run that finds neither participant shares nor BOLD runs.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ from typing import Sequence
 
 from ._common import HELP_FORMATTER, existing_dir, setup_logging
 from .fit import add_model_arguments, check_model_arguments
-from .prepare import add_prepare_arguments
+from .prepare import add_prepare_arguments, check_scheduler_arguments
 
 log = logging.getLogger("trends_ivae.cli.bids_app")
 
@@ -110,6 +117,7 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
         parser.error("--n-dims must be >= 1")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
+    check_scheduler_arguments(args, parser)
     if args.resample_to_first:
         parser.error("--resample-to-first is not supported by the BIDS App (subjects are prepared "
                      "separately); resample the data to one grid first (e.g. fMRIPrep --output-spaces)")
@@ -171,13 +179,34 @@ def _find(args, bids: Path, labels):
                      participant_label=labels, space=args.space, with_confounds=bool(args.confounds))
 
 
-def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
-    from ..io.images import PrepareError
-    from ..io.participant import share_paths, write_participant_share
+def _share_problem(args, share, runs) -> str | None:
+    """Why an existing share cannot stand for this selection and these options (None: it can)."""
+    wanted_clean = _clean_options(args)
+    if share.meta["clean"] != wanted_clean:
+        diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+        return f"{str(share.path)!r} was made with other cleaning options ({', '.join(diff)})"
+    sub_runs = sorted(str(Path(r.img).resolve()) for r in runs)
+    if sub_runs and sub_runs != sorted(r["file"] for r in share.meta["runs"]):
+        return f"{str(share.path)!r} was made for other runs than this selection selects for sub-{share.subject}"
+    return None
 
-    exists = [str(share_paths(out, s)["share"]) for s in labels if share_paths(out, s)["share"].exists()]
-    if exists and not args.force:
-        return _error(f"participant outputs exist ({', '.join(exists)}); pass --force to overwrite them")
+
+def _run_shares(args, by_subject: dict, out: Path):
+    """Write the shares of ``by_subject`` under ``out`` on the chosen scheduler; the outcomes, in order."""
+    from ..io.parallel import run_tasks
+    from ..io.participant import write_participant_share
+
+    kw = dict(_share_kwargs(args), force=True)
+    tasks = [(f"sub-{s}", (rs, str(out)), kw) for s, rs in by_subject.items()]
+    return run_tasks(write_participant_share, tasks, scheduler=args.scheduler, n_jobs=args.n_jobs,
+                     dask_address=args.dask_address)
+
+
+def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
+    """Write each subject's share; existing matching shares are kept (a rerun picks up where it stopped)."""
+    from ..io.images import PrepareError
+    from ..io.participant import read_share_meta, share_paths
+
     try:
         runs = _find(args, bids, labels)
     except PrepareError as exc:
@@ -186,13 +215,36 @@ def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
     missing = [s for s, rs in by_subject.items() if not rs]
     if missing:
         return _error(f"no BOLD run matches the selection for sub-{', sub-'.join(missing)}")
+    todo, kept = {}, []
     for s, rs in by_subject.items():
-        try:
-            paths = write_participant_share(rs, out, force=args.force, **_share_kwargs(args))
-        except (PrepareError, FileExistsError) as exc:
-            return _error(str(exc))
+        path = share_paths(out, s)["share"]
+        if path.exists() and not args.force:
+            try:
+                problem = _share_problem(args, read_share_meta(path), rs)
+            except PrepareError as exc:
+                problem = str(exc)
+            if problem:
+                return _error(f"participant output exists and differs: {problem}; pass --force to overwrite it")
+            kept.append(s)
+            continue
+        todo[s] = rs
+    for s in kept:
+        print(f"sub-{s}: share exists (same runs and cleaning), kept; --force recomputes it")
+    failed = {}
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
         _dataset_description(out, bids, args.derivatives)
-        print(f"sub-{s}: {len(rs)} run(s) prepared -> {paths['share']}")
+        for o in _run_shares(args, todo, out):
+            if o.ok:
+                print(f"{o.name}: {len(todo[o.name[4:]])} run(s) prepared -> {o.result['share']}")
+            else:
+                failed[o.name] = o.error
+                print(f"{o.name}: FAILED: {o.error}", file=sys.stderr)
+    if failed:
+        return _error(f"{len(failed)} of {len(labels)} subject(s) failed: "
+                      + "; ".join(f"{k}: {v}" for k, v in failed.items())
+                      + f". The other shares are written; rerun the same command to redo only "
+                        f"{', '.join(failed)}")
     return 0
 
 
@@ -238,8 +290,7 @@ def _report(out: Path) -> None:
 
 def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     from ..io.images import PrepareError
-    from ..io.participant import (gather_shares, group_mean_image, read_share_meta, share_paths,
-                                  write_participant_share)
+    from ..io.participant import gather_shares, group_mean_image, read_share_meta, share_paths
     from ..io.store import write_prepared
     from .fit import fit_and_write
 
@@ -257,7 +308,6 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
         return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r}"
                       + (f" or {args.derivatives!r}" if args.derivatives else "")
                       + " (run the participant level first, or check the filters)")
-    wanted_clean = _clean_options(args)
     shares, missing = [], []
     for s in labels:
         path = share_paths(out, s)["share"]
@@ -268,14 +318,10 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
             share = read_share_meta(path)
         except PrepareError as exc:
             return _error(str(exc))
-        if share.meta["clean"] != wanted_clean:
-            diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
-            return _error(f"{str(path)!r} was made with other cleaning options ({', '.join(diff)}); use the "
-                          "participant level's options or rerun it with --force")
-        sub_runs = [str(Path(r.img).resolve()) for r in runs if r.subject == s]
-        if sub_runs and sorted(sub_runs) != sorted(r["file"] for r in share.meta["runs"]):
-            return _error(f"{str(path)!r} was made for other runs than this selection selects for sub-{s}; "
-                          "rerun the participant level (with --force) with the same filters")
+        problem = _share_problem(args, share, [r for r in runs if r.subject == s])
+        if problem:
+            return _error(f"{problem}; use the participant level's options and filters, or rerun it "
+                          "with --force")
         shares.append(share)
     no_raw = [s for s in missing if not any(r.subject == s for r in runs)]
     if no_raw:
@@ -288,13 +334,13 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     work = Path(tempfile.mkdtemp(prefix=".trends_ivae_group-", dir=out.parent if not out.exists() else out))
     try:
         if missing:  # computed here, into the work folder (not kept): group alone does everything
-            for s in missing:
-                try:
-                    p = write_participant_share([r for r in runs if r.subject == s], work / "shares",
-                                                **_share_kwargs(args))
-                except PrepareError as exc:
-                    return _error(str(exc))
-                shares.append(read_share_meta(p["share"]))
+            outcomes = list(_run_shares(args, {s: [r for r in runs if r.subject == s] for s in missing},
+                                        work / "shares"))
+            failed = {o.name: o.error for o in outcomes if not o.ok}
+            if failed:
+                return _error(f"{len(failed)} subject(s) failed: "
+                              + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+            shares += [read_share_meta(o.result["share"]) for o in outcomes]
             order = {s: i for i, s in enumerate(labels)}
             shares.sort(key=lambda sh: order[sh.subject])
         try:

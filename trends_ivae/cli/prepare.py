@@ -82,6 +82,12 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")
     red.add_argument("--n-jobs", type=int, default=1, metavar="N", help="subjects processed in parallel")
     red.add_argument("--cache-dir", metavar="DIR", help="where cleaned subject data are cached (default: temp)")
+    red.add_argument("--scheduler", choices=["joblib", "dask"], default="joblib",
+                     help="what runs the per-subject work: joblib on this machine, or Dask "
+                          "(pip install 'trends-ivae[dask]'; see docs/scale.md)")
+    red.add_argument("--dask-address", metavar="ADDR",
+                     help="a running Dask scheduler, e.g. tcp://node1:8786 (default with --scheduler dask: "
+                          "a local cluster of --n-jobs workers)")
 
 
 def check_input_arguments(args, parser) -> None:
@@ -111,6 +117,20 @@ def check_input_arguments(args, parser) -> None:
         parser.error("--n-dims must be >= 1")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
+    check_scheduler_arguments(args, parser)
+
+
+def check_scheduler_arguments(args, parser) -> None:
+    """``--scheduler`` / ``--dask-address`` / ``--n-jobs``: consistent, and dask importable."""
+    if args.n_jobs == 0:
+        parser.error("--n-jobs must not be 0 (use -1 for all cores)")
+    if args.dask_address and args.scheduler != "dask":
+        parser.error("--dask-address goes with --scheduler dask")
+    if args.scheduler == "dask":
+        from ..io.parallel import dask_available
+
+        if not dask_available():
+            parser.error("--scheduler dask needs dask.distributed: pip install 'trends-ivae[dask]'")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -177,7 +197,9 @@ def prepare_kwargs(args: argparse.Namespace) -> dict:
         low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm, whiten=args.whiten,
         n_keep=args.n_keep, subject_dims=args.subject_dims,
         resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
-        cache_dir=args.cache_dir, verbose=args.verbose,
+        cache_dir=args.cache_dir, scheduler=getattr(args, "scheduler", "joblib"),
+        dask_address=getattr(args, "dask_address", None),
+        verbose=args.verbose,
     )
 
 

@@ -1,7 +1,8 @@
 """The prepare stage: functional runs -> (x, u) -> :class:`PreparedData`.
 
 Passes (each streams subject by subject; with ``n_jobs > 1`` several subjects are
-processed at once by joblib workers, one subject in memory per worker):
+processed at once by joblib workers, or by Dask workers with ``scheduler="dask"``
+(:mod:`trends_ivae.io.parallel`), one subject in memory per worker):
 
 0. **Headers** (no voxel data): every run is checked to be a readable 4D image,
    on one grid (or resampled to the first with ``resample_to_first``); its TR is
@@ -118,6 +119,8 @@ def prepare(
     resample_to_first: bool = False,
     n_jobs: int = 1,
     cache_dir: str | Path | None = None,
+    scheduler: str = "joblib",
+    dask_address: str | None = None,
     verbose: int = 0,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
@@ -163,9 +166,17 @@ def prepare(
         Resample runs (and the mask) whose grid differs from the first run's
         instead of raising.
     n_jobs : int, default=1
-        joblib workers (subjects in parallel).
+        Workers (subjects in parallel): joblib processes, or the size of the local
+        Dask cluster.
     cache_dir : path, optional
-        Where the cleaned per-subject cache goes (default: a temporary folder).
+        Where the cleaned per-subject cache goes (default: a temporary folder). With
+        Dask workers on other machines it must be on a shared file system.
+    scheduler : {'joblib', 'dask'}, default='joblib'
+        What runs the per-run and per-subject tasks (:mod:`trends_ivae.io.parallel`);
+        the result does not depend on it.
+    dask_address : str, optional
+        A running Dask scheduler (``tcp://host:8786``) for ``scheduler='dask'``;
+        default: a local cluster of ``n_jobs`` workers.
     verbose : int, default=0
         >0 logs progress at INFO level through ``logging``.
 
@@ -177,8 +188,18 @@ def prepare(
     Raises
     ------
     PrepareError
-        On bad input; the message names the file and the problem.
+        On bad input; the message names the file and the problem. Subjects (or runs)
+        that fail while being processed do not stop the others; one
+        :class:`~trends_ivae.io.parallel.TaskFailures` (a ``PrepareError``) then lists
+        every failed one by name.
     """
+    from .parallel import _check, raise_failures, run_tasks
+
+    _check(scheduler, n_jobs)
+    if dask_address is not None and cache_dir is None:
+        raise PrepareError("with a Dask scheduler address, give cache_dir (--cache-dir) on a file system "
+                           "that every worker and this process share")
+    par = dict(scheduler=scheduler, n_jobs=n_jobs, dask_address=dask_address)
     t_start = time.perf_counter()
     log = logger.info if verbose else logger.debug
     specs = _as_runs(runs)
@@ -228,17 +249,16 @@ def prepare(
     log("prepare: %d run(s) of %d subject(s); u=%s with %d level(s)", len(specs), len(subjects),
         u.spec, u.n_levels)
 
-    from joblib import Parallel, delayed
-
     # -- pass 1: mask -----------------------------------------------------------
     t0 = time.perf_counter()
     keep = None if given_mask is None else np.asarray(given_mask.dataobj).astype(bool)
     epi = None
     keep_valid = None
     bad_finite, bad_const = [], []
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_stats_task)(r, target, resample_to_first) for r in specs)
-    for name, st in zip(names, results):
+    stats = list(run_tasks(_stats_task, [(n, (r, target, resample_to_first), {}) for n, r in zip(names, specs)],
+                           **par))
+    raise_failures(stats, "run(s)")
+    for name, st in zip(names, (o.result for o in stats)):
         region = keep if keep is not None else st["epi"]
         n_nan = int((region & ~st["finite"]).sum())
         n_const = int((region & st["finite"] & ~st["varying"]).sum())
@@ -280,11 +300,17 @@ def prepare(
     by_subject = [[i for i, r in enumerate(specs) if r.subject == s] for s in subjects]
     tmp = tempfile.TemporaryDirectory(prefix="trends_ivae_prepare_", dir=cache_dir)
     try:
-        jobs = (delayed(_clean_subject_task)([specs[i] for i in idx], [trs[i] for i in idx], mask_img,
-                                             settings, str(Path(tmp.name) / f"subject{k:05d}.npy"))
-                for k, idx in enumerate(by_subject))
-        cache_files, voxel_sum = [], np.zeros(n_voxels)
-        for k, res in enumerate(Parallel(n_jobs=n_jobs, return_as="generator")(jobs)):
+        jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, settings,
+                                        str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
+                for k, idx in enumerate(by_subject)]
+        cache_files, voxel_sum, outcomes = [], np.zeros(n_voxels), []
+        for k, out in enumerate(run_tasks(_clean_subject_task, jobs, **par)):
+            outcomes.append(out)
+            if not out.ok:
+                logger.warning("prepare: %s failed: %s", out.name, out.error)
+            if len(cache_files) < len(outcomes) - 1 or not out.ok:   # a failure: finish the others only
+                continue
+            res = out.result
             Y = np.load(res["file"])
             migp.partial_fit(Y)
             del Y
@@ -292,6 +318,7 @@ def prepare(
             cache_files.append(res["file"])
             log("prepare: subject %d/%d sub-%s cleaned and reduced (%d volumes, %.1f s elapsed)",
                 k + 1, len(subjects), subjects[k], res["n"], time.perf_counter() - t0)
+        raise_failures(outcomes)
         try:
             basis, sing = migp.basis()
         except ValueError as exc:
