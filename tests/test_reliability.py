@@ -94,12 +94,16 @@ FAST = ["--n-components", "2", "--n-dims", "4", "--n-init", "1", "--max-epochs",
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def bids(tmp_path_factory):
     from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
     sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=60, n_components=2, n_task=1,
                                       shape=(10, 12, 10), seed=3))
-    bids = write_bids(sim, tmp_path_factory.mktemp("sim") / "bids")
+    return write_bids(sim, tmp_path_factory.mktemp("sim") / "bids")
+
+
+@pytest.fixture(scope="module")
+def prepared(bids, tmp_path_factory):
     prep = tmp_path_factory.mktemp("prep")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -190,3 +194,29 @@ def test_prepare_unwritable_output_is_refused(prepared, tmp_path, capsys):
         main(["prepare", "--func", str(prepared), "--out", str(blocker / "prep")])
     assert exc.value.code == 2
     assert "cannot be written" in capsys.readouterr().err
+
+
+def test_bids_app_group_force_failing_mid_move_keeps_the_old_results(bids, tmp_path, monkeypatch, capsys):
+    from trends_ivae.cli.bids_app import main as bids_main
+
+    out = tmp_path / "app"
+    opts = [*FAST, "--aux", "task"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert bids_main([str(bids), str(out), "group", *opts]) == 0
+    before = _snapshot(out)
+    real, failed = os.replace, []
+
+    def replace(src, dst):   # the disk fills up half-way through moving the new results in
+        if Path(dst).name.startswith("sub-02") and "timeseries" in Path(dst).name and not failed:
+            failed.append(dst)
+            _disk_full()
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = bids_main([str(bids), str(out), "group", *opts, "--seed", "1", "--force"])
+    assert code == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert _snapshot(out) == before

@@ -254,21 +254,47 @@ def _group_targets(out: Path, layout: str) -> list[Path]:
     return [out / LAYOUT_DIRS[layout]]
 
 
-def _merge(tmp_out: Path, out: Path, layout: str) -> None:
-    """Move the fit's output into OUTPUT_DIR, next to the participant shares."""
-    if layout != "bids":
-        target = out / LAYOUT_DIRS[layout]
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp_out, target)
-        return
-    for item in sorted(tmp_out.rglob("*")):
-        if item.is_dir() or item.name == "dataset_description.json":
-            continue
-        rel = item.relative_to(tmp_out)
-        dest = out / rel
+def _merge(tmp_out: Path, out: Path, layout: str, backup: Path) -> None:
+    """Move the fit's output into OUTPUT_DIR, next to the participant shares.
+
+    Whatever it replaces (earlier group results under ``--force``) is first moved into
+    ``backup`` (same file system: renames only); when a move fails, everything done is
+    undone, so OUTPUT_DIR keeps its previous contents, and the error propagates.
+    """
+    journal: list[tuple[Path, Path | None]] = []   # (destination, where its old version went)
+
+    def put(src: Path, dest: Path) -> None:
+        old = None
+        if dest.exists() or dest.is_symlink():
+            old = backup / f"{len(journal):05d}-{dest.name}"
+            os.replace(dest, old)
+        journal.append((dest, old))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(item, dest)
+        os.replace(src, dest)
+
+    backup.mkdir(parents=True, exist_ok=True)
+    try:
+        for target in _group_targets(out, layout):   # stale group results go aside as a whole
+            if target.exists():
+                old = backup / f"{len(journal):05d}-{target.name}"
+                os.replace(target, old)
+                journal.append((target, old))
+        if layout != "bids":
+            put(tmp_out, out / LAYOUT_DIRS[layout])
+            return
+        for item in sorted(tmp_out.rglob("*")):
+            if item.is_dir() or item.name == "dataset_description.json":
+                continue
+            put(item, out / item.relative_to(tmp_out))
+    except BaseException:
+        for dest, old in reversed(journal):
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest, ignore_errors=True)
+            elif dest.exists() or dest.is_symlink():
+                dest.unlink()
+            if old is not None:
+                os.replace(old, dest)
+        raise
 
 
 def _report(out: Path) -> None:
@@ -361,14 +387,12 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
         if code:
             return code
         out.mkdir(parents=True, exist_ok=True)
-        if args.force:
-            for target in _group_targets(out, args.layout):
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
-        _merge(tmp_out, out, args.layout)
-        _dataset_description(out, bids, args.derivatives)
+        try:
+            _merge(tmp_out, out, args.layout, work / "previous")
+            _dataset_description(out, bids, args.derivatives)
+        except OSError as exc:
+            return _error(f"could not write the group results into {str(out)!r}: {exc} "
+                          "(the previous contents are untouched)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_report and args.layout == "bids" and not any(out.glob("*report*")):
