@@ -47,6 +47,33 @@ _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "
                    "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
 
 
+class SubjectMaps(Sequence):
+    """The subjects' z-maps, each computed when indexed (``coefs V^T``, float32 (k, n_voxels)).
+
+    A list would hold every subject's voxel maps at once (20 components x 50k voxels x
+    1000 subjects is 4 GB); this holds the small reduced-space coefficients and makes
+    one subject's maps on demand, so writing them one after the other keeps the group
+    stage's memory flat in the number of subjects. ``list(maps)`` materialises them.
+    """
+
+    def __init__(self, backprojection, n_subjects: int) -> None:
+        self._bp = backprojection
+        self._n = int(n_subjects)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        i = int(index)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"subject index {index} out of range ({self._n} subjects)")
+        return self._bp.subject_maps(i).astype(np.float32)
+
+
 class GroupIVAE(BaseEstimator):
     """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
 
@@ -113,7 +140,7 @@ class GroupIVAE(BaseEstimator):
         The fitted array-level model, reordered like the maps.
     timecourses_ : list of ndarray (n_volumes, n_components)
         Time courses per run (in ``runs_`` order).
-    subject_maps_ : list of ndarray (n_components, n_voxels)
+    subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
         Subject z-maps, per subject (in ``prepared_.subjects`` order).
     explained_variance_ : ndarray (n_components,)
     elbo_ : float
@@ -224,8 +251,20 @@ class GroupIVAE(BaseEstimator):
         prepared = prepare(runs, **self._prepare_kwargs(), verbose=self.verbose)
         return self.fit_prepared(prepared)
 
-    def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None) -> "GroupIVAE":
-        """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``)."""
+    def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
+                     rows: tuple[int, int] | None = None) -> "GroupIVAE":
+        """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
+
+        Parameters
+        ----------
+        prepared : PreparedData
+        checkpoint_dir : path, optional
+            Checkpoint every epoch there; resume from it when it holds checkpoints.
+        rows : (start, stop), optional
+            Train on these rows only: in a distributed fit (``trends-ivae fit
+            --distributed``) rank 0 trains on its share of the rows, the other ranks on
+            theirs (:meth:`fit_rows`); the maps and time courses use every row.
+        """
         if self.n_components > prepared.n_dims:
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
                              f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
@@ -233,7 +272,8 @@ class GroupIVAE(BaseEstimator):
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
-        ivae.fit(prepared.x, prepared.u, checkpoint_dir=checkpoint_dir)
+        train = slice(None) if rows is None else slice(int(rows[0]), int(rows[1]))
+        ivae.fit(prepared.x[train], prepared.u[train], checkpoint_dir=checkpoint_dir)
         z = ivae.transform(prepared.x, prepared.u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
@@ -245,7 +285,7 @@ class GroupIVAE(BaseEstimator):
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.raw_components_ = bp.raw_maps.astype(np.float32)
         self.explained_variance_ = bp.explained_variance
-        self.subject_maps_ = [bp.subject_maps(i).astype(np.float32) for i in range(prepared.n_subjects)]
+        self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
         self.subject_explained_variance_ = bp.subject_explained_variance
         self.runs_ = prepared.runs
         self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
@@ -255,6 +295,16 @@ class GroupIVAE(BaseEstimator):
         self.components_img_ = unmask(self.components_, self.mask_img_)
         self.effects_img_ = unmask(self.effects_, self.mask_img_)
         self.n_components_ = self.n_components
+        return self
+
+    def fit_rows(self, x: np.ndarray, u: np.ndarray, n_samples: int, checkpoint_dir: Any = None) -> "GroupIVAE":
+        """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
+
+        ``n_samples`` is the number of rows of the whole data set, so that every rank
+        derives the same batch size and number of epochs (:meth:`_make_ivae`). Sets
+        ``ivae_`` only.
+        """
+        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir)
         return self
 
     @classmethod

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_file, setup_logging
@@ -46,6 +47,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="do not write OUT/report.html (write it later with 'trends-ivae report OUT')")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="checkpoint every epoch here and resume from it when rerun")
+    p.add_argument("--distributed", action="store_true",
+                   help="train with one process per device under torchrun (Gloo on CPUs, NCCL on GPUs), "
+                        "each reading its share of --prepared's rows; rank 0 writes the outputs "
+                        "(see docs/scale.md)")
     p.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
                    help="output layout: BIDS derivatives, an FSL MELODIC *.ica folder, or GIFT file names "
                         "(see docs/cli.md)")
@@ -100,6 +105,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     n_sources = sum(bool(v) for v in (args.bids, args.func, args.prepared))
     if n_sources != 1:
         parser.error("give exactly one of --bids DIR, --func FILE ... or --prepared FILE")
+    if getattr(args, "distributed", False) and not args.prepared:
+        parser.error("--distributed trains on a prepared file: run 'trends-ivae prepare' (or the BIDS App's "
+                     "participant level) first and pass --prepared FILE")
     if args.prepared:
         existing_file(parser, args.prepared, "--prepared")
     else:
@@ -115,11 +123,59 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if getattr(args, "checkpoint_dir", None):
         check_writable(parser, args.checkpoint_dir, "--checkpoint-dir")
     setup_logging(args.verbose)
+    if getattr(args, "distributed", False):
+        return _fit_distributed(args, out_dir)
     return fit_and_write(args, out_dir, source=args.bids or args.prepared)
 
 
-def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None) -> int:
-    """Prepare or read, fit, map back, and write ``out_dir``; the exit code."""
+def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
+    """``fit --distributed`` under torchrun: every rank trains on its rows, rank 0 also writes."""
+    from .. import distributed
+    from ..decomposition import GroupIVAE
+    from ..io.store import n_rows, read_rows
+
+    prog = f"trends-ivae {args.command}"
+    try:
+        distributed.init_from_env(args.device)
+    except RuntimeError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        start, stop = distributed.row_range(n_rows(args.prepared))
+        if distributed.rank() == 0:
+            return fit_and_write(args, out_dir, source=args.prepared, rows=(start, stop))
+        share = read_rows(args.prepared, start, stop, names=("x", "u"))
+        model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
+                          ivae_params=ivae_params(args), device=args.device, random_state=args.seed,
+                          verbose=0)
+        model.fit_rows(share["x"], share["u"], n_rows(args.prepared),
+                       checkpoint_dir=getattr(args, "checkpoint_dir", None))
+        return 0
+    finally:
+        distributed.shutdown()
+
+
+class _RunMaps(Sequence):
+    """Each run's subject maps, made when indexed (the writer then holds one at a time)."""
+
+    def __init__(self, subject_maps, subject_of_run: list[int]) -> None:
+        self._maps, self._subject = subject_maps, subject_of_run
+
+    def __len__(self) -> int:
+        return len(self._subject)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._maps[self._subject[i]]
+
+
+def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
+                  rows: tuple[int, int] | None = None) -> int:
+    """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
+
+    ``rows``: train on these rows only (rank 0 of a distributed fit).
+    """
     from .. import __version__
     from ..decomposition import GroupIVAE
     from ..io.layouts import write_layout
@@ -155,7 +211,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                       ivae_params=params, device=args.device, random_state=args.seed,
                       verbose=args.verbose)
     try:
-        model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None))
+        model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows)
     except (ValueError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -197,7 +253,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     for r in runs:
         if not r["path"] or str(r["path"]).startswith("<"):
             r.pop("path")
-    subject_maps = [model.subject_maps_[r["subject_index"]] for r in prepared.runs]
+    subject_maps = _RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs])
     try:
         write_layout(getattr(args, "layout", "bids"), out_dir, mask_img=model.mask_img_,
                      mean_img=getattr(args, "mean_img", None), group_maps=model.components_,

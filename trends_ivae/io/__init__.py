@@ -30,6 +30,9 @@ _LAZY = {
     # store
     "PreparedData": "store", "write_prepared": "store", "read_prepared": "store",
     "read_subject": "store", "iter_subjects": "store", "FORMAT_VERSION": "store",
+    "read_rows": "store", "n_rows": "store",
+    # parallel (joblib / Dask)
+    "run_tasks": "parallel", "TaskFailures": "parallel",
     # prepare
     "prepare": "preparation", "transform_runs": "preparation", "DEFAULT_N_DIMS": "preparation",
 }

@@ -332,12 +332,10 @@ def write_derivatives(
         if t.ndim != 2 or t.shape[1] != k:
             raise ValueError(f"timecourses[{i}] must be (n_volumes, {k}), got {t.shape}")
     if subject_maps is not None:
-        subject_maps = list(subject_maps)
+        if not isinstance(subject_maps, Sequence):   # a lazy Sequence stays lazy: one map in memory
+            subject_maps = list(subject_maps)
         if len(subject_maps) != len(runs):
             raise ValueError(f"{len(runs)} runs but {len(subject_maps)} subject maps")
-        for i, m in enumerate(subject_maps):
-            if m is not None and np.shape(m) != group_maps.shape:
-                raise ValueError(f"subject_maps[{i}] must be {group_maps.shape}, got {np.shape(m)}")
     stems = [derivative_stem(r) for r in runs]
     seen = [str(f / s) for f, s in stems]
     dupes = sorted({s for s in seen if seen.count(s) > 1})
@@ -401,8 +399,11 @@ def write_derivatives(
             if run.get("path"):
                 side["Sources"] = [os.fspath(run["path"])]
             _write_json(func / f"{stem}_timeseries.json", side)
-            if subject_maps is not None and subject_maps[i] is not None:
-                unmask(subject_maps[i], mimg, intent="z score",
+            smap = None if subject_maps is None else subject_maps[i]
+            if smap is not None:
+                if np.shape(smap) != group_maps.shape:
+                    raise ValueError(f"subject_maps[{i}] must be {group_maps.shape}, got {np.shape(smap)}")
+                unmask(smap, mimg, intent="z score",
                        descrip="trends_ivae subject regression z-maps").to_filename(
                     func / f"{stem}_components.nii.gz")
                 _write_json(func / f"{stem}_components.json", {

@@ -78,12 +78,10 @@ def _check(mask_img, group_maps, timecourses, subject_maps, runs) -> tuple:
     if runs is not None and len(runs) != len(timecourses):
         raise ValueError(f"{len(runs)} runs but {len(timecourses)} time-course arrays")
     if subject_maps is not None:
-        subject_maps = list(subject_maps)
+        if not isinstance(subject_maps, Sequence):   # a lazy Sequence stays lazy (shapes checked on use)
+            subject_maps = list(subject_maps)
         if len(subject_maps) != len(timecourses):
             raise ValueError(f"{len(timecourses)} runs but {len(subject_maps)} subject maps")
-        for i, m in enumerate(subject_maps):
-            if m is not None and np.shape(m) != group_maps.shape:
-                raise ValueError(f"subject_maps[{i}] must be {group_maps.shape}, got {np.shape(m)}")
     return mimg, group_maps, timecourses, subject_maps
 
 
@@ -313,6 +311,8 @@ def write_gift(
                                           subject_maps or [None] * len(runs)):
             tag = f"sub{s:03d}"
             maps = group_maps if smap is None else np.asarray(smap)
+            if maps.shape != group_maps.shape:
+                raise ValueError(f"the subject maps of {tag} s{sess} must be {group_maps.shape}, got {maps.shape}")
             img = _with_tr(unmask(maps, mimg, intent="z score", descrip=f"trends_ivae {tag} s{sess}"), tr)
             nib.save(img, root / f"{prefix}_{tag}_component_ica_s{sess}_.nii")
             tc_img = nib.Nifti1Image(np.asarray(tc, dtype=np.float32), np.eye(4))

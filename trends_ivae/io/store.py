@@ -33,7 +33,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +44,8 @@ __all__ = [
     "read_prepared",
     "read_subject",
     "iter_subjects",
+    "read_rows",
+    "n_rows",
     "package_versions",
 ]
 
@@ -356,3 +358,26 @@ def iter_subjects(path: str | Path) -> Iterator[dict]:
         n = len(json.loads(f.attrs["subjects"]))
     for i in range(n):
         yield read_subject(path, i)
+
+
+def n_rows(path: str | Path) -> int:
+    """Number of rows (volumes) of a prepared file, without reading them."""
+    with _open(path) as f:
+        return int(f["x"].shape[0])
+
+
+def read_rows(path: str | Path, start: int, stop: int,
+              names: Sequence[str] = ("x", "u", "subject", "run", "volume")) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of the row datasets ``names`` (only those chunks are read).
+
+    This is how each process of a distributed fit reads its share of the rows
+    (:func:`trends_ivae.distributed.row_range`).
+    """
+    with _open(path) as f:
+        n = int(f["x"].shape[0])
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"rows [{start}, {stop}) out of range for {str(path)!r} ({n} rows)")
+        unknown = [k for k in names if k not in _ROW_DATASETS]
+        if unknown:
+            raise KeyError(f"not row datasets: {unknown}; known: {list(_ROW_DATASETS)}")
+        return {k: f[k][start:stop] for k in names}

@@ -1,0 +1,257 @@
+"""Multi-process training with PyTorch DistributedDataParallel (launched by ``torchrun``).
+
+One process per device ("rank"): Gloo on CPUs, NCCL on GPUs. Each rank holds only its
+share of the rows (a contiguous block, :func:`row_range`) and trains the same model:
+
+* the weights start equal (same seed; DDP also broadcasts rank 0's at wrapping);
+* each step, every rank draws ``batch_size // world_size`` rows of its own share with
+  its own generator and DDP averages the gradients, so a step sees one global batch
+  of ``batch_size`` rows, as on one device;
+* the train / held-out split is drawn per rank within its share (fixed across
+  restarts), the epoch length is the shortest rank's, and the train and held-out
+  ELBOs are summed over ranks, so early stopping and the choice of the best restart
+  are the same decision on every rank;
+* the checkpoint is written by rank 0 only, with every rank's generator state, and
+  each rank resumes from its own.
+
+:class:`Comm` is what :func:`~trends_ivae.model.train.train_model` asks of the group
+(passed in as ``comm=``, so that ``model/`` itself knows nothing of process groups);
+with one process (no process group) every operation is the identity, and training
+is exactly the single-device loop.
+
+Launch (see ``docs/scale.md``)::
+
+    trends-ivae prepare --bids ds/ --out prep/ ...
+    torchrun --nproc-per-node 2 -m trends_ivae.cli.main fit --prepared prep/prepared.h5 \
+        --out results/ --distributed [--checkpoint-dir ckpt/]
+
+:func:`compare_world_sizes` fits the paper's synthetic data with one process and with
+two Gloo processes (``benchmarks/scale.py ddp``).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["Comm", "is_distributed", "rank", "world_size", "row_range", "init_from_env", "shutdown",
+           "free_port", "compare_world_sizes"]
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def row_range(n_rows: int, rank_: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """The contiguous block ``[start, stop)`` of ``n_rows`` that rank ``rank_`` holds."""
+    r = rank() if rank_ is None else rank_
+    w = world_size() if world is None else world
+    base, extra = divmod(n_rows, w)
+    start = r * base + min(r, extra)
+    return start, start + base + (1 if r < extra else 0)
+
+
+def init_from_env(device: str = "auto", timeout_s: float = 600.0) -> torch.device:
+    """Join the process group described by torchrun's environment; this rank's device.
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
+    (set by ``torchrun``). The backend is NCCL when the device is CUDA (each rank then
+    uses ``cuda:LOCAL_RANK``), else Gloo.
+
+    Raises
+    ------
+    RuntimeError
+        The variables are missing (not started by torchrun).
+    """
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"distributed training needs torchrun's environment ({', '.join(missing)} unset): "
+                           "launch with 'torchrun --nproc-per-node N -m trends_ivae.cli.main fit ... "
+                           "--distributed' (see docs/scale.md)")
+    local = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or str(device).startswith("cuda")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    return dev
+
+
+def shutdown() -> None:
+    """Leave the process group (no-op without one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class _Objective(nn.Module):
+    """DDP wraps a module's ``forward``: this one calls a named method of the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args: Any, **kwargs: Any):  # noqa: D102
+        return getattr(self.model, method)(*args, **kwargs)
+
+
+class Comm:
+    """The collective operations training needs; identities with a single process."""
+
+    def __init__(self) -> None:
+        self.world = world_size()
+        self.rank = rank()
+        self.active = self.world > 1
+
+    def objective(self, model: nn.Module) -> Callable[..., Any]:
+        """``f(method, *args, **kw)`` calling ``model.method``; through DDP when distributed."""
+        if not self.active:
+            return lambda method, *a, **kw: getattr(model, method)(*a, **kw)
+        dev = next(model.parameters()).device
+        ddp = nn.parallel.DistributedDataParallel(
+            _Objective(model), device_ids=[dev] if dev.type == "cuda" else None,
+            find_unused_parameters=True)
+        return ddp
+
+    def local_batch(self, batch_size: int) -> int:
+        """Rows per rank and step for a global batch of ``batch_size``."""
+        return max(1, batch_size // self.world)
+
+    def sum(self, value: float | torch.Tensor) -> float:
+        """Sum over ranks (float64)."""
+        if not self.active:
+            return float(value)
+        t = torch.as_tensor(value, dtype=torch.float64).reshape(1).clone()
+        t = t.to(self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item())
+
+    def min_int(self, value: int) -> int:
+        """Minimum over ranks."""
+        if not self.active:
+            return int(value)
+        t = torch.tensor([int(value)], dtype=torch.int64, device=self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
+    def any(self, flag: bool) -> bool:
+        """True when ``flag`` is true on some rank."""
+        return self.sum(1.0 if flag else 0.0) > 0 if self.active else bool(flag)
+
+    def gather(self, obj: Any) -> list:
+        """Every rank's ``obj`` (a list in rank order) on every rank."""
+        if not self.active:
+            return [obj]
+        out: list = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    @staticmethod
+    def _device() -> torch.device:
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for MASTER_PORT)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str) -> None:
+    """One rank of :func:`fit_on_ranks`: join the group, fit on its rows, rank 0 saves the model."""
+    import numpy as np
+
+    from .estimator import IVAE
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank_),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank_))
+    torch.set_num_threads(1)
+    init_from_env("cpu")
+    try:
+        start, stop = row_range(len(X), rank_, world)
+        est = IVAE(**params).fit(np.asarray(X)[start:stop], np.asarray(u)[start:stop])
+        if rank_ == 0:
+            est.save(out)
+    finally:
+        shutdown()
+
+
+def fit_on_ranks(X, u, params: dict, world: int, out: str, start_method: str = "fork") -> None:
+    """Fit ``IVAE(**params)`` on ``X, u`` with ``world`` Gloo processes on this machine; save to ``out``.
+
+    Each process takes its block of rows (:func:`row_range`); rank 0 saves the fitted
+    model (:meth:`IVAE.save`). For tests and benchmarks; real runs use ``torchrun``.
+    """
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_fit_share, args=(world, free_port(), X, u, params, out), nprocs=world,
+                       join=True, start_method=start_method)
+
+
+def compare_world_sizes(*, n_sources: int = 5, n_segments: int = 40, n_per_segment: int = 1000,
+                        seeds=(1, 2, 3), max_epochs: int | None = None, n_init: int = 1,
+                        model_seed: int = 0) -> list[dict]:
+    """MCC of one process vs two Gloo processes on the iVAE paper's synthetic data.
+
+    The rows stay in segment order, so each rank holds a contiguous block of segments
+    (as a prepared file holds whole subjects per rank): the ranks see different labels
+    of u, and only the global batch covers all of them.
+
+    Returns
+    -------
+    list of dict
+        Per data seed: ``seed``, ``mcc1``, ``mcc2``, ``s1``, ``s2`` (seconds).
+    """
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from .estimator import IVAE
+    from .metrics import mcc
+    from .simulate import make_segment_data
+
+    rows = []
+    for seed in seeds:
+        d = make_segment_data(n_sources=n_sources, n_segments=n_segments, n_per_segment=n_per_segment,
+                              n_layers=3, random_state=seed)
+        X, u, S = d.X, d.u, d.S
+        params = dict(n_components=n_sources, n_init=n_init, random_state=model_seed, device="cpu")
+        if max_epochs is not None:
+            params["max_epochs"] = max_epochs
+        res = {"seed": seed}
+        with tempfile.TemporaryDirectory() as tmp:
+            for world in (1, 2):
+                t0 = time.perf_counter()
+                path = os.path.join(tmp, f"w{world}.pt")
+                fit_on_ranks(X, u, params, world, path)
+                res[f"s{world}"] = time.perf_counter() - t0
+                est = IVAE.load(path, device="cpu")
+                res[f"mcc{world}"] = float(mcc(est.transform(X, u), S).score)
+        rows.append(res)
+    return rows
