@@ -279,7 +279,7 @@ class GroupIVAE(BaseEstimator):
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
         ivae.reorder(bp.order, bp.signs)
         z = ivae.transform(prepared.x, prepared.u)
-        jac = ivae.decoder_jacobian(z) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
         self.ivae_ = ivae
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)

@@ -156,18 +156,38 @@ def find_runs(bids_dir: str | os.PathLike, *, derivatives: str | os.PathLike | N
 
 @dataclass
 class ParticipantShare:
-    """A subject's share as read back (the factored data are read on demand)."""
+    """A subject's share as read back: metadata and affine; arrays are read on demand.
+
+    ``mask`` and ``mean`` are read from the file at each access (not kept), so that
+    the group level, which holds one of these per subject, stays flat in memory in
+    the number of subjects (a mean EPI on a 2 mm grid is ~3.6 MB; 1000 of them 3.6 GB).
+    """
 
     path: Path
     subject: str
     meta: dict
-    mask: np.ndarray
     affine: np.ndarray
-    mean: np.ndarray
+    shape: tuple
 
     @property
     def n_volumes(self) -> int:
         return sum(r["n_volumes"] for r in self.meta["runs"])
+
+    def _read(self, name: str) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[name][()]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The subject's mask, bool (read from the file)."""
+        return self._read("mask").astype(bool)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The subject's mean EPI, float32 (read from the file)."""
+        return self._read("mean")
 
     def factors(self, voxels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(U, R)``; ``R`` restricted to ``voxels`` (bool over the share's mask voxels)."""
@@ -380,19 +400,22 @@ def read_share_meta(path: str | os.PathLike) -> ParticipantShare:
     try:
         with h5py.File(path, "r") as f:
             meta = json.loads(f.attrs["meta"])
-            mask = f["mask"][()].astype(bool)
+            shape = tuple(int(v) for v in f["mask"].shape)
             affine = f["affine"][()]
-            mean = f["mean"][()]
+            if f["mean"].shape != shape or not {"scores", "rows"} <= set(f):
+                raise KeyError("datasets missing or of the wrong shape")
     except (OSError, KeyError, ValueError) as exc:
         raise PrepareError(f"participant share {str(path)!r} cannot be read: {exc}") from exc
     if meta.get("format") != "trends_ivae.participant_share" or meta.get("share_format") != SHARE_FORMAT:
         raise PrepareError(f"{str(path)!r} is not a participant share of format {SHARE_FORMAT}")
-    return ParticipantShare(path=path, subject=meta["subject"], meta=meta, mask=mask, affine=affine, mean=mean)
+    return ParticipantShare(path=path, subject=meta["subject"], meta=meta, affine=affine, shape=shape)
 
 
 def group_mean_image(shares: Sequence[ParticipantShare]) -> nib.Nifti1Image:
     """Mean EPI of the group: the subjects' means weighted by their number of runs."""
-    total = sum(s.mean.astype(np.float64) * len(s.meta["runs"]) for s in shares)
+    total = np.zeros(shares[0].shape)
+    for s in shares:   # one subject's mean in memory at a time
+        total += s.mean.astype(np.float64) * len(s.meta["runs"])
     n = sum(len(s.meta["runs"]) for s in shares)
     return nib.Nifti1Image((total / n).astype(np.float32), shares[0].affine)
 
@@ -448,13 +471,15 @@ def gather_shares(
         raise PrepareError(f"subjects repeated among the shares: {labels}")
     ref = shares[0]
     for s in shares[1:]:
-        if s.mask.shape != ref.mask.shape or not np.allclose(s.affine, ref.affine, atol=1e-3):
+        if s.shape != ref.shape or not np.allclose(s.affine, ref.affine, atol=1e-3):
             raise PrepareError(f"share {str(s.path)!r} is on another grid than {str(ref.path)!r}")
         if s.meta["clean"] != ref.meta["clean"]:
             diff = sorted(k for k in s.meta["clean"] if s.meta["clean"][k] != ref.meta["clean"].get(k))
             raise PrepareError(f"share {str(s.path)!r} was cleaned with other options ({', '.join(diff)}) "
                                f"than {str(ref.path)!r}; rerun the participant level with the same options")
-    group_mask = np.logical_and.reduce([s.mask for s in shares])
+    group_mask = np.ones(ref.shape, bool)
+    for s in shares:   # masks are read one at a time: memory flat in the number of subjects
+        group_mask &= s.mask
     n_voxels = int(group_mask.sum())
     if n_voxels == 0:
         raise PrepareError("the intersection of the subjects' masks is empty")
@@ -479,9 +504,8 @@ def gather_shares(
 
     migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
-    cols = [group_mask[s.mask] for s in shares]   # group voxels among each share's voxels
-    for s, c in zip(shares, cols):
-        U, R = s.factors(c)
+    for s in shares:
+        U, R = s.factors(group_mask[s.mask])   # the group voxels among the share's voxels
         migp.partial_fit(R)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
@@ -494,8 +518,8 @@ def gather_shares(
     x = np.empty((n_total, d), np.float32)
     row = 0
     mean_proj = voxel_mean.astype(np.float64) @ basis.astype(np.float64)
-    for s, c in zip(shares, cols):
-        U, R = s.factors(c)
+    for s in shares:
+        U, R = s.factors(group_mask[s.mask])
         xs = U.astype(np.float64) @ (R.astype(np.float64) @ basis.astype(np.float64)) - mean_proj
         x[row:row + U.shape[0]] = (xs / scale).astype(np.float32)
         row += U.shape[0]
