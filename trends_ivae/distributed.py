@@ -142,6 +142,17 @@ class Comm:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item())
 
+    def sum_array(self, value):
+        """Elementwise sum over ranks of a numpy array (float64)."""
+        import numpy as np
+
+        arr = np.asarray(value, dtype=np.float64)
+        if not self.active:
+            return arr
+        t = torch.from_numpy(arr.reshape(-1).copy()).to(self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu().numpy().reshape(arr.shape)
+
     def min_int(self, value: int) -> int:
         """Minimum over ranks."""
         if not self.active:
