@@ -96,7 +96,8 @@ def cohort(args: argparse.Namespace) -> int:
                 subprocess.run([sys.executable, "-c", _GENERATE, str(n), str(args.n_volumes), str(ds)],
                                env=_env(), check=True)
             gen = time.perf_counter() - t0
-            part = _stage([str(ds), str(out), "participant", "--n-jobs", str(args.n_jobs)])
+            part = _stage([str(ds), str(out), "participant", "--n-jobs", str(args.n_jobs),
+                           "--scheduler", args.scheduler])
             group = _stage([str(ds), str(out), "group", "--aux", "task", "--n-dims", str(args.n_dims),
                             "--n-components", "4", "--n-init", "1", "--max-epochs", str(args.epochs),
                             "--batch-size", "256", "--no-report", "--seed", "0"])
@@ -114,7 +115,7 @@ def cohort(args: argparse.Namespace) -> int:
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; grid {SHAPE}, {args.n_volumes} volumes per subject, d = {args.n_dims}, "
-          f"4 components, {args.epochs} epochs, participant --n-jobs {args.n_jobs}")
+          f"4 components, {args.epochs} epochs, participant --n-jobs {args.n_jobs} on {args.scheduler}")
     print()
     print("| subjects | volumes | participant s | per subject ms | group s | per subject ms "
           "| group peak RSS MB | participant peak RSS MB |")
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--n-dims", type=int, default=8)
         q.add_argument("--epochs", type=int, default=5, help="training epochs (fixed: cost per sample)")
         q.add_argument("--n-jobs", type=int, default=2, help="participant-stage workers")
+        q.add_argument("--scheduler", choices=["joblib", "dask"], default="joblib",
+                       help="participant-stage scheduler (dask: a local cluster of --n-jobs workers)")
         q.add_argument("--work-dir", help="keep datasets and outputs here (default: a temporary folder)")
         q.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
     d.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
