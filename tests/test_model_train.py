@@ -131,3 +131,51 @@ def test_diag_and_full_agree_without_correlations():
 def test_bad_posterior_name():
     with pytest.raises(ValueError, match="posterior"):
         IVAEConfig(n_features=2, n_components=2, n_aux=2, posterior="banded")
+
+
+def test_successive_halving_continues_only_the_best_restart(data):
+    X, U = data
+    tc = TrainConfig(max_epochs=5, batch_size=64, patience=100)
+    results = fit_restarts(MC, tc, X, U, n_init=3, seed=0, init_epochs=2)
+    epochs = [r.n_epochs for r in results]
+    assert sorted(epochs) == [2, 2, 5]
+    winner = epochs.index(5)
+    race = [max(r.history["val_elbo"][:2]) for r in results]
+    assert race[winner] == max(race)                         # the best held-out ELBO after the race
+    assert all(r.resume_state is None for r in results)
+    # the winner continues exactly as an uninterrupted run with the same seed would
+    alone = train_model(MC, tc, X, U, seed=results[winner].seed, split_seed=0)
+    assert alone.history == results[winner].history
+    assert _same_state(alone.model, results[winner].model)
+
+
+def test_successive_halving_resumes_from_checkpoints(data, tmp_path):
+    X, U = data
+    tc = TrainConfig(max_epochs=4, batch_size=64, patience=100)
+    a = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1)
+    b = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1, checkpoint_dir=tmp_path)
+    c = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1, checkpoint_dir=tmp_path)  # all done
+    for ra, rb, rc in zip(a, b, c):
+        assert ra.n_epochs == rb.n_epochs == rc.n_epochs
+        assert ra.history == rb.history == rc.history
+        assert _same_state(ra.model, rb.model) and _same_state(ra.model, rc.model)
+
+
+def test_iwae_bound_is_above_the_elbo_on_average():
+    torch.manual_seed(0)
+    m = IVAEModel(IVAEConfig(n_features=4, n_components=3, n_aux=5, decoder_var=0.1))
+    x = torch.randn(2000, 4)
+    u = torch.eye(5)[torch.randint(0, 5, (2000,))]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        elbo = m.elbo(x, u, generator=g).mean()
+        k1 = m.iwae(x, u, 1, generator=g).mean()
+        k8 = m.iwae(x, u, 8, generator=g).mean()
+    assert abs(float(k1 - elbo)) < 0.05 * abs(float(elbo))  # K = 1: the ELBO with a sampled KL
+    assert k8 > elbo
+
+
+def test_iwae_training_runs(data):
+    X, U = data
+    res = train_model(MC, TrainConfig(max_epochs=2, batch_size=64, n_iwae=4), X, U, seed=0)
+    assert not res.diverged and math.isfinite(res.best_val_elbo)

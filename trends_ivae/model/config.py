@@ -108,6 +108,9 @@ class TrainConfig:
         Maximum gradient norm.
     amp : bool
         bfloat16 autocast on CUDA.
+    n_iwae : int
+        Importance samples of the training bound (1: the ELBO with an analytical KL;
+        K > 1: the importance-weighted bound, see :meth:`IVAEModel.iwae`).
     """
 
     max_epochs: int = 80
@@ -117,13 +120,14 @@ class TrainConfig:
     warmup_frac: float = 0.3
     kl_start: float = 1.0
     entropy_start: float = 1.0
-    decoder_var_start: float | None = None
+    decoder_var_start: float | None = 1e-2
     val_frac: float = 0.1
-    patience: int = 10
+    patience: int = 30
     grad_clip: float = 10.0
     weight_decay: float = 0.0
     amp: bool = False
     eval_batch_size: int = 65536
+    n_iwae: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

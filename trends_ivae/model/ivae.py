@@ -61,6 +61,15 @@ class IVAEModel(nn.Module):
             rows, cols = torch.tril_indices(n, n, -1)
             self.register_buffer("_tril_rows", rows, persistent=False)
             self.register_buffer("_tril_cols", cols, persistent=False)
+            # 0/1 matrices so that (L ε)_i = L_ii ε_i + ((offdiag * (ε @ pick)) @ scatter)_i:
+            # two small matmuls per step instead of building L (B, n, n)
+            k = torch.arange(rows.numel())
+            pick = torch.zeros(n, rows.numel())
+            pick[cols, k] = 1.0
+            scatter = torch.zeros(rows.numel(), n)
+            scatter[k, rows] = 1.0
+            self.register_buffer("_pick", pick, persistent=False)
+            self.register_buffer("_scatter", scatter, persistent=False)
         self.decoder = MLP(c.n_components, c.n_features, c.hidden_dim, c.n_hidden, c.activation)
         self.prior = make_prior(c)
         if c.decoder_var is None:
@@ -104,6 +113,22 @@ class IVAEModel(nn.Module):
         return self.decoder(z)
 
     # -- objective ------------------------------------------------------------
+    def _sample(self, mu: torch.Tensor, logvar: torch.Tensor, offdiag: torch.Tensor | None,
+                eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z = μ + L ε and the marginal variances Σ_ii; ``eps`` (..., B, n) broadcasts."""
+        z = mu + torch.exp(0.5 * logvar) * eps
+        var = torch.exp(logvar)
+        if offdiag is not None:
+            z = z + (offdiag * (eps @ self._pick)) @ self._scatter
+            var = var + (offdiag ** 2) @ self._scatter
+        return z, var
+
+    def _log_px(self, x: torch.Tensor, z: torch.Tensor, decoder_logvar: torch.Tensor | None
+                ) -> torch.Tensor:
+        x_hat = self.decode(z)
+        dec_logvar = self.decoder_logvar if decoder_logvar is None else decoder_logvar
+        return -0.5 * (_LOG_2PI + dec_logvar + (x - x_hat) ** 2 * torch.exp(-dec_logvar)).sum(-1)
+
     def elbo_terms(self, x: torch.Tensor, u: torch.Tensor, *,
                    generator: torch.Generator | None = None,
                    decoder_logvar: torch.Tensor | None = None,
@@ -117,23 +142,37 @@ class IVAEModel(nn.Module):
         """
         mu, logvar, offdiag = self.encode_full(x, u)             # (B, n), (B, n), (B, n(n-1)/2)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z, marg_var = self._sample(mu, logvar, offdiag, eps)      # (B, n), Σ_ii (B, n)
         if offdiag is None:
-            z = mu + torch.exp(0.5 * logvar) * eps
             kl = self.prior.kl_from_gaussian(mu, logvar, u, z).sum(-1)
         else:
-            L = self._cholesky(logvar, offdiag)                   # (B, n, n)
-            z = mu + (L @ eps.unsqueeze(-1)).squeeze(-1)          # (B, n)
-            marg_var = (L ** 2).sum(-1)                           # Σ_ii, (B, n)
             # KL = -H(q) - E_q[log p(z|u)]; H(q) = ½ n (log 2π + 1) + Σ_i log L_ii
             kl = (self.prior.cross_entropy_from_gaussian(mu, marg_var, u, z)
                   - 0.5 * (_LOG_2PI + 1.0 + logvar)).sum(-1)
-        x_hat = self.decode(z)
-        dec_logvar = self.decoder_logvar if decoder_logvar is None else decoder_logvar
-        log_px = -0.5 * (_LOG_2PI + dec_logvar + (x - x_hat) ** 2 * torch.exp(-dec_logvar)).sum(-1)
+        log_px = self._log_px(x, z, decoder_logvar)
         if entropy_weight != 1.0:
             entropy = 0.5 * (_LOG_2PI + 1.0 + logvar).sum(-1)     # log det Σ = Σ_i logvar_i
             kl = kl + (1.0 - entropy_weight) * entropy
         return log_px, kl
+
+    def iwae(self, x: torch.Tensor, u: torch.Tensor, n_samples: int, *,
+             generator: torch.Generator | None = None,
+             decoder_logvar: torch.Tensor | None = None) -> torch.Tensor:
+        """Importance-weighted bound (Burda et al. 2016) with ``n_samples`` draws, (B,).
+
+        ``log (1/K) Σ_k p(x|z_k) p(z_k|u) / q(z_k|x,u)``: a lower bound of log p(x|u) that
+        is at least the ELBO in expectation and tightens as K grows. With K = 1 it is
+        the ELBO estimated with a Monte Carlo KL.
+        """
+        mu, logvar, offdiag = self.encode_full(x, u)
+        eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator, device=mu.device,
+                          dtype=mu.dtype)                           # (K, B, n)
+        z, _ = self._sample(mu, logvar, offdiag, eps)              # (K, B, n)
+        # log q(z|x,u) = -½ n log 2π - ½ Σ_i logvar_i - ½ |ε|²  (z = μ + L ε, det L = Π L_ii)
+        log_q = -0.5 * (_LOG_2PI + logvar + eps ** 2).sum(-1)       # (K, B)
+        log_pz = self.prior.log_prob_at(z, *self.prior.params(u)).sum(-1)   # (K, B)
+        log_px = self._log_px(x, z, decoder_logvar)                          # (K, B), x broadcasts
+        return torch.logsumexp(log_px + log_pz - log_q, dim=0) - math.log(n_samples)
 
     def elbo(self, x: torch.Tensor, u: torch.Tensor, *,
              generator: torch.Generator | None = None) -> torch.Tensor:

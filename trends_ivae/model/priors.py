@@ -35,7 +35,10 @@ class ConditionalPrior(nn.Module):
     # -- distribution ---------------------------------------------------------
     def log_prob(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Per-component log density, (B, n_components)."""
-        loc, log_scale = self.params(u)
+        return self.log_prob_at(z, *self.params(u))
+
+    def log_prob_at(self, z: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """Per-component log density at given parameters (broadcasting, e.g. z (K, B, n))."""
         if self.family == "laplace":
             return -math.log(2.0) - log_scale - (z - loc).abs() * torch.exp(-log_scale)
         return -0.5 * _LOG_2PI - log_scale - 0.5 * ((z - loc) * torch.exp(-log_scale)) ** 2

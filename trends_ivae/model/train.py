@@ -79,6 +79,9 @@ class TrainResult:
         best state and the restart is not selected.
     seed : int
     seconds : float
+    resume_state : dict or None
+        The live training state (as in a checkpoint) when the run was paused by
+        ``stop_epoch``; pass it back as ``resume`` to continue.
     """
 
     model: IVAEModel
@@ -89,6 +92,7 @@ class TrainResult:
     diverged: bool = False
     seed: int = 0
     seconds: float = 0.0
+    resume_state: dict | None = None
 
 
 @torch.no_grad()
@@ -131,6 +135,14 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _make_adam(model: IVAEModel, tc: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device, else ``foreach``."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+
+
 def _lr_lambda(total_steps: int, final_ratio: float, warm: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warm:
@@ -144,7 +156,8 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
                 U: torch.Tensor, *, seed: int, split_seed: int | None = None,
                 verbose: int = 0, desc: str = "iVAE",
                 checkpoint_path: str | os.PathLike | None = None,
-                max_seconds: float | None = None) -> TrainResult:
+                max_seconds: float | None = None, stop_epoch: int | None = None,
+                resume: dict | None = None) -> TrainResult:
     """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
 
     Parameters
@@ -159,6 +172,12 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         resumes from it and finishes as an uninterrupted run would.
     max_seconds : float, optional
         Stop after this much wall time (the best state so far is kept).
+    stop_epoch : int, optional
+        Pause after this many epochs (counted from the start of the schedule, which
+        still spans ``max_epochs``); the result then carries ``resume_state`` and the
+        best state so far.
+    resume : dict, optional
+        A ``resume_state`` to continue from (a checkpoint file, when it exists, wins).
     """
     tc = train_config
     device = X.device
@@ -173,7 +192,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = IVAEModel(model_config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = _make_adam(model, tc)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
     gen = make_generator(device, seed + 1)
@@ -185,8 +204,12 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     history: dict[str, list[float]] = {"train_elbo": [], "val_elbo": []}
     best_val, best_state, bad_epochs, epoch, step = -math.inf, None, 0, 0, 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    state = None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
+    elif resume is not None:
+        state = resume
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -194,34 +217,48 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         history, epoch, step = state["history"], state["epoch"], state["step"]
         best_val, bad_epochs = state["best_val"], state["bad_epochs"]
         best_state = state["best_state"]
-        logger.info("resumed %s from %s at epoch %d", desc, ckpt, epoch)
+        logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", epoch)
 
     use_amp = tc.amp and device.type == "cuda"
     progress = _Progress(verbose, desc, tc.max_epochs)
     diverged = False
     model.train()
-    while epoch < tc.max_epochs:
+    d = X.shape[1]
+    XU = torch.cat([X, U], dim=1)                  # one gather per epoch, then contiguous views
+    params = [p for p in model.parameters() if p.requires_grad]
+    end_epoch = tc.max_epochs if stop_epoch is None else min(tc.max_epochs, stop_epoch)
+    while epoch < end_epoch and bad_epochs < tc.patience:
         perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
+        XUp = XU[perm[:steps_per_epoch * batch_size]]
         epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
+        annealed = warm_steps > 0 and step < warm_steps
         for b in range(steps_per_epoch):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            frac = min(1.0, step / warm_steps) if warm_steps > 0 else 1.0
-            kl_w = tc.kl_start + (1.0 - tc.kl_start) * frac
-            ent_w = tc.entropy_start + (1.0 - tc.entropy_start) * frac
-            dec_logvar = None
+            xu = XUp[b * batch_size:(b + 1) * batch_size]
+            xb, ub = xu[:, :d], xu[:, d:]
+            kl_w, ent_w, dec_logvar = 1.0, 1.0, None
+            if annealed:
+                frac = min(1.0, step / warm_steps)
+                kl_w = tc.kl_start + (1.0 - tc.kl_start) * frac
+                ent_w = tc.entropy_start + (1.0 - tc.entropy_start) * frac
             if start_logvar is not None:
+                frac = min(1.0, step / warm_steps) if warm_steps > 0 else 1.0
                 dec_logvar = start_logvar + (target_logvar - start_logvar) * frac
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                log_px, kl = model.elbo_terms(X[idx], U[idx], generator=gen, decoder_logvar=dec_logvar,
-                                               entropy_weight=ent_w)
-                loss = -(log_px - kl_w * kl).mean()
+                if tc.n_iwae > 1:
+                    bound = model.iwae(xb, ub, tc.n_iwae, generator=gen, decoder_logvar=dec_logvar)
+                    loss = -bound.mean()
+                else:
+                    log_px, kl = model.elbo_terms(xb, ub, generator=gen, decoder_logvar=dec_logvar,
+                                                   entropy_weight=ent_w)
+                    bound = (log_px - kl).detach()
+                    loss = -(log_px - kl_w * kl).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
             opt.step()
             sched.step()
             step += 1
-            epoch_sum += (log_px - kl).detach().sum().double()
+            epoch_sum += bound.detach().sum().double()
         train_elbo = float(epoch_sum) / (steps_per_epoch * batch_size)
         epoch += 1
         if not math.isfinite(train_elbo):
@@ -252,6 +289,10 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             break
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
+    paused = (not diverged and end_epoch <= epoch < tc.max_epochs and bad_epochs < tc.patience)
+    resume_state = (copy.deepcopy(_checkpoint_state(model, opt, sched, gen, model_config, tc, history,
+                                                    epoch, step, best_val, bad_epochs, best_state, seed))
+                    if paused else None)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -260,12 +301,23 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     if best_state is None:
         best_val = -math.inf
     return TrainResult(model=model, best_val_elbo=best_val, history=history, n_epochs=epoch,
-                       n_steps=step, diverged=diverged, seed=seed, seconds=seconds)
+                       n_steps=step, diverged=diverged, seed=seed, seconds=seconds,
+                       resume_state=resume_state)
 
 
 def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
                      best_val, bad_epochs, best_state, seed) -> None:
-    state = {
+    state = _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step,
+                              best_val, bad_epochs, best_state, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step, best_val,
+                      bad_epochs, best_state, seed) -> dict:
+    return {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -280,36 +332,57 @@ def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, histo
         "best_state": best_state,
         "seed": seed,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
                  U: torch.Tensor, *, n_init: int, seed: int, verbose: int = 0,
                  checkpoint_dir: str | os.PathLike | None = None,
-                 max_seconds: float | None = None) -> list[TrainResult]:
+                 max_seconds: float | None = None, init_epochs: int | None = None) -> list[TrainResult]:
     """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
 
+    With ``init_epochs`` (and ``n_init > 1``) the restarts race: each runs its first
+    ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and only the one
+    with the best held-out ELBO so far is trained on to ``max_epochs`` (successive
+    halving down to one). The others are returned as they stood after the race.
+
     A diverged restart is retried once with a quarter of the learning rate and a new
-    seed before it is reported as diverged.
+    seed before it is reported as diverged. With ``checkpoint_dir`` every restart
+    checkpoints to ``restartNN.pt`` and a rerun resumes each phase from there.
     """
-    results = []
+    race = init_epochs is not None and n_init > 1 and init_epochs < train_config.max_epochs
+    stop = init_epochs if race else None
+    results, ckpts, tcs = [], [], []
     split_seed = seed
     for i in range(n_init):
         restart_seed = seed + 1000 * (i + 1)
         ckpt = Path(checkpoint_dir) / f"restart{i:02d}.pt" if checkpoint_dir is not None else None
         desc = f"iVAE restart {i + 1}/{n_init}"
-        res = train_model(model_config, train_config, X, U, seed=restart_seed, split_seed=split_seed,
-                          verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds)
+        tc = train_config
+        res = train_model(model_config, tc, X, U, seed=restart_seed, split_seed=split_seed,
+                          verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds,
+                          stop_epoch=stop)
         if res.diverged:
-            retry_tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
-            logger.warning("%s diverged; retrying with lr=%g", desc, retry_tc.lr)
+            tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
+            logger.warning("%s diverged; retrying with lr=%g", desc, tc.lr)
             if ckpt is not None and ckpt.exists():
                 ckpt.unlink()
-            res = train_model(model_config, retry_tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
+            res = train_model(model_config, tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
                               verbose=verbose, desc=desc + " (retry)", checkpoint_path=ckpt,
-                              max_seconds=max_seconds)
+                              max_seconds=max_seconds, stop_epoch=stop)
         results.append(res)
+        ckpts.append(ckpt)
+        tcs.append(tc)
+    if race:
+        scores = [r.best_val_elbo if not r.diverged else -math.inf for r in results]
+        best = max(range(n_init), key=lambda i: scores[i])
+        r = results[best]
+        if math.isfinite(scores[best]) and r.resume_state is not None:
+            cont = train_model(model_config, tcs[best], X, U, seed=r.seed, split_seed=split_seed,
+                               verbose=verbose, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
+                               checkpoint_path=ckpts[best], max_seconds=max_seconds,
+                               resume=r.resume_state)
+            cont.seconds += r.seconds
+            results[best] = cont
+        for res in results:
+            res.resume_state = None
     return results
