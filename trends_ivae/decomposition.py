@@ -252,7 +252,7 @@ class GroupIVAE(BaseEstimator):
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
-                     rows: tuple[int, int] | None = None) -> "GroupIVAE":
+                     rows: slice | None = None) -> "GroupIVAE":
         """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
 
         Parameters
@@ -260,7 +260,7 @@ class GroupIVAE(BaseEstimator):
         prepared : PreparedData
         checkpoint_dir : path, optional
             Checkpoint every epoch there; resume from it when it holds checkpoints.
-        rows : (start, stop), optional
+        rows : slice, optional
             Train on these rows only: in a distributed fit (``trends-ivae fit
             --distributed``) rank 0 trains on its share of the rows, the other ranks on
             theirs (:meth:`fit_rows`); the maps and time courses use every row.
@@ -272,7 +272,7 @@ class GroupIVAE(BaseEstimator):
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
-        train = slice(None) if rows is None else slice(int(rows[0]), int(rows[1]))
+        train = slice(None) if rows is None else rows
         ivae.fit(prepared.x[train], prepared.u[train], checkpoint_dir=checkpoint_dir)
         z = ivae.transform(prepared.x, prepared.u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis

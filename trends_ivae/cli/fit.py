@@ -141,10 +141,10 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
-        start, stop = distributed.row_range(n_rows(args.prepared))
+        rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
-            return fit_and_write(args, out_dir, source=args.prepared, rows=(start, stop))
-        share = read_rows(args.prepared, start, stop, names=("x", "u"))
+            return fit_and_write(args, out_dir, source=args.prepared, rows=rows)
+        share = read_rows(args.prepared, rows, names=("x", "u"))
         model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                           ivae_params=ivae_params(args), device=args.device, random_state=args.seed,
                           verbose=0)
@@ -171,7 +171,7 @@ class _RunMaps(Sequence):
 
 
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
-                  rows: tuple[int, int] | None = None) -> int:
+                  rows: slice | None = None) -> int:
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
 
     ``rows``: train on these rows only (rank 0 of a distributed fit).

@@ -366,18 +366,19 @@ def n_rows(path: str | Path) -> int:
         return int(f["x"].shape[0])
 
 
-def read_rows(path: str | Path, start: int, stop: int,
+def read_rows(path: str | Path, rows: slice,
               names: Sequence[str] = ("x", "u", "subject", "run", "volume")) -> dict[str, np.ndarray]:
-    """Rows ``[start, stop)`` of the row datasets ``names`` (only those chunks are read).
+    """The rows ``rows`` (a slice, possibly strided) of the row datasets ``names``.
 
     This is how each process of a distributed fit reads its share of the rows
-    (:func:`trends_ivae.distributed.row_range`).
+    (:func:`trends_ivae.distributed.row_share`): only those rows are kept in memory.
     """
     with _open(path) as f:
         n = int(f["x"].shape[0])
-        if not 0 <= start <= stop <= n:
-            raise IndexError(f"rows [{start}, {stop}) out of range for {str(path)!r} ({n} rows)")
+        start, stop, step = rows.indices(n)
+        if step < 1:
+            raise ValueError("read_rows needs a slice with a positive step")
         unknown = [k for k in names if k not in _ROW_DATASETS]
         if unknown:
             raise KeyError(f"not row datasets: {unknown}; known: {list(_ROW_DATASETS)}")
-        return {k: f[k][start:stop] for k in names}
+        return {k: f[k][start:stop:step] for k in names}
