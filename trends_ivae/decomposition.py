@@ -252,7 +252,7 @@ class GroupIVAE(BaseEstimator):
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
-                     rows: slice | None = None) -> "GroupIVAE":
+                     rows: slice | None = None, stream_rows: int | None = None) -> "GroupIVAE":
         """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
 
         Parameters
@@ -264,6 +264,10 @@ class GroupIVAE(BaseEstimator):
             Train on these rows only: in a distributed fit (``trends-ivae fit
             --distributed``) rank 0 trains on its share of the rows, the other ranks on
             theirs (:meth:`fit_rows`); the maps and time courses use every row.
+        stream_rows : int, optional
+            Train with x and u in host memory, moved to the device in chunks of about
+            this many rows (:meth:`IVAE.fit`): for data larger than the device's memory;
+            same result as the default for the same seed.
         """
         if self.n_components > prepared.n_dims:
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
@@ -273,7 +277,7 @@ class GroupIVAE(BaseEstimator):
         ivae = self._make_ivae(prepared.n_samples)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
         train = slice(None) if rows is None else rows
-        ivae.fit(prepared.x[train], prepared.u[train], checkpoint_dir=checkpoint_dir)
+        ivae.fit(prepared.x[train], prepared.u[train], checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
         z = ivae.transform(prepared.x, prepared.u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
@@ -297,14 +301,16 @@ class GroupIVAE(BaseEstimator):
         self.n_components_ = self.n_components
         return self
 
-    def fit_rows(self, x: np.ndarray, u: np.ndarray, n_samples: int, checkpoint_dir: Any = None) -> "GroupIVAE":
+    def fit_rows(self, x: np.ndarray, u: np.ndarray, n_samples: int, checkpoint_dir: Any = None,
+                 stream_rows: int | None = None) -> "GroupIVAE":
         """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
 
         ``n_samples`` is the number of rows of the whole data set, so that every rank
         derives the same batch size and number of epochs (:meth:`_make_ivae`). Sets
         ``ivae_`` only.
         """
-        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir)
+        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
+                                                         stream_rows=stream_rows)
         return self
 
     @classmethod

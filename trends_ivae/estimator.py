@@ -226,8 +226,9 @@ class IVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"u has {u.shape[1]} columns; the model was fitted with {self.n_aux_}")
         return u
 
-    def _encode_u(self, u: np.ndarray, fitting: bool = False) -> torch.Tensor:
-        """One-hot (discrete) or float (continuous) u on the device."""
+    def _encode_u(self, u: np.ndarray, fitting: bool = False, device: torch.device | None = None) -> torch.Tensor:
+        """One-hot (discrete) or float (continuous) u on the device (or on ``device``)."""
+        device = self.device_ if device is None else device
         if u.ndim == 1:
             if fitting:
                 self.classes_, codes = np.unique(u, return_inverse=True)
@@ -237,15 +238,15 @@ class IVAE(TransformerMixin, BaseEstimator):
                 unknown = self.classes_[codes] != u
                 if unknown.any():
                     raise ValueError(f"u has labels not seen during fit: {np.unique(u[unknown])[:10].tolist()}")
-            idx = torch.as_tensor(codes, dtype=torch.long, device=self.device_)
+            idx = torch.as_tensor(codes, dtype=torch.long, device=device)
             return torch.nn.functional.one_hot(idx, len(self.classes_)).float()
         if fitting:
             self.classes_ = None
-        return torch.as_tensor(u, dtype=torch.float32, device=self.device_)
+        return torch.as_tensor(u, dtype=torch.float32, device=device)
 
-    def _to_device(self, X: np.ndarray) -> torch.Tensor:
+    def _to_device(self, X: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
         Xs = (X - self.x_mean_) / self.x_scale_
-        return torch.as_tensor(Xs, dtype=torch.float32, device=self.device_)
+        return torch.as_tensor(Xs, dtype=torch.float32, device=self.device_ if device is None else device)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -265,7 +266,8 @@ class IVAE(TransformerMixin, BaseEstimator):
                          amp=self.amp, n_iwae=self.n_iwae)
         return mc, tc
 
-    def fit(self, X: Any, u: Any, checkpoint_dir: str | os.PathLike | None = None) -> "IVAE":
+    def fit(self, X: Any, u: Any, checkpoint_dir: str | os.PathLike | None = None,
+            stream_rows: int | None = None) -> "IVAE":
         """Fit the iVAE to observations ``X`` with auxiliary variable ``u``.
 
         Parameters
@@ -277,6 +279,11 @@ class IVAE(TransformerMixin, BaseEstimator):
         checkpoint_dir : path, optional
             Each restart checkpoints there after every epoch and resumes from an
             existing checkpoint.
+        stream_rows : int, optional
+            Keep X and u in host memory and move them to the device in chunks of about
+            this many rows (whole batches): for data larger than the device's memory.
+            Gives the same model as the default (everything on the device) for the
+            same ``random_state`` and device.
 
         Returns
         -------
@@ -303,25 +310,42 @@ class IVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
         self._warn_identifiability(u)
 
+        from .distributed import Comm
+
+        comm = Comm()   # a distributed fit (torchrun): X, u are this rank's rows
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1 - 10**6))
+        seed = int(comm.gather(seed)[0])   # rank 0's, when random_state is None
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = n_features
-        if self.standardize:
+        if self.standardize and comm.active:   # the statistics of every rank's rows
+            n_all = comm.sum(n_samples)
+            mean = comm.sum_array(X.sum(0, dtype=np.float64)) / n_all
+            var = comm.sum_array(((X - mean) ** 2).sum(0, dtype=np.float64)) / n_all
+            self.x_mean_ = mean.astype(np.float32)
+            scale = np.sqrt(var).astype(np.float32)
+            self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        elif self.standardize:
             self.x_mean_ = X.mean(0).astype(np.float32)
             scale = X.std(0).astype(np.float32)
             self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
         else:
             self.x_mean_ = np.zeros(n_features, np.float32)
             self.x_scale_ = np.ones(n_features, np.float32)
-        Xt = self._to_device(X)
-        Ut = self._encode_u(u, fitting=True)
+        host = torch.device("cpu") if stream_rows is not None else None
+        Xt = self._to_device(X, host)
+        if comm.active and u.ndim == 1:   # one label coding for all ranks: the union of their labels
+            self.classes_ = np.unique(np.concatenate([np.asarray(c) for c in comm.gather(np.unique(u))]))
+            Ut = self._encode_u(u, fitting=False, device=host)
+        else:
+            Ut = self._encode_u(u, fitting=True, device=host)
         self.n_aux_ = Ut.shape[1]
         mc, tc = self._configs(n_features, self.n_aux_, "discrete" if u.ndim == 1 else "continuous")
         self._model_config, self._train_config = mc, tc
 
         results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
                                checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
-                               init_epochs=self.init_epochs)
+                               init_epochs=self.init_epochs, comm=comm if comm.active else None,
+                               stream_rows=stream_rows, device=self.device_)
         elbos = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
         self.diverged_ = np.array([r.diverged for r in results])
         if not np.isfinite(elbos).any():
@@ -367,7 +391,8 @@ class IVAE(TransformerMixin, BaseEstimator):
         rng = np.random.default_rng(seed)
         rows = rng.choice(Xt.shape[0], size=min(5000, Xt.shape[0]), replace=False)
         idx = torch.as_tensor(rows, device=Xt.device)
-        zs = [r.model.encode(Xt[idx], Ut[idx])[0].float().cpu().numpy() for r in results]
+        dev = self.device_   # Xt, Ut may be on the host (streamed training)
+        zs = [r.model.encode(Xt[idx].to(dev), Ut[idx].to(dev))[0].float().cpu().numpy() for r in results]
         scores = [mcc(a, b).score for a, b in itertools.combinations(zs, 2)]
         return float(np.mean(scores))
 

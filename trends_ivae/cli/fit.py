@@ -51,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="train with one process per device under torchrun (Gloo on CPUs, NCCL on GPUs), "
                         "each reading its share of --prepared's rows; rank 0 writes the outputs "
                         "(see docs/scale.md)")
+    p.add_argument("--stream-rows", type=int, metavar="N",
+                   help="keep the prepared data in host memory and move it to the device N rows at a time "
+                        "(for data larger than the GPU's memory; same result as without)")
     p.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
                    help="output layout: BIDS derivatives, an FSL MELODIC *.ica folder, or GIFT file names "
                         "(see docs/cli.md)")
@@ -116,6 +119,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims}), "
                          "the reduced dimension")
     check_model_arguments(args, parser)
+    if getattr(args, "stream_rows", None) is not None and args.stream_rows < 1:
+        parser.error("--stream-rows must be >= 1")
     out_dir = Path(args.out)
     if out_dir.exists() and not args.force:
         parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
@@ -149,7 +154,8 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
                           ivae_params=ivae_params(args), device=args.device, random_state=args.seed,
                           verbose=0)
         model.fit_rows(share["x"], share["u"], n_rows(args.prepared),
-                       checkpoint_dir=getattr(args, "checkpoint_dir", None))
+                       checkpoint_dir=getattr(args, "checkpoint_dir", None),
+                       stream_rows=getattr(args, "stream_rows", None))
         return 0
     finally:
         distributed.shutdown()
@@ -211,7 +217,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                       ivae_params=params, device=args.device, random_state=args.seed,
                       verbose=args.verbose)
     try:
-        model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows)
+        model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
+                           stream_rows=getattr(args, "stream_rows", None))
     except (ValueError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

@@ -100,11 +100,12 @@ def evaluate_elbo(model: IVAEModel, X: torch.Tensor, U: torch.Tensor, idx: torch
                   batch_size: int, seed: int = 0) -> float:
     """Mean ELBO per sample over rows ``idx`` (one posterior sample, fixed seed)."""
     model.eval()
-    g = make_generator(X.device, seed)
+    dev = next(model.parameters()).device   # X, U may live on the host (streamed training)
+    g = make_generator(dev, seed)
     total = 0.0
     for start in range(0, idx.numel(), batch_size):
-        b = idx[start:start + batch_size]
-        total += float(model.elbo(X[b], U[b], generator=g).double().sum())
+        b = idx[start:start + batch_size].to(X.device)
+        total += float(model.elbo(X[b].to(dev), U[b].to(dev), generator=g).double().sum())
     model.train()
     return total / max(idx.numel(), 1)
 
@@ -152,12 +153,41 @@ def _lr_lambda(total_steps: int, final_ratio: float, warm: int) -> Callable[[int
     return f
 
 
+class _SingleProcess:
+    """The collectives of a one-process group (identities): the default ``comm``.
+
+    A distributed fit passes :class:`trends_ivae.distributed.Comm` instead (same
+    methods); this module never imports ``torch.distributed`` itself.
+    """
+
+    rank, world, active = 0, 1, False
+
+    def objective(self, model):
+        return lambda method, *a, **kw: getattr(model, method)(*a, **kw)
+
+    def local_batch(self, batch_size: int) -> int:
+        return batch_size
+
+    def sum(self, value) -> float:
+        return float(value)
+
+    def min_int(self, value: int) -> int:
+        return int(value)
+
+    def any(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def gather(self, obj) -> list:
+        return [obj]
+
+
 def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
                 U: torch.Tensor, *, seed: int, split_seed: int | None = None,
                 verbose: int = 0, desc: str = "iVAE",
                 checkpoint_path: str | os.PathLike | None = None,
                 max_seconds: float | None = None, stop_epoch: int | None = None,
-                resume: dict | None = None) -> TrainResult:
+                resume: dict | None = None, comm=None, stream_rows: int | None = None,
+                device: str | torch.device | None = None) -> TrainResult:
     """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
 
     Parameters
@@ -178,14 +208,33 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         best state so far.
     resume : dict, optional
         A ``resume_state`` to continue from (a checkpoint file, when it exists, wins).
+    comm : trends_ivae.distributed.Comm, optional
+        The process group of a distributed fit (``X``, ``U`` are then this rank's
+        rows): each rank draws ``batch_size // world`` rows per step from its own
+        train split with its own generator, DDP averages the gradients, the epoch
+        length is the shortest rank's, the ELBOs are summed over ranks (so early
+        stopping agrees), and only rank 0 writes the checkpoint (with every rank's
+        generator state). Default: one process, the plain loop.
+    stream_rows : int, optional
+        Streamed training, for data larger than the device's memory: ``X`` and ``U``
+        stay where they are (host memory) and each epoch's rows go to ``device`` in
+        chunks of about this many rows (whole batches). Default: one gather per epoch
+        on the device holding ``X``. The batches, and so the results, are the same
+        either way (same device, same seed).
+    device : torch.device, optional
+        Where to train (default: ``X.device``); with ``stream_rows``, the device the
+        chunks go to.
     """
+    comm = _SingleProcess() if comm is None else comm
     tc = train_config
-    device = X.device
+    device = X.device if device is None else torch.device(device)
     t0 = time.perf_counter()
-    train_idx, val_idx = split_indices(X.shape[0], tc.val_frac, seed if split_seed is None else split_seed, device)
+    train_idx, val_idx = split_indices(X.shape[0], tc.val_frac,
+                                       (seed if split_seed is None else split_seed) + 7919 * comm.rank, device)
     n_train = train_idx.numel()
-    batch_size = min(tc.batch_size, n_train)
-    steps_per_epoch = max(1, n_train // batch_size)
+    batch_size = min(comm.local_batch(tc.batch_size), n_train)
+    steps_per_epoch = comm.min_int(max(1, n_train // batch_size))
+    n_val_all = comm.sum(val_idx.numel())
     total_steps = tc.max_epochs * steps_per_epoch
     warm_steps = int(tc.warmup_frac * total_steps)
 
@@ -195,7 +244,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     opt = _make_adam(model, tc)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
-    gen = make_generator(device, seed + 1)
+    gen = make_generator(device, seed + 1 + 7919 * comm.rank)
     target_logvar = model.decoder_logvar.detach().clone()
     start_logvar = None
     if tc.decoder_var_start is not None and model_config.decoder_var is not None:
@@ -213,7 +262,8 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        g_state = state["generators"][comm.rank] if "generators" in state else state["generator"]
+        gen.set_state(g_state.cpu() if device.type == "cpu" else g_state)
         history, epoch, step = state["history"], state["epoch"], state["step"]
         best_val, bad_epochs = state["best_val"], state["bad_epochs"]
         best_state = state["best_state"]
@@ -223,17 +273,24 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     progress = _Progress(verbose, desc, tc.max_epochs)
     diverged = False
     model.train()
+    objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
     d = X.shape[1]
     XU = torch.cat([X, U], dim=1)                  # one gather per epoch, then contiguous views
+    streamed = stream_rows is not None
+    chunk_steps = steps_per_epoch if not streamed else max(1, int(stream_rows) // batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     end_epoch = tc.max_epochs if stop_epoch is None else min(tc.max_epochs, stop_epoch)
     while epoch < end_epoch and bad_epochs < tc.patience:
         perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
-        XUp = XU[perm[:steps_per_epoch * batch_size]]
+        rows = perm[:steps_per_epoch * batch_size]
         epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
         annealed = warm_steps > 0 and step < warm_steps
         for b in range(steps_per_epoch):
-            xu = XUp[b * batch_size:(b + 1) * batch_size]
+            if b % chunk_steps == 0:   # the next chunk of this epoch's rows (resident: the whole epoch)
+                chunk = rows[b * batch_size:(b + chunk_steps) * batch_size]
+                XUp = XU[chunk.to(XU.device)].to(device, non_blocking=True) if streamed else XU[chunk]
+                b0 = b
+            xu = XUp[(b - b0) * batch_size:(b - b0 + 1) * batch_size]
             xb, ub = xu[:, :d], xu[:, d:]
             kl_w, ent_w, dec_logvar = 1.0, 1.0, None
             if annealed:
@@ -245,10 +302,10 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
                 dec_logvar = start_logvar + (target_logvar - start_logvar) * frac
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 if tc.n_iwae > 1:
-                    bound = model.iwae(xb, ub, tc.n_iwae, generator=gen, decoder_logvar=dec_logvar)
+                    bound = objective("iwae", xb, ub, tc.n_iwae, generator=gen, decoder_logvar=dec_logvar)
                     loss = -bound.mean()
                 else:
-                    log_px, kl = model.elbo_terms(xb, ub, generator=gen, decoder_logvar=dec_logvar,
+                    log_px, kl = objective("elbo_terms", xb, ub, generator=gen, decoder_logvar=dec_logvar,
                                                    entropy_weight=ent_w)
                     bound = (log_px - kl).detach()
                     loss = -(log_px - kl_w * kl).mean()
@@ -259,14 +316,16 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             sched.step()
             step += 1
             epoch_sum += bound.detach().sum().double()
-        train_elbo = float(epoch_sum) / (steps_per_epoch * batch_size)
+        train_elbo = comm.sum(epoch_sum) / comm.sum(steps_per_epoch * batch_size)
         epoch += 1
         if not math.isfinite(train_elbo):
             diverged = True
             logger.warning("%s diverged (non-finite ELBO) at epoch %d", desc, epoch)
             break
-        if val_idx.numel():
-            val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2)
+        if n_val_all:
+            val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2 + 7919 * comm.rank)
+            if comm.active:   # the mean over every rank's held-out rows
+                val_elbo = comm.sum(val_elbo * val_idx.numel()) / n_val_all
         else:
             val_elbo = train_elbo
         if not math.isfinite(val_elbo):
@@ -283,11 +342,14 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         else:
             bad_epochs += 1
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
-                             epoch, step, best_val, bad_epochs, best_state, seed)
+            gens = comm.gather(gen.get_state())   # every rank's generator (a distributed fit)
+            if comm.rank == 0:
+                _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
+                                 epoch, step, best_val, bad_epochs, best_state, seed,
+                                 **({"generators": gens} if comm.active else {}))
         if bad_epochs >= tc.patience:
             break
-        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+        if max_seconds is not None and comm.any(time.perf_counter() - t0 > max_seconds):
             break
     paused = (not diverged and end_epoch <= epoch < tc.max_epochs and bad_epochs < tc.patience)
     resume_state = (copy.deepcopy(_checkpoint_state(model, opt, sched, gen, model_config, tc, history,
@@ -306,9 +368,11 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
 
 
 def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
-                     best_val, bad_epochs, best_state, seed) -> None:
+                     best_val, bad_epochs, best_state, seed, generators=None) -> None:
     state = _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step,
                               best_val, bad_epochs, best_state, seed)
+    if generators is not None:   # a distributed fit: every rank's generator, by rank
+        state["generators"] = generators
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -337,7 +401,9 @@ def _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, 
 def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
                  U: torch.Tensor, *, n_init: int, seed: int, verbose: int = 0,
                  checkpoint_dir: str | os.PathLike | None = None,
-                 max_seconds: float | None = None, init_epochs: int | None = None) -> list[TrainResult]:
+                 max_seconds: float | None = None, init_epochs: int | None = None,
+                 comm=None, stream_rows: int | None = None,
+                 device: str | torch.device | None = None) -> list[TrainResult]:
     """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
 
     With ``init_epochs`` (and ``n_init > 1``) the restarts race: each runs its first
@@ -360,15 +426,19 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
         tc = train_config
         res = train_model(model_config, tc, X, U, seed=restart_seed, split_seed=split_seed,
                           verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds,
-                          stop_epoch=stop)
+                          stop_epoch=stop,
+                          comm=comm, stream_rows=stream_rows, device=device)
         if res.diverged:
             tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
             logger.warning("%s diverged; retrying with lr=%g", desc, tc.lr)
-            if ckpt is not None and ckpt.exists():
+            if ckpt is not None and ckpt.exists() and (comm is None or comm.rank == 0):
                 ckpt.unlink()
+            if comm is not None:
+                comm.gather(None)   # every rank past the unlink before anyone resumes
             res = train_model(model_config, tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
                               verbose=verbose, desc=desc + " (retry)", checkpoint_path=ckpt,
-                              max_seconds=max_seconds, stop_epoch=stop)
+                              max_seconds=max_seconds, stop_epoch=stop,
+                              comm=comm, stream_rows=stream_rows, device=device)
         results.append(res)
         ckpts.append(ckpt)
         tcs.append(tc)
@@ -380,7 +450,8 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
             cont = train_model(model_config, tcs[best], X, U, seed=r.seed, split_seed=split_seed,
                                verbose=verbose, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
                                checkpoint_path=ckpts[best], max_seconds=max_seconds,
-                               resume=r.resume_state)
+                               resume=r.resume_state,
+                               comm=comm, stream_rows=stream_rows, device=device)
             cont.seconds += r.seconds
             results[best] = cont
         for res in results:
