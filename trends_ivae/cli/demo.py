@@ -113,6 +113,7 @@ def _compare_with_truth(out: Path, bids: Path) -> None:
 def _print_next_steps(out: Path) -> None:
     print(f"""
 outputs in {out}/:
+  report.html                          the HTML report: open it in any browser
   group/desc-ivae_components.nii.gz   group z-maps, one volume per component
   group/desc-ivae_effects.nii.gz      decoder-effect maps
   sub-*/func/*_desc-ivae_timeseries.tsv  time courses (one column per component)
