@@ -53,6 +53,7 @@ from .auxiliary import RunMeta, build_aux
 from .bids import RunSpec, find_bids_runs
 from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
+from .preparation import resolve_n_dims
 from .reduction import MIGP
 from .store import PreparedData, package_versions
 
@@ -493,14 +494,7 @@ def gather_shares(
     u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
                   min_duration=min_event_duration, combine=aux_combine)
     n_total = sum(m.n_volumes for m in metas)
-    d = int(n_dims)
-    if d < 1:
-        raise PrepareError(f"n_dims must be >= 1, got {n_dims}")
-    if d > min(n_voxels, n_total - 1):
-        new_d = max(1, min(n_voxels, n_total - 1))
-        warnings.warn(f"n_dims={d} exceeds what the data allow ({n_voxels} voxels, {n_total} volumes); "
-                      f"using {new_d}", UserWarning, stacklevel=2)
-        d = new_d
+    d = resolve_n_dims(n_dims, n_voxels, n_total)
 
     migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)

@@ -49,6 +49,20 @@ __all__ = ["prepare", "transform_runs", "DEFAULT_N_DIMS"]
 DEFAULT_N_DIMS = 30
 
 
+def resolve_n_dims(n_dims: int, n_voxels: int, n_total: int) -> int:
+    """The reduced dimension: ``n_dims``, lowered (with a warning) to what ``n_voxels``
+    voxels and ``n_total`` volumes allow."""
+    d = int(n_dims)
+    if d < 1:
+        raise PrepareError(f"n_dims must be >= 1, got {n_dims}")
+    if d > min(n_voxels, n_total - 1):
+        new_d = max(1, min(n_voxels, n_total - 1))
+        warnings.warn(f"n_dims={d} exceeds what the data allow ({n_voxels} voxels, {n_total} volumes); "
+                      f"using {new_d}", UserWarning, stacklevel=3)
+        d = new_d
+    return d
+
+
 def _run_labels(specs: Sequence[RunSpec]) -> list[str]:
     """Each run's ``run`` entity, or its 1-based position among its subject's runs."""
     seen: dict[str, int] = {}
@@ -285,14 +299,7 @@ def prepare(
         "given" if given_mask is not None else "EPI intersection", time.perf_counter() - t0)
 
     n_total = sum(m.n_volumes for m in metas)
-    d = int(n_dims)
-    if d < 1:
-        raise PrepareError(f"n_dims must be >= 1, got {n_dims}")
-    if d > min(n_voxels, n_total - 1):
-        new_d = max(1, min(n_voxels, n_total - 1))
-        warnings.warn(f"n_dims={d} exceeds what the data allow ({n_voxels} voxels, {n_total} volumes); "
-                      f"using {new_d}", UserWarning, stacklevel=2)
-        d = new_d
+    d = resolve_n_dims(n_dims, n_voxels, n_total)
 
     # -- pass 2: clean, cache, MIGP ---------------------------------------------------
     t0 = time.perf_counter()
