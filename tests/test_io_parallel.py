@@ -1,8 +1,11 @@
 """The participant stage on joblib or Dask: same results, failures named, reruns pick up where they stopped."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import shutil
+import signal
 import warnings
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from trends_ivae.cli.bids_app import main as bids_main
 from trends_ivae.io import find_bids_runs, prepare
 from trends_ivae.io.images import PrepareError
-from trends_ivae.io.parallel import TaskFailures, dask_available, run_tasks
+from trends_ivae.io.parallel import TaskFailures, dask_available, raise_failures, run_tasks
 from trends_ivae.io.participant import share_paths
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
@@ -65,6 +68,52 @@ def test_run_tasks_in_order_with_failures_named(scheduler, request):
     assert [o.name for o in out if not o.ok] == ["sub-3"] and "three is bad" in out[3].error
 
 
+def _killing(fn, is_victim):
+    """``fn``, but the worker process running it for a victim dies first, as under the OOM killer.
+
+    SIGKILL (no Python cleanup); refused in the test process itself. A local function, so
+    pickled by value: the workers need not import this test module (seconds each).
+    """
+    parent = os.getpid()
+
+    def task(*args, **kwargs):
+        if is_victim(*args):
+            if os.getpid() == parent:
+                raise RuntimeError("the task would kill the test process: it must run in a worker")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fn(*args, **kwargs)
+
+    return task
+
+
+def _no_dask_retries(scheduler):
+    """Dask reruns a task whose worker died on up to 3 more workers; here its first death fails it.
+
+    With no retry, a task queued on the killer's worker would fail too: so this also checks that
+    the death is charged to the killer alone (run_tasks' local cluster: one task per worker).
+    """
+    if scheduler != "dask":
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.config.set({"distributed.scheduler.allowed-failures": 0})
+
+
+@pytest.mark.parametrize("scheduler", ["joblib", pytest.param("dask", marks=needs_dask)])
+def test_killed_worker_is_named_and_the_others_finish(scheduler):
+    """SIGKILL of the worker running sub-3 (two worker processes): sub-3 alone fails, by name."""
+    task = _killing(lambda x: x * 10, lambda x: x == 3)
+    with _no_dask_retries(scheduler):       # dask: a local cluster of 2 worker processes, started here
+        out = _quiet(list, run_tasks(task, [(f"sub-{i}", (i,), {}) for i in range(6)], scheduler=scheduler,
+                                     n_jobs=2))
+    assert [o.name for o in out] == [f"sub-{i}" for i in range(6)]
+    assert [o.name for o in out if not o.ok] == ["sub-3"]
+    assert [o.result for o in out if o.ok] == [0, 10, 20, 40, 50]     # the dead worker was replaced
+    assert ("KilledWorker" if scheduler == "dask" else "worker died") in out[3].error
+    with pytest.raises(TaskFailures, match=r"^1 subject\(s\) failed: sub-3: "):
+        raise_failures(out)
+
+
 def test_unknown_scheduler_is_refused():
     with pytest.raises(ValueError, match="scheduler"):
         list(run_tasks(_fail_on_three, [("a", (1,), {})], scheduler="ray"))
@@ -115,6 +164,36 @@ def test_participant_failure_named_and_rerun_picks_up(bids, tmp_path, capsys, sc
     assert _quiet(bids_main, [str(data), str(out), "participant", *opts]) == 0
     printed = capsys.readouterr().out
     assert "sub-01: share exists" in printed and "sub-02: 1 run(s) prepared" in printed
+    assert {s: share_paths(out, s)["share"].stat().st_mtime_ns for s in ("01", "03")} == done
+    assert share_paths(out, "02")["share"].is_file()
+
+
+def test_participant_killed_worker_named_and_rerun_picks_up(bids, tmp_path, capsys, monkeypatch):
+    """The worker of sub-02 is killed (2 loky workers): exit 1 naming sub-02, the others' shares are
+    written, none of sub-02; the rerun computes sub-02 only.
+
+    joblib only: with 3 subjects on 2 Dask workers, Dask does not queue the tasks (fewer than
+    twice the threads), so a subject waiting on the dying worker may be charged too
+    (``test_killed_worker_is_named_and_the_others_finish`` covers Dask's KilledWorker).
+    """
+    out = tmp_path / "out"
+
+    def run_killing_sub02(fn, tasks, **kw):      # fn: write_participant_share(runs, out_dir, ...)
+        return run_tasks(_killing(fn, lambda runs, out_dir: runs[0].subject == "02"), tasks, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr("trends_ivae.io.parallel.run_tasks", run_killing_sub02)
+        assert _quiet(bids_main, [str(bids), str(out), "participant", "--n-jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 subject(s) failed: sub-02: worker died" in err and "SIGKILL" in err
+    assert share_paths(out, "01")["share"].is_file() and share_paths(out, "03")["share"].is_file()
+    assert not share_paths(out, "02")["share"].exists()
+    done = {s: share_paths(out, s)["share"].stat().st_mtime_ns for s in ("01", "03")}
+
+    assert _quiet(bids_main, [str(bids), str(out), "participant", "--n-jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "sub-01: share exists" in printed and "sub-03: share exists" in printed
+    assert "sub-02: 1 run(s) prepared" in printed
     assert {s: share_paths(out, s)["share"].stat().st_mtime_ns for s in ("01", "03")} == done
     assert share_paths(out, "02")["share"].is_file()
 

@@ -8,7 +8,8 @@ gives the same result whatever the scheduler and the number of workers.
 Schedulers
 ----------
 ``"joblib"`` (default)
-    ``joblib.Parallel(n_jobs)`` with loky worker processes; ``n_jobs=1`` runs in this
+    ``n_jobs`` loky worker processes (joblib's), each its own single-process executor so
+    that a worker's death is charged to the task it ran; ``n_jobs=1`` runs in this
     process.
 ``"dask"``
     ``dask.distributed``: the scheduler at ``dask_address`` (e.g. one started by
@@ -21,8 +22,12 @@ Failures
 --------
 A task that raises, or whose worker dies (Dask's ``KilledWorker``, loky's
 ``TerminatedWorkerError``), does not stop the others: its outcome carries the error,
-named by the task's name (``sub-01``). :func:`raise_failures` turns the collected
-failures into one :class:`TaskFailures` error that lists every failed subject.
+named by the task's name (``sub-01``), and the other tasks run to the end (a dead
+worker is replaced). A joblib worker holds one task at a time, and so does a worker of
+the local Dask cluster (``worker-saturation`` 1.0, when Dask queues the tasks: more
+than twice as many as worker threads), so a death is charged to the task that was
+running there, not to tasks waiting behind it. :func:`raise_failures` turns the
+collected failures into one :class:`TaskFailures` error that lists every failed subject.
 
 numpy / joblib / dask only (never torch).
 """
@@ -120,31 +125,118 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple[str, tuple, dict]], *, schedul
         return
     if dask_address is not None:
         raise ValueError("dask_address goes with scheduler='dask'")
-    from joblib import Parallel, delayed
+    yield from _run_loky(fn, tasks, n_jobs)
 
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_guarded)(fn, args, kwargs) for _, args, kwargs in tasks)
-    done = 0
-    try:
-        for ok, value, tb in results:
-            name = tasks[done][0]
-            done += 1
+
+#: thread-pool variables limited in the loky workers (as joblib does): cores // workers
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+#: the idle loky workers of the last call and their environment, reused by the next call (as
+#: joblib reuses its executor: no new processes to start); an idle worker exits after 5 minutes
+_KEPT: dict = {"env": None, "workers": []}
+
+
+def _died(exc: BaseException) -> str:
+    """One line for a task that did not come back: a dead worker (exit codes kept), or else."""
+    from concurrent.futures import BrokenExecutor
+
+    if not isinstance(exc, BrokenExecutor):       # e.g. a result that cannot be pickled
+        return f"{type(exc).__name__}: {exc}"
+    codes = next((line.strip() for line in str(exc).splitlines() if "exit code" in line), "")
+    return f"worker died ({type(exc).__name__}{': ' + codes if codes else ''})"
+
+
+def _run_loky(fn: Callable, tasks: list, n_jobs: int) -> Iterator[Outcome]:
+    """joblib's loky worker processes, one executor per worker, outcomes in order.
+
+    One single-process executor per worker (not one pool of ``n_jobs``): when a worker
+    dies (killed, out of memory), only the task it was running fails, named, and that
+    worker is replaced; a shared pool would fail every task in flight and cannot tell
+    which one killed it. Tasks are started at most ``2 * n_jobs`` ahead of the one
+    yielded next. The workers are kept for the next call (idle ones exit after 5 minutes).
+    """
+    import os
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from joblib import cpu_count, effective_n_jobs
+    from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+    n = min(effective_n_jobs(n_jobs), len(tasks))
+    if effective_n_jobs(n_jobs) == 1:             # in this process
+        for name, args, kwargs in tasks:
+            ok, value, tb = _guarded(fn, args, kwargs)
             yield Outcome(name, ok, value if ok else None, None if ok else value, tb)
-    except Exception as exc:  # noqa: BLE001 - a worker process died (killed, out of memory)
-        msg = f"worker died ({type(exc).__name__}: {exc})"
-        for name, _, _ in tasks[done:]:   # joblib cannot tell which one; none of these finished
-            yield Outcome(name, False, None, msg)
+        return
+    threads = str(max(cpu_count() // n, 1))
+    env = {var: os.environ.get(var, threads) for var in _THREAD_VARS}
+    kept, _KEPT["workers"] = _KEPT["workers"], []     # taken: a concurrent call starts its own
+    if _KEPT["env"] != env:
+        for ex in kept:
+            ex.shutdown(wait=False, kill_workers=True)
+        kept = []
+    workers: list = (kept + [None] * n)[:max(n, len(kept))]   # slot -> its executor (None: not started)
+    running: dict = {}                            # future -> (task index, slot)
+    finished: dict[int, Outcome] = {}
+    submitted = emitted = 0
+    try:
+        while True:
+            while emitted in finished:            # before submitting more: a consumer that stops
+                yield finished.pop(emitted)       # here never stops a task just submitted
+                emitted += 1
+            if emitted == len(tasks):
+                break
+            busy = {slot for _, slot in running.values()}
+            for slot in range(n):
+                if submitted >= min(len(tasks), emitted + 2 * n):
+                    break
+                if slot in busy:
+                    continue
+                _, args, kwargs = tasks[submitted]
+                try:
+                    fut = workers[slot].submit(_guarded, fn, args, kwargs)
+                except Exception:  # noqa: BLE001 - not started, or a kept worker that died while idle
+                    if workers[slot] is not None:
+                        workers[slot].shutdown(wait=False, kill_workers=True)
+                    workers[slot] = ProcessPoolExecutor(max_workers=1, env=env, timeout=300)
+                    fut = workers[slot].submit(_guarded, fn, args, kwargs)
+                running[fut] = (submitted, slot)
+                submitted += 1
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i, slot = running.pop(fut)
+                try:
+                    ok, value, tb = fut.result()
+                except Exception as exc:  # noqa: BLE001 - its worker died (killed, out of memory), ...
+                    ok, value, tb = False, _died(exc), traceback.format_exc()
+                    workers[slot].shutdown(wait=False, kill_workers=True)
+                    workers[slot] = None                  # a fresh worker for the next task
+                finished[i] = Outcome(tasks[i][0], ok, value if ok else None, None if ok else value, tb)
+    finally:
+        for _, slot in running.values():          # stopped early: no task is left running
+            workers[slot].shutdown(wait=False, kill_workers=True)
+            workers[slot] = None
+        mine = [ex for ex in workers if ex is not None]
+        if _KEPT["workers"] and _KEPT["env"] != env:   # a concurrent call kept its own, other settings
+            for ex in mine:
+                ex.shutdown(wait=False, kill_workers=True)
+        else:
+            _KEPT.update(env=env, workers=_KEPT["workers"] + mine)
 
 
 def _run_dask(fn: Callable, tasks: list, n_jobs: int, address: str | None) -> Iterator[Outcome]:
     import uuid
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
     cluster = None
     if address is None:
         n = n_jobs if n_jobs > 0 else None
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # worker-saturation 1.0: a worker holds only the task it runs (not one more queued),
+        # so that a worker's death is charged to that task alone (KilledWorker names it)
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         logger.info("dask: local cluster with %d worker(s)", len(client.scheduler_info()["workers"]))
     else:
@@ -152,8 +244,10 @@ def _run_dask(fn: Callable, tasks: list, n_jobs: int, address: str | None) -> It
         logger.info("dask: connected to %s", address)
     tag = uuid.uuid4().hex[:8]
     try:
-        futures = [client.submit(_guarded, fn, args, kwargs, key=f"trends-ivae-{name}-{tag}", pure=False)
-                   for name, args, kwargs in tasks]
+        # one graph (client.map, not one submit per task): the scheduler sees all the tasks
+        # at once and queues them, handing each worker one at a time
+        futures = client.map(_guarded, [fn] * len(tasks), [a for _, a, _ in tasks], [k for _, _, k in tasks],
+                             key=[f"trends-ivae-{name}-{tag}" for name, _, _ in tasks], pure=False)
         for (name, _, _), fut in zip(tasks, futures):
             try:
                 ok, value, tb = fut.result()
