@@ -1,4 +1,5 @@
-"""Streamed training (data kept on the host, moved to the device in chunks) gives the resident result."""
+"""Streamed training (data kept on the host or on disk, moved to the device in chunks) gives the
+resident result."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +28,54 @@ def test_streamed_equals_resident(stream_rows):
     np.testing.assert_array_equal(streamed.transform(d.X, d.u), resident.transform(d.X, d.u))
     assert streamed.history_ == resident.history_
     np.testing.assert_array_equal(streamed.restart_elbos_, resident.restart_elbos_)
+
+
+@pytest.mark.parametrize("store", ["h5py", "memmap"])
+def test_streamed_from_disk_equals_resident(tmp_path, store, monkeypatch):
+    """X never loaded whole: an h5py dataset (or memmap) read in blocks gives the resident model."""
+    import h5py
+
+    from trends_ivae import estimator
+
+    monkeypatch.setattr(estimator._DiskRows, "block", 50)   # many blocks on a small file
+    d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,
+                          n_draws_for_threshold=50)
+    kw = dict(max_epochs=4, batch_size=64, hidden_dim=16, random_state=0, n_init=2, device="cpu")
+    resident = IVAE(2, **kw).fit(d.X, d.u)
+    if store == "h5py":
+        with h5py.File(tmp_path / "x.h5", "w") as f:
+            f.create_dataset("x", data=d.X.astype(np.float32), chunks=(32, d.X.shape[1]))
+        fh = h5py.File(tmp_path / "x.h5", "r")
+        X = fh["x"]
+    else:
+        X = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=d.X.shape)
+        X[:] = d.X
+        X.flush()
+        X = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="r", shape=d.X.shape)
+    reads = []
+    getitem = estimator._DiskRows.__getitem__
+    monkeypatch.setattr(estimator._DiskRows, "__getitem__", lambda self, r: reads.append(len(r)) or getitem(self, r))
+    streamed = IVAE(2, **kw).fit(X, d.u, stream_rows=128)
+    # read in chunks of at most stream_rows, but for the restarts' agreement (stability_), on a
+    # sample of min(5000, n) rows
+    assert reads and max(r for r in reads if r != min(5000, len(d.X))) <= 128 < len(d.X)
+    assert reads.count(len(d.X)) == 1
+    np.testing.assert_array_equal(streamed.x_mean_, resident.x_mean_)
+    np.testing.assert_array_equal(streamed.transform(X, d.u), resident.transform(d.X, d.u))
+    assert streamed.history_ == resident.history_
+    if store == "h5py":
+        fh.close()
+
+
+def test_disk_X_with_nan_is_refused(tmp_path):
+    import h5py
+
+    X = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    X[123, 1] = np.nan
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["x"] = X
+    with h5py.File(tmp_path / "x.h5", "r") as f, pytest.raises(ValueError, match="NaN or inf values .in 1 of 300"):
+        IVAE(2, batch_size=32).fit(f["x"], np.repeat(np.arange(6), 50), stream_rows=64)
 
 
 def test_cli_stream_rows_equals_resident(tmp_path):

@@ -1,18 +1,21 @@
 """Multi-process training with PyTorch DistributedDataParallel (launched by ``torchrun``).
 
 One process per device ("rank"): Gloo on CPUs, NCCL on GPUs. Each rank holds only its
-share of the rows (every ``world``-th row, :func:`row_share`) and trains the same model:
+share of the rows (every ``world``-th row, :func:`row_share`) and computes what one
+process would compute on all rows:
 
 * the weights start equal (same seed; DDP also broadcasts rank 0's at wrapping);
-* each step, every rank draws ``batch_size // world_size`` rows of its own share with
-  its own generator and DDP averages the gradients, so a step sees one global batch
-  of ``batch_size`` rows, as on one device;
-* the train / held-out split is drawn per rank within its share (fixed across
-  restarts), the epoch length is the shortest rank's, and the train and held-out
-  ELBOs are summed over ranks, so early stopping and the choice of the best restart
-  are the same decision on every rank;
-* the checkpoint is written by rank 0 only, with every rank's generator state, and
-  each rank resumes from its own.
+* every rank draws the same train / held-out split, the same batch order and the same
+  reparameterisation noise over the global row numbers (one generator, one seed); of
+  each global batch of ``batch_size`` rows a rank evaluates the rows it holds, with
+  their noise, and scales its objective so that DDP's averaged gradient is the
+  gradient of the whole batch's mean;
+* the train and held-out ELBOs are summed over ranks, so early stopping and the
+  choice of the best restart are the same decision on every rank;
+* the checkpoint is written by rank 0 only; every rank resumes from it.
+
+So a fit on ``W`` ranks is the one-process fit, up to the order of floating-point
+sums (the all-reduce), which can make long runs drift apart slowly.
 
 :class:`Comm` is what :func:`~trends_ivae.model.train.train_model` asks of the group
 (passed in as ``comm=``, so that ``model/`` itself knows nothing of process groups);
@@ -138,9 +141,13 @@ class Comm:
             find_unused_parameters=True)
         return ddp
 
-    def local_batch(self, batch_size: int) -> int:
-        """Rows per rank and step for a global batch of ``batch_size``."""
-        return max(1, batch_size // self.world)
+    def owns(self, rows: torch.Tensor) -> torch.Tensor:
+        """Which of the global row numbers ``rows`` this rank holds (a boolean mask)."""
+        return rows % self.world == self.rank
+
+    def local_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's index of each of its global rows ``rows`` (see :func:`row_share`)."""
+        return torch.div(rows, self.world, rounding_mode="floor")
 
     def sum(self, value: float | torch.Tensor) -> float:
         """Sum over ranks (float64)."""
@@ -161,14 +168,6 @@ class Comm:
         t = torch.from_numpy(arr.reshape(-1).copy()).to(self._device())
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.cpu().numpy().reshape(arr.shape)
-
-    def min_int(self, value: int) -> int:
-        """Minimum over ranks."""
-        if not self.active:
-            return int(value)
-        t = torch.tensor([int(value)], dtype=torch.int64, device=self._device())
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return int(t.item())
 
     def any(self, flag: bool) -> bool:
         """True when ``flag`` is true on some rank."""

@@ -33,6 +33,51 @@ class IdentifiabilityWarning(UserWarning):
     """The auxiliary variable is too poor for the identifiability theorem."""
 
 
+def _on_disk(X: Any) -> bool:
+    """True for a 2-D array-like that is not in memory (``h5py.Dataset``, ``np.memmap``)."""
+    return (isinstance(X, np.memmap)
+            or (not isinstance(X, (np.ndarray, torch.Tensor, list, tuple))
+                and hasattr(X, "shape") and hasattr(X, "dtype") and hasattr(X, "__getitem__")))
+
+
+class _DiskRows:
+    """Standardised rows of an on-disk 2-D array, read block by block (streamed training).
+
+    ``rows[idx]`` takes increasing row numbers and reads only the blocks of
+    ``block`` rows that hold some of them, each as one contiguous slice (much faster
+    than an HDF5 point selection); :meth:`blocks` walks the whole array.
+    """
+
+    block = 16384
+
+    def __init__(self, data: Any, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.data, self.mean, self.scale = data, mean, scale
+        self.shape = tuple(int(n) for n in data.shape)
+
+    def _std(self, raw: np.ndarray) -> np.ndarray:
+        return ((np.asarray(raw, dtype=np.float32) - self.mean) / self.scale).astype(np.float32, copy=False)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, self.shape[1]), np.float32)
+        which = rows // self.block
+        cuts = np.flatnonzero(np.diff(which)) + 1
+        for part in np.split(np.arange(rows.size), cuts):
+            if not part.size:
+                continue
+            lo = int(which[part[0]]) * self.block
+            raw = self.data[lo:min(lo + self.block, self.shape[0])]
+            out[part] = self._std(np.asarray(raw)[rows[part] - lo])
+        return out
+
+    @staticmethod
+    def blocks(data: Any, size: int | None = None):
+        """``(start, block)`` over the rows of ``data`` as float64 arrays."""
+        size = size or _DiskRows.block
+        for lo in range(0, int(data.shape[0]), size):
+            yield lo, np.asarray(data[lo:lo + size], dtype=np.float64)
+
+
 class IVAE(TransformerMixin, BaseEstimator):
     """Identifiable VAE (Khemakhem et al., AISTATS 2020) on arrays.
 
@@ -198,6 +243,18 @@ class IVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"{name} contains NaN or inf values (in {bad} of {X.shape[0]} rows)")
         return X
 
+    @staticmethod
+    def _check_disk_X(X: Any, name: str = "X") -> Any:
+        """Shape and dtype of an on-disk X; finiteness is checked block by block, without loading it."""
+        if len(X.shape) != 2:
+            raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {tuple(X.shape)}")
+        if not np.issubdtype(np.dtype(X.dtype), np.number):
+            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        bad = sum(int((~np.isfinite(b)).any(axis=1).sum()) for _, b in _DiskRows.blocks(X))
+        if bad:
+            raise ValueError(f"{name} contains NaN or inf values (in {bad} of {X.shape[0]} rows)")
+        return X
+
     def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray:
         if u is None:
             raise ValueError("u is required: the auxiliary variable (1-D labels or a 2-D float array)")
@@ -282,6 +339,9 @@ class IVAE(TransformerMixin, BaseEstimator):
         stream_rows : int, optional
             Keep X and u in host memory and move them to the device in chunks of about
             this many rows (whole batches): for data larger than the device's memory.
+            ``X`` may then stay on disk: an ``h5py.Dataset`` (e.g. ``prepared.h5``'s
+            ``x``) or an ``np.memmap`` is never read whole; each chunk's rows are read
+            from it block by block, and the standardisation statistics in two passes.
             Gives the same model as the default (everything on the device) for the
             same ``random_state`` and device.
 
@@ -289,7 +349,8 @@ class IVAE(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X = self._check_X(X)
+        disk = stream_rows is not None and _on_disk(X)
+        X = self._check_disk_X(X) if disk else self._check_X(X)
         n_samples, n_features = X.shape
         u = self._check_u(u, n_samples, fitting=True)
         if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
@@ -297,9 +358,13 @@ class IVAE(TransformerMixin, BaseEstimator):
         if self.n_components > n_features:
             raise ValueError(f"n_components ({self.n_components}) is larger than the number of "
                              f"features of X ({n_features})")
-        n_train = n_samples - int(round(n_samples * self.val_frac))
+        from .distributed import Comm
+
+        comm = Comm()   # a distributed fit (torchrun): X, u are this rank's rows
+        n_all = int(round(comm.sum(n_samples)))   # the batches are drawn over every rank's rows
+        n_train = n_all - int(round(n_all * self.val_frac))
         if n_train < self.batch_size:
-            raise ValueError(f"too few samples: {n_samples} samples leave {n_train} for training "
+            raise ValueError(f"too few samples: {n_all} samples leave {n_train} for training "
                              f"(val_frac={self.val_frac}), fewer than one batch of {self.batch_size}; "
                              "lower batch_size or pass more data")
         if self.n_init < 1:
@@ -310,29 +375,21 @@ class IVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
         self._warn_identifiability(u)
 
-        from .distributed import Comm
-
-        comm = Comm()   # a distributed fit (torchrun): X, u are this rank's rows
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1 - 10**6))
         seed = int(comm.gather(seed)[0])   # rank 0's, when random_state is None
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = n_features
-        if self.standardize and comm.active:   # the statistics of every rank's rows
-            n_all = comm.sum(n_samples)
-            mean = comm.sum_array(X.sum(0, dtype=np.float64)) / n_all
-            var = comm.sum_array(((X - mean) ** 2).sum(0, dtype=np.float64)) / n_all
+        if self.standardize:   # float64 sums block by block (on disk: never loaded whole), over every rank
+            mean = comm.sum_array(sum(b.sum(0) for _, b in _DiskRows.blocks(X))) / n_all
+            var = comm.sum_array(sum(((b - mean) ** 2).sum(0) for _, b in _DiskRows.blocks(X))) / n_all
             self.x_mean_ = mean.astype(np.float32)
             scale = np.sqrt(var).astype(np.float32)
-            self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        elif self.standardize:
-            self.x_mean_ = X.mean(0).astype(np.float32)
-            scale = X.std(0).astype(np.float32)
             self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
         else:
             self.x_mean_ = np.zeros(n_features, np.float32)
             self.x_scale_ = np.ones(n_features, np.float32)
         host = torch.device("cpu") if stream_rows is not None else None
-        Xt = self._to_device(X, host)
+        Xt = _DiskRows(X, self.x_mean_, self.x_scale_) if disk else self._to_device(X, host)
         if comm.active and u.ndim == 1:   # one label coding for all ranks: the union of their labels
             self.classes_ = np.unique(np.concatenate([np.asarray(c) for c in comm.gather(np.unique(u))]))
             Ut = self._encode_u(u, fitting=False, device=host)
@@ -389,10 +446,14 @@ class IVAE(TransformerMixin, BaseEstimator):
         if len(results) < 2:
             return float("nan")
         rng = np.random.default_rng(seed)
-        rows = rng.choice(Xt.shape[0], size=min(5000, Xt.shape[0]), replace=False)
-        idx = torch.as_tensor(rows, device=Xt.device)
-        dev = self.device_   # Xt, Ut may be on the host (streamed training)
-        zs = [r.model.encode(Xt[idx].to(dev), Ut[idx].to(dev))[0].float().cpu().numpy() for r in results]
+        rows = np.sort(rng.choice(Xt.shape[0], size=min(5000, Xt.shape[0]), replace=False))
+        dev = self.device_   # Xt, Ut may be on the host (streamed training), Xt even on disk
+        if isinstance(Xt, _DiskRows):
+            xs = torch.as_tensor(Xt[rows], device=dev)
+        else:
+            xs = Xt[torch.as_tensor(rows, device=Xt.device)].to(dev)
+        us = Ut[torch.as_tensor(rows, device=Ut.device)].to(dev)
+        zs = [r.model.encode(xs, us)[0].float().cpu().numpy() for r in results]
         scores = [mcc(a, b).score for a, b in itertools.combinations(zs, 2)]
         return float(np.mean(scores))
 
@@ -413,20 +474,28 @@ class IVAE(TransformerMixin, BaseEstimator):
         """Posterior means E[z | x, u], shape (n_samples, n_components).
 
         ``u`` may be None when the encoder is q(z|x) (``encoder_uses_aux=False`` or the
-        vanilla VAE), e.g. for new subjects whose u levels were never seen.
+        vanilla VAE), e.g. for new subjects whose u levels were never seen. ``X`` may be
+        on disk (``h5py.Dataset``, ``np.memmap``): it is then read block by block.
         """
         self._check_fitted()
-        X = self._check_X(X)
+        disk = _on_disk(X)
+        X = self._check_disk_X(X) if disk else self._check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; the model was fitted with {self.n_features_in_}")
-        Xt = self._to_device(X)
+        if disk:   # read and moved block by block
+            rows = _DiskRows(X, self.x_mean_, self.x_scale_)
+            xs = lambda s: torch.as_tensor(rows._std(X[s]), device=self.device_)  # noqa: E731
+        else:
+            Xt = self._to_device(X)
+            xs = lambda s: Xt[s]  # noqa: E731
         if u is None and not self.model_.uses_aux:
             Ut = torch.zeros((X.shape[0], self.n_aux_), device=self.device_)
         else:
             u = self._check_u(u, X.shape[0], fitting=False)
             Ut = self._encode_u(u)
         self.model_.eval()
-        z = self._batched(lambda s: self.model_.encode(Xt[s], Ut[s])[0].float().cpu().numpy(), X.shape[0])
+        z = self._batched(lambda s: self.model_.encode(xs(s), Ut[s])[0].float().cpu().numpy(), X.shape[0],
+                          batch=_DiskRows.block if disk else 65536)
         return self._user_from_internal(z).astype(np.float32)
 
     def fit_transform(self, X: Any, u: Any = None, **fit_params: Any) -> np.ndarray:

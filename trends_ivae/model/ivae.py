@@ -132,16 +132,21 @@ class IVAEModel(nn.Module):
     def elbo_terms(self, x: torch.Tensor, u: torch.Tensor, *,
                    generator: torch.Generator | None = None,
                    decoder_logvar: torch.Tensor | None = None,
-                   entropy_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   entropy_weight: float = 1.0,
+                   eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction log-likelihood (B,) and KL (B,) from one reparameterised sample.
 
         ``decoder_logvar`` overrides the model's observation log-variance and
         ``entropy_weight`` scales the posterior entropy H(q) inside the KL
         (``KL + (1 - w) H(q)``); both serve annealing and leave the ELBO unchanged
-        at their defaults.
+        at their defaults. ``eps`` (B, n): the standard normal noise of the
+        reparameterisation, drawn by the caller (default: drawn here with ``generator``).
         """
         mu, logvar, offdiag = self.encode_full(x, u)             # (B, n), (B, n), (B, n(n-1)/2)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        else:
+            eps = eps.to(mu.dtype)
         z, marg_var = self._sample(mu, logvar, offdiag, eps)      # (B, n), Σ_ii (B, n)
         if offdiag is None:
             kl = self.prior.kl_from_gaussian(mu, logvar, u, z).sum(-1)
@@ -157,16 +162,21 @@ class IVAEModel(nn.Module):
 
     def iwae(self, x: torch.Tensor, u: torch.Tensor, n_samples: int, *,
              generator: torch.Generator | None = None,
-             decoder_logvar: torch.Tensor | None = None) -> torch.Tensor:
+             decoder_logvar: torch.Tensor | None = None,
+             eps: torch.Tensor | None = None) -> torch.Tensor:
         """Importance-weighted bound (Burda et al. 2016) with ``n_samples`` draws, (B,).
 
         ``log (1/K) Σ_k p(x|z_k) p(z_k|u) / q(z_k|x,u)``: a lower bound of log p(x|u) that
         is at least the ELBO in expectation and tightens as K grows. With K = 1 it is
-        the ELBO estimated with a Monte Carlo KL.
+        the ELBO estimated with a Monte Carlo KL. ``eps`` (K, B, n): the noise, drawn by
+        the caller (default: drawn here with ``generator``).
         """
         mu, logvar, offdiag = self.encode_full(x, u)
-        eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator, device=mu.device,
-                          dtype=mu.dtype)                           # (K, B, n)
+        if eps is None:
+            eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator, device=mu.device,
+                              dtype=mu.dtype)                       # (K, B, n)
+        else:
+            eps = eps.to(mu.dtype)
         z, _ = self._sample(mu, logvar, offdiag, eps)              # (K, B, n)
         # log q(z|x,u) = -½ n log 2π - ½ Σ_i logvar_i - ½ |ε|²  (z = μ + L ε, det L = Π L_ii)
         log_q = -0.5 * (_LOG_2PI + logvar + eps ** 2).sum(-1)       # (K, B)
@@ -175,9 +185,10 @@ class IVAEModel(nn.Module):
         return torch.logsumexp(log_px + log_pz - log_q, dim=0) - math.log(n_samples)
 
     def elbo(self, x: torch.Tensor, u: torch.Tensor, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None,
+             eps: torch.Tensor | None = None) -> torch.Tensor:
         """The ELBO per sample, (B,)."""
-        log_px, kl = self.elbo_terms(x, u, generator=generator)
+        log_px, kl = self.elbo_terms(x, u, generator=generator, eps=eps)
         return log_px - kl
 
     @torch.no_grad()

@@ -96,18 +96,46 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_elbo(model: IVAEModel, X: torch.Tensor, U: torch.Tensor, idx: torch.Tensor,
-                  batch_size: int, seed: int = 0) -> float:
-    """Mean ELBO per sample over rows ``idx`` (one posterior sample, fixed seed)."""
+def evaluate_elbo(model: IVAEModel, X, U, idx: torch.Tensor, batch_size: int, seed: int = 0,
+                  comm=None) -> float:
+    """Mean ELBO per sample over the global rows ``idx`` (one posterior sample, fixed seed).
+
+    With ``comm`` (a distributed fit) ``idx`` holds global row numbers; this rank
+    evaluates the ones it holds with the noise a single process would draw for them,
+    and the sum is taken over ranks: the same figure as one process on all rows.
+    """
+    comm = _SingleProcess() if comm is None else comm
     model.eval()
     dev = next(model.parameters()).device   # X, U may live on the host (streamed training)
     g = make_generator(dev, seed)
+    n = model.config.n_components
     total = 0.0
     for start in range(0, idx.numel(), batch_size):
-        b = idx[start:start + batch_size].to(X.device)
-        total += float(model.elbo(X[b].to(dev), U[b].to(dev), generator=g).double().sum())
+        rows = idx[start:start + batch_size]
+        eps = torch.randn((rows.numel(), n), generator=g, device=dev)
+        if comm.active:
+            mine = comm.owns(rows)
+            rows, eps = comm.local_rows(rows[mine]), eps[mine.to(dev)]
+        if rows.numel():
+            xu = _take_rows(X, U, rows)
+            total += float(model.elbo(xu[0].to(dev), xu[1].to(dev), eps=eps).double().sum())
     model.train()
-    return total / max(idx.numel(), 1)
+    return comm.sum(total) / max(idx.numel(), 1)
+
+
+def _take_rows(X, U, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``rows`` of ``X`` and ``U``: tensors are indexed, row sources read (sorted) and reordered."""
+    if isinstance(X, torch.Tensor):
+        r = rows.to(X.device)
+        return X[r], U[r.to(U.device)]
+    import numpy as np
+
+    r = rows.cpu().numpy()
+    order = np.argsort(r, kind="stable")
+    xs = torch.as_tensor(np.asarray(X[r[order]], dtype=np.float32))
+    x = torch.empty_like(xs)
+    x[torch.as_tensor(order)] = xs
+    return x, U[rows.to(U.device)]
 
 
 class _Progress:
@@ -165,20 +193,20 @@ class _SingleProcess:
     def objective(self, model):
         return lambda method, *a, **kw: getattr(model, method)(*a, **kw)
 
-    def local_batch(self, batch_size: int) -> int:
-        return batch_size
-
     def sum(self, value) -> float:
         return float(value)
-
-    def min_int(self, value: int) -> int:
-        return int(value)
 
     def any(self, flag: bool) -> bool:
         return bool(flag)
 
     def gather(self, obj) -> list:
         return [obj]
+
+    def owns(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(rows, dtype=torch.bool)
+
+    def local_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows
 
 
 def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
@@ -209,32 +237,43 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     resume : dict, optional
         A ``resume_state`` to continue from (a checkpoint file, when it exists, wins).
     comm : trends_ivae.distributed.Comm, optional
-        The process group of a distributed fit (``X``, ``U`` are then this rank's
-        rows): each rank draws ``batch_size // world`` rows per step from its own
-        train split with its own generator, DDP averages the gradients, the epoch
-        length is the shortest rank's, the ELBOs are summed over ranks (so early
-        stopping agrees), and only rank 0 writes the checkpoint (with every rank's
-        generator state). Default: one process, the plain loop.
+        The process group of a distributed fit. ``X``, ``U`` are then this rank's rows,
+        every ``world``-th row of the data (:func:`trends_ivae.distributed.row_share`).
+        Every rank draws the same global split, batch order and noise as one process
+        would (one generator, same seed on every rank), computes the objective of the
+        rows of each global batch that it holds, scaled so that DDP's averaged
+        gradient is the one-process gradient of the whole batch; ELBOs are summed over
+        ranks, and rank 0 alone writes the checkpoint. The result is the one-process
+        fit, up to floating-point summation order. Default: one process.
     stream_rows : int, optional
         Streamed training, for data larger than the device's memory: ``X`` and ``U``
-        stay where they are (host memory) and each epoch's rows go to ``device`` in
-        chunks of about this many rows (whole batches). Default: one gather per epoch
-        on the device holding ``X``. The batches, and so the results, are the same
-        either way (same device, same seed).
+        stay where they are and each epoch's rows go to ``device`` in chunks of about
+        this many rows (whole batches). ``X`` may then also be a row source that is not
+        in memory at all, e.g. an ``h5py.Dataset`` (each chunk's rows are read in
+        increasing order). Default: one gather per epoch on the device holding ``X``.
+        The batches, and so the results, are the same either way (same device, same
+        seed).
     device : torch.device, optional
         Where to train (default: ``X.device``); with ``stream_rows``, the device the
         chunks go to.
     """
     comm = _SingleProcess() if comm is None else comm
     tc = train_config
-    device = X.device if device is None else torch.device(device)
+    device = X.device if device is None and isinstance(X, torch.Tensor) else torch.device(device or "cpu")
+    if not isinstance(X, torch.Tensor) and stream_rows is None:
+        raise ValueError("X must be a tensor unless stream_rows is given (streamed from a row source)")
     t0 = time.perf_counter()
-    train_idx, val_idx = split_indices(X.shape[0], tc.val_frac,
-                                       (seed if split_seed is None else split_seed) + 7919 * comm.rank, device)
+    n_local = int(X.shape[0])
+    n_all = int(round(comm.sum(n_local)))
+    if comm.active and n_local != len(range(comm.rank, n_all, comm.world)):
+        raise ValueError(f"rank {comm.rank} holds {n_local} rows; a distributed fit needs every "
+                         f"{comm.world}th row of the {n_all} (trends_ivae.distributed.row_share)")
+    # the split, the batches and the noise are drawn over all rows, identically on every rank
+    train_idx, val_idx = split_indices(n_all, tc.val_frac,
+                                       seed if split_seed is None else split_seed, device)
     n_train = train_idx.numel()
-    batch_size = min(comm.local_batch(tc.batch_size), n_train)
-    steps_per_epoch = comm.min_int(max(1, n_train // batch_size))
-    n_val_all = comm.sum(val_idx.numel())
+    batch_size = min(tc.batch_size, n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
     total_steps = tc.max_epochs * steps_per_epoch
     warm_steps = int(tc.warmup_frac * total_steps)
 
@@ -244,7 +283,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     opt = _make_adam(model, tc)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
-    gen = make_generator(device, seed + 1 + 7919 * comm.rank)
+    gen = make_generator(device, seed + 1)
     target_logvar = model.decoder_logvar.detach().clone()
     start_logvar = None
     if tc.decoder_var_start is not None and model_config.decoder_var is not None:
@@ -262,7 +301,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        g_state = state["generators"][comm.rank] if "generators" in state else state["generator"]
+        g_state = state["generator"]
         gen.set_state(g_state.cpu() if device.type == "cpu" else g_state)
         history, epoch, step = state["history"], state["epoch"], state["step"]
         best_val, bad_epochs = state["best_val"], state["bad_epochs"]
@@ -275,23 +314,42 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     model.train()
     objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
     d = X.shape[1]
-    XU = torch.cat([X, U], dim=1)                  # one gather per epoch, then contiguous views
+    n_latent = model_config.n_components
     streamed = stream_rows is not None
+    XU = torch.cat([X, U], dim=1) if not streamed else None   # one gather per epoch, then views
     chunk_steps = steps_per_epoch if not streamed else max(1, int(stream_rows) // batch_size)
+    eps_shape = ((tc.n_iwae,) if tc.n_iwae > 1 else ()) + (batch_size, n_latent)
+    scale = comm.world / batch_size   # DDP averages over ranks: the gradient of the global batch mean
     params = [p for p in model.parameters() if p.requires_grad]
     end_epoch = tc.max_epochs if stop_epoch is None else min(tc.max_epochs, stop_epoch)
     while epoch < end_epoch and bad_epochs < tc.patience:
         perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
-        rows = perm[:steps_per_epoch * batch_size]
+        rows = perm[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
+        if comm.active:   # this rank's rows of every global batch, in batch order
+            mine = comm.owns(rows)
+            counts = mine.sum(1).tolist()
+            rows = comm.local_rows(rows[mine])
+        else:
+            mine, counts, rows = None, [batch_size] * steps_per_epoch, rows.reshape(-1)
+        offsets = [0]
+        for c in counts:
+            offsets.append(offsets[-1] + c)
         epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
         annealed = warm_steps > 0 and step < warm_steps
         for b in range(steps_per_epoch):
             if b % chunk_steps == 0:   # the next chunk of this epoch's rows (resident: the whole epoch)
-                chunk = rows[b * batch_size:(b + chunk_steps) * batch_size]
-                XUp = XU[chunk.to(XU.device)].to(device, non_blocking=True) if streamed else XU[chunk]
-                b0 = b
-            xu = XUp[(b - b0) * batch_size:(b - b0 + 1) * batch_size]
+                chunk = rows[offsets[b]:offsets[min(b + chunk_steps, steps_per_epoch)]]
+                if streamed:
+                    xc, uc = _take_rows(X, U, chunk)
+                    XUp = torch.cat([xc, uc.to(xc.dtype)], dim=1).to(device, non_blocking=True)
+                else:
+                    XUp = XU[chunk]
+                b0 = offsets[b]
+            xu = XUp[offsets[b] - b0:offsets[b + 1] - b0]
             xb, ub = xu[:, :d], xu[:, d:]
+            eps = torch.randn(eps_shape, generator=gen, device=device)
+            if mine is not None:
+                eps = eps[..., mine[b], :]
             kl_w, ent_w, dec_logvar = 1.0, 1.0, None
             if annealed:
                 frac = min(1.0, step / warm_steps)
@@ -302,13 +360,13 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
                 dec_logvar = start_logvar + (target_logvar - start_logvar) * frac
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 if tc.n_iwae > 1:
-                    bound = objective("iwae", xb, ub, tc.n_iwae, generator=gen, decoder_logvar=dec_logvar)
-                    loss = -bound.mean()
+                    bound = objective("iwae", xb, ub, tc.n_iwae, eps=eps, decoder_logvar=dec_logvar)
+                    loss = -bound.sum() * scale
                 else:
-                    log_px, kl = objective("elbo_terms", xb, ub, generator=gen, decoder_logvar=dec_logvar,
-                                                   entropy_weight=ent_w)
+                    log_px, kl = objective("elbo_terms", xb, ub, eps=eps, decoder_logvar=dec_logvar,
+                                           entropy_weight=ent_w)
                     bound = (log_px - kl).detach()
-                    loss = -(log_px - kl_w * kl).mean()
+                    loss = -(log_px - kl_w * kl).sum() * scale
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
@@ -316,16 +374,14 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             sched.step()
             step += 1
             epoch_sum += bound.detach().sum().double()
-        train_elbo = comm.sum(epoch_sum) / comm.sum(steps_per_epoch * batch_size)
+        train_elbo = comm.sum(epoch_sum) / (steps_per_epoch * batch_size)
         epoch += 1
         if not math.isfinite(train_elbo):
             diverged = True
             logger.warning("%s diverged (non-finite ELBO) at epoch %d", desc, epoch)
             break
-        if n_val_all:
-            val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2 + 7919 * comm.rank)
-            if comm.active:   # the mean over every rank's held-out rows
-                val_elbo = comm.sum(val_elbo * val_idx.numel()) / n_val_all
+        if val_idx.numel():
+            val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2, comm=comm)
         else:
             val_elbo = train_elbo
         if not math.isfinite(val_elbo):
@@ -341,12 +397,9 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-        if ckpt is not None:
-            gens = comm.gather(gen.get_state())   # every rank's generator (a distributed fit)
-            if comm.rank == 0:
-                _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
-                                 epoch, step, best_val, bad_epochs, best_state, seed,
-                                 **({"generators": gens} if comm.active else {}))
+        if ckpt is not None and comm.rank == 0:   # every rank's generator is in the same state
+            _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
+                             epoch, step, best_val, bad_epochs, best_state, seed)
         if bad_epochs >= tc.patience:
             break
         if max_seconds is not None and comm.any(time.perf_counter() - t0 > max_seconds):
@@ -368,11 +421,9 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
 
 
 def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
-                     best_val, bad_epochs, best_state, seed, generators=None) -> None:
+                     best_val, bad_epochs, best_state, seed) -> None:
     state = _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step,
                               best_val, bad_epochs, best_state, seed)
-    if generators is not None:   # a distributed fit: every rank's generator, by rank
-        state["generators"] = generators
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
