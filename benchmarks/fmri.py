@@ -9,8 +9,9 @@ truth:
 * ``ivae[u]``: :class:`trends_ivae.GroupIVAE` with ``n_dims = n_components`` (one
   shared group-PCA basis), u from ``task+window``, ``window``, ``task`` or ``subject``
   (windows of ``segment_length`` volumes, task labels with ``--hrf-delay``); its
-  defaults otherwise (3 restarts); ``ivae[task+window:concat]`` (not run by default)
-  gives u as the task and window one-hot columns side by side instead of their product;
+  defaults otherwise (3 restarts), so ``task+window`` is the task and window one-hot
+  columns side by side (``aux_combine="concat"``); ``ivae[task+window:product]`` (not run
+  by default) gives u as their product instead, one label per combination;
 * ``vae``: the same with ``prior="normal"`` (vanilla VAE: u ignored);
 * ``canica``: nilearn's ``CanICA`` (spatial group ICA; ``threshold=None`` so the maps are
   not sparsified before they are compared with smooth truth maps; its other defaults),
@@ -68,6 +69,7 @@ CASES: dict[str, dict] = {
     "saturating": {},                                  # the default nonlinear simulation
     "linear": {"nonlinear": False},                    # nonlinearity off
     "mixing": {"mixing_layers": 3},                    # + nonlinear mixing of the sources (MLP)
+    "mixing2": {"mixing_layers": 2},                   # one leaky-tanh mixing layer
     "mixing-k3": {"mixing_layers": 3, "n_components": 3, "n_task": 0, "n_volumes": 400,
                   "segment_length": 40, "snr": 4.0},   # few sources, many volumes per level of u
     "snr0.5": {"snr": 0.5},
@@ -80,7 +82,7 @@ QUICK_BASE = {"n_subjects": 4, "n_volumes": 120, "n_components": 6, "n_task": 2,
 QUICK_CASES = ("saturating", "linear", "mixing")
 
 METHODS = ("ivae[task+window]", "ivae[window]", "ivae[task]", "ivae[subject]", "vae",
-           "canica", "fastica", "ivae[task+window:concat]")
+           "canica", "fastica", "ivae[task+window:product]")
 LINEAR = ("canica", "fastica")
 #: cases that run every method; the others run only these (unless --all-methods)
 FULL_METHOD_CASES = ("saturating", "mixing")
@@ -179,7 +181,7 @@ def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", m
     from trends_ivae import GroupIVAE
 
     aux, _, combine = aux.partition(":")
-    g = GroupIVAE(k, aux=aux, aux_combine=combine or "product", window=window, n_dims=k,
+    g = GroupIVAE(k, aux=aux, aux_combine=combine or "concat", window=window, n_dims=k,
                   prior=prior, n_init=n_init,
                   hrf_delay=hrf_delay, mask=mask, tr=tr, random_state=seed, device="cpu")
     with warnings.catch_warnings():

@@ -22,11 +22,19 @@ does not grow), and the peak memory of the group stage stays flat.
 processes (``torchrun``-style, launched here with ``torch.multiprocessing``); the
 bar is an MCC within 0.02 (see ``--help``; needs ``trends-ivae fit --distributed``).
 
+``throughput``: training samples per second on every device here (the CPU, and CUDA
+when present: float32 and bf16 autocast), on a dataset of ``--n-samples`` rows (1M by
+default: the paper's generator, 10 sources, 1000 segments, 3-layer mixing), all of it
+resident on the device, a fixed number of epochs at a large batch; the MCC reached
+after those epochs and the time it took, so the devices compare as time to that MCC.
+``--stream-rows N`` measures the streamed path (host memory to device in chunks) too.
+
 Usage::
 
     python benchmarks/scale.py                          # 10, 100, 1000 subjects (~10 min on 2 cores)
     python benchmarks/scale.py --subjects 10 100        # quicker
     python benchmarks/scale.py ddp                      # 1 vs 2 Gloo processes
+    python benchmarks/scale.py throughput               # samples/s per device, 1M samples
 """
 from __future__ import annotations
 
@@ -156,6 +164,51 @@ def ddp(args: argparse.Namespace) -> int:
     return 0
 
 
+def throughput(args: argparse.Namespace) -> int:
+    """Samples per second and MCC after a fixed number of epochs, per device (and AMP on CUDA)."""
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from trends_ivae import IVAE  # noqa: PLC0415
+    from trends_ivae.metrics import mcc  # noqa: PLC0415
+    from trends_ivae.simulate import make_segment_data  # noqa: PLC0415
+
+    n_seg = max(2 * args.n_sources + 1, args.n_samples // args.per_segment)
+    t0 = time.perf_counter()
+    d = make_segment_data(n_sources=args.n_sources, n_segments=n_seg, n_per_segment=args.per_segment,
+                          n_layers=3, random_state=args.seed)
+    print(f"# {len(d.X)} samples x {d.X.shape[1]} features, {n_seg} segments, made in "
+          f"{time.perf_counter() - t0:.0f} s; {args.epochs} epochs, batch {args.batch_size}, one restart")
+    configs = [("cpu", False, None)]
+    if args.stream_rows:
+        configs.append(("cpu", False, args.stream_rows))
+    if torch.cuda.is_available():
+        configs += [("cuda", False, None), ("cuda", True, None)]
+        if args.stream_rows:
+            configs.append(("cuda", False, args.stream_rows))
+    if args.devices:
+        configs = [c for c in configs if c[0] in args.devices]
+    rows = np.random.default_rng(0).choice(len(d.X), size=min(len(d.X), 100_000), replace=False)
+    print("| device | amp | streamed | fit s | samples / s | MCC (100k rows) |")
+    print("|---|---|---|---:|---:|---:|")
+    for dev, amp, stream in configs:
+        name = torch.cuda.get_device_name(0) if dev == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        est = IVAE(args.n_sources, max_epochs=args.epochs, batch_size=args.batch_size, patience=10**6,
+                   n_init=1, device=dev, amp=amp, random_state=0, lr=args.lr)
+        IVAE(args.n_sources, max_epochs=1, batch_size=256, n_init=1, device=dev, amp=amp).fit(
+            d.X[:4096], d.u[:4096])   # warm-up: kernels, allocator, lazy imports
+        t0 = time.perf_counter()
+        est.fit(d.X, d.u, stream_rows=stream)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        sec = time.perf_counter() - t0
+        n_train = len(d.X) - int(round(len(d.X) * est.val_frac))
+        score = mcc(est.transform(d.X[rows], d.u[rows]), d.S[rows]).score
+        print(f"| {name} | {amp} | {stream or '-'} | {sec:.1f} | {args.epochs * n_train / sec:,.0f} | {score:.3f} |",
+              flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -174,6 +227,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="participant-stage scheduler (dask: a local cluster of --n-jobs workers)")
         q.add_argument("--work-dir", help="keep datasets and outputs here (default: a temporary folder)")
         q.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
+    t = sub.add_parser("throughput", help="samples per second per device (1M samples)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--n-samples", type=int, default=1_000_000)
+    t.add_argument("--per-segment", type=int, default=1000)
+    t.add_argument("--n-sources", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--lr", type=float, default=5e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--stream-rows", type=int, default=None, help="also time the streamed path")
+    t.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None)
     d.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     d.add_argument("--n-sources", type=int, default=5)
     d.add_argument("--n-segments", type=int, default=40)
@@ -181,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--epochs", type=int, default=None, help="max epochs (default: IVAE's)")
     d.add_argument("--n-init", type=int, default=1)
     args = p.parse_args(argv)
+    if args.what == "throughput":
+        return throughput(args)
     return ddp(args) if args.what == "ddp" else cohort(args)
 
 

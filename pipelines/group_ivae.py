@@ -14,7 +14,7 @@ to the TOML file; see ``pipelines/configs/`` and ``docs/pipelines.md``)::
                    subjects = [...]; participants = "participants.tsv")
     [mask]       file = "brain.nii.gz"
     [cleaning]   tr, confounds = [...], detrend, standardize, high_pass, low_pass, smoothing_fwhm
-    [u]          aux = "task+window", combine = "product"|"concat", window, step,
+    [u]          aux = "task+window", combine = "concat"|"product", window, step,
                  hrf_delay, min_event_duration
     [reduction]  n_dims, whiten, n_keep, subject_dims, n_jobs
     [model]      n_components, prior, n_init, seed, max_epochs, batch_size

@@ -25,7 +25,7 @@ def test_help_lists_defaults(capsys):
 def test_bids_round_trip_and_force(bids, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["prepare", "--bids", str(bids), "--task", "faces", "--out", str(out),
-               "--aux", "task+subject", "--n-dims", "4", "--participant-label", "01", "02"])
+               "--aux", "task+subject", "--aux-combine", "product", "--n-dims", "4", "--participant-label", "01", "02"])
     assert rc == 0
     data = read_prepared(out / "prepared.h5")
     assert data.x.shape == (160, 4) and data.subjects == ["01", "02"]
@@ -37,7 +37,7 @@ def test_bids_round_trip_and_force(bids, tmp_path, capsys):
         main(["prepare", "--bids", str(bids), "--out", str(out)])
     assert exc.value.code == 2 and "--force" in capsys.readouterr().err
     assert (out / "prepared.h5").stat().st_mtime_ns == before
-    rc = main(["prepare", "--bids", str(bids), "--out", str(out), "--aux", "window+group", "--window", "10",
+    rc = main(["prepare", "--bids", str(bids), "--out", str(out), "--aux", "window+group", "--aux-combine", "product", "--window", "10",
                "--n-dims", "3", "--force", "--whiten", "--no-detrend", "--high-pass", "0.01"])
     assert rc == 0
     data = read_prepared(out / "prepared.h5")
@@ -55,7 +55,7 @@ def test_func_input_with_tr_mask_and_confounds(tmp_path):
     out = tmp_path / "o"
     rc = main(["prepare", "--func", str(f1), str(f2), "--events", str(ev), str(ev),
                "--confounds-file", str(conf), str(conf), "--subject", "a", "a", "--tr", "2.5",
-               "--mask", str(mask), "--aux", "task+run", "--n-dims", "4", "--out", str(out)])
+               "--mask", str(mask), "--aux", "task+run", "--aux-combine", "product", "--n-dims", "4", "--out", str(out)])
     assert rc == 0
     data = read_prepared(out / "prepared.h5")
     assert data.tr == 2.5 and data.subjects == ["a"] and "house|run-2" in data.u_names

@@ -21,7 +21,7 @@ def bids(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(bids):
-    return prepare(find_bids_runs(bids), aux="task+subject", n_dims=6, n_keep=1000)
+    return prepare(find_bids_runs(bids), aux="task+subject", aux_combine="product", n_dims=6, n_keep=1000)
 
 
 def test_prepare_outputs(prepared, bids):
@@ -71,7 +71,7 @@ def test_options_whiten_window_confounds_parallel(bids, tmp_path):
     conf.write_text("trans_x\ttrans_y\n" + "\n".join(f"{a}\t{b}" for a, b in rng.normal(size=(40, 2))))
     for r in runs:
         r.confounds = conf
-    opts = dict(aux="window+group", window=10, n_dims=4, whiten=True, confounds=["trans_*"],
+    opts = dict(aux="window+group", aux_combine="product", window=10, n_dims=4, whiten=True, confounds=["trans_*"],
                 standardize=True, high_pass=0.01, smoothing_fwhm=4.0)
     d = prepare(runs, n_jobs=2, **opts)
     np.testing.assert_allclose(d.x, prepare(runs, n_jobs=1, **opts).x, atol=1e-5)  # n_jobs-independent
@@ -86,7 +86,7 @@ def test_explicit_files_tr_override_and_mask(tmp_path):
     ev = write_events(tmp_path / "ev.tsv", BLOCK_EVENTS[:2])
     mask = write_mask(tmp_path / "mask.nii.gz")
     runs = runs_from_files([f1, f2], events=[ev, ev], subjects=["a", "a"])
-    d = prepare(runs, aux="task+run", tr=2.5, mask=mask, n_dims=4)
+    d = prepare(runs, aux="task+run", aux_combine="product", tr=2.5, mask=mask, n_dims=4)
     assert d.tr == 2.5 and d.mask.sum() == brain_mask().sum() and d.subjects == ["a"]
     assert "face|run-2" in d.u_names
     # in-memory nibabel images work too
@@ -229,7 +229,7 @@ def test_real_haxby_runs_with_events_and_run_labels():
     levels = d.aux["factors"][0]["levels"]
     assert levels[0] == "rest" and {"face", "house", "cat", "shoe"} <= set(levels)
     assert d.aux["factors"][1]["levels"] == ["run-1", "run-2"]
-    assert "face|run-2" in d.u_names
+    assert "task=face" in d.u_names and "run=run-2" in d.u_names and d.u_kind == "continuous"
     # each category covers ~9 volumes per run (22.5 s blocks at TR 2.5 s)
     task = d.u_factors[:, 0]
     counts = np.bincount(task[:121], minlength=len(levels))

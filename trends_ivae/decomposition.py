@@ -155,7 +155,7 @@ class GroupIVAE(BaseEstimator):
 
     def __init__(self, n_components: int = 10, *, aux: str = "task+window", window: int | None = 20,
                  step: int | None = None, hrf_delay: float = 0.0,
-                 min_event_duration: float | None = None, aux_combine: str = "product",
+                 min_event_duration: float | None = None, aux_combine: str = "concat",
                  n_dims: int = DEFAULT_N_DIMS, mask: Any = None, tr: float | None = None,
                  confounds: Sequence[str] | None = None, detrend: bool = True,
                  standardize: bool = False, high_pass: float | None = None,
@@ -406,7 +406,12 @@ class GroupIVAE(BaseEstimator):
                 raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
                                  "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
                                  "default, transforms any run; scoring always needs known levels)")
-            us.append(np.array([lookup[aux.names[v]] for v in aux.values], dtype=np.int64))
+            if aux.kind == "continuous":   # concatenated one-hot columns: placed by column name
+                u = np.zeros((x.shape[0], len(p.u_names)), np.float32)
+                u[:, [lookup[name] for name in aux.names]] = aux.values
+                us.append(u)
+            else:
+                us.append(np.array([lookup[aux.names[v]] for v in aux.values], dtype=np.int64))
         return us
 
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     fit_args = argparse.Namespace(
         command="demo", bids=str(bids), task=None, session=None, run=None, participant_label=None,
         space=None, func=None, events=None, confounds_file=None, subject=None, participants=None,
-        prepared=None, out=str(out), aux="task+window", aux_combine="product", window=20, step=None,
+        prepared=None, out=str(out), aux="task+window", aux_combine="concat", window=20, step=None,
         hrf_delay=0.0, min_event_duration=None, tr=None, mask=None, resample_to_first=False,
         confounds=None, detrend=True, standardize=False, high_pass=None, low_pass=None,
         smoothing_fwhm=None, n_dims=args.n_components, whiten=False, n_keep=None,

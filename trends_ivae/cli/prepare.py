@@ -54,8 +54,9 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     aux = p.add_argument_group("auxiliary variable u")
     aux.add_argument("--aux", default=aux_default,
                      help="factors joined with '+': task, window, subject, run or a participants.tsv column")
-    aux.add_argument("--aux-combine", choices=["product", "concat"], default="product",
-                     help="discrete product of the factors, or concatenated one-hot columns")
+    aux.add_argument("--aux-combine", choices=["concat", "product"], default="concat",
+                     help="several factors as concatenated one-hot columns (continuous u), or as "
+                          "one discrete label per combination (needs many volumes per combination)")
     aux.add_argument("--window", type=int, metavar="N", help="sliding-window length in volumes")
     aux.add_argument("--step", type=int, metavar="N", help="sliding-window step in volumes (default: --window)")
     aux.add_argument("--hrf-delay", type=float, default=0.0, metavar="S", help="seconds added to event onsets")

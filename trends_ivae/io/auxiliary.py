@@ -19,11 +19,15 @@ any other word
 
 Combining factors
 -----------------
-``combine="product"`` (default) makes one discrete label per combination that occurs,
-re-indexed ``0..K-1`` (lexicographic in the factors' level order), with level names
-such as ``"face|sub-01_run-1_w003"``. ``combine="concat"`` concatenates the factors'
-one-hot columns into a continuous ``(n, sum K_i)`` float32 u with column names such
-as ``"task=face"``.
+``combine="concat"`` (default) concatenates the factors' one-hot columns into a
+continuous ``(n, sum K_i)`` float32 u with column names such as ``"task=face"``; the
+prior λ(u) is then an MLP of those columns, which shares what it learns across
+combinations. ``combine="product"`` makes one discrete label per combination that
+occurs, re-indexed ``0..K-1`` (lexicographic in the factors' level order), with level
+names such as ``"face|sub-01_run-1_w003"``; the prior is then a free table row per
+combination, which needs many volumes per combination (task × 20-volume windows leave
+~8, and the iVAE recovers far less: ``docs/benchmarks.md``, issue 5). A single factor
+is always discrete labels, whatever ``combine`` says.
 
 Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
 """
@@ -311,7 +315,7 @@ def build_aux(
     step: int | None = None,
     hrf_delay: float = 0.0,
     min_duration: float | None = None,
-    combine: str = "product",
+    combine: str = "concat",
 ) -> AuxVariable:
     """Build u for all runs (concatenated in the order given).
 
@@ -327,8 +331,9 @@ def build_aux(
         when the spec contains ``window``.
     hrf_delay, min_duration : float
         Passed to :func:`task_labels`.
-    combine : {'product', 'concat'}
-        Discrete product of the factors, or concatenated one-hot columns (continuous).
+    combine : {'concat', 'product'}
+        Several factors as concatenated one-hot columns (continuous u), or their
+        discrete product. One factor gives discrete labels either way.
 
     Returns
     -------
@@ -397,7 +402,7 @@ def build_aux(
         codes[:, j] = [lookup[v] for v in allv]
     factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
 
-    if combine == "concat":
+    if combine == "concat" and len(factors) > 1:
         cols, names = [], []
         for j, (f, order) in enumerate(zip(factors, level_orders)):
             onehot = np.zeros((n_total, len(order)), dtype=np.float32)

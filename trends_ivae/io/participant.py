@@ -435,7 +435,7 @@ def gather_shares(
     step: int | None = None,
     hrf_delay: float = 0.0,
     min_event_duration: float | None = None,
-    aux_combine: str = "product",
+    aux_combine: str = "concat",
     n_dims: int = 30,
     whiten: bool = False,
     n_keep: int | None = None,

@@ -117,7 +117,7 @@ def prepare(
     step: int | None = None,
     hrf_delay: float = 0.0,
     min_event_duration: float | None = None,
-    aux_combine: str = "product",
+    aux_combine: str = "concat",
     n_dims: int = DEFAULT_N_DIMS,
     mask=None,
     tr: float | None = None,
@@ -156,7 +156,7 @@ def prepare(
     min_event_duration : float, optional
         Lengthen shorter events to this (seconds); None: zero-duration events label
         the volume containing their onset.
-    aux_combine : {'product', 'concat'}, default='product'
+    aux_combine : {'concat', 'product'}, default='concat'
         Discrete product of the factors, or concatenated one-hot columns.
     n_dims : int, default=30
         Dimension d of the shared basis (lowered with a warning when the data have
