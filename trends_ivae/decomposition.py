@@ -19,10 +19,12 @@ from typing import Any, Sequence
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 
 from .backprojection import back_project
 from .estimator import IVAE
+from .io.auxiliary import concat_factors, factor_frame
 from .io.bids import RunSpec, runs_from_files
 from .io.export import unmask
 from .io.preparation import DEFAULT_N_DIMS, prepare, transform_runs
@@ -285,14 +287,17 @@ class GroupIVAE(BaseEstimator):
                              "prepare with a larger --n-dims")
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
-        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, prepared.u.shape, prepared.u_kind)
+        u = self.model_u(prepared)
+        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape,
+                    "factors " + "+".join(map(str, u.columns)) if isinstance(u, pd.DataFrame) else prepared.u_kind)
         train = slice(None) if rows is None else rows
-        ivae.fit(prepared.x[train], prepared.u[train], checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
-        z = ivae.transform(prepared.x, prepared.u)
+        u_train = u.iloc[train] if isinstance(u, pd.DataFrame) else u[train]
+        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+        z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
         ivae.reorder(bp.order, bp.signs)
-        z = ivae.transform(prepared.x, prepared.u)
+        z = ivae.transform(prepared.x, u)
         jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
         self.ivae_ = ivae
         self.components_ = bp.maps.astype(np.float32)
@@ -311,13 +316,28 @@ class GroupIVAE(BaseEstimator):
         self.n_components_ = self.n_components
         return self
 
-    def fit_rows(self, x: np.ndarray, u: np.ndarray, n_samples: int, checkpoint_dir: Any = None,
-                 stream_rows: int | None = None) -> "GroupIVAE":
+    @staticmethod
+    def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
+        """The u that the iVAE is fitted with, from the prepared data.
+
+        Several discrete factors combined by ``concat`` (the prepared ``u`` is then their
+        dense one-hot columns) become a DataFrame of the factors
+        (:func:`~trends_ivae.io.auxiliary.factor_frame` of ``u_factors``): the IVAE holds
+        them as (n, n_factors) indices and fits the same model as on the dense columns,
+        in O(n x n_factors) memory. Any other u is ``prepared.u`` as it is.
+        """
+        if concat_factors(prepared.aux, prepared.u_kind):
+            return factor_frame(prepared.u_factors, prepared.aux["factors"])
+        return prepared.u
+
+    def fit_rows(self, x: np.ndarray, u: np.ndarray | pd.DataFrame, n_samples: int,
+                 checkpoint_dir: Any = None, stream_rows: int | None = None) -> "GroupIVAE":
         """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
 
-        ``n_samples`` is the number of rows of the whole data set, so that every rank
-        derives the same batch size and number of epochs (:meth:`_make_ivae`). Sets
-        ``ivae_`` only.
+        ``u`` is this share's rows of :meth:`model_u` (a DataFrame of factors for
+        concatenated factors). ``n_samples`` is the number of rows of the whole data set,
+        so that every rank derives the same batch size and number of epochs
+        (:meth:`_make_ivae`). Sets ``ivae_`` only.
         """
         self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
                                                          stream_rows=stream_rows)
@@ -393,8 +413,9 @@ class GroupIVAE(BaseEstimator):
         return runs, transform_runs(runs, self.prepared_, tr=self.tr)
 
     def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool
-               ) -> list[np.ndarray | None]:
-        """u for new runs when ``needed`` (its levels must have been seen in fit)."""
+               ) -> list[np.ndarray | pd.DataFrame | None]:
+        """u for new runs when ``needed`` (its levels must have been seen in fit), in the
+        form the fitted IVAE takes (a DataFrame of factors for a factors model)."""
         if not needed:
             return [None] * len(xs)
         from .io.auxiliary import RunMeta, build_aux
@@ -414,7 +435,9 @@ class GroupIVAE(BaseEstimator):
                 raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
                                  "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
                                  "default, transforms any run; scoring always needs known levels)")
-            if aux.kind == "continuous":   # concatenated one-hot columns: placed by column name
+            if getattr(self.ivae_, "aux_kind_", None) == "factors":   # the IVAE maps level names
+                us.append(factor_frame(aux.factor_codes, aux.factors))
+            elif aux.kind == "continuous":   # concatenated one-hot columns: placed by column name
                 u = np.zeros((x.shape[0], len(p.u_names)), np.float32)
                 u[:, [lookup[name] for name in aux.names]] = aux.values
                 us.append(u)

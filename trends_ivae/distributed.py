@@ -213,7 +213,8 @@ def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str) 
     init_from_env("cpu")
     try:
         share = row_share(len(X), rank_, world)
-        est = IVAE(**params).fit(np.asarray(X)[share], np.asarray(u)[share])
+        u_share = u.iloc[share] if hasattr(u, "iloc") else np.asarray(u)[share]   # a DataFrame of factors
+        est = IVAE(**params).fit(np.asarray(X)[share], u_share)
         if rank_ == 0:
             est.save(out)
     finally:

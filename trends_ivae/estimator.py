@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
@@ -161,7 +162,20 @@ class IVAE(TransformerMixin, BaseEstimator):
     model_ : trends_ivae.model.IVAEModel
         The selected restart (on ``device_``).
     classes_ : ndarray or None
-        Levels of a discrete ``u`` (None for a continuous ``u``).
+        Levels of a discrete (1-D) ``u`` (None for a continuous ``u`` or for factors).
+    aux_kind_ : {"discrete", "continuous", "factors"}
+        The form of ``u`` the model was fitted with: 1-D labels, a 2-D float array, or a
+        ``DataFrame`` of discrete factors.
+    factor_names_ : list or None
+        The factors' column labels (``aux_kind_ == "factors"``; None otherwise).
+    factor_classes_ : list of ndarray or None
+        The levels of each factor, in the order of its one-hot columns.
+    factor_offsets_ : ndarray of int or None
+        The first one-hot column of each factor; factor ``f``'s level ``k`` is column
+        ``factor_offsets_[f] + k`` of the (never built) concatenated one-hot u.
+    n_aux_ : int
+        Width of u's layout: levels (1-D labels), columns (continuous) or summed
+        levels of the factors.
     elbo_ : float
         Held-out ELBO per sample of the selected restart, in the units of ``X``.
     loss_curve_ : list of float
@@ -187,6 +201,13 @@ class IVAE(TransformerMixin, BaseEstimator):
     The identifiability theorem needs ``u`` to take at least ``n_components * k + 1``
     distinct values, with ``k`` sufficient statistics per component (2 for the
     Gaussian and Laplace priors); fewer gives an :class:`IdentifiabilityWarning`.
+
+    Discrete labels and factors are held as integer indices into their one-hot
+    layout, (n_samples, 1) or (n_samples, n_factors), never as a dense one-hot: memory
+    is O(n_samples x n_factors) whatever the number of levels. The model computes
+    what it would on the one-hot (a table lookup for the prior of 1-D labels; for
+    factors, and for the encoder's ``[x, u]``, the first layer gathers the weight
+    columns of the indices).
     """
 
     def __init__(self, n_components: int = 5, *, prior: str = "gauss", hidden_dim: int = 64,
@@ -255,9 +276,12 @@ class IVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"{name} contains NaN or inf values (in {bad} of {X.shape[0]} rows)")
         return X
 
-    def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray:
+    def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray | pd.DataFrame:
         if u is None:
-            raise ValueError("u is required: the auxiliary variable (1-D labels or a 2-D float array)")
+            raise ValueError("u is required: the auxiliary variable (1-D labels, a 2-D float array or a "
+                             "DataFrame of discrete factors)")
+        if isinstance(u, pd.DataFrame):
+            return self._check_factors(u, n_samples, fitting)
         u = np.asarray(u)
         if u.ndim not in (1, 2):
             raise ValueError(f"u must be 1-D labels or a 2-D array (n_samples, n_aux), got shape {u.shape}")
@@ -275,17 +299,83 @@ class IVAE(TransformerMixin, BaseEstimator):
                     raise ValueError("u contains NaN or inf values")
         if fitting:
             return u
-        if u.ndim == 1 and self.classes_ is None:
+        kind = self.aux_kind_
+        if kind == "factors":
+            raise ValueError(f"this model was fitted with the discrete factors {self.factor_names_}; pass u "
+                             "as a pandas DataFrame with these columns")
+        if u.ndim == 1 and kind == "continuous":
             raise ValueError("this model was fitted with a continuous (2-D) u; pass u as a 2-D array")
-        if u.ndim == 2 and self.classes_ is not None:
+        if u.ndim == 2 and kind == "discrete":
             raise ValueError("this model was fitted with discrete (1-D) u labels; pass u as 1-D labels")
         if u.ndim == 2 and u.shape[1] != self.n_aux_:
             raise ValueError(f"u has {u.shape[1]} columns; the model was fitted with {self.n_aux_}")
         return u
 
-    def _encode_u(self, u: np.ndarray, fitting: bool = False, device: torch.device | None = None) -> torch.Tensor:
-        """One-hot (discrete) or float (continuous) u on the device (or on ``device``)."""
+    def _check_factors(self, u: pd.DataFrame, n_samples: int, fitting: bool) -> pd.DataFrame:
+        """A DataFrame of discrete factors (one column each): rows, columns, no missing labels."""
+        if u.shape[0] != n_samples:
+            raise ValueError(f"X and u must have the same number of rows: X has {n_samples}, u has {u.shape[0]}")
+        if u.shape[1] == 0:
+            raise ValueError("u is a DataFrame without columns; give one column per discrete factor")
+        if not u.columns.is_unique:
+            raise ValueError(f"u's factor columns must have distinct names, got {list(u.columns)}")
+        if not fitting:
+            if self.aux_kind_ != "factors":
+                form = "1-D labels" if self.aux_kind_ == "discrete" else "a 2-D float array"
+                raise ValueError(f"this model was fitted with u as {form}, not a DataFrame of factors")
+            missing = [c for c in self.factor_names_ if c not in u.columns]
+            if missing:
+                raise ValueError(f"u lacks the factor columns {missing}; the model was fitted with the "
+                                 f"factors {self.factor_names_}")
+            u = u.loc[:, list(self.factor_names_)]
+        for name in u.columns:
+            if u[name].isna().any():
+                raise ValueError(f"u factor {name!r} has missing labels (NaN or None)")
+        return u
+
+    @staticmethod
+    def _column_classes(col: pd.Series) -> np.ndarray:
+        """A factor's levels: a categorical column's categories (in order, used or not), else its sorted labels."""
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            return np.asarray(col.cat.categories)
+        return np.unique(col.to_numpy())
+
+    @staticmethod
+    def _column_codes(col: pd.Series, classes: np.ndarray, name: Any) -> np.ndarray:
+        """Each row's level number in ``classes``; a label that is not there is a ValueError."""
+        index = pd.Index(classes)
+        if isinstance(col.dtype, pd.CategoricalDtype):   # map the categories, then take them by code
+            codes = index.get_indexer(col.cat.categories)[col.cat.codes.to_numpy()]
+        else:
+            codes = index.get_indexer(col.to_numpy())
+        if (codes < 0).any():
+            unknown = pd.unique(col.to_numpy()[codes < 0])[:10]
+            raise ValueError(f"u factor {name!r} has labels not seen during fit: {list(unknown)}")
+        return codes.astype(np.int64)
+
+    def _set_factors(self, names: list, classes: list[np.ndarray]) -> None:
+        self.factor_names_ = [n.item() if isinstance(n, np.generic) else n for n in names]
+        self.factor_classes_ = [np.asarray(c) for c in classes]
+        sizes = np.array([len(c) for c in self.factor_classes_], dtype=np.int64)
+        self.factor_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def _encode_u(self, u: np.ndarray | pd.DataFrame, fitting: bool = False,
+                  device: torch.device | None = None) -> torch.Tensor:
+        """u on the device (or on ``device``) as the model takes it.
+
+        1-D labels: (n, 1) level indices; a DataFrame of factors: (n, F) column indices
+        of the concatenated one-hot layout (level + the factor's offset); both as
+        float32 (exact below 2**24) so that they travel in one tensor with X. A 2-D
+        float u: as it is.
+        """
         device = self.device_ if device is None else device
+        if isinstance(u, pd.DataFrame):
+            if fitting:
+                self._set_factors(list(u.columns), [self._column_classes(u[c]) for c in u.columns])
+            codes = np.empty(u.shape, dtype=np.int64)
+            for j, (name, classes) in enumerate(zip(self.factor_names_, self.factor_classes_)):
+                codes[:, j] = self._column_codes(u[name], classes, name) + self.factor_offsets_[j]
+            return torch.as_tensor(codes, dtype=torch.float32, device=device)
         if u.ndim == 1:
             if fitting:
                 self.classes_, codes = np.unique(u, return_inverse=True)
@@ -295,11 +385,16 @@ class IVAE(TransformerMixin, BaseEstimator):
                 unknown = self.classes_[codes] != u
                 if unknown.any():
                     raise ValueError(f"u has labels not seen during fit: {np.unique(u[unknown])[:10].tolist()}")
-            idx = torch.as_tensor(codes, dtype=torch.long, device=device)
-            return torch.nn.functional.one_hot(idx, len(self.classes_)).float()
+            return torch.as_tensor(np.asarray(codes).reshape(-1, 1), dtype=torch.float32, device=device)
         if fitting:
             self.classes_ = None
         return torch.as_tensor(u, dtype=torch.float32, device=device)
+
+    def _u_width(self) -> int:
+        """Columns of the u tensor the model takes (1, the number of factors, or n_aux_)."""
+        if self.aux_kind_ == "factors":
+            return len(self.factor_names_)
+        return 1 if self.aux_kind_ == "discrete" else int(self.n_aux_)
 
     def _to_device(self, X: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
         Xs = (X - self.x_mean_) / self.x_scale_
@@ -330,9 +425,15 @@ class IVAE(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        u : array-like of shape (n_samples,) or (n_samples, n_aux)
-            1-D discrete labels (any hashable values; one-hot inside) or a 2-D float
-            array for a continuous auxiliary variable.
+        u : array-like of shape (n_samples,) or (n_samples, n_aux), or pandas.DataFrame
+            1-D discrete labels (any hashable values), a 2-D float array for a
+            continuous auxiliary variable, or a DataFrame with one column per discrete
+            factor (e.g. task and window). Labels are held as integer indices,
+            (n_samples, 1) or (n_samples, n_factors), never as a one-hot. Factors give
+            the model of their concatenated one-hot columns (an MLP prior): a
+            categorical column's categories are its levels, in their order (so that
+            levels absent from these rows keep a column), another column's levels are
+            its sorted distinct labels.
         checkpoint_dir : path, optional
             Each restart checkpoints there after every epoch and resumes from an
             existing checkpoint.
@@ -390,13 +491,31 @@ class IVAE(TransformerMixin, BaseEstimator):
             self.x_scale_ = np.ones(n_features, np.float32)
         host = torch.device("cpu") if stream_rows is not None else None
         Xt = _DiskRows(X, self.x_mean_, self.x_scale_) if disk else self._to_device(X, host)
-        if comm.active and u.ndim == 1:   # one label coding for all ranks: the union of their labels
+        factors = isinstance(u, pd.DataFrame)
+        self.aux_kind_ = "factors" if factors else ("discrete" if u.ndim == 1 else "continuous")
+        self.classes_ = self.factor_names_ = self.factor_classes_ = self.factor_offsets_ = None
+        if comm.active and factors:   # one coding per factor for all ranks: the union of their labels
+            names = list(u.columns)
+            gathered = comm.gather([self._column_classes(u[c]) for c in names])
+            classes = []
+            for j in range(len(names)):
+                cands = [g[j] for g in gathered]
+                same = all(len(c) == len(cands[0]) and np.array_equal(c, cands[0]) for c in cands)
+                classes.append(cands[0] if same else np.unique(np.concatenate(cands)))
+            self._set_factors(names, classes)
+            Ut = self._encode_u(u, fitting=False, device=host)
+        elif comm.active and u.ndim == 1:   # one label coding for all ranks: the union of their labels
             self.classes_ = np.unique(np.concatenate([np.asarray(c) for c in comm.gather(np.unique(u))]))
             Ut = self._encode_u(u, fitting=False, device=host)
         else:
             Ut = self._encode_u(u, fitting=True, device=host)
-        self.n_aux_ = Ut.shape[1]
-        mc, tc = self._configs(n_features, self.n_aux_, "discrete" if u.ndim == 1 else "continuous")
+        if factors:
+            self.n_aux_ = int(sum(len(c) for c in self.factor_classes_))
+        else:
+            self.n_aux_ = len(self.classes_) if self.aux_kind_ == "discrete" else int(Ut.shape[1])
+        if self.aux_kind_ != "continuous" and self.n_aux_ >= 2 ** 24:
+            raise ValueError(f"u has {self.n_aux_} levels in all; at most 2**24 are supported")
+        mc, tc = self._configs(n_features, self.n_aux_, self.aux_kind_)
         self._model_config, self._train_config = mc, tc
 
         results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
@@ -430,7 +549,10 @@ class IVAE(TransformerMixin, BaseEstimator):
     def _warn_identifiability(self, u: np.ndarray) -> None:
         if self.prior == "normal":
             return
-        n_points = len(np.unique(u)) if u.ndim == 1 else len(np.unique(u, axis=0))
+        if isinstance(u, pd.DataFrame):   # distinct rows of the factors' codes
+            n_points = len(u.drop_duplicates())
+        else:
+            n_points = len(np.unique(u)) if u.ndim == 1 else len(np.unique(u, axis=0))
         needed = 2 * self.n_components + 1
         if n_points < needed:
             warnings.warn(
@@ -489,7 +611,7 @@ class IVAE(TransformerMixin, BaseEstimator):
             Xt = self._to_device(X)
             xs = lambda s: Xt[s]  # noqa: E731
         if u is None and not self.model_.uses_aux:
-            Ut = torch.zeros((X.shape[0], self.n_aux_), device=self.device_)
+            Ut = torch.zeros((X.shape[0], self._u_width()), device=self.device_)
         else:
             u = self._check_u(u, X.shape[0], fitting=False)
             Ut = self._encode_u(u)
@@ -530,7 +652,7 @@ class IVAE(TransformerMixin, BaseEstimator):
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``z ~ p(z|u)`` and ``x ~ p(x|z)`` for each row of ``u``; returns ``(X, Z)``."""
         self._check_fitted()
-        u = np.asarray(u)
+        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
         u = self._check_u(u, u.shape[0], fitting=False)
         Ut = self._encode_u(u)
         g = torch.Generator(device=self.device_)
@@ -581,7 +703,7 @@ class IVAE(TransformerMixin, BaseEstimator):
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
-        u = np.asarray(u)
+        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
         u = self._check_u(u, u.shape[0], fitting=False)
         mean, var = self.model_.prior.variance(self._encode_u(u))
         mean = mean.float().cpu().numpy()[:, self.component_order_] * self.component_signs_
@@ -613,6 +735,9 @@ class IVAE(TransformerMixin, BaseEstimator):
             "train_config": self._train_config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
             "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "factors": None if self.aux_kind_ != "factors" else {
+                "names": list(self.factor_names_),
+                "classes": [c.tolist() for c in self.factor_classes_]},
             "n_aux": int(self.n_aux_),
             "x_mean": torch.as_tensor(self.x_mean_),
             "x_scale": torch.as_tensor(self.x_scale_),
@@ -647,6 +772,11 @@ class IVAE(TransformerMixin, BaseEstimator):
         est.model_.load_state_dict(state["state_dict"])
         est.model_.to(est.device_).eval()
         est.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
+        est.aux_kind_ = est._model_config.aux_kind
+        est.factor_names_ = est.factor_classes_ = est.factor_offsets_ = None
+        factors = state.get("factors")
+        if factors is not None:
+            est._set_factors(list(factors["names"]), [np.asarray(c) for c in factors["classes"]])
         est.n_aux_ = state["n_aux"]
         est.x_mean_ = state["x_mean"].numpy()
         est.x_scale_ = state["x_scale"].numpy()

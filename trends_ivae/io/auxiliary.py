@@ -30,6 +30,12 @@ combination, which needs many volumes per combination (task × 20-volume windows
 is always discrete labels, whatever ``combine`` says.
 
 Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
+
+The model never sees the concatenated one-hot columns as such: for several factors
+combined by ``concat``, :class:`~trends_ivae.decomposition.GroupIVAE` passes the
+:class:`~trends_ivae.estimator.IVAE` a DataFrame of the factors
+(:func:`factor_frame` of ``factor_codes``), which it holds as (n, n_factors) integer
+indices into those columns; the result is the model of the dense columns.
 """
 from __future__ import annotations
 
@@ -51,6 +57,8 @@ __all__ = [
     "window_labels",
     "build_aux",
     "parse_aux_spec",
+    "concat_factors",
+    "factor_frame",
     "REST",
 ]
 
@@ -416,3 +424,48 @@ def build_aux(
     labels = labels.reshape(-1).astype(np.int64)
     names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
     return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)
+
+
+def concat_factors(aux: dict | None, u_kind: str) -> bool:
+    """True when u is the concatenated one-hot columns of several discrete factors.
+
+    Parameters
+    ----------
+    aux : dict or None
+        The prepared store's ``aux`` (``spec``, ``factors``, ``combine``, ...).
+    u_kind : {'discrete', 'continuous'}
+
+    Returns
+    -------
+    bool
+        ``combine == "concat"`` with more than one factor (u is then continuous).
+    """
+    aux = aux or {}
+    return u_kind == "continuous" and aux.get("combine") == "concat" and len(aux.get("factors") or []) > 1
+
+
+def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFrame:
+    """The factors of u as a DataFrame of categorical columns, one per factor.
+
+    Parameters
+    ----------
+    factor_codes : ndarray of shape (n, n_factors), int
+        Each factor's level number per volume (``AuxVariable.factor_codes``, the
+        prepared store's ``u_factors``).
+    factors : list of dict
+        ``{"name", "levels"}`` per factor, in column order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``name`` holds ``levels[code]`` as a categorical whose categories are all
+        of ``levels`` in order (also those no row uses), so that
+        :class:`~trends_ivae.estimator.IVAE` lays the factors out exactly as the
+        concatenated one-hot columns of :func:`build_aux`. Built from the codes
+        without materialising the labels.
+    """
+    codes = np.asarray(factor_codes)
+    if codes.ndim != 2 or codes.shape[1] != len(factors):
+        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
+    return pd.DataFrame({str(f["name"]): pd.Categorical.from_codes(codes[:, j], categories=list(f["levels"]))
+                         for j, f in enumerate(factors)})

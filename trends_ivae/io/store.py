@@ -45,6 +45,7 @@ __all__ = [
     "read_subject",
     "iter_subjects",
     "read_rows",
+    "read_meta",
     "n_rows",
     "package_versions",
 ]
@@ -364,6 +365,13 @@ def n_rows(path: str | Path) -> int:
     """Number of rows (volumes) of a prepared file, without reading them."""
     with _open(path) as f:
         return int(f["x"].shape[0])
+
+
+def read_meta(path: str | Path) -> dict:
+    """The attributes of a prepared file (``u_kind``, ``u_names``, ``aux``, ``subjects``,
+    ``runs``, ``tr``, ``parameters``, ``versions``), without reading any row."""
+    with _open(path) as f:
+        return _meta(f)
 
 
 def read_rows(path: str | Path, rows: slice,

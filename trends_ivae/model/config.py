@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 PRIORS = ("gauss", "laplace", "normal")
+AUX_KINDS = ("discrete", "continuous", "factors")
 ACTIVATIONS = ("leaky_relu", "xtanh", "tanh", "elu", "relu")
 
 
@@ -22,11 +23,20 @@ class IVAEConfig:
     n_components : int
         Number n of latent sources z.
     n_aux : int
-        Width of the auxiliary input u (levels for a one-hot discrete u, columns for a
-        continuous one).
-    aux_kind : {"discrete", "continuous"}
-        A discrete u gets a lookup table λ(u) (one row per level, the paper's
-        "look-up"); a continuous u an MLP.
+        Width of the auxiliary variable's layout: levels of a discrete u, columns of a
+        continuous one, the summed levels of all factors (their concatenated one-hot
+        columns) for ``"factors"``.
+    aux_kind : {"discrete", "continuous", "factors"}
+        How u reaches the model. ``"discrete"``: u is (B, 1), the level index (as a
+        float or integer tensor; the model takes ``u.long()``), and λ(u) is a lookup
+        table with one row per level (the paper's "look-up"). ``"continuous"``: u is
+        (B, n_aux) floats and λ(u) an MLP. ``"factors"``: u is (B, F), one column
+        index per factor into the concatenated one-hot layout of ``n_aux`` columns
+        (factor f's levels start at its offset); λ(u) is the MLP of that
+        concatenated one-hot, evaluated on the indices (the one-hot is never built).
+        The encoder q(z|x,u) sees u the same way (``[x, one-hot u]`` for the index
+        kinds). Index kinds cost O(B F), not O(B n_aux); the parameters have the
+        shapes of the dense model, so weights carry over between the two.
     prior : {"gauss", "laplace", "normal"}
         Factorial conditional prior p(z|u): Gaussian with u-dependent mean and
         variance, Laplace with u-dependent location and scale, or "normal": the
@@ -67,12 +77,17 @@ class IVAEConfig:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.aux_kind not in ("discrete", "continuous"):
-            raise ValueError(f"aux_kind must be 'discrete' or 'continuous', got {self.aux_kind!r}")
+        if self.aux_kind not in AUX_KINDS:
+            raise ValueError(f"aux_kind must be one of {AUX_KINDS}, got {self.aux_kind!r}")
         if self.posterior not in ("full", "diag"):
             raise ValueError(f"posterior must be 'full' or 'diag', got {self.posterior!r}")
         if self.decoder_var is not None and not self.decoder_var > 0:
             raise ValueError(f"decoder_var must be positive or None, got {self.decoder_var!r}")
+
+    @property
+    def aux_indexed(self) -> bool:
+        """True when u holds column indices of a one-hot layout (``"discrete"``, ``"factors"``)."""
+        return self.aux_kind != "continuous"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,11 @@ ELBO (eq. 8 of the paper), per sample::
     E_q[log p(x|z)] - KL(q(z|x,u) || p(z|u))
 
 with the reparameterisation trick and an analytical KL for the Gaussian prior.
-Shapes: x (B, d), u (B, m), z (B, n).
+Shapes: x (B, d), u (B, m), z (B, n). A discrete u (``aux_kind="discrete"``) is
+(B, 1), the level index; several discrete factors (``"factors"``) are (B, F), one
+column index per factor into their concatenated one-hot layout of ``n_aux`` columns.
+The encoder then computes its first layer on ``[x, one-hot u]`` from the indices
+(:meth:`~trends_ivae.model.nets.MLP.forward_indexed`); no one-hot is ever built.
 
 Why a full posterior covariance: in the low-noise regime the true posterior of a
 non-linear decoder f is close to N(g(x), σ² (JᵀJ)⁻¹) with J = ∂f/∂z. A diagonal q
@@ -86,8 +90,12 @@ class IVAEModel(nn.Module):
         Σ = L Lᵀ with ``L_ii = exp(½ logvar_i)`` and ``L_ij`` (i > j) the off-diagonals.
         """
         n = self.config.n_components
-        h = torch.cat([x, u], dim=-1) if self.uses_aux else x
-        out = self.encoder(h)                                   # (B, 2n [+ n(n-1)/2])
+        if not self.uses_aux:
+            out = self.encoder(x)                               # (B, 2n [+ n(n-1)/2])
+        elif self.config.aux_indexed:                           # [x, one-hot u] from the indices
+            out = self.encoder.forward_indexed(x, u.long())
+        else:
+            out = self.encoder(torch.cat([x, u], dim=-1))
         mu, logvar = out[:, :n], out[:, n:2 * n].clamp(ENC_LOGVAR_MIN, ENC_LOGVAR_MAX)
         offdiag = out[:, 2 * n:] if self.full_cov else None
         return mu, logvar, offdiag

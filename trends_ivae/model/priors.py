@@ -2,9 +2,14 @@
 
 Following nflows' ``ConditionalDiagonalNormal``, a conditional prior is a distribution
 composed with a context encoder: ``params(u)`` maps the auxiliary variable to a
-location and a log-scale per component (a lookup table for a discrete, one-hot u;
-an MLP for a continuous u), and ``log_prob`` / ``kl_from_gaussian`` evaluate the
-distribution. Variances are bounded through a clamped log-scale.
+location and a log-scale per component (a lookup table for a discrete u; an MLP for
+a continuous u or for the concatenated one-hot columns of several discrete factors),
+and ``log_prob`` / ``kl_from_gaussian`` evaluate the distribution. Variances are
+bounded through a clamped log-scale.
+
+Discrete u and factors arrive as column indices of their one-hot layout, (B, 1) or
+(B, F) (see :class:`~trends_ivae.model.config.IVAEConfig` ``aux_kind``): the table is
+indexed and the MLP's first layer gathers weight columns, the one-hot is never built.
 """
 from __future__ import annotations
 
@@ -98,7 +103,11 @@ class StandardNormalPrior(ConditionalPrior):
 
 
 class LookupPrior(ConditionalPrior):
-    """λ(u) from a table with one row per level of a discrete u (one-hot input)."""
+    """λ(u) from a table with one row per level of a discrete u.
+
+    ``u`` is (B, 1): the level index (float or integer); the result is what the
+    one-hot ``u @ table`` gives.
+    """
 
     def __init__(self, n_components: int, n_levels: int, family: str, learn_mean: bool) -> None:
         super().__init__(n_components)
@@ -110,23 +119,30 @@ class LookupPrior(ConditionalPrior):
             self.register_buffer("loc_table", torch.zeros(n_levels, n_components))
 
     def params(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc = u @ self.loc_table                      # (B, L) @ (L, n) -> (B, n)
-        log_scale = (u @ self.log_scale_table).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+        idx = u[:, 0].long()                           # (B,) level of each row
+        loc = self.loc_table[idx]                      # (B, n)
+        log_scale = self.log_scale_table[idx].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
         return loc, log_scale
 
 
 class MLPPrior(ConditionalPrior):
-    """λ(u) from an MLP of a continuous u."""
+    """λ(u) from an MLP of a continuous u, or of the concatenated one-hot of factors.
+
+    With ``indexed=True``, ``u`` is (B, F) column indices into the ``n_aux`` one-hot
+    columns and the MLP is evaluated on them (:meth:`MLP.forward_indexed`).
+    """
 
     def __init__(self, n_components: int, n_aux: int, hidden_dim: int, n_hidden: int,
-                 activation: str, family: str, learn_mean: bool) -> None:
+                 activation: str, family: str, learn_mean: bool, indexed: bool = False) -> None:
         super().__init__(n_components)
         self.family = family
         self.learn_mean = learn_mean
+        self.indexed = indexed
         self.net = MLP(n_aux, 2 * n_components, hidden_dim, n_hidden, activation)
 
     def params(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, log_scale = self.net(u).chunk(2, dim=-1)
+        out = self.net.forward_indexed(None, u.long()) if self.indexed else self.net(u)
+        loc, log_scale = out.chunk(2, dim=-1)
         if not self.learn_mean:
             loc = torch.zeros_like(loc)
         return loc, log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
@@ -139,4 +155,5 @@ def make_prior(config: IVAEConfig) -> ConditionalPrior:
     if config.aux_kind == "discrete":
         return LookupPrior(config.n_components, config.n_aux, config.prior, config.learn_prior_mean)
     return MLPPrior(config.n_components, config.n_aux, config.hidden_dim, config.n_hidden,
-                    config.activation, config.prior, config.learn_prior_mean)
+                    config.activation, config.prior, config.learn_prior_mean,
+                    indexed=config.aux_kind == "factors")

@@ -294,6 +294,10 @@ def _load_prior(res: FitResults) -> Prior | None:
             known = classes[pos] == u
             vol_mean = np.where(known[:, None], mean_c[pos], np.nan)
             vol_var = np.where(known[:, None], var_c[pos], np.nan)
+        elif getattr(ivae, "aux_kind_", None) == "factors":   # fitted on the factors, not their one-hot
+            from ..io.auxiliary import factor_frame
+
+            vol_mean, vol_var = ivae.prior_params(factor_frame(prep.u_factors, prep.aux["factors"]))
         else:
             vol_mean, vol_var = ivae.prior_params(u)
         vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
