@@ -72,6 +72,8 @@ def test_gathered_shares_equal_prepare(bids, tmp_path):
     assert (got.mask == ref.mask).all()
     assert subspace_distance(got.basis, ref.basis) < 1e-3
     np.testing.assert_allclose(got.x, ref.x, atol=1e-3 * np.abs(ref.x).max())
+    assert got.u_on_demand and ref.u_on_demand        # concatenated factors: u_factors only, no dense u
+    np.testing.assert_array_equal(got.u_factors, ref.u_factors)
     np.testing.assert_array_equal(got.u, ref.u)
 
 

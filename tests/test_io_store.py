@@ -1,4 +1,5 @@
 """prepared.h5: round trip, subject-by-subject reading, atomic writes."""
+import dataclasses
 import json
 
 import h5py
@@ -84,4 +85,6 @@ def test_refuses_overwrite_and_leaves_nothing_partial(tmp_path, monkeypatch):
 def test_shape_checks():
     data = _data()
     with pytest.raises(ValueError, match="u has"):
-        PreparedData(**{**data.__dict__, "u": data.u[:5]})
+        dataclasses.replace(data, u=data.u[:5])
+    with pytest.raises(ValueError, match="u is None"):     # only concatenated factors may omit u
+        dataclasses.replace(data, u=None)

@@ -320,11 +320,12 @@ class GroupIVAE(BaseEstimator):
     def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
         """The u that the iVAE is fitted with, from the prepared data.
 
-        Several discrete factors combined by ``concat`` (the prepared ``u`` is then their
-        dense one-hot columns) become a DataFrame of the factors
-        (:func:`~trends_ivae.io.auxiliary.factor_frame` of ``u_factors``): the IVAE holds
-        them as (n, n_factors) indices and fits the same model as on the dense columns,
-        in O(n x n_factors) memory. Any other u is ``prepared.u`` as it is.
+        Several discrete factors combined by ``concat`` (u is then their one-hot columns,
+        which the prepared data do not hold: :attr:`PreparedData.u_on_demand`) become a
+        DataFrame of the factors (:func:`~trends_ivae.io.auxiliary.factor_frame` of
+        ``u_factors``): the IVAE holds them as (n, n_factors) indices and fits the same
+        model as on the dense columns, in O(n x n_factors) memory. Any other u is
+        ``prepared.u`` as it is.
         """
         if concat_factors(prepared.aux, prepared.u_kind):
             return factor_frame(prepared.u_factors, prepared.aux["factors"])

@@ -30,6 +30,9 @@ combination, which needs many volumes per combination (task × 20-volume windows
 is always discrete labels, whatever ``combine`` says.
 
 Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
+Concatenated one-hot columns are never stored: ``AuxVariable.values`` builds them from
+``factor_codes`` when read (:func:`onehot_columns`), and the prepared store keeps only
+the factors' codes (``u_factors``).
 
 The model never sees the concatenated one-hot columns as such: for several factors
 combined by ``concat``, :class:`~trends_ivae.decomposition.GroupIVAE` passes the
@@ -59,6 +62,7 @@ __all__ = [
     "parse_aux_spec",
     "concat_factors",
     "factor_frame",
+    "onehot_columns",
     "REST",
 ]
 
@@ -88,6 +92,9 @@ class AuxVariable:
     ----------
     values : ndarray
         ``(n,)`` int64 labels ``0..K-1`` (discrete) or ``(n, p)`` float32 (continuous).
+        Several factors combined by ``concat`` are held as ``factor_codes`` only
+        (``values=None`` when constructed, see :attr:`dense_on_demand`): reading
+        ``values`` then builds their ``(n, sum K_i)`` one-hot columns, each time.
     kind : {'discrete', 'continuous'}
     names : list of str
         Level names (discrete, ``names[k]`` for label ``k``) or column names (continuous).
@@ -100,17 +107,41 @@ class AuxVariable:
         example, task labels are known even when u is the window).
     """
 
-    values: np.ndarray
+    values: np.ndarray | None = field(repr=False)
     kind: str
     names: list
     spec: str
     factors: list
     factor_codes: np.ndarray
 
+    def __post_init__(self):
+        if self.__dict__.get("_values") is None and self.kind != "continuous":
+            raise ValueError("AuxVariable: values=None is only for concatenated one-hot factors")
+
     @property
     def n_levels(self) -> int:
         """Number of levels (discrete) or columns (continuous)."""
         return len(self.names)
+
+    @property
+    def dense_on_demand(self) -> bool:
+        """True when ``values`` is not held but built from ``factor_codes`` when read."""
+        return self.__dict__.get("_values") is None
+
+
+def _get_values(self) -> np.ndarray:
+    values = self.__dict__.get("_values")
+    return onehot_columns(self.factor_codes, self.factors) if values is None else values
+
+
+def _set_values(self, values) -> None:
+    self.__dict__["_values"] = values
+
+
+# A property over the dataclass field (set after the class is made, so that the field
+# keeps no default and ``AuxVariable(values, ...)`` is unchanged).
+AuxVariable.values = property(_get_values, _set_values,
+                              doc="u per volume; concatenated factors' one-hot columns are built on each read.")
 
 
 def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
@@ -346,6 +377,8 @@ def build_aux(
     Returns
     -------
     AuxVariable
+        For several factors combined by ``concat``, only ``factor_codes`` is held
+        ((n, n_factors) integers); ``values`` builds the one-hot columns when read.
     """
     factors = parse_aux_spec(spec)
     if combine not in ("product", "concat"):
@@ -410,15 +443,9 @@ def build_aux(
         codes[:, j] = [lookup[v] for v in allv]
     factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
 
-    if combine == "concat" and len(factors) > 1:
-        cols, names = [], []
-        for j, (f, order) in enumerate(zip(factors, level_orders)):
-            onehot = np.zeros((n_total, len(order)), dtype=np.float32)
-            onehot[np.arange(n_total), codes[:, j]] = 1.0
-            cols.append(onehot)
-            names.extend(f"{f}={lv}" for lv in order)
-        return AuxVariable(np.concatenate(cols, axis=1), "continuous", names, spec_str,
-                           factor_info, codes)
+    if combine == "concat" and len(factors) > 1:   # the one-hot columns are built when asked for
+        names = [f"{f}={lv}" for f, order in zip(factors, level_orders) for lv in order]
+        return AuxVariable(None, "continuous", names, spec_str, factor_info, codes)
 
     combos, labels = np.unique(codes, axis=0, return_inverse=True)
     labels = labels.reshape(-1).astype(np.int64)
@@ -469,3 +496,38 @@ def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFr
         raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
     return pd.DataFrame({str(f["name"]): pd.Categorical.from_codes(codes[:, j], categories=list(f["levels"]))
                          for j, f in enumerate(factors)})
+
+
+def onehot_columns(factor_codes: np.ndarray, factors: Sequence[dict], rows=None) -> np.ndarray:
+    """The concatenated one-hot columns of discrete factors (u of ``combine="concat"``).
+
+    Parameters
+    ----------
+    factor_codes : ndarray of shape (n, n_factors), int
+        Each factor's level number per volume (``AuxVariable.factor_codes``, the
+        prepared store's ``u_factors``).
+    factors : list of dict
+        ``{"name", "levels"}`` per factor, in column order.
+    rows : index, optional
+        Only these rows (anything that indexes the first axis of ``factor_codes``).
+
+    Returns
+    -------
+    ndarray of shape (n_rows, sum K_i), float32
+        Factor ``j``'s ``K_j`` columns side by side in factor order, a 1 in column
+        ``offset_j + code`` (the column names are ``f"{name}={level}"``). This is
+        ``n_rows x sum K_i`` floats: meant for small data or a block of rows.
+    """
+    codes = np.asarray(factor_codes)
+    if codes.ndim != 2 or codes.shape[1] != len(factors):
+        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
+    if rows is not None:
+        codes = codes[rows]
+    sizes = np.array([len(f["levels"]) for f in factors], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    out = np.zeros((codes.shape[0], int(sizes.sum())), dtype=np.float32)
+    if codes.size:
+        if (codes < 0).any() or (codes >= sizes).any():
+            raise ValueError("factor codes out of range of the factors' levels")
+        out[np.arange(codes.shape[0])[:, None], codes + offsets] = 1.0
+    return out

@@ -540,7 +540,8 @@ def gather_shares(
         "shares": [str(s.path) for s in shares],
     }
     return PreparedData(
-        x=x, u=u.values, subject=subject_idx.astype(np.int64), run=run_idx.astype(np.int64),
+        x=x, u=None if u.dense_on_demand else u.values,   # concatenated factors: u_factors only
+        subject=subject_idx.astype(np.int64), run=run_idx.astype(np.int64),
         volume=volume.astype(np.int64), basis=basis, voxel_mean=voxel_mean, mask=group_mask.astype(np.uint8),
         affine=np.asarray(ref.affine), u_kind=u.kind, u_names=list(u.names),
         aux={"spec": u.spec, "factors": u.factors, "combine": aux_combine, "window": window,

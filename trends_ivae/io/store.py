@@ -1,12 +1,12 @@
 """The prepared store: ``prepared.h5`` (h5py, chunked and gzip-compressed).
 
-Layout (``FORMAT_VERSION`` 1)
+Layout (``FORMAT_VERSION`` 2)
 -----------------------------
 Datasets
 
 ========================  ==============================  ==================================
 ``x``                     (n, d) float32                  ``(Y - voxel_mean) @ basis / scale``, all runs concatenated
-``u``                     (n,) int64 or (n, p) float32    auxiliary variable
+``u``                     (n,) int64 or (n, p) float32    auxiliary variable; absent for concatenated factors
 ``u_factors``             (n, n_factors) int64            each factor's own label (e.g. task when u is task+window)
 ``subject``               (n,) int64                      subject index (into attr ``subjects``)
 ``run``                   (n,) int64                      run index (into the run table)
@@ -20,11 +20,19 @@ Datasets
 ========================  ==============================  ==================================
 
 Attributes: ``format_version``, ``u_kind`` ('discrete' | 'continuous'), ``u_names``,
-``aux`` (JSON: spec, factors and their levels, window, step, delay), ``subjects``
+``aux`` (JSON: spec, factors and their levels, combine, window, step, delay), ``subjects``
 (JSON list), ``runs`` (JSON run table: subject, subject_index, run, file, n_volumes,
 tr, start, entities), ``tr``, ``parameters`` (JSON, incl. the cleaning settings),
 ``versions`` (JSON: package versions). Rows are ordered subject by subject, so a
 subject's rows are contiguous and can be read alone (:func:`read_subject`).
+
+Several discrete factors combined by ``concat`` (u is then their one-hot columns side
+by side, ``u_names`` ``"task=face"``, ...) have no ``u`` dataset: the columns are
+``u_factors`` with the factors' levels of ``aux``, and a dense ``(n, sum K_i)`` u, whose
+width grows with the cohort for per-run windows, is built only on demand
+(:meth:`PreparedData.dense_u`, :func:`~trends_ivae.io.auxiliary.onehot_columns`).
+Format 1 (the same layout, but with the dense ``u`` written for concatenated factors
+too) is still read; its dense ``u`` is then not loaded either.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ import numpy as np
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "PreparedData",
     "write_prepared",
     "read_prepared",
@@ -50,7 +59,9 @@ __all__ = [
     "package_versions",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the format versions :func:`read_prepared` and the other readers accept
+READABLE_VERSIONS = (1, 2)
 _ROW_DATASETS = ("x", "u", "u_factors", "subject", "run", "volume")
 
 
@@ -77,7 +88,11 @@ class PreparedData:
     x : ndarray, shape (n, d), float32
         Reduced data, all runs of all subjects concatenated (subject by subject).
     u : ndarray, shape (n,) int64 or (n, p) float32
-        Auxiliary variable.
+        Auxiliary variable. For several factors combined by ``concat`` it may be given
+        as None (as :func:`read_prepared` and ``prepare`` do): the one-hot columns are
+        then not held, and reading ``u`` builds them from ``u_factors`` each time
+        (``n x sum K_i`` floats; see :meth:`dense_u` and :attr:`u_on_demand`). Code
+        that can use the factors should read ``u_factors`` instead.
     subject, run, volume : ndarray, shape (n,), int64
         Subject index, run index (into ``runs``) and volume index within the run.
     basis : ndarray, shape (n_voxels, d), float32
@@ -108,7 +123,7 @@ class PreparedData:
     """
 
     x: np.ndarray
-    u: np.ndarray
+    u: np.ndarray | None = field(repr=False)
     subject: np.ndarray
     run: np.ndarray
     volume: np.ndarray
@@ -136,8 +151,13 @@ class PreparedData:
         if self.u_factors is None:
             self.u_factors = np.zeros((self.x.shape[0], 0), dtype=np.int64)
         n = self.x.shape[0]
+        if self.u_on_demand and not _u_from_factors(self.aux, self.u_kind, self.u_factors, self.u_names):
+            raise ValueError("PreparedData.u is None, but u is not concatenated factors whose "
+                             "u_factors and aux['factors'] give its columns")
         for name in _ROW_DATASETS:
-            arr = getattr(self, name)
+            arr = self.__dict__["_u"] if name == "u" else getattr(self, name)
+            if arr is None:
+                continue
             if arr.shape[0] != n:
                 raise ValueError(f"PreparedData.{name} has {arr.shape[0]} rows, x has {n}")
         if self.basis.shape[1] != self.x.shape[1]:
@@ -179,7 +199,27 @@ class PreparedData:
             return np.full(self.n_dims, np.nan)
         return np.asarray(self.singular_values, float) ** 2 / float(total)
 
+    @property
+    def u_on_demand(self) -> bool:
+        """True when u (concatenated factors' one-hot columns) is not held but built from
+        ``u_factors`` on each read of ``u``."""
+        return self.__dict__.get("_u") is None
+
     # -- access -----------------------------------------------------------
+    def dense_u(self, rows=None) -> np.ndarray:
+        """u as an array, of all rows or of ``rows`` (anything that indexes rows).
+
+        The held u, or for concatenated factors held as ``u_factors`` only, their
+        one-hot columns built now (``len(rows) x sum K_i`` float32, in the order of
+        ``u_names``): for small data or blocks of rows.
+        """
+        u = self.__dict__.get("_u")
+        if u is not None:
+            return u if rows is None else u[rows]
+        from .auxiliary import onehot_columns
+
+        return onehot_columns(self.u_factors, self.aux["factors"], rows)
+
     def subject_rows(self, subject: int | str) -> np.ndarray:
         """Row indices of one subject (index or label)."""
         idx = self._subject_index(subject)
@@ -207,6 +247,33 @@ class PreparedData:
         from .reduction import reconstruct
 
         return reconstruct(self.x if x is None else x, self.basis, self.voxel_mean, self.scale)
+
+
+def _get_u(self) -> np.ndarray:
+    return self.dense_u()
+
+
+def _set_u(self, value) -> None:
+    self.__dict__["_u"] = value
+
+
+# A property over the dataclass field (set after the class is made, so that the field
+# keeps no default and ``PreparedData(x=..., u=..., ...)`` is unchanged).
+PreparedData.u = property(_get_u, _set_u, doc="The auxiliary variable (see the class docstring).")
+
+
+def _u_from_factors(aux: dict | None, u_kind: str, u_factors, u_names) -> bool:
+    """True when u is concatenated factors whose one-hot columns ``u_factors`` and the
+    factors' levels in ``aux`` give (in the order of ``u_names``): then u is not stored."""
+    from .auxiliary import concat_factors
+
+    if not concat_factors(aux, u_kind):
+        return False
+    factors = aux["factors"]
+    if u_factors is None or len(u_factors.shape) != 2 or u_factors.shape[1] != len(factors):
+        return False
+    names = [f"{f['name']}={lv}" for f in factors for lv in f["levels"]]
+    return list(map(str, u_names)) == names
 
 
 def _json_default(obj):
@@ -254,8 +321,11 @@ def write_prepared(path: str | Path, data: PreparedData, *, overwrite: bool = Fa
             n = data.n_samples
             row_chunk = max(1, min(n, 8192))
             opts = dict(compression="gzip", compression_opts=compression_level, shuffle=True)
+            factors_only = _u_from_factors(data.aux, data.u_kind, data.u_factors, data.u_names)
             for name in _ROW_DATASETS:
-                arr = np.asarray(getattr(data, name))
+                if name == "u" and factors_only:   # concatenated factors: u_factors holds them
+                    continue
+                arr = np.asarray(data.__dict__["_u"] if name == "u" else getattr(data, name))
                 if name == "x":
                     arr = arr.astype(np.float32)
                 elif name == "u":
@@ -301,9 +371,10 @@ def _open(path):
         raise FileNotFoundError(f"prepared file {str(path)!r} does not exist")
     f = h5py.File(path, "r")
     version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         f.close()
-        raise ValueError(f"{str(path)!r} has format_version {version}; this version reads {FORMAT_VERSION}")
+        raise ValueError(f"{str(path)!r} has format_version {version}; this version reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     return f
 
 
@@ -316,13 +387,39 @@ def _meta(f) -> dict:
     )
 
 
+def _factors_only(f, meta: dict | None = None) -> bool:
+    """True when the file's u is concatenated factors given by ``u_factors`` (the dense
+    ``u``, absent from format 2, is then neither read nor needed)."""
+    meta = _meta(f) if meta is None else meta
+    factors_only = _u_from_factors(meta["aux"], meta["u_kind"], f["u_factors"], meta["u_names"])
+    if not factors_only and "u" not in f:
+        raise ValueError(f"{f.filename!r} has no dataset 'u' and its u is not concatenated factors")
+    return factors_only
+
+
+def _read_u(f, start: int, stop: int, step: int, factors_only: bool, meta: dict) -> np.ndarray:
+    if not factors_only:
+        return f["u"][start:stop:step]
+    from .auxiliary import onehot_columns
+
+    return onehot_columns(f["u_factors"][start:stop:step], meta["aux"]["factors"])
+
+
 def read_prepared(path: str | Path) -> PreparedData:
-    """Read a whole ``prepared.h5`` written by :func:`write_prepared`."""
+    """Read a whole ``prepared.h5`` written by :func:`write_prepared` (format 1 or 2).
+
+    Concatenated factors' u is not read (format 1 stored it dense): ``u`` of the result
+    is then built on demand from ``u_factors`` (:attr:`PreparedData.u_on_demand`).
+    """
     with _open(path) as f:
-        arrays = {name: f[name][()] for name in _ROW_DATASETS}
+        meta = _meta(f)
+        factors_only = _factors_only(f, meta)
+        arrays = {name: f[name][()] for name in _ROW_DATASETS if not (name == "u" and factors_only)}
+        if factors_only:
+            arrays["u"] = None
         for name in ("basis", "voxel_mean", "scale", "singular_values", "mask", "affine"):
             arrays[name] = f[name][()]
-        return PreparedData(**arrays, **_meta(f))
+        return PreparedData(**arrays, **meta)
 
 
 def read_subject(path: str | Path, subject: int | str) -> dict:
@@ -332,7 +429,8 @@ def read_subject(path: str | Path, subject: int | str) -> dict:
     -------
     dict
         ``x``, ``u``, ``u_factors``, ``run``, ``volume`` (that subject's rows),
-        ``subject`` (its label) and ``index``.
+        ``subject`` (its label) and ``index``. For concatenated factors ``u`` is their
+        one-hot columns built from these rows' ``u_factors`` (rows x all the levels).
     """
     with _open(path) as f:
         subjects = json.loads(f.attrs["subjects"])
@@ -348,7 +446,10 @@ def read_subject(path: str | Path, subject: int | str) -> dict:
         runs = [r for r in json.loads(f.attrs["runs"]) if r["subject_index"] == idx]
         start = min(r["start"] for r in runs)
         stop = max(r["start"] + r["n_volumes"] for r in runs)
-        out = {name: f[name][start:stop] for name in _ROW_DATASETS if name != "subject"}
+        meta = _meta(f)
+        factors_only = _factors_only(f, meta)
+        out = {name: (_read_u(f, start, stop, 1, factors_only, meta) if name == "u" else f[name][start:stop])
+               for name in _ROW_DATASETS if name != "subject"}
     out.update(subject=subjects[idx], index=idx)
     return out
 
@@ -380,6 +481,9 @@ def read_rows(path: str | Path, rows: slice,
 
     This is how each process of a distributed fit reads its share of the rows
     (:func:`trends_ivae.distributed.row_share`): only those rows are kept in memory.
+    For concatenated factors ``"u"`` is their one-hot columns built from these rows'
+    ``u_factors`` (rows x all the levels): ask for ``"u_factors"`` instead where the
+    factors do (``fit --distributed`` does).
     """
     with _open(path) as f:
         n = int(f["x"].shape[0])
@@ -389,4 +493,7 @@ def read_rows(path: str | Path, rows: slice,
         unknown = [k for k in names if k not in _ROW_DATASETS]
         if unknown:
             raise KeyError(f"not row datasets: {unknown}; known: {list(_ROW_DATASETS)}")
-        return {k: f[k][start:stop:step] for k in names}
+        meta = _meta(f) if "u" in names else None
+        factors_only = "u" in names and _factors_only(f, meta)
+        return {k: (_read_u(f, start, stop, step, factors_only, meta) if k == "u" else f[k][start:stop:step])
+                for k in names}

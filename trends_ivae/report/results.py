@@ -285,8 +285,9 @@ def _load_prior(res: FitResults) -> Prior | None:
                                         "mean": mean[:, :k], "var": var[:, :k],
                                         "count": np.ones(len(ivae.classes_))})
             return prior
-        u = np.asarray(prep.u)
+        u = None   # the dense u is read only where it is labels; concatenated factors are used as codes
         if prep.u_kind == "discrete":
+            u = np.asarray(prep.u)
             classes = np.asarray(ivae.classes_) if ivae.classes_ is not None else np.unique(u)
             mean_c, var_c = ivae.prior_params(classes)
             pos = np.searchsorted(classes, u)
@@ -298,8 +299,14 @@ def _load_prior(res: FitResults) -> Prior | None:
             from ..io.auxiliary import factor_frame
 
             vol_mean, vol_var = ivae.prior_params(factor_frame(prep.u_factors, prep.aux["factors"]))
+        elif getattr(prep, "u_on_demand", False):   # fitted on the dense one-hot columns: built in row blocks
+            block = max(1, 2 ** 22 // max(len(prep.u_names), 1))
+            parts = [ivae.prior_params(prep.dense_u(slice(a, a + block)))
+                     for a in range(0, prep.n_samples, block)]
+            vol_mean = np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k))
+            vol_var = np.concatenate([v for _, v in parts]) if parts else np.empty((0, k))
         else:
-            vol_mean, vol_var = ivae.prior_params(u)
+            vol_mean, vol_var = ivae.prior_params(np.asarray(prep.u))
         vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
         factors = (prep.aux or {}).get("factors") or []
         fcodes = np.asarray(prep.u_factors)
