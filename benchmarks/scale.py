@@ -106,7 +106,8 @@ def cohort(args: argparse.Namespace) -> int:
             gen = time.perf_counter() - t0
             part = _stage([str(ds), str(out), "participant", "--n-jobs", str(args.n_jobs),
                            "--scheduler", args.scheduler])
-            group = _stage([str(ds), str(out), "group", "--aux", "task", "--n-dims", str(args.n_dims),
+            aux = ["--aux", args.aux] + (["--window", str(args.window)] if "window" in args.aux else [])
+            group = _stage([str(ds), str(out), "group", *aux, "--n-dims", str(args.n_dims),
                             "--n-components", "4", "--n-init", "1", "--max-epochs", str(args.epochs),
                             "--batch-size", "256", "--no-report", "--seed", "0"])
             res = json.loads((out / "model" / "config.json").read_text())["results"]
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--n-volumes", type=int, default=40, help="volumes per subject")
         q.add_argument("--n-dims", type=int, default=8)
         q.add_argument("--epochs", type=int, default=5, help="training epochs (fixed: cost per sample)")
+        q.add_argument("--aux", default="task+window",
+                       help="u of the group stage (window levels grow with the cohort: 2 per subject here)")
+        q.add_argument("--window", type=int, default=20, help="window length (volumes) when --aux has window")
         q.add_argument("--n-jobs", type=int, default=2, help="participant-stage workers")
         q.add_argument("--scheduler", choices=["joblib", "dask"], default="joblib",
                        help="participant-stage scheduler (dask: a local cluster of --n-jobs workers)")
