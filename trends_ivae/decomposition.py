@@ -117,9 +117,9 @@ class GroupIVAE(BaseEstimator):
         iVAE restarts; the best held-out ELBO is kept. The restarts race (successive
         halving, ``IVAE(init_epochs=...)``): each trains for the first eighth of the
         schedule, and only the one with the best held-out ELBO then is trained to the
-        end. On the default simulation this picked the restart that three full runs
-        pick, on three data seeds out of three, in 40-55 % of the time
-        (``docs/benchmarks.md``). ``ivae_params={"init_epochs": None}`` trains every
+        end. On the default simulation, over five data seeds, this picked the restart
+        that three full runs pick on three seeds, a worse one on one and a better one
+        on another, in 40-55 % of the time (``docs/benchmarks.md``). ``ivae_params={"init_epochs": None}`` trains every
         restart to the end.
     ivae_params : dict, optional
         Further :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
