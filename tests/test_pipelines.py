@@ -111,3 +111,35 @@ def test_nipype_interface(tmp_path):
         warnings.simplefilter("ignore")
         res = node.run()
     assert Path(res.outputs.group_maps).is_file() and Path(res.outputs.mix).is_file()
+    assert nib.load(res.outputs.group_maps).shape[-1] == 3
+    assert np.loadtxt(res.outputs.mix).shape[1] == 3        # melodic_mix: volumes x components
+
+
+def test_nipype_workflow_node_feeds_the_next_node(tmp_path, monkeypatch):
+    """As a Node in a Workflow: outputs connect, a connected out_dir keeps the whole fit, and a
+    relative bids_dir still works although Nipype runs the node in its own folder."""
+    pytest.importorskip("nipype")
+    from nipype import Function, Node, Workflow
+
+    from trends_ivae.nipype import GroupIVAEFit
+
+    def count_volumes(group_maps, out_dir):
+        import os
+
+        import nibabel as nib
+        return nib.load(group_maps).shape[-1], os.path.join(out_dir, "model", "ivae.pt")
+
+    monkeypatch.chdir(SAMPLE.parent)
+    fit = Node(GroupIVAEFit(bids_dir=SAMPLE.name, n_components=2, n_dims=4, n_init=1, max_epochs=3,
+                            batch_size=64), name="ivae")
+    count = Node(Function(input_names=["group_maps", "out_dir"], output_names=["n", "model"],
+                          function=count_volumes), name="count")
+    wf = Workflow(name="wf", base_dir=str(tmp_path))
+    wf.connect([(fit, count, [("group_maps", "group_maps"), ("out_dir", "out_dir")])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = wf.run()
+    result = {n.name: n for n in graph.nodes()}["count"].result.outputs
+    assert result.n == 2
+    # the default out_dir is in the node's working folder; connected, nipype keeps all of it
+    assert Path(result.model).is_file() and Path(result.model).is_relative_to(tmp_path / "wf" / "ivae")

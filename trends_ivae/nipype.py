@@ -14,6 +14,11 @@ Use it as a node in a Nipype workflow::
 The interface runs ``trends-ivae fit`` in-process (same options, same checks; see
 ``docs/cli.md``) into ``out_dir`` (default ``ivae`` in the node's working folder, or
 ``ivae.ica`` for the MELODIC layout). Importing this module needs ``nipype``.
+
+In a Workflow, Nipype deletes the files of a node's working folder that no connected
+output refers to (``execution.remove_unnecessary_outputs``): connect ``out_dir``
+downstream, or give an ``out_dir`` outside the working folder, to keep the whole fit
+(model, report, time courses), not just the connected ``group_maps``.
 """
 from __future__ import annotations
 
@@ -27,12 +32,15 @@ __all__ = ["GroupIVAEFit"]
 
 
 class GroupIVAEFitInputSpec(BaseInterfaceInputSpec):
-    bids_dir = Directory(exists=True, xor=["func"], desc="BIDS dataset (or fMRIPrep derivatives)")
+    # resolve=True: relative paths are made absolute when set, since Nipype runs the node in
+    # its own working folder
+    bids_dir = Directory(exists=True, resolve=True, xor=["func"],
+                         desc="BIDS dataset (or fMRIPrep derivatives)")
     task = traits.Str(desc="BIDS task to keep")
     participant_label = traits.List(traits.Str, desc="subjects to keep")
-    func = traits.List(File(exists=True), xor=["bids_dir"], desc="4-D runs")
-    events = traits.List(File(exists=True), desc="events TSV, one per func")
-    mask = File(exists=True, desc="brain mask")
+    func = traits.List(File(exists=True, resolve=True), xor=["bids_dir"], desc="4-D runs")
+    events = traits.List(File(exists=True, resolve=True), desc="events TSV, one per func")
+    mask = File(exists=True, resolve=True, desc="brain mask")
     aux = traits.Str("task+window", usedefault=True, desc="u: factors joined with '+'")
     window = traits.Int(20, usedefault=True, desc="sliding-window length (volumes)")
     n_dims = traits.Int(30, usedefault=True, desc="shared basis dimension")
@@ -43,7 +51,7 @@ class GroupIVAEFitInputSpec(BaseInterfaceInputSpec):
     batch_size = traits.Int(desc="mini-batch size")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda")
     layout = traits.Enum("bids", "melodic", "gift", usedefault=True, desc="output layout")
-    out_dir = Directory(desc="output folder (default: ivae or ivae.ica in the working folder)")
+    out_dir = Directory(resolve=True, desc="output folder (default: ivae or ivae.ica in the working folder)")
     args = traits.List(traits.Str, desc="further trends-ivae fit arguments")
 
 
