@@ -220,3 +220,59 @@ def test_bids_app_group_force_failing_mid_move_keeps_the_old_results(bids, tmp_p
     assert code == 1
     assert "No space left on device" in capsys.readouterr().err
     assert _snapshot(out) == before
+
+
+# --------------------------------------------------------------- the same with two Gloo ranks
+_DDP_SCRIPT = r"""
+import sys
+from trends_ivae.distributed import fit_on_ranks
+from trends_ivae.simulate import make_segment_data
+
+d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,
+                      n_draws_for_threshold=50)
+params = dict(n_components=2, n_init=2, max_epochs=int(sys.argv[2]), batch_size=64, hidden_dim=16,
+              random_state=0, patience=1000, device="cpu")
+fit_on_ranks(d.X, d.u, params, 2, sys.argv[3], fit_kwargs={"checkpoint_dir": sys.argv[1]})
+"""
+
+
+def test_sigkill_of_a_distributed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    """Two Gloo ranks killed (the whole process group) after a checkpoint: the rerun resumes, and
+    ends where an uninterrupted two-rank run ends."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with Gloo is not available")
+    from trends_ivae import IVAE
+    from trends_ivae.distributed import fit_on_ranks
+    from trends_ivae.simulate import make_segment_data
+
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_SCRIPT)
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(EPOCHS), str(tmp_path / "killed.pt")],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    first = ckpt / "restart00.pt"
+    deadline = time.monotonic() + 180
+    while not first.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)          # the launcher and both ranks
+    proc.wait()
+    assert not (tmp_path / "killed.pt").exists()
+    assert 1 <= torch.load(first, map_location="cpu", weights_only=True)["epoch"] < EPOCHS
+
+    d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,
+                          n_draws_for_threshold=50)
+    params = dict(n_components=2, n_init=2, max_epochs=EPOCHS, batch_size=64, hidden_dim=16,
+                  random_state=0, patience=1000, device="cpu")
+    fit_on_ranks(d.X, d.u, params, 2, str(tmp_path / "resumed.pt"), fit_kwargs={"checkpoint_dir": str(ckpt)})
+    fit_on_ranks(d.X, d.u, params, 2, str(tmp_path / "plain.pt"))
+    resumed = IVAE.load(tmp_path / "resumed.pt", device="cpu")
+    plain = IVAE.load(tmp_path / "plain.pt", device="cpu")
+    assert torch.load(ckpt / "restart01.pt", map_location="cpu", weights_only=True)["epoch"] == EPOCHS
+    np.testing.assert_array_equal(resumed.transform(d.X, d.u), plain.transform(d.X, d.u))
+    np.testing.assert_array_equal(resumed.restart_elbos_, plain.restart_elbos_)

@@ -201,7 +201,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str) -> None:
+def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str,
+               fit_kwargs: dict | None = None) -> None:
     """One rank of :func:`fit_on_ranks`: join the group, fit on its rows, rank 0 saves the model."""
     import numpy as np
 
@@ -214,22 +215,24 @@ def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str) 
     try:
         share = row_share(len(X), rank_, world)
         u_share = u.iloc[share] if hasattr(u, "iloc") else np.asarray(u)[share]   # a DataFrame of factors
-        est = IVAE(**params).fit(np.asarray(X)[share], u_share)
+        est = IVAE(**params).fit(np.asarray(X)[share], u_share, **(fit_kwargs or {}))
         if rank_ == 0:
             est.save(out)
     finally:
         shutdown()
 
 
-def fit_on_ranks(X, u, params: dict, world: int, out: str, start_method: str = "fork") -> None:
+def fit_on_ranks(X, u, params: dict, world: int, out: str, start_method: str = "fork",
+                 fit_kwargs: dict | None = None) -> None:
     """Fit ``IVAE(**params)`` on ``X, u`` with ``world`` Gloo processes on this machine; save to ``out``.
 
     Each process takes its share of the rows (:func:`row_share`); rank 0 saves the fitted
-    model (:meth:`IVAE.save`). For tests and benchmarks; real runs use ``torchrun``.
+    model (:meth:`IVAE.save`). ``fit_kwargs`` go to :meth:`IVAE.fit` on every rank (e.g.
+    ``checkpoint_dir``). For tests and benchmarks; real runs use ``torchrun``.
     """
     import torch.multiprocessing as mp
 
-    mp.start_processes(_fit_share, args=(world, free_port(), X, u, params, out), nprocs=world,
+    mp.start_processes(_fit_share, args=(world, free_port(), X, u, params, out, fit_kwargs), nprocs=world,
                        join=True, start_method=start_method)
 
 
