@@ -142,3 +142,26 @@ def test_demo_fits_the_sample_data(tmp_path, capsys):
     foreign.mkdir()
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(foreign), "-q"])
+
+
+def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
+    """fit without --n-dims reduces to --n-components dimensions; prepare alone keeps 30, and
+    fitting 3 components on those 30 dimensions warns."""
+    from trends_ivae.io.store import read_prepared
+
+    fast = ["--n-components", "3", "--n-init", "1", "--max-epochs", "2", "--batch-size", "32", "--no-report"]
+    warning = "30 dimensions for 3 components"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(tmp_path / "fit"), *fast]) == 0
+        assert read_prepared(tmp_path / "fit" / "prepared.h5").n_dims == 3
+        assert "dimensions for 3 components" not in capsys.readouterr().err
+        assert main(["prepare", "--bids", str(bids), "--out", str(tmp_path / "prep")]) == 0
+        assert read_prepared(tmp_path / "prep" / "prepared.h5").n_dims == 30
+        capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", "--prepared", str(tmp_path / "prep" / "prepared.h5"),
+                     "--out", str(tmp_path / "fit30"), *fast]) == 0
+    said = capsys.readouterr().err + " ".join(str(w.message) for w in caught)
+    assert warning in said

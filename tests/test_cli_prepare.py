@@ -19,7 +19,7 @@ def test_help_lists_defaults(capsys):
         main(["prepare", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--n-dims" in out and "default: 30" in out and "--force" in out
+    assert "--n-dims" in out and "30 for" in out and "--force" in out and "(default: None)" not in out
 
 
 def test_bids_round_trip_and_force(bids, tmp_path, capsys):

@@ -95,3 +95,21 @@ def test_too_many_components_is_refused(fitted):
     model, _ = fitted
     with pytest.raises(ValueError, match="n_components"):
         GroupIVAE(n_components=9).fit_prepared(model.prepared_)
+
+
+def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
+    from trends_ivae.io import prepare
+
+    runs = find_bids_runs(bids)
+    kw = dict(n_components=N_COMP, aux="task+window", window=20, n_init=1,
+              ivae_params={"max_epochs": 2, "batch_size": 32}, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = GroupIVAE(**kw).fit(runs)
+    assert model.prepared_.n_dims == N_COMP
+    assert not [w for w in caught if "dimensions for" in str(w.message)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        more = prepare(runs, aux="task+window", window=20, n_dims=2 * N_COMP)
+    with pytest.warns(UserWarning, match=f"{2 * N_COMP} dimensions for {N_COMP} components"):
+        GroupIVAE(**kw).fit_prepared(more)

@@ -43,7 +43,7 @@ class GroupIVAEFitInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, resolve=True, desc="brain mask")
     aux = traits.Str("task+window", usedefault=True, desc="u: factors joined with '+'")
     window = traits.Int(20, usedefault=True, desc="sliding-window length (volumes)")
-    n_dims = traits.Int(30, usedefault=True, desc="shared basis dimension")
+    n_dims = traits.Int(desc="shared basis dimension (default: n_components)")
     n_components = traits.Int(10, usedefault=True, desc="number of components")
     n_init = traits.Int(3, usedefault=True, desc="restarts")
     seed = traits.Int(0, usedefault=True, desc="random seed")

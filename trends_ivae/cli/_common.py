@@ -5,7 +5,14 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - used as a constant
+    """argparse's defaults formatter, without "(default: None)": an option without a default says so
+    in its help, or has none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

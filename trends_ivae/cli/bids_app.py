@@ -113,6 +113,8 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
         parser.error("--space goes with --derivatives (raw BIDS data have no space)")
     if args.mask and not Path(args.mask).is_file():
         parser.error(f"--mask {args.mask!r} does not exist or is not a file")
+    if args.n_dims is None:   # as many dimensions as components
+        args.n_dims = args.n_components
     if args.n_dims < 1:
         parser.error("--n-dims must be >= 1")
     if args.tr is not None and args.tr <= 0:

@@ -77,7 +77,10 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     cl.add_argument("--smoothing-fwhm", type=float, metavar="MM", help="spatial smoothing")
 
     red = p.add_argument_group("reduction")
-    red.add_argument("--n-dims", type=int, default=30, metavar="D", help="dimension of the shared basis")
+    red.add_argument("--n-dims", type=int, default=None, metavar="D",
+                     help="dimension of the shared basis (default: --n-components where there is one, "
+                          "i.e. fit and the BIDS App; 30 for prepare). The iVAE recovers sources far "
+                          "better with as many dimensions as components: see docs/prepare.md")
     red.add_argument("--whiten", action="store_true", help="scale components to unit variance")
     red.add_argument("--n-keep", type=int, metavar="M", help="MIGP running rows (default max(4 D, 100))")
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")
@@ -114,6 +117,10 @@ def check_input_arguments(args, parser) -> None:
             existing_file(parser, args.participants, "--participants")
     if args.mask:
         existing_file(parser, args.mask, "--mask")
+    if args.n_dims is None:   # fit: as many dimensions as components; prepare alone: 30
+        from ..io.preparation import DEFAULT_N_DIMS
+
+        args.n_dims = getattr(args, "n_components", None) or DEFAULT_N_DIMS
     if args.n_dims < 1:
         parser.error("--n-dims must be >= 1")
     if args.tr is not None and args.tr <= 0:
