@@ -42,7 +42,16 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["Comm", "is_distributed", "rank", "world_size", "row_share", "init_from_env", "shutdown",
+           "group_was_used",
            "free_port", "compare_world_sizes"]
+
+
+_GROUP_USED = False
+
+
+def group_was_used() -> bool:
+    """True once :func:`init_from_env` has created a process group in this process."""
+    return _GROUP_USED
 
 
 def is_distributed() -> bool:
@@ -78,12 +87,13 @@ def row_share(n_rows: int, rank_: int | None = None, world: int | None = None) -
     return slice(r, n_rows, w)
 
 
-def init_from_env(device: str = "auto", timeout_s: float = 600.0) -> torch.device:
+def init_from_env(device: str = "auto", timeout_s: float = 3600.0) -> torch.device:
     """Join the process group described by torchrun's environment; this rank's device.
 
     Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
     (set by ``torchrun``). The backend is NCCL when the device is CUDA (each rank then
-    uses ``cuda:LOCAL_RANK``), else Gloo.
+    uses ``cuda:LOCAL_RANK``), else Gloo. ``timeout_s`` bounds every collective, including
+    the other ranks' wait at :func:`shutdown` while rank 0 writes the outputs.
 
     Raises
     ------
@@ -103,13 +113,26 @@ def init_from_env(device: str = "auto", timeout_s: float = 600.0) -> torch.devic
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if use_cuda else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_s))
+        global _GROUP_USED
+        _GROUP_USED = True
     return dev
 
 
 def shutdown() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one), all ranks together.
+
+    Every rank waits at a barrier first, so no rank leaves while rank 0 is still
+    writing the outputs (the wait is bounded by the group's timeout,
+    :func:`init_from_env`). The command line then ends each rank with ``os._exit``
+    (:func:`trends_ivae.cli.main._exit_if_distributed`), because the interpreter's
+    teardown after a Gloo group sometimes aborted.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if dist.get_world_size() > 1:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 class _Objective(nn.Module):
