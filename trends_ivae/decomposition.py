@@ -96,14 +96,16 @@ class GroupIVAE(BaseEstimator):
         Seconds added to event onsets before labelling volumes.
     min_event_duration : float or None
         Lengthen shorter events (e.g. zero-duration ones) to this many seconds.
-    aux_combine : {"product", "concat"}
-        Several factors as one discrete product label, or concatenated one-hot columns.
+    aux_combine : {"concat", "product"}, default="concat"
+        Several factors as concatenated one-hot columns (the prior is an MLP of them), or
+        as one discrete label per combination (needs many volumes per combination).
     n_dims : int or None, default=None
         Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
         The iVAE recovers sources far better from as many dimensions as it has
         components, as group ICA reduces to its number of components: on the
-        simulated benchmark (12 sources) 12 dimensions gave a time-course MCC of 0.96
-        and 30 dimensions 0.52 (``docs/benchmarks.md``). More dimensions warn.
+        simulated benchmark (12 sources, linear response) 12 dimensions gave a
+        time-course MCC of 0.96 and 30 dimensions 0.52 (``docs/benchmarks.md``). More
+        dimensions warn.
     mask : image or path, optional
         Brain mask; default the intersection of the runs' EPI masks.
     tr : float, optional
