@@ -21,12 +21,7 @@ from trends_ivae.model.priors import LOG_SCALE_MAX, LOG_SCALE_MIN
 from trends_ivae.simulate import make_segment_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _onehot(idx: torch.Tensor, width: int) -> torch.Tensor:

@@ -9,14 +9,7 @@ from trends_ivae.estimator import IdentifiabilityWarning
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import make_segment_data
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread (and the CPU is shared)."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 FAST = dict(max_epochs=2, batch_size=64, hidden_dim=16, random_state=0)

@@ -444,8 +444,7 @@ def build_aux(
     factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
 
     if combine == "concat" and len(factors) > 1:   # the one-hot columns are built when asked for
-        names = [f"{f}={lv}" for f, order in zip(factors, level_orders) for lv in order]
-        return AuxVariable(None, "continuous", names, spec_str, factor_info, codes)
+        return AuxVariable(None, "continuous", onehot_names(factor_info), spec_str, factor_info, codes)
 
     combos, labels = np.unique(codes, axis=0, return_inverse=True)
     labels = labels.reshape(-1).astype(np.int64)
@@ -471,6 +470,20 @@ def concat_factors(aux: dict | None, u_kind: str) -> bool:
     return u_kind == "continuous" and aux.get("combine") == "concat" and len(aux.get("factors") or []) > 1
 
 
+def _check_codes(factor_codes: np.ndarray, factors: Sequence[dict]) -> np.ndarray:
+    """``factor_codes`` as an array of shape (n, len(factors)), else a ValueError."""
+    codes = np.asarray(factor_codes)
+    if codes.ndim != 2 or codes.shape[1] != len(factors):
+        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
+    return codes
+
+
+def onehot_names(factors: Sequence[dict]) -> list[str]:
+    """The names of the concatenated one-hot columns of ``factors`` (``{"name", "levels"}``
+    each): ``f"{name}={level}"``, factor by factor (the ``u_names`` of ``combine="concat"``)."""
+    return [f"{f['name']}={lv}" for f in factors for lv in f["levels"]]
+
+
 def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFrame:
     """The factors of u as a DataFrame of categorical columns, one per factor.
 
@@ -491,9 +504,7 @@ def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFr
         concatenated one-hot columns of :func:`build_aux`. Built from the codes
         without materialising the labels.
     """
-    codes = np.asarray(factor_codes)
-    if codes.ndim != 2 or codes.shape[1] != len(factors):
-        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
+    codes = _check_codes(factor_codes, factors)
     return pd.DataFrame({str(f["name"]): pd.Categorical.from_codes(codes[:, j], categories=list(f["levels"]))
                          for j, f in enumerate(factors)})
 
@@ -518,9 +529,7 @@ def onehot_columns(factor_codes: np.ndarray, factors: Sequence[dict], rows=None)
         ``offset_j + code`` (the column names are ``f"{name}={level}"``). This is
         ``n_rows x sum K_i`` floats: meant for small data or a block of rows.
     """
-    codes = np.asarray(factor_codes)
-    if codes.ndim != 2 or codes.shape[1] != len(factors):
-        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
+    codes = _check_codes(factor_codes, factors)
     if rows is not None:
         codes = codes[rows]
     sizes = np.array([len(f["levels"]) for f in factors], dtype=np.int64)

@@ -58,6 +58,11 @@ class Outcome:
     error: str | None = None
     details: str | None = None
 
+    @classmethod
+    def of(cls, name: str, ok: bool, value: Any, details: str | None) -> "Outcome":
+        """From :func:`_guarded`'s ``(ok, result or message, traceback)``."""
+        return cls(name, ok, value if ok else None, None if ok else value, details)
+
 
 class TaskFailures(PrepareError):
     """Some subjects failed; ``failures`` maps each name to its error message."""
@@ -166,7 +171,7 @@ def _run_loky(fn: Callable, tasks: list, n_jobs: int) -> Iterator[Outcome]:
     if effective_n_jobs(n_jobs) == 1:             # in this process
         for name, args, kwargs in tasks:
             ok, value, tb = _guarded(fn, args, kwargs)
-            yield Outcome(name, ok, value if ok else None, None if ok else value, tb)
+            yield Outcome.of(name, ok, value, tb)
         return
     threads = str(max(cpu_count() // n, 1))
     env = {var: os.environ.get(var, threads) for var in _THREAD_VARS}
@@ -211,7 +216,7 @@ def _run_loky(fn: Callable, tasks: list, n_jobs: int) -> Iterator[Outcome]:
                     ok, value, tb = False, _died(exc), traceback.format_exc()
                     workers[slot].shutdown(wait=False, kill_workers=True)
                     workers[slot] = None                  # a fresh worker for the next task
-                finished[i] = Outcome(tasks[i][0], ok, value if ok else None, None if ok else value, tb)
+                finished[i] = Outcome.of(tasks[i][0], ok, value, tb)
     finally:
         for _, slot in running.values():          # stopped early: no task is left running
             workers[slot].shutdown(wait=False, kill_workers=True)
@@ -254,7 +259,7 @@ def _run_dask(fn: Callable, tasks: list, n_jobs: int, address: str | None) -> It
             except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection, ...
                 ok, value, tb = False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
             fut.release()
-            yield Outcome(name, ok, value if ok else None, None if ok else value, tb)
+            yield Outcome.of(name, ok, value, tb)
     finally:
         client.close()
         if cluster is not None:

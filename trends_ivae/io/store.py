@@ -265,15 +265,14 @@ PreparedData.u = property(_get_u, _set_u, doc="The auxiliary variable (see the c
 def _u_from_factors(aux: dict | None, u_kind: str, u_factors, u_names) -> bool:
     """True when u is concatenated factors whose one-hot columns ``u_factors`` and the
     factors' levels in ``aux`` give (in the order of ``u_names``): then u is not stored."""
-    from .auxiliary import concat_factors
+    from .auxiliary import concat_factors, onehot_names
 
     if not concat_factors(aux, u_kind):
         return False
     factors = aux["factors"]
     if u_factors is None or len(u_factors.shape) != 2 or u_factors.shape[1] != len(factors):
         return False
-    names = [f"{f['name']}={lv}" for f in factors for lv in f["levels"]]
-    return list(map(str, u_names)) == names
+    return list(map(str, u_names)) == onehot_names(factors)
 
 
 def _json_default(obj):

@@ -8,6 +8,7 @@ mini-batch indices are drawn there with a device generator: no DataLoader.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import os
@@ -331,9 +332,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             rows = comm.local_rows(rows[mine])
         else:
             mine, counts, rows = None, [batch_size] * steps_per_epoch, rows.reshape(-1)
-        offsets = [0]
-        for c in counts:
-            offsets.append(offsets[-1] + c)
+        offsets = [0, *itertools.accumulate(counts)]   # where each batch's rows start in ``rows``
         epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
         annealed = warm_steps > 0 and step < warm_steps
         for b in range(steps_per_epoch):
