@@ -134,3 +134,29 @@ def test_fit_restores_the_callers_thread_setting(nonlinear):
     seen.clear()
     Spy(3, max_epochs=1, linear_epochs=0, batch_size=1024, n_threads=None).fit(nonlinear.X, nonlinear.u)
     assert seen == [before] and torch.get_num_threads() == before
+
+
+def test_vae_linear_start_stays_at_least_as_good_as_linear_ica_on_linear_data():
+    from trends_ivae import IVAE
+
+    d = make_segment_data(n_sources=3, n_segments=20, n_per_segment=200, n_layers=1, random_state=5)
+    start = linear_start(d.X, d.u, 3)
+    lin = mcc(start.transform(d.X), d.S).score
+    est = IVAE(3, init="ica", max_epochs=4, batch_size=256, hidden_dim=16, random_state=0).fit(d.X, d.u)
+    assert est.start_method_ in ("fastica", "nsica") and est.model_.config.linear_skip
+    assert mcc(est.transform(d.X, d.u), d.S).score >= lin - 0.01
+    with pytest.raises(ValueError, match="init must be"):
+        IVAE(3, init="pca").fit(d.X, d.u)
+
+
+def test_vae_set_linear_start_is_the_affine_model():
+    from trends_ivae.model import IVAEConfig, IVAEModel
+
+    model = IVAEModel(IVAEConfig(n_features=3, n_components=3, n_aux=4, linear_skip=True))
+    W, b = torch.randn(3, 3) + 3 * torch.eye(3), torch.randn(3)
+    model.set_linear_start(W, b)
+    x, u = torch.randn(6, 3), torch.zeros(6, 1)
+    torch.testing.assert_close(model.encode(x, u)[0], x @ W.T + b, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.decode(x @ W.T + b), x, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="linear_skip"):
+        IVAEModel(IVAEConfig(n_features=3, n_components=3, n_aux=4)).set_linear_start(W, b)

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from .backprojection import back_project
 from .estimator import IVAE
+from .estimator_base import SourceEstimator
 from .flow_estimator import IFlow
 from .io.auxiliary import concat_factors, factor_frame
 from .io.bids import RunSpec, runs_from_files
@@ -446,7 +447,7 @@ class GroupIVAE(BaseEstimator):
         params["device"] = device
         model = cls(**params)
         model.prepared_ = read_prepared(files["prepared"])
-        model.ivae_ = IVAE.load(files["model"], device=device)
+        model.ivae_ = SourceEstimator.load(files["model"], device=device)   # an IVAE or an IFlow
         model.mask_img_ = model.prepared_.mask_img()
         model.runs_ = model.prepared_.runs
         model.n_components_ = model.ivae_.n_components

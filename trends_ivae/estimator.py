@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.utils import check_random_state
 
@@ -75,6 +76,13 @@ class IVAE(SourceEstimator):
         KL and the entropy keep their full weight from the first step).
     n_init : int, default=1
         Restarts with different seeds; ``select`` decides which one is kept.
+    init : {"random", "ica"}, default="random"
+        "ica" adds affine paths beside the encoder and decoder MLPs
+        (``linear_skip``) and starts the first restart at a linear ICA solution of
+        the same (x, u) (:func:`trends_ivae.linear_start.linear_start`: FastICA or
+        nonstationary ICA, whichever has the higher linear-model likelihood), with
+        the MLP residuals at zero and the prior at the start's per-level statistics;
+        later restarts start at random.
     select : {"score", "central"}, default="score"
         Keep the restart with the best held-out ELBO ("score"), or the most central
         one, the restart whose components best match all the others' (ICASSO-style,
@@ -174,7 +182,7 @@ class IVAE(SourceEstimator):
                  patience: int = 30, grad_clip: float = 10.0, n_init: int = 1,
                  init_epochs: int | None = None, n_iwae: int = 4,
                  device: str = "auto", amp: bool = False, max_seconds: float | None = None,
-                 random_state: Any = None, verbose: int = 0, select: str = "score",
+                 random_state: Any = None, verbose: int = 0, init: str = "random", select: str = "score",
                  n_threads: int | str | None = "auto") -> None:
         self.n_components = n_components
         self.prior = prior
@@ -204,6 +212,7 @@ class IVAE(SourceEstimator):
         self.max_seconds = max_seconds
         self.random_state = random_state
         self.verbose = verbose
+        self.init = init
         self.select = select
         self.n_threads = n_threads
 
@@ -214,7 +223,8 @@ class IVAE(SourceEstimator):
                         aux_kind=aux_kind, prior=self.prior, hidden_dim=self.hidden_dim,
                         n_hidden=self.n_hidden, activation=self.activation,
                         decoder_var=self.decoder_var, learn_prior_mean=self.learn_prior_mean,
-                        encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior)
+                        encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior,
+                        linear_skip=self.init == "ica")
         tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                          warmup_frac=self.warmup_frac, kl_start=self.kl_start,
                          entropy_start=self.entropy_start, decoder_var_start=self.decoder_var_start,
@@ -259,14 +269,17 @@ class IVAE(SourceEstimator):
             raise ValueError(f"init_epochs must be None or >= 1, got {self.init_epochs}")
         if int(self.n_iwae) < 1:
             raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
+        if self.init not in ("random", "ica"):
+            raise ValueError(f"init must be 'random' or 'ica', got {self.init!r}")
         comm = self._comm
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):
+            init_first = self._linear_init(Xt, Ut, seed) if self.init == "ica" else None
             results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
                                    init_epochs=self.init_epochs, comm=comm if comm.active else None,
-                                   stream_rows=stream_rows, device=self.device_)
+                                   stream_rows=stream_rows, device=self.device_, init_first=init_first)
             elbos = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
             self.diverged_ = np.array([r.diverged for r in results])
             if not np.isfinite(elbos).any():
@@ -325,6 +338,28 @@ class IVAE(SourceEstimator):
         x, z = self.model_.sample(Ut, generator=g)
         X = x.float().cpu().numpy() * self.x_scale_ + self.x_mean_
         return X, self._user_from_internal(z.float().cpu().numpy())
+
+    def _linear_init(self, Xt: Any, Ut: torch.Tensor, seed: int):
+        """The first restart's start: a linear ICA solution of (a subsample of) the rows."""
+        from .linear_start import linear_start
+        from .model.priors import init_lookup_prior
+
+        xs, us = self._consensus_rows(Xt, Ut, seed, max_rows=200_000)
+        X = xs.detach().cpu().numpy()
+        if self._comm.active:   # every rank starts from rank 0's solution
+            X, codes = self._comm.gather((X, self._level_codes(us)))[0]
+        else:
+            codes = self._level_codes(us)
+        st = linear_start(X, codes, self.n_components, random_state=seed % 2**31)
+        self.start_method_ = st.method
+        y = torch.as_tensor(st.transform(X), dtype=torch.float32)
+        u0 = torch.as_tensor(codes, dtype=torch.float32)[:, None] if codes is not None else None
+
+        def init(model: IVAEModel) -> None:
+            model.set_linear_start(torch.as_tensor(st.unmixing), torch.as_tensor(st.offset))
+            if u0 is not None and self.aux_kind_ == "discrete":
+                init_lookup_prior(model.prior, y.to(model.prior.log_scale_table.device), u0.to(y.device))
+        return init
 
     # ---------------------------------------------------------------- save/load
     _FORMAT = "trends_ivae.IVAE"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -201,7 +200,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         mean = mean.float().cpu().numpy()[:, self.component_order_] * self.component_signs_
         return mean, var.float().cpu().numpy()[:, self.component_order_]
 
-    def reorder(self, order: Any, signs: Any = None) -> "IVAE":
+    def reorder(self, order: Any, signs: Any = None) -> "SourceEstimator":
         """Permute (and flip) the components everywhere: new component j is old
         component ``order[j]`` times ``signs[j]``. Composes with earlier calls."""
         self._check_fitted()
@@ -284,10 +283,11 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return Xt, Ut, seed, n_all
 
     @torch.no_grad()
-    def _consensus_rows(self, Xt: Any, Ut: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """At most 5000 rows (seeded) on the device, on which restarts are compared."""
+    def _consensus_rows(self, Xt: Any, Ut: torch.Tensor, seed: int, max_rows: int = 5000
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """At most ``max_rows`` rows (seeded) on the device, on which restarts are compared."""
         rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(Xt.shape[0], size=min(5000, Xt.shape[0]), replace=False))
+        rows = np.sort(rng.choice(Xt.shape[0], size=min(max_rows, Xt.shape[0]), replace=False))
         dev = self.device_   # Xt, Ut may be on the host (streamed training), Xt even on disk
         if isinstance(Xt, _DiskRows):
             xs = torch.as_tensor(Xt[rows], device=dev)
@@ -370,6 +370,8 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
 
         Called on the base class, it returns whichever estimator the file holds.
         """
+        from . import estimator, flow_estimator  # noqa: F401 - register the estimators
+
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         kinds = {c._FORMAT: c for c in _subclasses(SourceEstimator)}
         fmt = state.get("format") if isinstance(state, dict) else None

@@ -57,6 +57,10 @@ class IVAEConfig:
         Covariance of the Gaussian q(z|x,u): full (Cholesky factor from the encoder;
         the ELBO is then tight in the low-noise regime, see :mod:`.ivae`) or diagonal
         (the paper).
+    linear_skip : bool
+        Decoder ``f(z) = A z + c + r(z)`` and encoder mean ``W x + b + e(x, u)``: an
+        affine path beside each MLP, so that the model can start at a linear ICA
+        solution (:meth:`IVAEModel.set_linear_start`) with residuals that start at zero.
     """
 
     n_features: int
@@ -71,6 +75,7 @@ class IVAEConfig:
     learn_prior_mean: bool = True
     encoder_uses_aux: bool = True
     posterior: str = "full"
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:

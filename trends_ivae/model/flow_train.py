@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from .flow import FlowConfig, FlowModel
+from .priors import init_lookup_prior
 from .train import _lr_lambda, _Progress, make_generator, split_indices
 
-__all__ = ["FlowTrainConfig", "FlowResult", "init_prior_from_start", "train_flow"]
+__all__ = ["FlowTrainConfig", "FlowResult", "train_flow"]
 
 
 @dataclass
@@ -76,26 +77,6 @@ class FlowResult:
     diverged: bool = False
     seed: int = 0
     seconds: float = 0.0
-
-
-@torch.no_grad()
-def init_prior_from_start(model: FlowModel, X: torch.Tensor, U: torch.Tensor) -> None:
-    """Set a lookup prior's per-level means and log-scales to those of ``g(X)``."""
-    table = getattr(model.prior, "loc_table", None)
-    if table is None:   # an MLP prior (factors, continuous u) learns from zero
-        return
-    z = model.encode(X)[0]
-    idx = U[:, 0].long()
-    n_levels = table.shape[0]
-    counts = torch.zeros(n_levels, device=z.device).index_add_(0, idx, torch.ones_like(idx, dtype=z.dtype))
-    sums = torch.zeros_like(table).index_add_(0, idx, z)
-    means = sums / counts.clamp_min(1)[:, None]
-    sq = torch.zeros_like(table).index_add_(0, idx, (z - means[idx]) ** 2)
-    std = (sq / counts.clamp_min(1)[:, None]).sqrt().clamp_min(1e-3)
-    seen = counts > 0
-    if isinstance(model.prior.loc_table, torch.nn.Parameter):
-        model.prior.loc_table[seen] = means[seen]
-    model.prior.log_scale_table[seen] = std[seen].log()
 
 
 @torch.no_grad()
@@ -169,7 +150,8 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
         q, _ = torch.linalg.qr(torch.randn(config.n_components, config.n_components,
                                            generator=torch.Generator().manual_seed(seed)))
         model.set_linear(q, torch.zeros(config.n_components))
-    init_prior_from_start(model, X, U)
+    with torch.no_grad():
+        init_lookup_prior(model.prior, model.encode(X)[0], U)
     train_idx, val_idx = split_indices(X.shape[0], tc.val_frac, seed if split_seed is None else split_seed, device)
     gen = make_generator(device, seed + 1)
     state = {"epoch": 0, "best": -math.inf, "best_state": None, "history": {"train_elbo": [], "val_elbo": []}}

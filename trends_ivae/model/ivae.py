@@ -75,6 +75,9 @@ class IVAEModel(nn.Module):
             self.register_buffer("_pick", pick, persistent=False)
             self.register_buffer("_scatter", scatter, persistent=False)
         self.decoder = MLP(c.n_components, c.n_features, c.hidden_dim, c.n_hidden, c.activation)
+        if c.linear_skip:   # affine paths beside the MLPs: x ~ A z + c + r(z), E[z|x] = W x + b + e(x, u)
+            self.dec_linear = nn.Linear(c.n_components, c.n_features)
+            self.enc_linear = nn.Linear(c.n_features, c.n_components)
         self.prior = make_prior(c)
         if c.decoder_var is None:
             self.decoder_logvar = nn.Parameter(torch.full((c.n_features,), math.log(0.1)))
@@ -97,6 +100,8 @@ class IVAEModel(nn.Module):
         else:
             out = self.encoder(torch.cat([x, u], dim=-1))
         mu, logvar = out[:, :n], out[:, n:2 * n].clamp(ENC_LOGVAR_MIN, ENC_LOGVAR_MAX)
+        if self.config.linear_skip:
+            mu = mu + self.enc_linear(x)
         offdiag = out[:, 2 * n:] if self.full_cov else None
         return mu, logvar, offdiag
 
@@ -118,7 +123,33 @@ class IVAEModel(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean f(z), (B, d)."""
+        if self.config.linear_skip:
+            return self.dec_linear(z) + self.decoder(z)
         return self.decoder(z)
+
+    @torch.no_grad()
+    def set_linear_start(self, unmixing: torch.Tensor, offset: torch.Tensor, log_var: float = -4.0) -> None:
+        """Start at the linear model ``z = W x + b``, ``x = A z + c`` (``A = W⁺``).
+
+        The encoder mean and the decoder become exactly these affine maps (their MLP
+        residuals' last layers are zeroed), the posterior variance ``exp(log_var)``
+        with no correlation. Needs ``linear_skip``.
+        """
+        if not self.config.linear_skip:
+            raise ValueError("set_linear_start needs a model built with linear_skip=True")
+        W = torch.as_tensor(unmixing, dtype=self.enc_linear.weight.dtype, device=self.enc_linear.weight.device)
+        b = torch.as_tensor(offset, dtype=W.dtype, device=W.device)
+        A = torch.linalg.pinv(W)
+        self.enc_linear.weight.copy_(W)
+        self.enc_linear.bias.copy_(b)
+        self.dec_linear.weight.copy_(A)
+        self.dec_linear.bias.copy_(-A @ b)
+        for net in (self.encoder, self.decoder):
+            last = net.net[-1]
+            last.weight.zero_()
+            last.bias.zero_()
+        n = self.config.n_components
+        self.encoder.net[-1].bias[n:2 * n] = log_var
 
     # -- objective ------------------------------------------------------------
     def _sample(self, mu: torch.Tensor, logvar: torch.Tensor, offdiag: torch.Tensor | None,

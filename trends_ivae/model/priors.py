@@ -148,6 +148,25 @@ class MLPPrior(ConditionalPrior):
         return loc, log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
 
 
+@torch.no_grad()
+def init_lookup_prior(prior: ConditionalPrior, z: torch.Tensor, u: torch.Tensor) -> None:
+    """Set a :class:`LookupPrior`'s per-level means and log-scales to those of the
+    sources ``z`` (N, n) at u's levels ``u`` (N, 1); other priors are left as they are."""
+    if not isinstance(prior, LookupPrior):
+        return
+    idx = u[:, 0].long()
+    table = prior.log_scale_table
+    counts = torch.zeros(table.shape[0], device=z.device, dtype=z.dtype).index_add_(0, idx, torch.ones_like(z[:, 0]))
+    means = torch.zeros_like(table).index_add_(0, idx, z) / counts.clamp_min(1)[:, None]
+    sq = torch.zeros_like(table).index_add_(0, idx, (z - means[idx]) ** 2)
+    std = (sq / counts.clamp_min(1)[:, None]).sqrt().clamp_min(1e-3)
+    seen = counts > 0
+    if isinstance(prior.loc_table, nn.Parameter):
+        prior.loc_table[seen] = means[seen]
+    log_std = std[seen].log()
+    prior.log_scale_table[seen] = log_std if prior.family == "gauss" else log_std - 0.5 * math.log(2.0)
+
+
 def make_prior(config: IVAEConfig) -> ConditionalPrior:
     """The prior described by ``config``."""
     if config.prior == "normal":

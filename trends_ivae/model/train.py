@@ -216,7 +216,8 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
                 checkpoint_path: str | os.PathLike | None = None,
                 max_seconds: float | None = None, stop_epoch: int | None = None,
                 resume: dict | None = None, comm=None, stream_rows: int | None = None,
-                device: str | torch.device | None = None) -> TrainResult:
+                device: str | torch.device | None = None,
+                init: Callable[[IVAEModel], None] | None = None) -> TrainResult:
     """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
 
     Parameters
@@ -257,6 +258,9 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     device : torch.device, optional
         Where to train (default: ``X.device``); with ``stream_rows``, the device the
         chunks go to.
+    init : callable, optional
+        Called with the freshly built model before training, e.g. to start it at a
+        linear ICA solution (a checkpoint or ``resume`` state, when present, wins).
     """
     comm = _SingleProcess() if comm is None else comm
     tc = train_config
@@ -281,6 +285,8 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = IVAEModel(model_config).to(device)
+    if init is not None:
+        init(model)
     opt = _make_adam(model, tc)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
@@ -453,8 +459,12 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
                  checkpoint_dir: str | os.PathLike | None = None,
                  max_seconds: float | None = None, init_epochs: int | None = None,
                  comm=None, stream_rows: int | None = None,
-                 device: str | torch.device | None = None) -> list[TrainResult]:
+                 device: str | torch.device | None = None,
+                 init_first: Callable[[IVAEModel], None] | None = None) -> list[TrainResult]:
     """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
+
+    ``init_first`` starts the first restart (e.g. at a linear ICA solution); the
+    others start at random.
 
     With ``init_epochs`` (and ``n_init > 1``) the restarts race: each runs its first
     ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and only the one
@@ -476,7 +486,7 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
         tc = train_config
         res = train_model(model_config, tc, X, U, seed=restart_seed, split_seed=split_seed,
                           verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds,
-                          stop_epoch=stop,
+                          stop_epoch=stop, init=init_first if i == 0 else None,
                           comm=comm, stream_rows=stream_rows, device=device)
         if res.diverged:
             tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})

@@ -266,11 +266,11 @@ def _load_prior(res: FitResults) -> Prior | None:
         return None
     prep = res.prepared
     try:
-        from ..estimator import IVAE
+        from ..estimator_base import SourceEstimator
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ivae = IVAE.load(model_path, device="cpu")
+            ivae = SourceEstimator.load(model_path, device="cpu")
     except Exception as exc:  # noqa: BLE001 - torch missing or an incompatible checkpoint
         res.notes.append(f"model/ivae.pt could not be loaded ({type(exc).__name__}: {exc}): "
                          "the learned prior is not shown.")
