@@ -77,9 +77,11 @@ def test_gathered_shares_equal_prepare(bids, tmp_path):
     np.testing.assert_array_equal(got.u, ref.u)
 
 
-def test_group_alone_does_everything(app_out, bids, tmp_path):
+def test_group_alone_does_everything(app_out, bids, tmp_path, capsys):
     out = tmp_path / "alone"
     assert _quiet([str(bids), str(out), "group", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}:" in printed and ".trends_ivae_group-" not in printed   # the final path only
     assert not list(out.glob("sub-*/*_share.h5"))          # shares computed in a temporary folder
     a, b = read_prepared(out / "prepared.h5"), read_prepared(app_out / "prepared.h5")
     np.testing.assert_allclose(a.x, b.x, atol=1e-4 * np.abs(b.x).max())

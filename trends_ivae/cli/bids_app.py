@@ -385,7 +385,8 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
         args.checkpoint_dir = None
         args.report = not args.no_report
         tmp_out = work / "out"
-        code = fit_and_write(args, tmp_out, source=str(bids))
+        code = fit_and_write(args, tmp_out, source=str(bids),
+                             shown_dir=out if args.layout == "bids" else out / LAYOUT_DIRS[args.layout])
         if code:
             return code
         out.mkdir(parents=True, exist_ok=True)

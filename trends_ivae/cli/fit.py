@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -184,11 +185,26 @@ class _RunMaps(Sequence):
         return self._maps[self._subject[i]]
 
 
+def summary_line(model, prepared, n_components: int) -> str:
+    """The fit's one-line result: ELBO per volume (data units, as ``model/elbo.tsv`` and the
+    report) and the stability across restarts, or why there is none (one restart)."""
+    n_init = int(getattr(model.ivae_, "n_init", 0) or 0)
+    stability = model.stability_
+    if n_init < 2 or stability is None or not math.isfinite(float(stability)):
+        stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
+    else:
+        stab = f"stability across {n_init} restarts {stability:.2f}"
+    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s); "
+            f"held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
+
+
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
-                  rows: slice | None = None) -> int:
+                  rows: slice | None = None, shown_dir: Path | None = None) -> int:
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
 
-    ``rows``: train on these rows only (rank 0 of a distributed fit).
+    ``rows``: train on these rows only (rank 0 of a distributed fit). ``shown_dir``: the
+    folder printed as written (the BIDS App writes into a temporary ``out_dir`` and moves
+    it there afterwards); default ``out_dir``.
     """
     from .. import __version__
     from ..decomposition import GroupIVAE
@@ -243,7 +259,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         "ivae": model.ivae_.get_params(),
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
-        "results": {"elbo": model.elbo_, "stability": model.stability_,
+        "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
+                    "stability": model.stability_,
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
                     "seconds": fit_seconds},
@@ -280,15 +297,15 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
         return 1
-    print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
-          f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.stability_:.2f}, "
+    shown = out_dir if shown_dir is None else Path(shown_dir)
+    print(f"wrote {shown}: {summary_line(model, prepared, args.n_components)}, "
           f"{time.perf_counter() - t0:.1f} s")
     if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
         try:  # the fit outputs are written; a report failure must not lose them
             from ..report import build_report
 
             page = build_report(out_dir)
-            print(f"report: {page}")
+            print(f"report: {shown / Path(page).relative_to(out_dir)}")
         except Exception as exc:  # noqa: BLE001
             print(f"{prog}: warning: the fit outputs are complete, but the report failed "
                   f"({type(exc).__name__}: {exc}); retry with 'trends-ivae report {out_dir}'",

@@ -145,10 +145,10 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
                              f"batch {_fmt(ivae.get('batch_size'))}, max {_fmt(ivae.get('max_epochs'))} epochs "
                              f"(ran {_fmt(results.get('n_epochs'))}), validation fraction {_fmt(ivae.get('val_frac'))}, "
                              f"device {_fmt(results.get('device'))}"))
-    rows.append(("held-out ELBO (final)", _fmt(results.get("elbo"))))
-    rows.append(("restart ELBOs", _fmt(results.get("restart_elbos"))))
-    rows.append(("stability across restarts", _fmt(results.get("stability"), 3)
-                 + " (mean matched correlation of the restarts' time courses)"))
+    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + " (data units, final)"))
+    rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
+    rows.append(("stability across restarts", _stability_text(results.get("stability"),
+                                                              ivae.get("n_init", args.get("n_init")))))
     secs = results.get("seconds")
     rows.append(("run time", f"{secs:.1f} s" if isinstance(secs, (int, float)) else "–"))
     versions = dict(cfg.get("versions") or {})
@@ -166,6 +166,14 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if atlas_name:
         rows.append(("atlas", atlas_name))
     return rows
+
+
+def _stability_text(stability: Any, n_init: Any) -> str:
+    """The stability row: the value, or why there is none (a single restart)."""
+    ok = isinstance(stability, (int, float)) and np.isfinite(stability)
+    if not ok or (isinstance(n_init, int) and n_init < 2):
+        return "not computed: stability needs two or more restarts (--n-init 2 or more)"
+    return f"{_fmt(stability, 3)} (mean matched correlation of the restarts' time courses)"
 
 
 def _html_table(df, cls: str, link_col: str | None = None) -> str:
