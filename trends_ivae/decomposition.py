@@ -333,6 +333,32 @@ class GroupIVAE(BaseEstimator):
         return self
 
     @staticmethod
+    def prepare_params(prepared: PreparedData) -> dict:
+        """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
+
+        ``fit_prepared`` uses the prepared data as they are, so the parameters a
+        ``GroupIVAE`` was built with say nothing about how they were prepared; the
+        command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
+        so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
+        TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
+        path or an image; ``prepared.parameters`` has it).
+        """
+        aux = prepared.aux or {}
+        par = prepared.parameters or {}
+        clean = par.get("clean") or {}
+        out = {"aux": aux.get("spec", par.get("aux")), "window": aux.get("window", par.get("window")),
+               "step": par.get("step", aux.get("step")), "hrf_delay": aux.get("hrf_delay", 0.0),
+               "min_event_duration": aux.get("min_event_duration"),
+               "aux_combine": aux.get("combine", par.get("aux_combine", "concat")),
+               "n_dims": int(prepared.n_dims), "tr": par.get("tr_override"),
+               "whiten": bool(par.get("whiten", False)),
+               "resample_to_first": bool(par.get("resample_to_first", clean.get("resample", False)))}
+        for name in ("confounds", "detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm"):
+            if name in clean:
+                out[name] = clean[name]
+        return out
+
+    @staticmethod
     def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
         """The u that the iVAE is fitted with, from the prepared data.
 

@@ -239,7 +239,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     params = ivae_params(args)
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                       ivae_params=params, device=args.device, random_state=args.seed,
-                      verbose=args.verbose)
+                      verbose=args.verbose, n_jobs=getattr(args, "n_jobs", 1),
+                      **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
                            stream_rows=getattr(args, "stream_rows", None))

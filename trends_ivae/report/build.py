@@ -134,7 +134,7 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
                               f"whiten {_fmt(prep.get('whiten'))}, kept per subject {_fmt(prep.get('n_keep'))}"))
     clean = prep.get("clean") or {}
     if clean:
-        rows.append(("cleaning", ", ".join(f"{k} {_fmt(v)}" for k, v in clean.items())))
+        rows.append(("cleaning", _cleaning_text(clean, prep.get("confounds_regressed"))))
     rows.append(("model", f"{res.n_components} components, prior {_fmt(model.get('prior', args.get('prior')))}, "
                           f"posterior {_fmt(ivae.get('posterior'))}, {_fmt(ivae.get('n_hidden'))}×"
                           f"{_fmt(ivae.get('hidden_dim'))} hidden ({_fmt(ivae.get('activation'))}), "
@@ -166,6 +166,24 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if atlas_name:
         rows.append(("atlas", atlas_name))
     return rows
+
+
+def _cleaning_text(clean: dict, regressed: dict | None) -> str:
+    """The cleaning row: the settings, with the confounds that were regressed (columns and
+    runs, from the prepare stage's record), not the option's raw value (None = "every
+    column of each run's confounds file")."""
+    parts = [f"{k} {_fmt(v)}" for k, v in clean.items() if k != "confounds"]
+    if regressed is None:   # written before the record existed
+        asked = clean.get("confounds")
+        conf = ("confounds " + _fmt(asked)) if asked else "confounds: all columns of each run's file, if any"
+    elif not regressed.get("columns"):
+        conf = "no confounds regressed"
+    else:
+        cols = list(regressed["columns"])
+        shown = ", ".join(cols[:8]) + (", …" if len(cols) > 8 else "")
+        conf = (f"confounds regressed: {len(cols)} column(s) ({shown}) in {regressed.get('n_runs')} of "
+                f"{regressed.get('n_runs_total')} run(s)")
+    return ", ".join(parts + [conf])
 
 
 def _stability_text(stability: Any, n_init: Any) -> str:
