@@ -165,3 +165,21 @@ def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
                      "--out", str(tmp_path / "fit30"), *fast]) == 0
     said = capsys.readouterr().err + " ".join(str(w.message) for w in caught)
     assert warning in said
+
+
+def test_explained_variance_is_a_fraction_of_the_cleaned_data(fitted_out):
+    from trends_ivae.io import read_prepared
+
+    side = json.loads((fitted_out / "group" / "desc-ivae_components.json").read_text())
+    shares = np.asarray(side["ExplainedVariance"])
+    total = side["TotalExplainedVariance"]
+    assert np.all(shares >= 0) and np.all(np.diff(shares) <= 0)
+    assert shares.sum() == pytest.approx(total, rel=1e-6) and 0 < total <= 1
+    assert "fraction of the cleaned data" in side["ExplainedVarianceUnits"]
+    labels = pd.read_csv(fitted_out / "group" / "desc-ivae_labels.tsv", sep="\t")
+    np.testing.assert_allclose(labels["explained_variance"], shares, rtol=1e-5)
+    # of the cleaned data, not of the reduced data: at most what the basis kept
+    kept = read_prepared(fitted_out / "prepared.h5").explained_variance_ratio.sum()
+    assert total <= kept + 1e-6
+    config = json.loads((fitted_out / "model" / "config.json").read_text())
+    assert config["results"]["total_explained_variance"] == pytest.approx(total)

@@ -48,6 +48,7 @@ EXPECTED = [
     "group/desc-ivae_components.nii.gz",
     "group/desc-ivae_effects.json",
     "group/desc-ivae_effects.nii.gz",
+    "group/desc-ivae_labels.json",
     "group/desc-ivae_labels.tsv",
     "group/desc-ivae_mask.nii.gz",
     "sub-01/func/sub-01_task-rest_run-1_desc-ivae_components.json",
@@ -96,6 +97,9 @@ def test_round_trip(tmp_path, inputs):
     assert side["Components"] == ["ic01", "ic02", "ic03"]
     assert side["Parameters"]["seed"] == 3 and side["Parameters"]["aux"] == ["task", "window"]
     assert side["ExplainedVariance"] == [0.5, 0.3, 0.1]
+    assert "fraction" in side["ExplainedVarianceUnits"] and "relative weights" in side["ExplainedVarianceDefinition"]
+    label_side = json.loads((out / "group" / "desc-ivae_labels.json").read_text())
+    assert "fraction" in label_side["explained_variance"]["Units"]
     labels = pd.read_csv(out / "group" / "desc-ivae_labels.tsv", sep="\t")
     assert list(labels.columns) == ["index", "name", "explained_variance"]
     assert list(labels["index"]) == [1, 2, 3] and list(labels["name"]) == ["ic01", "ic02", "ic03"]
@@ -208,3 +212,14 @@ def test_atomic_output_dir(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_output_dir(out):
             pass
+
+
+def test_explained_variance_must_be_bounded_fractions(tmp_path, inputs):
+    with pytest.raises(ValueError, match="fractions"):
+        _write(tmp_path / "a", inputs, explained_variance=[32.1, 19.4, 12.5])   # percent, or unbounded
+    with pytest.raises(ValueError, match="at most 0.5"):
+        _write(tmp_path / "b", inputs, explained_variance=[0.3, 0.2, 0.1], total_explained_variance=0.5)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    out = _write(tmp_path / "c", inputs, explained_variance=[0.3, 0.2, 0.1], total_explained_variance=0.6)
+    side = json.loads((out / "group" / "desc-ivae_components.json").read_text())
+    assert side["TotalExplainedVariance"] == 0.6

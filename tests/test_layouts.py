@@ -66,6 +66,10 @@ def test_melodic_names_shapes_and_agreement(layouts, bids):
     mean = nib.load(ica / "mean.nii.gz").get_fdata()
     assert mean.shape == bold.shape[:3] and mean.max() > 10     # the mean EPI, not the ~0 voxel mean
     assert set(np.unique(nib.load(ica / "mask.nii.gz").get_fdata())) <= {0, 1}
+    stats = np.loadtxt(ica / "melodic_ICstats")   # % of explained, % of total variance
+    assert stats.shape == (3, 2)
+    assert stats[:, 0].sum() == pytest.approx(100, rel=1e-6)
+    np.testing.assert_allclose(stats[:, 1], 100 * model.explained_variance_, rtol=1e-6)
 
 
 def test_gift_names_shapes_and_agreement(layouts):

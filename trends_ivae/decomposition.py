@@ -160,6 +160,13 @@ class GroupIVAE(BaseEstimator):
     subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
         Subject z-maps, per subject (in ``prepared_.subjects`` order).
     explained_variance_ : ndarray (n_components,)
+        Each component's share of the cleaned data's variance, a fraction in [0, 1]
+        (relative weights, :func:`~trends_ivae.backprojection.explained_variance`); the
+        shares add up to ``total_explained_variance_``.
+    total_explained_variance_ : float
+        Fraction of the cleaned data's variance that all components explain together (R^2
+        of the regression of the data on all time courses; MELODIC's "% of total variance"
+        summed over components).
     elbo_ : float
         Held-out ELBO per volume of the selected restart.
     stability_ : float
@@ -311,7 +318,11 @@ class GroupIVAE(BaseEstimator):
         ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
         z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
-        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
+        par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
+        totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
+        if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
+            totals = par.get("total_sum_of_squares")
+        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
         ivae.reorder(bp.order, bp.signs)
         z = ivae.transform(prepared.x, u)
         jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
@@ -320,6 +331,7 @@ class GroupIVAE(BaseEstimator):
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.raw_components_ = bp.raw_maps.astype(np.float32)
         self.explained_variance_ = bp.explained_variance
+        self.total_explained_variance_ = bp.total_explained_variance
         self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
         self.subject_explained_variance_ = bp.subject_explained_variance
         self.runs_ = prepared.runs

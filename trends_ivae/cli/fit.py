@@ -186,16 +186,20 @@ class _RunMaps(Sequence):
 
 
 def summary_line(model, prepared, n_components: int) -> str:
-    """The fit's one-line result: ELBO per volume (data units, as ``model/elbo.tsv`` and the
-    report) and the stability across restarts, or why there is none (one restart)."""
+    """The fit's one-line result: the variance all components explain, the ELBO per volume
+    (data units, as ``model/elbo.tsv`` and the report) and the stability across restarts, or
+    why there is none (one restart)."""
     n_init = int(getattr(model.ivae_, "n_init", 0) or 0)
     stability = model.stability_
     if n_init < 2 or stability is None or not math.isfinite(float(stability)):
         stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
     else:
         stab = f"stability across {n_init} restarts {stability:.2f}"
-    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s); "
-            f"held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
+    total = getattr(model, "total_explained_variance_", None)
+    explained = (f"together explaining {100 * total:.1f}% of the cleaned data's variance; "
+                 if total is not None and math.isfinite(float(total)) else "")
+    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
+            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
 
 
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
@@ -261,6 +265,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
         "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
+                    "total_explained_variance": model.total_explained_variance_,
+                    "explained_variance_unit": "fraction of the cleaned data's variance (0 to 1)",
                     "stability": model.stability_,
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
@@ -292,7 +298,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                      mean_img=getattr(args, "mean_img", None), group_maps=model.components_,
                      effect_maps=model.effects_, runs=runs, timecourses=model.timecourses_,
                      subject_maps=subject_maps, params=config["model"] | {"ivae": config["ivae"]},
-                     explained_variance=model.explained_variance_, source=source, extra=extra,
+                     explained_variance=model.explained_variance_,
+                     total_explained_variance=model.total_explained_variance_, source=source, extra=extra,
                      force=args.force)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"

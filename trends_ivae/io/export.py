@@ -6,7 +6,7 @@ Layout written by :func:`write_derivatives`::
     OUT/group/desc-ivae_components.nii.gz (+.json) group z-maps, 4-D, one volume per component
     OUT/group/desc-ivae_effects.nii.gz (+.json)    decoder-effect maps (when given)
     OUT/group/desc-ivae_mask.nii.gz                the mask the maps live in
-    OUT/group/desc-ivae_labels.tsv                 index, name (+ explained_variance)
+    OUT/group/desc-ivae_labels.tsv (+.json)        index, name (+ explained_variance, a fraction)
     OUT/sub-<label>/[ses-<label>/]func/<entities>_desc-ivae_timeseries.tsv (+.json)
     OUT/sub-<label>/[ses-<label>/]func/<entities>_desc-ivae_components.nii.gz (+.json)
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..backprojection import EXPLAINED_VARIANCE_DEFINITION   # numpy only
 
 __all__ = [
     "write_derivatives",
@@ -242,6 +243,7 @@ def write_derivatives(
     params: Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     explained_variance: Sequence[float] | None = None,
+    total_explained_variance: float | None = None,
     effects_zscored: bool = True,
     source: str | None = None,
     extra: Callable[[Path], None] | None = None,
@@ -276,7 +278,13 @@ def write_derivatives(
     names : sequence of str, optional
         Component names (default ``ic01, ic02, ...``).
     explained_variance : sequence of float, optional
-        Added to the labels TSV and the sidecar.
+        Each component's share of the cleaned data's variance (fractions in [0, 1],
+        ``GroupIVAE.explained_variance_``): added to the labels TSV (its JSON sidecar gives
+        the definition and the unit) and to the maps' sidecars (``ExplainedVariance``, with
+        ``ExplainedVarianceUnits`` and ``ExplainedVarianceDefinition``).
+    total_explained_variance : float, optional
+        The fraction all components explain together (R^2), written as
+        ``TotalExplainedVariance`` in the maps' sidecars.
     effects_zscored : bool
         Whether the effect maps are z-scores (sets their NIfTI intent).
     source : str, optional
@@ -322,8 +330,8 @@ def write_derivatives(
     names = list(names) if names is not None else component_names(k)
     if len(names) != k or len(set(names)) != k:
         raise ValueError(f"names must be {k} distinct strings, got {names}")
-    if explained_variance is not None and len(explained_variance) != k:
-        raise ValueError(f"explained_variance must have {k} values, got {len(explained_variance)}")
+    if explained_variance is not None:
+        _check_shares(explained_variance, k, total_explained_variance)
     runs = list(runs)
     timecourses = [np.asarray(t) for t in timecourses]
     if len(timecourses) != len(runs):
@@ -360,6 +368,10 @@ def write_derivatives(
         common = {"Components": names, "Parameters": params}
         if explained_variance is not None:
             common["ExplainedVariance"] = [float(v) for v in explained_variance]
+            common["ExplainedVarianceUnits"] = EXPLAINED_VARIANCE_UNITS
+            common["ExplainedVarianceDefinition"] = EXPLAINED_VARIANCE_DEFINITION
+        if total_explained_variance is not None:
+            common["TotalExplainedVariance"] = float(total_explained_variance)
         unmask(group_maps, mimg, intent="z score",
                descrip="trends_ivae group regression z-maps").to_filename(
             group / "desc-ivae_components.nii.gz")
@@ -385,6 +397,14 @@ def write_derivatives(
         if explained_variance is not None:
             labels["explained_variance"] = np.asarray(explained_variance, dtype=float)
         labels.to_csv(group / "desc-ivae_labels.tsv", sep="\t", index=False, float_format="%.6g")
+        if explained_variance is not None:
+            _write_json(group / "desc-ivae_labels.json", {
+                "index": {"Description": "Component number (volume of the 4-D maps, from 1)"},
+                "name": {"Description": "Component name, as in the time-course columns"},
+                "explained_variance": {"Description": EXPLAINED_VARIANCE_DEFINITION,
+                                       "Units": EXPLAINED_VARIANCE_UNITS},
+                **({"TotalExplainedVariance": float(total_explained_variance)}
+                   if total_explained_variance is not None else {})})
 
         for i, (run, (folder, stem)) in enumerate(zip(runs, stems)):
             func = root / folder
@@ -413,6 +433,20 @@ def write_derivatives(
         if extra is not None:
             extra(root)
     return out
+
+
+#: the unit of the explained variance in the sidecars
+EXPLAINED_VARIANCE_UNITS = "fraction of the cleaned data's variance (0 to 1)"
+
+def _check_shares(shares: Sequence[float], k: int, total: float | None) -> None:
+    """Refuse explained variances that are not fractions adding up to at most 1 (or ``total``)."""
+    if len(shares) != k:
+        raise ValueError(f"explained_variance must have {k} values, got {len(shares)}")
+    arr = np.asarray(shares, dtype=float)
+    bound = 1.0 if total is None else float(total)
+    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.sum() > bound * (1 + 1e-6) + 1e-9:
+        raise ValueError(f"explained_variance must be fractions in [0, 1] adding up to at most "
+                         f"{bound:.6g} (the total); got {arr.tolist()} (sum {arr.sum():.6g})")
 
 
 def _with_input_space(mimg: nib.spatialimages.SpatialImage, space_img: Any,

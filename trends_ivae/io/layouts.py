@@ -15,7 +15,9 @@ recognises a folder whose name ends in ``.ica`` and which holds ``melodic_IC``,
     OUT/melodic_FTmix        their power spectra: one row per frequency (1 .. n/2 of the
                              shortest run), one column per component; the mean over runs
                              of each run's periodogram (runs truncated to the shortest)
-    OUT/melodic_ICstats      explained variance (percent) per component, one row each
+    OUT/melodic_ICstats      one row per component: percent of the explained variance (the
+                             components' shares, adding up to 100) and percent of the total
+                             (cleaned data's) variance, as MELODIC's first two columns
     OUT/mask.nii.gz          the mask (uint8)
     OUT/mean.nii.gz          the background image (see below)
 
@@ -198,6 +200,7 @@ def write_melodic(
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
     space_img: Any | None = None,
+    total_explained_variance: float | None = None,
 ) -> Path:
     """Write a fit as a MELODIC ``*.ica`` folder (see the module docstring).
 
@@ -216,7 +219,8 @@ def write_melodic(
     mean_img : image or path, optional
         Background image for ``mean.nii.gz`` (default: the mask as float32).
     explained_variance : sequence of float, optional
-        Fractions per component, written as percentages to ``melodic_ICstats``.
+        Each component's share of the cleaned data's variance (fractions), written to
+        ``melodic_ICstats`` as percent of the explained variance and percent of the total.
     extra : callable, optional
         ``extra(tmp_root)`` adds files (model, configuration) to the same atomic write.
     force : bool
@@ -224,6 +228,8 @@ def write_melodic(
     space_img : image or path, optional
         An input run whose qform/sform codes the images get (when it lies on the mask's
         grid); default: the mask's own codes.
+    total_explained_variance : float, optional
+        The fraction all components explain (default: the sum of ``explained_variance``).
 
     Returns
     -------
@@ -245,7 +251,10 @@ def write_melodic(
         _savetxt(root / "melodic_mix", np.concatenate(timecourses, axis=0))
         _savetxt(root / "melodic_FTmix", power_spectra(timecourses))
         if explained_variance is not None:
-            _savetxt(root / "melodic_ICstats", 100.0 * np.asarray(explained_variance, float)[:, None])
+            shares = np.asarray(explained_variance, float)
+            total = float(shares.sum()) if total_explained_variance is None else float(total_explained_variance)
+            of_explained = 100.0 * shares / total if total > 0 else np.zeros_like(shares)
+            _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
         nib.save(_mask_image(mimg), root / "mask.nii.gz")
         nib.save(background, root / "mean.nii.gz")
         if extra is not None:
@@ -370,6 +379,7 @@ def write_layout(
     effect_maps: np.ndarray | None = None,
     params: Mapping[str, Any] | None = None,
     explained_variance: Sequence[float] | None = None,
+    total_explained_variance: float | None = None,
     source: str | None = None,
     tr: float | None = None,
     mean_img: Any | None = None,
@@ -394,7 +404,8 @@ def write_layout(
 
         return write_derivatives(out_dir, mask_img=mask_img, group_maps=group_maps, effect_maps=effect_maps,
                                  runs=runs, timecourses=timecourses, subject_maps=subject_maps,
-                                 params=params, explained_variance=explained_variance, source=source,
+                                 params=params, explained_variance=explained_variance,
+                                 total_explained_variance=total_explained_variance, source=source,
                                  extra=extra, force=force)
     if layout == "melodic":
         if mean_img is None:
@@ -407,6 +418,7 @@ def write_layout(
         paths = [r.get("path") for r in runs if r.get("path")]
         return write_melodic(out_dir, mask_img=mask_img, group_maps=group_maps, timecourses=timecourses,
                              tr=tr, mean_img=mean_img, explained_variance=explained_variance,
-                             extra=extra, force=force, space_img=paths[0] if paths else None)
+                             extra=extra, force=force, space_img=paths[0] if paths else None,
+                             total_explained_variance=total_explained_variance)
     return write_gift(out_dir, mask_img=mask_img, group_maps=group_maps, runs=runs, timecourses=timecourses,
                       subject_maps=subject_maps, prefix=prefix, tr=tr, extra=extra, force=force)

@@ -498,9 +498,12 @@ def gather_shares(
 
     migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
+    subject_ss = []   # on the group's voxels (||U R||^2 = ||R||^2): the explained variance's denominators
     for s in shares:
         U, R = s.factors(group_mask[s.mask])   # the group voxels among the share's voxels
+        before = migp.total_ss_
         migp.partial_fit(R)
+        subject_ss.append(migp.total_ss_ - before)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
     try:
@@ -538,6 +541,7 @@ def gather_shares(
         "confounds_regressed": (confounds_summary([r["confounds"] for r in run_specs])
                                 if all("confounds" in r for r in run_specs) else None),   # older shares: unknown
         "total_sum_of_squares": float(sum(s.meta["total_sum_of_squares"] for s in shares)),
+        "subject_sums_of_squares": subject_ss,
         "reduction": "MIGP over participant shares",
         "shares": [str(s.path) for s in shares],
     }

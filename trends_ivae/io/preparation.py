@@ -310,7 +310,7 @@ def prepare(
         jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, settings,
                                         str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
                 for k, idx in enumerate(by_subject)]
-        cache_files, voxel_sum, outcomes = [], np.zeros(n_voxels), []
+        cache_files, voxel_sum, outcomes, subject_ss = [], np.zeros(n_voxels), [], []
         for k, out in enumerate(run_tasks(_clean_subject_task, jobs, **par)):
             outcomes.append(out)
             if not out.ok:
@@ -319,7 +319,9 @@ def prepare(
                 continue
             res = out.result
             Y = np.load(res["file"])
+            before = migp.total_ss_
             migp.partial_fit(Y)
+            subject_ss.append(migp.total_ss_ - before)   # the denominators of the explained variance
             del Y
             voxel_sum += res["sum"]
             cache_files.append(res["file"])
@@ -365,7 +367,7 @@ def prepare(
         "mask_source": "given" if mask is not None else "epi_intersection",
         "resample_to_first": bool(resample_to_first), "clean": settings.to_dict(),
         "confounds_regressed": confounds_summary(conf_cols),
-        "total_sum_of_squares": migp.total_ss_, "reduction": "MIGP",
+        "total_sum_of_squares": migp.total_ss_, "subject_sums_of_squares": subject_ss, "reduction": "MIGP",
     }
     data = PreparedData(
         x=x, u=None if u.dense_on_demand else u.values,   # concatenated factors: u_factors only

@@ -145,6 +145,10 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
                              f"batch {_fmt(ivae.get('batch_size'))}, max {_fmt(ivae.get('max_epochs'))} epochs "
                              f"(ran {_fmt(results.get('n_epochs'))}), validation fraction {_fmt(ivae.get('val_frac'))}, "
                              f"device {_fmt(results.get('device'))}"))
+    total_ev = results.get("total_explained_variance")
+    if isinstance(total_ev, (int, float)) and np.isfinite(total_ev):
+        rows.append(("variance explained", f"{100 * total_ev:.1f}% of the cleaned data's variance by all "
+                                           "components together (R²; each component's share in the table)"))
     rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + " (data units, final)"))
     rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
     rows.append(("stability across restarts", _stability_text(results.get("stability"),
@@ -301,6 +305,8 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append('<section id="components"><h2>Components</h2>')
     parts.append(f'<p class="muted">Peak = voxel of largest |z| of the group regression map '
                  f"(positive after the sign convention); coordinates {html.escape(coord_col)}; "
+                 "explained variance = the component's share of the cleaned data's variance (a fraction; "
+                 "the shares add up to the total in the summary, see docs/maps.md); "
                  "r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
                  "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
     parts.append(_html_table(table, "comps", link_col="component"))
