@@ -190,3 +190,21 @@ def test_existing_outputs_need_force(app_out, bids, capsys):
     assert share_paths(app_out, "01")["share"].stat().st_mtime_ns == before
     assert main([str(bids), str(app_out), "group", *FAST]) == 1
     assert "group outputs exist" in capsys.readouterr().err
+
+
+def test_group_force_keeps_a_users_file(app_out, bids, tmp_path, capsys):
+    out = tmp_path / "app"
+    shutil.copytree(app_out, out)
+    (out / "group" / "my_notes.txt").write_text("my notes")
+    before = (out / "model" / "config.json").read_text()
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "group/my_notes.txt" in err and "did not write" in err
+    assert (out / "group" / "my_notes.txt").read_text() == "my notes"
+    assert (out / "model" / "config.json").read_text() == before
+    (out / "group" / "my_notes.txt").unlink()
+    (out / "notes_beside.txt").write_text("mine")      # outside what the group stage replaces
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 0
+    assert (out / "notes_beside.txt").read_text() == "mine"
+    assert all(share_paths(out, s)["share"].is_file() for s in ("01", "02"))
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 0   # its own outputs again

@@ -183,3 +183,25 @@ def test_explained_variance_is_a_fraction_of_the_cleaned_data(fitted_out):
     assert total <= kept + 1e-6
     config = json.loads((fitted_out / "model" / "config.json").read_text())
     assert config["results"]["total_explained_variance"] == pytest.approx(total)
+
+
+def test_force_keeps_a_users_file_and_replaces_only_the_tools_outputs(fitted_out, bids, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(fitted_out, out)
+    (out / "my_notes.txt").write_text("my notes")
+    config = (out / "model" / "config.json").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--bids", str(bids), "--out", str(out), "--force", *FAST])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "my_notes.txt" in err and "did not write" in err
+    assert (out / "my_notes.txt").read_text() == "my notes"
+    assert (out / "model" / "config.json").read_text() == config   # nothing replaced
+    (out / "my_notes.txt").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), "--force", *FAST]) == 0
+    assert (out / "report.html").is_file()
+    assert not [f for f in tmp_path.iterdir() if f.name != "out"]   # no folder left aside

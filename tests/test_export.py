@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trends_ivae.io.export import (atomic_output_dir, component_names, derivative_stem, run_entities,
-                                   unmask, write_derivatives)
+from trends_ivae.io.export import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, component_names,
+                                   derivative_stem, foreign_files, read_manifest, record_outputs,
+                                   run_entities, unmask, write_derivatives)
 
 
 @pytest.fixture
@@ -43,6 +44,7 @@ def _write(out, d, **kw):
 
 
 EXPECTED = [
+    ".trends_ivae_outputs.json",
     "dataset_description.json",
     "group/desc-ivae_components.json",
     "group/desc-ivae_components.nii.gz",
@@ -127,10 +129,41 @@ def test_refuses_existing_and_force(tmp_path, inputs):
         _write(out, inputs)
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
-    _write(out, inputs, force=True)
-    assert not (out / "old.txt").exists()
+    # --force replaces only the tool's own outputs: a folder with a user's file is refused
+    with pytest.raises(ForeignFilesError, match="old.txt"):
+        _write(out, inputs, force=True)
+    assert (out / "old.txt").read_text() == "keep"
+    (out / "old.txt").unlink()
+    _write(out, inputs, force=True)   # an empty folder
+    assert (out / "group" / "desc-ivae_components.nii.gz").exists()
+    _write(out, inputs, force=True)   # its own outputs
+    assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
+
+
+def test_force_never_deletes_a_users_file(tmp_path, inputs):
+    out = _write(tmp_path / "deriv", inputs)
+    manifest = read_manifest(out)
+    assert "group/desc-ivae_components.nii.gz" in manifest and MANIFEST_NAME not in manifest
+    (out / "group" / "my_notes.txt").write_text("mine")
+    before = sorted(str(p) for p in out.rglob("*"))
+    with pytest.raises(ForeignFilesError) as exc:
+        _write(out, inputs, force=True)
+    assert exc.value.files == ["group/my_notes.txt"] and "my_notes.txt" in str(exc.value)
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    assert (out / "group" / "my_notes.txt").read_text() == "mine"
+    (out / "group" / "my_notes.txt").unlink()
+    # a file added while the outputs are being written (a long fit) is kept too
+    def add_notes(root):
+        (out / "late_notes.txt").write_text("mine too")
+    with pytest.raises(ForeignFilesError, match="late_notes.txt"):
+        _write(out, inputs, force=True, extra=add_notes)
+    assert (out / "late_notes.txt").read_text() == "mine too"
     assert (out / "group" / "desc-ivae_components.nii.gz").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
+    # the report (written after the move) is recorded as the tool's own
+    record_outputs(out, [out / "report.html"])
+    assert "report.html" in read_manifest(out)
+    assert foreign_files(out) == ["late_notes.txt"]
 
 
 def test_nothing_partial_on_failure(tmp_path, inputs):

@@ -10,7 +10,8 @@ Writes a BIDS-derivatives folder (see ``docs/cli.md``): group z-maps and decoder
 maps, per-run time courses (TSV) and subject maps, the model checkpoint, the resolved
 configuration, the ELBO curve and, unless ``--no-keep-prepared``, ``prepared.h5``.
 Everything is written to a temporary folder and moved into place at the end; an
-existing OUT is refused before any work unless ``--force``.
+existing OUT is refused before any work unless ``--force``, and with ``--force`` when it
+holds files the tool did not write (they are named; nothing of them is deleted).
 """
 from __future__ import annotations
 
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not args.force:
         parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
+    refuse_foreign_files(parser, out_dir)
     check_writable(parser, out_dir.absolute().parent, "--out")
     if getattr(args, "checkpoint_dir", None):
         check_writable(parser, args.checkpoint_dir, "--checkpoint-dir")
@@ -132,6 +134,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if getattr(args, "distributed", False):
         return _fit_distributed(args, out_dir)
     return fit_and_write(args, out_dir, source=args.bids or args.prepared)
+
+
+def refuse_foreign_files(parser: argparse.ArgumentParser, out_dir: Path,
+                         within: Sequence[str] | None = None) -> None:
+    """Stop (``parser.error``) when ``--force`` would replace a folder holding files the tool did
+    not write: they are named, and nothing is deleted (``within``: only these parts of it)."""
+    from ..io.export import ForeignFilesError, foreign_files
+
+    foreign = foreign_files(out_dir, within=within)
+    if foreign:
+        parser.error(str(ForeignFilesError(out_dir, foreign)))
 
 
 def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:

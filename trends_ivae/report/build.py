@@ -387,6 +387,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)
+    if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
+        from ..io.export import record_outputs
+
+        record_outputs(out, [target.name])
     log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,
              time.perf_counter() - t0)
     return target
