@@ -142,6 +142,12 @@ def test_demo_fits_the_sample_data(tmp_path, capsys):
     foreign.mkdir()
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(foreign), "-q"])
+    # a user's file in an earlier demo output: refused before any work, and kept
+    (out / "my_notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(out), "--n-init", "1", "-q"])
+    assert exc.value.code == 2 and "my_notes.txt" in capsys.readouterr().err
+    assert (out / "my_notes.txt").read_text() == "mine"
 
 
 def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
