@@ -162,3 +162,52 @@ def test_true_timecourses_recover_simulated_maps():
     r = _corr_rows(bp.maps, sim.truth.maps * bp.signs[:, None])
     assert np.all(r > 0.85), r
     np.testing.assert_array_equal(bp.signs, 1.0)  # truth maps have positive peaks
+
+
+def test_explained_variance_is_a_bounded_partition_with_collinear_time_courses():
+    """Two nearly collinear time courses (one suppressing the other: the data follow their
+    difference): ||z_j beta_j||^2 / ||X||^2 adds up to 2.8 times the data's variance; the
+    shares are fractions adding up to the regression's R^2."""
+    rng = np.random.default_rng(0)
+    n = 300
+    a = rng.standard_normal(n)
+    b = a + 0.3 * rng.standard_normal(n)
+    c = rng.standard_normal(n)
+    Z = np.stack([a, b, c], axis=1)
+    X = (np.outer(a - b, rng.standard_normal(20)) + np.outer(c, rng.standard_normal(20))
+         + 0.1 * rng.standard_normal((n, 20)))
+    ev, r2 = explained_variance(X, Z, return_total=True)
+    Xc, Zc = X - X.mean(0), Z - Z.mean(0)
+    fitted = Zc @ np.linalg.lstsq(Zc, Xc, rcond=None)[0]
+    assert r2 == pytest.approx(np.sum(fitted ** 2) / np.sum(Xc ** 2), rel=1e-10)
+    assert np.all(ev >= 0) and np.all(ev <= 1)
+    assert ev.sum() == pytest.approx(r2, rel=1e-10) and r2 <= 1
+    # an exact duplicate: both copies get the same share, the total is unchanged
+    ev2, r2b = explained_variance(X, np.stack([a, a, c], axis=1), return_total=True)
+    assert ev2[0] == pytest.approx(ev2[1]) and ev2.sum() == pytest.approx(r2b)
+    # uncorrelated time courses: the shares are ||z_j beta_j||^2 / ||X||^2
+    q = np.linalg.qr(_centre_cols(rng.standard_normal((n, 3))))[0]
+    Y = q @ rng.standard_normal((3, 20)) + 0.1 * _centre_cols(rng.standard_normal((n, 20)))
+    beta = np.linalg.pinv(q) @ Y
+    np.testing.assert_allclose(explained_variance(Y, q), (beta ** 2).sum(1) / np.sum(Y ** 2), rtol=1e-8)
+
+
+def _centre_cols(a):
+    return a - a.mean(0)
+
+
+def test_back_project_shares_are_fractions_of_the_given_totals():
+    rng = np.random.default_rng(1)
+    zs = [rng.standard_normal((80, 3)) for _ in range(2)]
+    zs = [np.column_stack([z[:, 0], z[:, 0] + 0.05 * z[:, 1], z[:, 2]]) for z in zs]   # collinear
+    xs = [z @ rng.standard_normal((3, 6)) + 0.2 * rng.standard_normal((80, 6)) for z in zs]
+    bp = back_project(xs, zs, np.eye(6))
+    assert bp.explained_variance.sum() == pytest.approx(bp.total_explained_variance)
+    assert 0.9 < bp.total_explained_variance <= 1
+    own = [float(np.sum((x - x.mean(0)) ** 2)) for x in xs]
+    bp2 = back_project(xs, zs, np.eye(6), total_sum_of_squares=[2 * t for t in own])   # half the variance kept
+    np.testing.assert_allclose(bp2.explained_variance, bp.explained_variance / 2, rtol=1e-10)
+    assert bp2.total_explained_variance == pytest.approx(bp.total_explained_variance / 2)
+    np.testing.assert_allclose(bp2.subject_total_explained_variance, bp.subject_total_explained_variance / 2)
+    with pytest.raises(ValueError, match="3 values for 2 subjects"):
+        back_project(xs, zs, np.eye(6), total_sum_of_squares=[1.0, 2.0, 3.0])

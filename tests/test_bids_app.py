@@ -77,9 +77,11 @@ def test_gathered_shares_equal_prepare(bids, tmp_path):
     np.testing.assert_array_equal(got.u, ref.u)
 
 
-def test_group_alone_does_everything(app_out, bids, tmp_path):
+def test_group_alone_does_everything(app_out, bids, tmp_path, capsys):
     out = tmp_path / "alone"
     assert _quiet([str(bids), str(out), "group", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}:" in printed and ".trends_ivae_group-" not in printed   # the final path only
     assert not list(out.glob("sub-*/*_share.h5"))          # shares computed in a temporary folder
     a, b = read_prepared(out / "prepared.h5"), read_prepared(app_out / "prepared.h5")
     np.testing.assert_allclose(a.x, b.x, atol=1e-4 * np.abs(b.x).max())
@@ -188,3 +190,21 @@ def test_existing_outputs_need_force(app_out, bids, capsys):
     assert share_paths(app_out, "01")["share"].stat().st_mtime_ns == before
     assert main([str(bids), str(app_out), "group", *FAST]) == 1
     assert "group outputs exist" in capsys.readouterr().err
+
+
+def test_group_force_keeps_a_users_file(app_out, bids, tmp_path, capsys):
+    out = tmp_path / "app"
+    shutil.copytree(app_out, out)
+    (out / "group" / "my_notes.txt").write_text("my notes")
+    before = (out / "model" / "config.json").read_text()
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "group/my_notes.txt" in err and "did not write" in err
+    assert (out / "group" / "my_notes.txt").read_text() == "my notes"
+    assert (out / "model" / "config.json").read_text() == before
+    (out / "group" / "my_notes.txt").unlink()
+    (out / "notes_beside.txt").write_text("mine")      # outside what the group stage replaces
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 0
+    assert (out / "notes_beside.txt").read_text() == "mine"
+    assert all(share_paths(out, s)["share"].is_file() for s in ("01", "02"))
+    assert _quiet([str(bids), str(out), "group", "--force", *FAST]) == 0   # its own outputs again

@@ -142,6 +142,12 @@ def test_demo_fits_the_sample_data(tmp_path, capsys):
     foreign.mkdir()
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(foreign), "-q"])
+    # a user's file in an earlier demo output: refused before any work, and kept
+    (out / "my_notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(out), "--n-init", "1", "-q"])
+    assert exc.value.code == 2 and "my_notes.txt" in capsys.readouterr().err
+    assert (out / "my_notes.txt").read_text() == "mine"
 
 
 def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
@@ -165,3 +171,43 @@ def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
                      "--out", str(tmp_path / "fit30"), *fast]) == 0
     said = capsys.readouterr().err + " ".join(str(w.message) for w in caught)
     assert warning in said
+
+
+def test_explained_variance_is_a_fraction_of_the_cleaned_data(fitted_out):
+    from trends_ivae.io import read_prepared
+
+    side = json.loads((fitted_out / "group" / "desc-ivae_components.json").read_text())
+    shares = np.asarray(side["ExplainedVariance"])
+    total = side["TotalExplainedVariance"]
+    assert np.all(shares >= 0) and np.all(np.diff(shares) <= 0)
+    assert shares.sum() == pytest.approx(total, rel=1e-6) and 0 < total <= 1
+    assert "fraction of the cleaned data" in side["ExplainedVarianceUnits"]
+    labels = pd.read_csv(fitted_out / "group" / "desc-ivae_labels.tsv", sep="\t")
+    np.testing.assert_allclose(labels["explained_variance"], shares, rtol=1e-5)
+    # of the cleaned data, not of the reduced data: at most what the basis kept
+    kept = read_prepared(fitted_out / "prepared.h5").explained_variance_ratio.sum()
+    assert total <= kept + 1e-6
+    config = json.loads((fitted_out / "model" / "config.json").read_text())
+    assert config["results"]["total_explained_variance"] == pytest.approx(total)
+
+
+def test_force_keeps_a_users_file_and_replaces_only_the_tools_outputs(fitted_out, bids, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(fitted_out, out)
+    (out / "my_notes.txt").write_text("my notes")
+    config = (out / "model" / "config.json").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--bids", str(bids), "--out", str(out), "--force", *FAST])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "my_notes.txt" in err and "did not write" in err
+    assert (out / "my_notes.txt").read_text() == "my notes"
+    assert (out / "model" / "config.json").read_text() == config   # nothing replaced
+    (out / "my_notes.txt").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), "--force", *FAST]) == 0
+    assert (out / "report.html").is_file()
+    assert not [f for f in tmp_path.iterdir() if f.name != "out"]   # no folder left aside

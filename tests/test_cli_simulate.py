@@ -35,6 +35,13 @@ def test_simulate_cli(tmp_path, capsys):
     assert rc == 0
     np.testing.assert_array_equal(load_truth(out).timecourses, truth.timecourses)
 
+    # --force over a user's file: refused, named, kept
+    (out / "derivatives" / "my_notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(out), "--subjects", "2", "--scans", "30", "--force"])
+    assert exc.value.code == 2 and "derivatives/my_notes.txt" in capsys.readouterr().err
+    assert (out / "derivatives" / "my_notes.txt").read_text() == "mine"
+
 
 def test_simulate_cli_bad_args(tmp_path):
     with pytest.raises(SystemExit) as exc:

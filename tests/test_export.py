@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trends_ivae.io.export import (atomic_output_dir, component_names, derivative_stem, run_entities,
-                                   unmask, write_derivatives)
+from trends_ivae.io.export import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, component_names,
+                                   derivative_stem, foreign_files, read_manifest, record_outputs,
+                                   run_entities, unmask, write_derivatives)
 
 
 @pytest.fixture
@@ -43,11 +44,13 @@ def _write(out, d, **kw):
 
 
 EXPECTED = [
+    ".trends_ivae_outputs.json",
     "dataset_description.json",
     "group/desc-ivae_components.json",
     "group/desc-ivae_components.nii.gz",
     "group/desc-ivae_effects.json",
     "group/desc-ivae_effects.nii.gz",
+    "group/desc-ivae_labels.json",
     "group/desc-ivae_labels.tsv",
     "group/desc-ivae_mask.nii.gz",
     "sub-01/func/sub-01_task-rest_run-1_desc-ivae_components.json",
@@ -96,6 +99,9 @@ def test_round_trip(tmp_path, inputs):
     assert side["Components"] == ["ic01", "ic02", "ic03"]
     assert side["Parameters"]["seed"] == 3 and side["Parameters"]["aux"] == ["task", "window"]
     assert side["ExplainedVariance"] == [0.5, 0.3, 0.1]
+    assert "fraction" in side["ExplainedVarianceUnits"] and "relative weights" in side["ExplainedVarianceDefinition"]
+    label_side = json.loads((out / "group" / "desc-ivae_labels.json").read_text())
+    assert "fraction" in label_side["explained_variance"]["Units"]
     labels = pd.read_csv(out / "group" / "desc-ivae_labels.tsv", sep="\t")
     assert list(labels.columns) == ["index", "name", "explained_variance"]
     assert list(labels["index"]) == [1, 2, 3] and list(labels["name"]) == ["ic01", "ic02", "ic03"]
@@ -123,10 +129,41 @@ def test_refuses_existing_and_force(tmp_path, inputs):
         _write(out, inputs)
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
-    _write(out, inputs, force=True)
-    assert not (out / "old.txt").exists()
+    # --force replaces only the tool's own outputs: a folder with a user's file is refused
+    with pytest.raises(ForeignFilesError, match="old.txt"):
+        _write(out, inputs, force=True)
+    assert (out / "old.txt").read_text() == "keep"
+    (out / "old.txt").unlink()
+    _write(out, inputs, force=True)   # an empty folder
+    assert (out / "group" / "desc-ivae_components.nii.gz").exists()
+    _write(out, inputs, force=True)   # its own outputs
+    assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
+
+
+def test_force_never_deletes_a_users_file(tmp_path, inputs):
+    out = _write(tmp_path / "deriv", inputs)
+    manifest = read_manifest(out)
+    assert "group/desc-ivae_components.nii.gz" in manifest and MANIFEST_NAME not in manifest
+    (out / "group" / "my_notes.txt").write_text("mine")
+    before = sorted(str(p) for p in out.rglob("*"))
+    with pytest.raises(ForeignFilesError) as exc:
+        _write(out, inputs, force=True)
+    assert exc.value.files == ["group/my_notes.txt"] and "my_notes.txt" in str(exc.value)
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    assert (out / "group" / "my_notes.txt").read_text() == "mine"
+    (out / "group" / "my_notes.txt").unlink()
+    # a file added while the outputs are being written (a long fit) is kept too
+    def add_notes(root):
+        (out / "late_notes.txt").write_text("mine too")
+    with pytest.raises(ForeignFilesError, match="late_notes.txt"):
+        _write(out, inputs, force=True, extra=add_notes)
+    assert (out / "late_notes.txt").read_text() == "mine too"
     assert (out / "group" / "desc-ivae_components.nii.gz").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["deriv"]
+    # the report (written after the move) is recorded as the tool's own
+    record_outputs(out, [out / "report.html"])
+    assert "report.html" in read_manifest(out)
+    assert foreign_files(out) == ["late_notes.txt"]
 
 
 def test_nothing_partial_on_failure(tmp_path, inputs):
@@ -208,3 +245,27 @@ def test_atomic_output_dir(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_output_dir(out):
             pass
+
+
+def test_explained_variance_must_be_bounded_fractions(tmp_path, inputs):
+    with pytest.raises(ValueError, match="fractions"):
+        _write(tmp_path / "a", inputs, explained_variance=[32.1, 19.4, 12.5])   # percent, or unbounded
+    with pytest.raises(ValueError, match="at most 0.5"):
+        _write(tmp_path / "b", inputs, explained_variance=[0.3, 0.2, 0.1], total_explained_variance=0.5)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    out = _write(tmp_path / "c", inputs, explained_variance=[0.3, 0.2, 0.1], total_explained_variance=0.6)
+    side = json.loads((out / "group" / "desc-ivae_components.json").read_text())
+    assert side["TotalExplainedVariance"] == 0.6
+
+
+def test_stability_goes_into_the_labels_and_sidecars(tmp_path, inputs):
+    out = _write(tmp_path / "s", inputs, explained_variance=[0.3, 0.2, 0.1], stability=[0.95, 0.4, float("nan")])
+    labels = pd.read_csv(out / "group" / "desc-ivae_labels.tsv", sep="\t", keep_default_na=False)
+    assert list(labels["stability"]) == ["0.95", "0.4", "n/a"]
+    side = json.loads((out / "group" / "desc-ivae_components.json").read_text())
+    assert side["Stability"] == [0.95, 0.4, None] and "restart" in side["StabilityDefinition"]
+    label_side = json.loads((out / "group" / "desc-ivae_labels.json").read_text())
+    assert "ICASSO" in label_side["stability"]["Description"]
+    with pytest.raises(ValueError, match="stability must have 3 values"):
+        _write(tmp_path / "t", inputs, stability=[0.9, 0.8])
+    assert not (tmp_path / "t").exists()

@@ -66,6 +66,10 @@ def test_melodic_names_shapes_and_agreement(layouts, bids):
     mean = nib.load(ica / "mean.nii.gz").get_fdata()
     assert mean.shape == bold.shape[:3] and mean.max() > 10     # the mean EPI, not the ~0 voxel mean
     assert set(np.unique(nib.load(ica / "mask.nii.gz").get_fdata())) <= {0, 1}
+    stats = np.loadtxt(ica / "melodic_ICstats")   # % of explained, % of total variance
+    assert stats.shape == (3, 2)
+    assert stats[:, 0].sum() == pytest.approx(100, rel=1e-6)
+    np.testing.assert_allclose(stats[:, 1], 100 * model.explained_variance_, rtol=1e-6)
 
 
 def test_gift_names_shapes_and_agreement(layouts):
@@ -129,3 +133,31 @@ def test_fit_cli_layout_option(bids, tmp_path):
     model = GroupIVAE.load(out, device="cpu")
     z = model.transform(sorted(bids.glob("sub-02/func/*_bold.nii.gz")))
     np.testing.assert_allclose(z[0], np.loadtxt(out / "melodic_mix")[80:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["melodic", "gift"])
+def test_layouts_keep_the_input_space_codes(tmp_path, layout):
+    """An MNI-coded input (qform/sform code 4) gives MNI-coded maps, mask and mean image,
+    as in the BIDS layout, although the mask (as nilearn computes it) has codes 1/2."""
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = [-20, -30, -10]
+    bold = nib.Nifti1Image(np.random.default_rng(0).normal(100, 1, (4, 5, 3, 6)).astype(np.float32), affine)
+    bold.header.set_qform(affine, code=4)
+    bold.header.set_sform(affine, code=4)
+    run = tmp_path / "sub-01_task-x_space-MNI152NLin2009cAsym_bold.nii.gz"
+    bold.to_filename(run)
+    mask = nib.Nifti1Image(np.ones((4, 5, 3), np.uint8), affine)   # nibabel's default codes
+    mask.header.set_qform(affine, code=1)
+    mask.header.set_sform(affine, code=2)
+    maps = np.random.default_rng(1).normal(size=(2, 60))
+    out = tmp_path / ("out.ica" if layout == "melodic" else "gift")
+    write_layout(layout, out, mask_img=mask, group_maps=maps, timecourses=[np.ones((6, 2))],
+                 runs=[{"sub": "01", "path": str(run), "tr": 2.0}], subject_maps=[maps], prefix="p",
+                 explained_variance=[0.2, 0.1])
+    images = [f for f in sorted(out.iterdir()) if f.name.endswith((".nii", ".nii.gz"))
+              and "timecourses" not in f.name]
+    assert len(images) >= 3
+    for f in images:
+        hdr = nib.load(f).header
+        assert (int(hdr["qform_code"]), int(hdr["sform_code"])) == (4, 4), f.name
+        np.testing.assert_allclose(nib.load(f).affine, affine)

@@ -162,8 +162,15 @@ def test_write_bids_refuses_existing(sim, tmp_path):
     with pytest.raises(FileExistsError):
         write_bids(sim, out)
     assert (out / "keep.txt").exists()
+    from trends_ivae.io.export import ForeignFilesError
+
+    with pytest.raises(ForeignFilesError, match="keep.txt"):   # force never deletes a user's file
+        write_bids(sim, out, force=True)
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
     write_bids(sim, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "participants.tsv").exists()
+    write_bids(sim, out, force=True)   # over its own files
+    assert (out / "participants.tsv").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bids"]  # no temporary leftovers
 
 

@@ -21,6 +21,11 @@ per unit change of each component, averaged over the data. See ``docs/maps.md``.
 Sign and order, as users expect from ICA: each component is flipped so that its group
 z-map's strongest peak is positive (the time courses, subject maps and effect maps get
 the same sign), and components are sorted by decreasing explained variance.
+
+Explained variance (:func:`explained_variance`): each component's share of the cleaned
+data's variance, a fraction in [0, 1]; the shares add up to the regression's R^2 (the
+variance all components explain together, MELODIC's "% of total variance" summed), so
+never to more than 1, also when the time courses are correlated.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ __all__ = [
     "zscore_maps",
     "peak_signs",
     "explained_variance",
+    "EXPLAINED_VARIANCE_DEFINITION",
     "effect_maps",
     "split_by_subject",
 ]
@@ -109,36 +115,96 @@ def peak_signs(maps: np.ndarray) -> np.ndarray:
     return np.where(peak < 0, -1.0, 1.0)
 
 
-def explained_variance(data: np.ndarray, z: np.ndarray, coefs: np.ndarray | None = None, *,
-                       center: bool = True) -> np.ndarray:
-    """Fraction of the data variance explained by each component's regression.
+#: what the explained variance is, for the sidecars and the docs
+EXPLAINED_VARIANCE_DEFINITION = (
+    "Fraction (0 to 1) of the cleaned data's variance (sum of squares over voxels and volumes, "
+    "after cleaning and centring each voxel in time) credited to each component by Johnson's "
+    "relative weights (Johnson 2000, Multivariate Behav Res 35:1-19) of the regression of the data on "
+    "all time courses: the time courses are replaced by their closest orthonormal set (symmetric, "
+    "Loewdin orthogonalisation), the variance each of these explains is shared among the original "
+    "time courses by their squared loadings. Each share is >= 0 and the shares add up to the total "
+    "(R^2 of the regression on all components, <= 1); for uncorrelated time courses a share is "
+    "||z_j beta_j||^2 / ||data||^2.")
 
-    ``||z_j beta_j||^2 / ||data||^2`` with ``beta = pinv(z) data`` (centred). For
-    uncorrelated time courses the fractions add up to the regression's R^2; with
-    correlated ones they need not. From reduced data the denominator is the variance
-    kept by the reduction.
+
+def _variance_parts(data: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Sums of squares of (centred) ``data`` credited to each (centred) time course, and the
+    regression's fitted sum of squares; the parts add up to it (see :func:`explained_variance`)."""
+    k = z.shape[1]
+    norms = np.sqrt((z ** 2).sum(0))
+    top = float(norms.max()) if norms.size else 0.0
+    ok = norms > max(top * 1e-12, np.finfo(float).tiny)
+    if not ok.any():
+        return np.zeros(k), 0.0
+    zn = np.zeros_like(z)
+    zn[:, ok] = z[:, ok] / norms[ok]                      # unit-norm columns (a constant one stays 0)
+    p, d, qt = np.linalg.svd(zn, full_matrices=False)     # zn = P diag(d) Q^T
+    keep = d > d.max() * max(zn.shape) * np.finfo(float).eps
+    p, d, q = p[:, keep], d[keep], qt[keep].T
+    proj = p.T @ data                                     # data on an orthonormal basis of span(z)
+    fitted = float((proj ** 2).sum())
+    star = ((q @ proj) ** 2).sum(1)                       # ||z*_k^T data||^2 for z* = P Q^T (Loewdin)
+    lam = (q * d) @ q.T                                   # zn = z* Lambda, Lambda symmetric
+    parts = (lam ** 2) @ star                             # columns of Lambda**2 sum to 1: parts add to fitted
+    return np.clip(parts, 0.0, None), fitted
+
+
+def explained_variance(data: np.ndarray, z: np.ndarray, coefs: np.ndarray | None = None, *,
+                       center: bool = True, total: float | None = None,
+                       return_total: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
+    """Each component's share of the data's variance: a fraction in [0, 1], adding up to R^2.
+
+    The shares are Johnson's relative weights (Johnson 2000) of the least-squares regression
+    of ``data`` on all time courses ``z``, summed over the data's columns:
+
+    1. scale each time course to unit norm, ``z_n = P D Q^T`` (SVD);
+    2. ``z* = P Q^T`` is the orthonormal set closest to ``z_n`` (symmetric orthogonalisation)
+       and ``z_n = z* L`` with ``L = Q D Q^T``;
+    3. orthogonal ``z*_k`` explains ``||z*_k^T data||^2`` (these add up to the regression's
+       fitted sum of squares); component ``j`` is credited ``sum_k L_jk^2 ||z*_k^T data||^2``
+       (``L_jk^2`` is the part of ``z*_k`` in ``z_j``; each column of ``L**2`` sums to 1).
+
+    Why this definition: each share is >= 0 and the shares add up to exactly the variance
+    all components explain together (R^2 <= 1), whatever the correlation of the time
+    courses, and independently of their order. The per-component ``||z_j beta_j||^2`` used
+    before is the same for uncorrelated time courses but with correlated (collinear) ones
+    adds up to more than the data's variance. A sequential (type I) partition depends on an
+    arbitrary order; the unique contributions (drop of R^2 without component ``j``) leave
+    the shared variance to nobody, and add up to more than R^2 when one time course
+    suppresses another (``y = z_1 - z_2`` with correlated ``z``). The relative weights are a
+    close, cheap approximation of the Shapley (LMG / dominance-analysis) decomposition,
+    which needs 2^k regressions.
 
     Parameters
     ----------
     data : ndarray (n_volumes, n_features)
     z : ndarray (n_volumes, k)
     coefs : ndarray (k, n_features), optional
-        Precomputed :func:`regression_coefficients`.
+        Ignored (kept for compatibility: the shares need no coefficients).
     center : bool
+        Remove the temporal mean of both first.
+    total : float, optional
+        The denominator: the data's total sum of squares (e.g. of the cleaned voxel data when
+        ``data`` are reduced; default ``||data||^2``). Must be at least ``||data||^2``.
+    return_total : bool
+        Also return the total share (R^2 of the regression on all components).
 
     Returns
     -------
-    ndarray (k,)
+    ndarray (k,), or (ndarray (k,), float) with ``return_total``
     """
     data = np.asarray(data, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
+    if data.ndim != 2 or z.ndim != 2 or data.shape[0] != z.shape[0]:
+        raise ValueError(f"data (n_volumes, n_features) and z (n_volumes, k) must share "
+                         f"n_volumes; got data {data.shape} and z {z.shape}")
     if center:
         data, z = _centre(data), _centre(z)
-    if coefs is None:
-        coefs = regression_coefficients(data, z, center=False)
-    total = float(np.sum(data ** 2))
-    part = (z ** 2).sum(0) * (np.asarray(coefs) ** 2).sum(1)  # ||z_j||^2 ||beta_j||^2
-    return part / total if total > 0 else np.zeros(z.shape[1])
+    parts, fitted = _variance_parts(data, z)
+    denom = float(np.sum(data ** 2)) if total is None else float(total)
+    shares = parts / denom if denom > 0 else np.zeros(z.shape[1])
+    r2 = fitted / denom if denom > 0 else 0.0
+    return (shares, r2) if return_total else shares
 
 
 def effect_maps(jacobian: np.ndarray, basis: np.ndarray, *, order: Sequence[int] | None = None,
@@ -205,9 +271,15 @@ class BackProjection:
     order : ndarray (k,) int
     signs : ndarray (k,) float (+1 / -1)
     explained_variance : ndarray (k,)
-        Pooled over subjects: sum of the components' explained squared norms over the
-        sum of the data's, sorted decreasingly.
+        Pooled over subjects: each component's share of the data's variance (fractions in
+        [0, 1], :func:`explained_variance`: the subjects' credited sums of squares over the
+        sum of their total sums of squares), sorted decreasingly; they add up to
+        ``total_explained_variance``.
     subject_explained_variance : ndarray (n_subjects, k)
+        The same per subject.
+    total_explained_variance : float
+        Pooled R^2 of the regressions on all components (fraction of the data's variance).
+    subject_total_explained_variance : ndarray (n_subjects,)
     basis : ndarray (n_voxels, d) or None
         The basis the coefficients live in (None when they are voxel maps already).
     """
@@ -221,6 +293,8 @@ class BackProjection:
     explained_variance: np.ndarray
     subject_explained_variance: np.ndarray
     basis: np.ndarray | None = None
+    total_explained_variance: float = float("nan")
+    subject_total_explained_variance: np.ndarray | None = None
 
     @property
     def n_components(self) -> int:
@@ -263,7 +337,8 @@ def _as_list(a, subject, name: str) -> list[np.ndarray] | None:
 def back_project(x: np.ndarray | Sequence[np.ndarray] | None, z: np.ndarray | Sequence[np.ndarray],
                  basis: np.ndarray | None = None, *, subject: np.ndarray | None = None,
                  voxel_data: np.ndarray | Sequence[np.ndarray] | None = None,
-                 sort: bool = True, fix_signs: bool = True) -> BackProjection:
+                 sort: bool = True, fix_signs: bool = True,
+                 total_sum_of_squares: float | Sequence[float] | None = None) -> BackProjection:
     """Regression maps, explained variance, sign and order from time courses.
 
     Parameters
@@ -285,6 +360,12 @@ def back_project(x: np.ndarray | Sequence[np.ndarray] | None, z: np.ndarray | Se
         Order components by decreasing explained variance.
     fix_signs : bool
         Flip components so that each group z-map's strongest peak is positive.
+    total_sum_of_squares : float or sequence of float, optional
+        The denominators of the explained variance: the cleaned data's total sum of squares,
+        one per subject (or one for the group: then only the pooled shares use it). Reduced
+        data ``x`` hold only the variance kept by the reduction; with these the shares are
+        fractions of the cleaned data's variance. Default: the sums of squares of the data
+        given.
 
     Returns
     -------
@@ -301,7 +382,8 @@ def back_project(x: np.ndarray | Sequence[np.ndarray] | None, z: np.ndarray | Se
     if len(data) != len(zs):
         raise ValueError(f"{len(data)} subjects of data but {len(zs)} of time courses")
     k = zs[0].shape[1]
-    coefs, sub_ev, norms = [], [], []
+    totals = _subject_totals(total_sum_of_squares, len(data))
+    coefs, sub_ev, sub_r2, norms = [], [], [], []
     for i, (d, t) in enumerate(zip(data, zs)):
         if t.shape[1] != k or d.shape[0] != t.shape[0]:
             raise ValueError(f"subject {i}: data {d.shape} and time courses {t.shape} do not "
@@ -309,12 +391,19 @@ def back_project(x: np.ndarray | Sequence[np.ndarray] | None, z: np.ndarray | Se
         dc, tc = _centre(np.asarray(d, np.float64)), _centre(np.asarray(t, np.float64))
         b = regression_coefficients(dc, tc, center=False)
         coefs.append(b)
-        total = float(np.sum(dc ** 2))
-        part = (tc ** 2).sum(0) * (b ** 2).sum(1)
-        norms.append((part, total))
+        part, fitted = _variance_parts(dc, tc)
+        own = float(np.sum(dc ** 2))
+        total = own if totals is None else max(float(totals[i]), own)
+        norms.append((part, fitted, total))
         sub_ev.append(part / total if total > 0 else np.zeros(k))
+        sub_r2.append(fitted / total if total > 0 else 0.0)
     coefs = np.stack(coefs)  # (S, k, F)
-    pooled = sum(p for p, _ in norms) / max(sum(t for _, t in norms), np.finfo(float).tiny)
+    grand = sum(t for _, _, t in norms)
+    if isinstance(total_sum_of_squares, (int, float, np.floating)):
+        grand = max(float(total_sum_of_squares), grand)
+    grand = max(grand, np.finfo(float).tiny)
+    pooled = sum(p for p, _, _ in norms) / grand
+    pooled_r2 = float(sum(f for _, f, _ in norms) / grand)
     use_basis = None if vs is not None else np.asarray(basis)
     if use_basis is not None and use_basis.shape[1] != coefs.shape[2]:
         raise ValueError(f"basis {use_basis.shape} does not match the reduced data's d={coefs.shape[2]}")
@@ -334,4 +423,16 @@ def back_project(x: np.ndarray | Sequence[np.ndarray] | None, z: np.ndarray | Se
         explained_variance=pooled[order],
         subject_explained_variance=np.stack(sub_ev)[:, order],
         basis=use_basis,
+        total_explained_variance=pooled_r2,
+        subject_total_explained_variance=np.asarray(sub_r2),
     )
+
+
+def _subject_totals(total, n_subjects: int) -> np.ndarray | None:
+    """Per-subject denominators from ``total_sum_of_squares`` (None: a single group total or none)."""
+    if total is None or isinstance(total, (int, float, np.floating)):
+        return None
+    arr = np.asarray(total, dtype=np.float64).ravel()
+    if arr.size != n_subjects:
+        raise ValueError(f"total_sum_of_squares has {arr.size} values for {n_subjects} subjects")
+    return arr

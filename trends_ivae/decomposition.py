@@ -173,6 +173,13 @@ class GroupIVAE(BaseEstimator):
     subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
         Subject z-maps, per subject (in ``prepared_.subjects`` order).
     explained_variance_ : ndarray (n_components,)
+        Each component's share of the cleaned data's variance, a fraction in [0, 1]
+        (relative weights, :func:`~trends_ivae.backprojection.explained_variance`); the
+        shares add up to ``total_explained_variance_``.
+    total_explained_variance_ : float
+        Fraction of the cleaned data's variance that all components explain together (R^2
+        of the regression of the data on all time courses; MELODIC's "% of total variance"
+        summed over components).
     elbo_ : float
         Held-out ELBO per volume of the selected restart.
     stability_ : ndarray (n_components,)
@@ -353,7 +360,11 @@ class GroupIVAE(BaseEstimator):
         ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
         z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
-        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject)
+        par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
+        totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
+        if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
+            totals = par.get("total_sum_of_squares")
+        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
         ivae.reorder(bp.order, bp.signs)
         z = ivae.transform(prepared.x, u)
         jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
@@ -362,6 +373,7 @@ class GroupIVAE(BaseEstimator):
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.raw_components_ = bp.raw_maps.astype(np.float32)
         self.explained_variance_ = bp.explained_variance
+        self.total_explained_variance_ = bp.total_explained_variance
         self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
         self.subject_explained_variance_ = bp.subject_explained_variance
         self.runs_ = prepared.runs
@@ -374,6 +386,32 @@ class GroupIVAE(BaseEstimator):
         self.effects_img_ = unmask(self.effects_, self.mask_img_)
         self.n_components_ = self.n_components
         return self
+
+    @staticmethod
+    def prepare_params(prepared: PreparedData) -> dict:
+        """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
+
+        ``fit_prepared`` uses the prepared data as they are, so the parameters a
+        ``GroupIVAE`` was built with say nothing about how they were prepared; the
+        command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
+        so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
+        TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
+        path or an image; ``prepared.parameters`` has it).
+        """
+        aux = prepared.aux or {}
+        par = prepared.parameters or {}
+        clean = par.get("clean") or {}
+        out = {"aux": aux.get("spec", par.get("aux")), "window": aux.get("window", par.get("window")),
+               "step": par.get("step", aux.get("step")), "hrf_delay": aux.get("hrf_delay", 0.0),
+               "min_event_duration": aux.get("min_event_duration"),
+               "aux_combine": aux.get("combine", par.get("aux_combine", "concat")),
+               "n_dims": int(prepared.n_dims), "tr": par.get("tr_override"),
+               "whiten": bool(par.get("whiten", False)),
+               "resample_to_first": bool(par.get("resample_to_first", clean.get("resample", False)))}
+        for name in ("confounds", "detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm"):
+            if name in clean:
+                out[name] = clean[name]
+        return out
 
     @staticmethod
     def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:

@@ -7,9 +7,20 @@ from pathlib import Path
 
 class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - used as a constant
     """argparse's defaults formatter, without "(default: None)": an option without a default says so
-    in its help, or has none to say."""
+    in its help, or has none to say.
+
+    A flag (``store_true`` / ``store_false``) shows no "(default: ...)": the value is that of
+    its destination, not of the flag, so ``--no-report`` would read "(default: True)". A flag
+    whose value is its destination's default (``--nonlinear`` beside ``--linear``) says
+    "(the default)".
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._StoreConstAction) and action.nargs == 0:  # noqa: SLF001
+            text = action.help or ""
+            if action.default == action.const and action.default is not None:
+                text += " (the default)"
+            return text
         if action.default is None:
             return action.help or ""
         return super()._get_help_string(action)

@@ -263,7 +263,14 @@ def _merge(tmp_out: Path, out: Path, layout: str, backup: Path) -> None:
     ``backup`` (same file system: renames only); when a move fails, everything done is
     undone, so OUTPUT_DIR keeps its previous contents, and the error propagates.
     """
+    from ..io.export import MANIFEST_NAME, ForeignFilesError, read_manifest
+
     journal: list[tuple[Path, Path | None]] = []   # (destination, where its old version went)
+    foreign = _foreign_group_files(out, layout)   # again: files a user added while the group stage ran
+    if foreign:
+        raise ForeignFilesError(out if layout == "bids" else out / LAYOUT_DIRS[layout], foreign)
+    ours = read_manifest(out) or set()
+    aside = {t.relative_to(out).as_posix() for t in _group_targets(out, layout)}
 
     def put(src: Path, dest: Path) -> None:
         old = None
@@ -284,10 +291,13 @@ def _merge(tmp_out: Path, out: Path, layout: str, backup: Path) -> None:
         if layout != "bids":
             put(tmp_out, out / LAYOUT_DIRS[layout])
             return
+        new = read_manifest(tmp_out) or set()
         for item in sorted(tmp_out.rglob("*")):
-            if item.is_dir() or item.name == "dataset_description.json":
+            if item.is_dir() or item.name in ("dataset_description.json", MANIFEST_NAME):
                 continue
             put(item, out / item.relative_to(tmp_out))
+        kept = {f for f in ours if not any(f == a or f.startswith(a + "/") for a in aside)}
+        _write_group_manifest(out, kept | (new - {"dataset_description.json"}))
     except BaseException:
         for dest, old in reversed(journal):
             if dest.is_dir() and not dest.is_symlink():
@@ -297,6 +307,25 @@ def _merge(tmp_out: Path, out: Path, layout: str, backup: Path) -> None:
             if old is not None:
                 os.replace(old, dest)
         raise
+
+
+def _write_group_manifest(out: Path, files: set[str]) -> None:
+    from ..io.export import record_outputs
+
+    record_outputs(out, sorted(files), replace=True)
+
+
+def _foreign_group_files(out: Path, layout: str) -> list[str]:
+    """Files among those a group stage replaces (its targets, the per-run outputs, the report)
+    that the tool did not write; a ``--force`` run refuses to touch them."""
+    from ..io.export import foreign_files
+
+    if layout != "bids":
+        return foreign_files(out / LAYOUT_DIRS[layout])
+    within = [t.relative_to(out).as_posix() for t in _group_targets(out, layout) if t.exists()]
+    within += [p.relative_to(out).as_posix() for p in out.glob("sub-*/**/func/*_desc-ivae_*")]   # not the shares
+    within += ["report.html"] if (out / "report.html").exists() else []
+    return foreign_files(out, within=within)
 
 
 def _report(out: Path) -> None:
@@ -325,6 +354,12 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     existing = [str(p) for p in _group_targets(out, args.layout) if p.exists()]
     if existing and not args.force:
         return _error(f"group outputs exist ({', '.join(existing)}); pass --force to overwrite them")
+    foreign = _foreign_group_files(out, args.layout) if out.is_dir() else []
+    if foreign:
+        from ..io.export import ForeignFilesError
+
+        return _error(str(ForeignFilesError(out if args.layout == "bids" else out / LAYOUT_DIRS[args.layout],
+                                            foreign)))
     try:
         runs = _find(args, bids, labels)
     except PrepareError:
@@ -385,7 +420,8 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
         args.checkpoint_dir = None
         args.report = not args.no_report
         tmp_out = work / "out"
-        code = fit_and_write(args, tmp_out, source=str(bids))
+        code = fit_and_write(args, tmp_out, source=str(bids),
+                             shown_dir=out if args.layout == "bids" else out / LAYOUT_DIRS[args.layout])
         if code:
             return code
         out.mkdir(parents=True, exist_ok=True)

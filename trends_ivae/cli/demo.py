@@ -49,11 +49,12 @@ def _is_demo_output(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .fit import fit_and_write  # after parsing
+    from .fit import fit_and_write, refuse_foreign_files  # after parsing
 
     out = Path(args.out)
     if out.exists() and not _is_demo_output(out):
         parser.error(f"{str(out)!r} exists and is not a trends_ivae output; choose another --out")
+    refuse_foreign_files(parser, out)   # an earlier demo output is replaced, nothing else in it
     setup_logging(0)
     tmp = None
     bids = sample_bids_dir()

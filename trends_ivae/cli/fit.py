@@ -10,13 +10,15 @@ Writes a BIDS-derivatives folder (see ``docs/cli.md``): group z-maps and decoder
 maps, per-run time courses (TSV) and subject maps, the model checkpoint, the resolved
 configuration, the ELBO curve and, unless ``--no-keep-prepared``, ``prepared.h5``.
 Everything is written to a temporary folder and moved into place at the end; an
-existing OUT is refused before any work unless ``--force``.
+existing OUT is refused before any work unless ``--force``, and with ``--force`` when it
+holds files the tool did not write (they are named; nothing of them is deleted).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not args.force:
         parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
+    refuse_foreign_files(parser, out_dir)
     check_writable(parser, out_dir.absolute().parent, "--out")
     if getattr(args, "checkpoint_dir", None):
         check_writable(parser, args.checkpoint_dir, "--checkpoint-dir")
@@ -134,6 +137,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if getattr(args, "distributed", False):
         return _fit_distributed(args, out_dir)
     return fit_and_write(args, out_dir, source=args.bids or args.prepared)
+
+
+def refuse_foreign_files(parser: argparse.ArgumentParser, out_dir: Path,
+                         within: Sequence[str] | None = None) -> None:
+    """Stop (``parser.error``) when ``--force`` would replace a folder holding files the tool did
+    not write: they are named, and nothing is deleted (``within``: only these parts of it)."""
+    from ..io.export import ForeignFilesError, foreign_files
+
+    foreign = foreign_files(out_dir, within=within)
+    if foreign:
+        parser.error(str(ForeignFilesError(out_dir, foreign)))
 
 
 def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
@@ -188,11 +202,30 @@ class _RunMaps(Sequence):
         return self._maps[self._subject[i]]
 
 
+def summary_line(model, prepared, n_components: int) -> str:
+    """The fit's one-line result: the variance all components explain, the ELBO per volume
+    (data units, as ``model/elbo.tsv`` and the report) and the stability across restarts, or
+    why there is none (one restart)."""
+    n_init = int(getattr(model.ivae_, "n_init", 0) or 0)
+    stability = model.restart_agreement_
+    if n_init < 2 or stability is None or not math.isfinite(float(stability)):
+        stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
+    else:
+        stab = f"stability across {n_init} restarts {stability:.2f}"
+    total = getattr(model, "total_explained_variance_", None)
+    explained = (f"together explaining {100 * total:.1f}% of the cleaned data's variance; "
+                 if total is not None and math.isfinite(float(total)) else "")
+    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
+            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
+
+
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
-                  rows: slice | None = None) -> int:
+                  rows: slice | None = None, shown_dir: Path | None = None) -> int:
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
 
-    ``rows``: train on these rows only (rank 0 of a distributed fit).
+    ``rows``: train on these rows only (rank 0 of a distributed fit). ``shown_dir``: the
+    folder printed as written (the BIDS App writes into a temporary ``out_dir`` and moves
+    it there afterwards); default ``out_dir``.
     """
     from .. import __version__
     from ..decomposition import GroupIVAE
@@ -228,7 +261,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                       estimator=getattr(args, "estimator", "vae"),
                       ivae_params=params, device=args.device, random_state=args.seed,
-                      verbose=args.verbose)
+                      verbose=args.verbose, n_jobs=getattr(args, "n_jobs", 1),
+                      **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
                            stream_rows=getattr(args, "stream_rows", None))
@@ -248,7 +282,11 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         "ivae": model.ivae_.get_params(),
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
-        "results": {"elbo": model.elbo_, "stability": model.restart_agreement_,
+        "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
+                    "total_explained_variance": model.total_explained_variance_,
+                    "explained_variance_unit": "fraction of the cleaned data's variance (0 to 1)",
+                    "estimator": getattr(args, "estimator", "vae"),
+                    "stability": model.restart_agreement_,
                     "component_stability": [float(v) for v in model.stability_],
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
@@ -280,21 +318,23 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                      mean_img=getattr(args, "mean_img", None), group_maps=model.components_,
                      effect_maps=model.effects_, runs=runs, timecourses=model.timecourses_,
                      subject_maps=subject_maps, params=config["model"] | {"ivae": config["ivae"]},
-                     explained_variance=model.explained_variance_, source=source, extra=extra,
+                     explained_variance=model.explained_variance_,
+                     total_explained_variance=model.total_explained_variance_,
+                     stability=model.stability_, source=source, extra=extra,
                      force=args.force)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
         return 1
-    print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
-          f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.restart_agreement_:.2f}, "
+    shown = out_dir if shown_dir is None else Path(shown_dir)
+    print(f"wrote {shown}: {summary_line(model, prepared, args.n_components)}, "
           f"{time.perf_counter() - t0:.1f} s")
     if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
         try:  # the fit outputs are written; a report failure must not lose them
             from ..report import build_report
 
             page = build_report(out_dir)
-            print(f"report: {page}")
+            print(f"report: {shown / Path(page).relative_to(out_dir)}")
         except Exception as exc:  # noqa: BLE001
             print(f"{prog}: warning: the fit outputs are complete, but the report failed "
                   f"({type(exc).__name__}: {exc}); retry with 'trends-ivae report {out_dir}'",

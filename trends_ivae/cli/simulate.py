@@ -62,6 +62,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
 
     if out.exists() and not args.force:
         fail(f"{str(out)!r} exists; use --force to overwrite")
+    from ..io.export import ForeignFilesError, foreign_files
+
+    foreign = foreign_files(out)
+    if foreign:
+        fail(str(ForeignFilesError(out, foreign)))
     from ..simulate.fmri import FMRISimParams, simulate_fmri, write_bids
 
     params = FMRISimParams(

@@ -28,6 +28,8 @@ from .images import ImageLike, PrepareError, image_name, load_4d
 __all__ = [
     "CleanSettings",
     "read_confounds",
+    "confound_columns",
+    "confounds_summary",
     "load_run_data",
     "masked_series",
     "run_statistics",
@@ -77,8 +79,25 @@ class CleanSettings:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def confound_columns(confounds, names: Sequence[str] | None, n_volumes: int,
+                     run_name: str = "<run>") -> list[str]:
+    """The names of the confound columns :func:`read_confounds` regresses for one run
+    (checked as it checks them); ``[]`` when the run has no confounds."""
+    return read_confounds(confounds, names, n_volumes, run_name, with_names=True)[1]
+
+
+def confounds_summary(columns_per_run: Sequence[Sequence[str]]) -> dict:
+    """What was regressed, for the provenance: the columns (in order of first use) and in
+    how many of the runs."""
+    seen: list[str] = []
+    for cols in columns_per_run:
+        seen.extend(c for c in cols if c not in seen)
+    return {"columns": seen, "n_runs": int(sum(bool(c) for c in columns_per_run)),
+            "n_runs_total": len(columns_per_run)}
+
+
 def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
-                   run_name: str = "<run>") -> np.ndarray | None:
+                   run_name: str = "<run>", *, with_names: bool = False):
     """The confound matrix of one run, ``(n_volumes, n_confounds)`` float64, or None.
 
     Parameters
@@ -91,6 +110,9 @@ def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
     n_volumes : int
         Expected number of rows.
 
+    with_names : bool
+        Return ``(values, column names)`` instead (``(None, [])`` without confounds).
+
     Raises
     ------
     PrepareError
@@ -100,7 +122,7 @@ def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
     if confounds is None:
         if names:
             raise PrepareError(f"confound columns {list(names)} requested but run {run_name!r} has no confounds file")
-        return None
+        return (None, []) if with_names else None
     label = str(confounds) if isinstance(confounds, (str, Path)) else f"confounds of {run_name!r}"
     if isinstance(confounds, np.ndarray):
         arr = np.atleast_2d(confounds.T).T.astype(float)
@@ -152,7 +174,7 @@ def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
             means = np.nan_to_num(np.nanmean(values, axis=0))
         values = np.where(np.isnan(values), means, values)
-    return values
+    return (values, list(df.columns)) if with_names else values
 
 
 def _resample_like(image, target: nib.spatialimages.SpatialImage, interpolation="continuous"):

@@ -6,7 +6,7 @@ Layout written by :func:`write_derivatives`::
     OUT/group/desc-ivae_components.nii.gz (+.json) group z-maps, 4-D, one volume per component
     OUT/group/desc-ivae_effects.nii.gz (+.json)    decoder-effect maps (when given)
     OUT/group/desc-ivae_mask.nii.gz                the mask the maps live in
-    OUT/group/desc-ivae_labels.tsv                 index, name (+ explained_variance)
+    OUT/group/desc-ivae_labels.tsv (+.json)        index, name (+ explained_variance, a fraction)
     OUT/sub-<label>/[ses-<label>/]func/<entities>_desc-ivae_timeseries.tsv (+.json)
     OUT/sub-<label>/[ses-<label>/]func/<entities>_desc-ivae_components.nii.gz (+.json)
 
@@ -15,7 +15,10 @@ Layout written by :func:`write_derivatives`::
 
 Everything is written into a temporary folder next to ``OUT`` and moved into place at the
 end (:func:`atomic_output_dir`); an existing ``OUT`` is refused before any work unless
-``force``. This module is independent of the prepared store: it takes plain arrays, a
+``force``. ``OUT/.trends_ivae_outputs.json`` (:data:`MANIFEST_NAME`) lists every file the
+tool wrote there; ``force`` replaces a folder only when it holds nothing else
+(:func:`foreign_files`): a file a user put in it is never deleted, the write is refused
+and names it. This module is independent of the prepared store: it takes plain arrays, a
 mask image and run descriptions (dicts). numpy, nibabel, pandas and json only.
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..backprojection import EXPLAINED_VARIANCE_DEFINITION   # numpy only
 
 __all__ = [
     "write_derivatives",
@@ -43,7 +47,19 @@ __all__ = [
     "run_entities",
     "derivative_stem",
     "atomic_output_dir",
+    "MANIFEST_NAME",
+    "ForeignFilesError",
+    "foreign_files",
+    "read_manifest",
+    "record_outputs",
+    "remove_own_outputs",
 ]
+
+#: what the labels' ``stability`` column holds (trends_ivae.consensus)
+STABILITY_DEFINITION = ("ICASSO-style stability index of the component across restarts: the mean absolute "
+                        "correlation of its time course with the matched component (Hungarian assignment) of "
+                        "every other converged restart, on up to 5000 volumes; 1 means every restart found it; "
+                        "n/a with a single restart")
 
 #: BIDS entity order (BIDS specification, appendix "Entity table")
 ENTITY_ORDER = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc",
@@ -193,22 +209,130 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
+#: the file in an output folder that lists (relative POSIX paths) what the tool wrote there
+MANIFEST_NAME = ".trends_ivae_outputs.json"
+
+
+class ForeignFilesError(FileExistsError):
+    """An output folder to be replaced holds files the tool did not write (``files``)."""
+
+    def __init__(self, folder: Path, files: Sequence[str]) -> None:
+        self.folder, self.files = Path(folder), list(files)
+        shown = ", ".join(self.files[:10]) + (f", ... ({len(self.files)} in all)" if len(self.files) > 10 else "")
+        super().__init__(f"{self.folder} holds files trends-ivae did not write: {shown}; --force replaces "
+                         "only the tool's own outputs and never deletes other files: move them out of "
+                         "the folder, or choose another output folder")
+
+
+def read_manifest(out_dir: str | os.PathLike) -> set[str] | None:
+    """The files (relative POSIX paths) the tool wrote in ``out_dir``, or None without a
+    readable :data:`MANIFEST_NAME`."""
+    try:
+        data = json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+        return {str(f) for f in data["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_manifest(out_dir: Path, files: set[str]) -> None:
+    tmp = out_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"written_by": f"trends_ivae {__version__}", "files": sorted(files)}, indent=1) + "\n")
+    os.replace(tmp, out_dir / MANIFEST_NAME)
+
+
+def _files_under(root: Path) -> list[str]:
+    """Every file and symbolic link under ``root`` (relative POSIX paths; links not followed)."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        for name in files + [d for d in dirs if (here / d).is_symlink()]:
+            found.append((here / name).relative_to(root).as_posix())
+    return sorted(found)
+
+
+def record_outputs(out_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], *,
+                   replace: bool = False) -> None:
+    """Add ``paths`` (inside ``out_dir``, absolute or relative to it) to its manifest (or,
+    with ``replace``, make them the whole manifest); the manifest is replaced atomically."""
+    out = Path(out_dir)
+    files = set() if replace else (read_manifest(out) or set())
+    for p in paths:
+        p = Path(p)
+        files.add((p.relative_to(out) if p.is_absolute() else p).as_posix())
+    _write_manifest(out, files)
+
+
+def foreign_files(out_dir: str | os.PathLike, within: Sequence[str] | None = None) -> list[str]:
+    """The files under ``out_dir`` that the tool did not write (not in its manifest).
+
+    Without a manifest every file counts as foreign. ``within``: only look at these
+    relative paths (files or folders). An empty folder holds none. ``out_dir`` itself
+    being a file is reported as ``["."]``.
+    """
+    out = Path(out_dir)
+    if not out.exists() and not out.is_symlink():
+        return []
+    if not out.is_dir() or out.is_symlink():
+        return ["."]
+    ours = read_manifest(out) or set()
+    tops = [out / w for w in within] if within is not None else [out]
+    found: list[str] = []
+    for top in tops:
+        if top.is_dir() and not top.is_symlink():
+            found += [(top / f).relative_to(out).as_posix() for f in _files_under(top)]
+        elif top.exists() or top.is_symlink():
+            found.append(top.relative_to(out).as_posix())
+    return sorted({f for f in found if f not in ours and f != MANIFEST_NAME})
+
+
+def remove_own_outputs(folder: str | os.PathLike) -> list[str]:
+    """Delete the files of ``folder``'s manifest, the manifest and the folders left empty;
+    the files that remain (none unless a user added some meanwhile) are kept, with
+    ``folder``, and returned (a warning names them)."""
+    root = Path(folder)
+    for rel in sorted(read_manifest(root) or ()):
+        target = root / rel
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    for here, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):   # deepest first
+        with contextlib.suppress(OSError):
+            Path(here).rmdir()   # only when empty
+    left = _files_under(root) if root.exists() else []
+    if left:
+        import warnings
+
+        warnings.warn(f"kept files trends-ivae did not write in {root}: {', '.join(left[:10])}", UserWarning,
+                      stacklevel=3)
+    return left
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it replaces ``out_dir``.
 
-    An existing ``out_dir`` raises ``FileExistsError`` at entry unless ``force``. On an
-    exception (a full disk while writing, a failed final move) the temporary folder is
-    removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
+    An existing ``out_dir`` raises ``FileExistsError`` at entry unless ``force``; with
+    ``force``, it raises :class:`ForeignFilesError` when ``out_dir`` holds files that the
+    tool did not write (:func:`foreign_files`), so nothing a user put there is ever
+    deleted. The new folder gets a manifest (:data:`MANIFEST_NAME`) of every file in it.
+    On an exception (a full disk while writing, a failed final move) the temporary folder
+    is removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
     aside for the final rename, and moved back when that rename fails.
     """
     out = Path(out_dir)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+    foreign = foreign_files(out)
+    if foreign:
+        raise ForeignFilesError(out, foreign)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        _write_manifest(tmp, set(_files_under(tmp)) - {MANIFEST_NAME})
+        foreign = foreign_files(out)   # again: a long fit gives a user time to add files
+        if foreign:
+            raise ForeignFilesError(out, foreign)
         old = None
         if out.exists() or out.is_symlink():
             old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name[-8:]}"
@@ -220,10 +344,7 @@ def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Ite
                 os.replace(old, out)
             raise
         if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
+            remove_own_outputs(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -242,6 +363,8 @@ def write_derivatives(
     params: Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     explained_variance: Sequence[float] | None = None,
+    total_explained_variance: float | None = None,
+    stability: Sequence[float] | None = None,
     effects_zscored: bool = True,
     source: str | None = None,
     extra: Callable[[Path], None] | None = None,
@@ -276,7 +399,17 @@ def write_derivatives(
     names : sequence of str, optional
         Component names (default ``ic01, ic02, ...``).
     explained_variance : sequence of float, optional
-        Added to the labels TSV and the sidecar.
+        Each component's share of the cleaned data's variance (fractions in [0, 1],
+        ``GroupIVAE.explained_variance_``): added to the labels TSV (its JSON sidecar gives
+        the definition and the unit) and to the maps' sidecars (``ExplainedVariance``, with
+        ``ExplainedVarianceUnits`` and ``ExplainedVarianceDefinition``).
+    total_explained_variance : float, optional
+        The fraction all components explain together (R^2), written as
+        ``TotalExplainedVariance`` in the maps' sidecars.
+    stability : sequence of float, optional
+        Each component's stability index across restarts (``GroupIVAE.stability_``,
+        NaN with one restart): a ``stability`` column of the labels TSV (``n/a`` when
+        NaN) and ``Stability`` in the maps' sidecars, with its definition.
     effects_zscored : bool
         Whether the effect maps are z-scores (sets their NIfTI intent).
     source : str, optional
@@ -322,8 +455,10 @@ def write_derivatives(
     names = list(names) if names is not None else component_names(k)
     if len(names) != k or len(set(names)) != k:
         raise ValueError(f"names must be {k} distinct strings, got {names}")
-    if explained_variance is not None and len(explained_variance) != k:
-        raise ValueError(f"explained_variance must have {k} values, got {len(explained_variance)}")
+    if explained_variance is not None:
+        _check_shares(explained_variance, k, total_explained_variance)
+    if stability is not None and len(stability) != k:
+        raise ValueError(f"stability must have {k} values, got {len(stability)}")
     runs = list(runs)
     timecourses = [np.asarray(t) for t in timecourses]
     if len(timecourses) != len(runs):
@@ -360,6 +495,13 @@ def write_derivatives(
         common = {"Components": names, "Parameters": params}
         if explained_variance is not None:
             common["ExplainedVariance"] = [float(v) for v in explained_variance]
+            common["ExplainedVarianceUnits"] = EXPLAINED_VARIANCE_UNITS
+            common["ExplainedVarianceDefinition"] = EXPLAINED_VARIANCE_DEFINITION
+        if total_explained_variance is not None:
+            common["TotalExplainedVariance"] = float(total_explained_variance)
+        if stability is not None:
+            common["Stability"] = [None if not np.isfinite(v) else float(v) for v in np.asarray(stability, float)]
+            common["StabilityDefinition"] = STABILITY_DEFINITION
         unmask(group_maps, mimg, intent="z score",
                descrip="trends_ivae group regression z-maps").to_filename(
             group / "desc-ivae_components.nii.gz")
@@ -384,7 +526,20 @@ def write_derivatives(
         labels = pd.DataFrame({"index": np.arange(1, k + 1), "name": names})
         if explained_variance is not None:
             labels["explained_variance"] = np.asarray(explained_variance, dtype=float)
-        labels.to_csv(group / "desc-ivae_labels.tsv", sep="\t", index=False, float_format="%.6g")
+        if stability is not None:
+            labels["stability"] = np.asarray(stability, dtype=float)
+        labels.to_csv(group / "desc-ivae_labels.tsv", sep="\t", index=False, float_format="%.6g", na_rep="n/a")
+        if explained_variance is not None or stability is not None:
+            _write_json(group / "desc-ivae_labels.json", {
+                "index": {"Description": "Component number (volume of the 4-D maps, from 1)"},
+                "name": {"Description": "Component name, as in the time-course columns"},
+                **({"explained_variance": {"Description": EXPLAINED_VARIANCE_DEFINITION,
+                                           "Units": EXPLAINED_VARIANCE_UNITS}}
+                   if explained_variance is not None else {}),
+                **({"stability": {"Description": STABILITY_DEFINITION, "Units": "correlation (0 to 1)"}}
+                   if stability is not None else {}),
+                **({"TotalExplainedVariance": float(total_explained_variance)}
+                   if total_explained_variance is not None else {})})
 
         for i, (run, (folder, stem)) in enumerate(zip(runs, stems)):
             func = root / folder
@@ -413,6 +568,20 @@ def write_derivatives(
         if extra is not None:
             extra(root)
     return out
+
+
+#: the unit of the explained variance in the sidecars
+EXPLAINED_VARIANCE_UNITS = "fraction of the cleaned data's variance (0 to 1)"
+
+def _check_shares(shares: Sequence[float], k: int, total: float | None) -> None:
+    """Refuse explained variances that are not fractions adding up to at most 1 (or ``total``)."""
+    if len(shares) != k:
+        raise ValueError(f"explained_variance must have {k} values, got {len(shares)}")
+    arr = np.asarray(shares, dtype=float)
+    bound = 1.0 if total is None else float(total)
+    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.sum() > bound * (1 + 1e-6) + 1e-9:
+        raise ValueError(f"explained_variance must be fractions in [0, 1] adding up to at most "
+                         f"{bound:.6g} (the total); got {arr.tolist()} (sum {arr.sum():.6g})")
 
 
 def _with_input_space(mimg: nib.spatialimages.SpatialImage, space_img: Any,

@@ -15,7 +15,9 @@ recognises a folder whose name ends in ``.ica`` and which holds ``melodic_IC``,
     OUT/melodic_FTmix        their power spectra: one row per frequency (1 .. n/2 of the
                              shortest run), one column per component; the mean over runs
                              of each run's periodogram (runs truncated to the shortest)
-    OUT/melodic_ICstats      explained variance (percent) per component, one row each
+    OUT/melodic_ICstats      one row per component: percent of the explained variance (the
+                             components' shares, adding up to 100) and percent of the total
+                             (cleaned data's) variance, as MELODIC's first two columns
     OUT/mask.nii.gz          the mask (uint8)
     OUT/mean.nii.gz          the background image (see below)
 
@@ -40,6 +42,12 @@ Subjects are numbered 1, 2, ... in the order of first appearance in ``runs`` (th
 digits), sessions are a subject's runs in order (``s1``, ``s2``, ...). GIFT writes
 uncompressed ``.nii``; so do we.
 
+Every NIfTI image of both layouts (maps, mask, mean image) has the input's qform/sform
+codes (e.g. 4, MNI152 for fMRIPrep's ``space-MNI152NLin2009cAsym`` runs), as in the BIDS
+layout: ``space_img`` gives the input image, by default the first run's file when it lies
+on the mask's grid. A mask computed by nilearn carries generic codes (qform 1, sform 2),
+so without this FSLeyes and GIFT would be told the maps are in scanner space.
+
 Both writers write into a temporary folder and move it into place at the end
 (:func:`~trends_ivae.io.export.atomic_output_dir`); an existing folder is refused
 unless ``force``. numpy, nibabel and pandas only (never torch).
@@ -54,7 +62,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .export import atomic_output_dir, component_names, load_mask, run_entities, unmask
+from .export import _copy_space, _with_input_space, atomic_output_dir, component_names, load_mask, run_entities, unmask
 
 __all__ = ["LAYOUTS", "write_layout", "write_melodic", "write_gift", "power_spectra", "mean_epi", "gift_subjects"]
 
@@ -145,14 +153,27 @@ def mean_epi(imgs: Sequence[Any], mask_img: Any | None = None) -> nib.Nifti1Imag
 def _background(mean_img, mimg) -> nib.Nifti1Image:
     if mean_img is None:
         data = (np.asarray(mimg.dataobj) > 0).astype(np.float32)
-        return nib.Nifti1Image(data, mimg.affine)
+        return _in_space(nib.Nifti1Image(data, mimg.affine), mimg)
     img = nib.load(str(mean_img)) if isinstance(mean_img, (str, os.PathLike)) else mean_img
     if img.shape[:3] != mimg.shape[:3]:
         raise ValueError(f"mean_img has shape {img.shape}, the mask {mimg.shape}")
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4:
         data = data[..., 0]
-    return nib.Nifti1Image(data, mimg.affine)
+    return _in_space(nib.Nifti1Image(data, mimg.affine), mimg)
+
+
+def _in_space(img: nib.Nifti1Image, mimg) -> nib.Nifti1Image:
+    """``img`` with the qform/sform codes (and spatial units) of the mask ``mimg``."""
+    _copy_space(mimg, img)
+    if isinstance(mimg.header, nib.Nifti1Header):
+        img.header.set_xyzt_units(mimg.header.get_xyzt_units()[0])
+    return img
+
+
+def _mask_image(mimg) -> nib.Nifti1Image:
+    """The mask as uint8 0/1, in the mask's space."""
+    return _in_space(nib.Nifti1Image((np.asarray(mimg.dataobj) > 0).astype(np.uint8), mimg.affine), mimg)
 
 
 def _with_tr(img: nib.Nifti1Image, tr: float | None) -> nib.Nifti1Image:
@@ -178,6 +199,8 @@ def write_melodic(
     explained_variance: Sequence[float] | None = None,
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
+    space_img: Any | None = None,
+    total_explained_variance: float | None = None,
 ) -> Path:
     """Write a fit as a MELODIC ``*.ica`` folder (see the module docstring).
 
@@ -196,11 +219,17 @@ def write_melodic(
     mean_img : image or path, optional
         Background image for ``mean.nii.gz`` (default: the mask as float32).
     explained_variance : sequence of float, optional
-        Fractions per component, written as percentages to ``melodic_ICstats``.
+        Each component's share of the cleaned data's variance (fractions), written to
+        ``melodic_ICstats`` as percent of the explained variance and percent of the total.
     extra : callable, optional
         ``extra(tmp_root)`` adds files (model, configuration) to the same atomic write.
     force : bool
         Replace an existing ``out_dir``.
+    space_img : image or path, optional
+        An input run whose qform/sform codes the images get (when it lies on the mask's
+        grid); default: the mask's own codes.
+    total_explained_variance : float, optional
+        The fraction all components explain (default: the sum of ``explained_variance``).
 
     Returns
     -------
@@ -211,6 +240,7 @@ def write_melodic(
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
     mimg, group_maps, timecourses, _ = _check(mask_img, group_maps, timecourses, None, None)
+    mimg = _with_input_space(mimg, space_img, ())
     background = _background(mean_img, mimg)
     k = group_maps.shape[0]
     if explained_variance is not None and len(explained_variance) != k:
@@ -221,9 +251,11 @@ def write_melodic(
         _savetxt(root / "melodic_mix", np.concatenate(timecourses, axis=0))
         _savetxt(root / "melodic_FTmix", power_spectra(timecourses))
         if explained_variance is not None:
-            _savetxt(root / "melodic_ICstats", 100.0 * np.asarray(explained_variance, float)[:, None])
-        mask = nib.Nifti1Image((np.asarray(mimg.dataobj) > 0).astype(np.uint8), mimg.affine)
-        nib.save(mask, root / "mask.nii.gz")
+            shares = np.asarray(explained_variance, float)
+            total = float(shares.sum()) if total_explained_variance is None else float(total_explained_variance)
+            of_explained = 100.0 * shares / total if total > 0 else np.zeros_like(shares)
+            _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
+        nib.save(_mask_image(mimg), root / "mask.nii.gz")
         nib.save(background, root / "mean.nii.gz")
         if extra is not None:
             extra(root)
@@ -259,6 +291,7 @@ def write_gift(
     tr: float | None = None,
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
+    space_img: Any | None = None,
 ) -> Path:
     """Write a fit under GIFT's file names (see the module docstring).
 
@@ -285,6 +318,9 @@ def write_gift(
         ``extra(tmp_root)`` adds files to the same atomic write.
     force : bool
         Replace an existing ``out_dir``.
+    space_img : image or path, optional
+        An input image whose qform/sform codes the maps and mask get (when it lies on the
+        mask's grid); default: the first run's ``path``.
 
     Returns
     -------
@@ -298,14 +334,14 @@ def write_gift(
         raise ValueError(f"GIFT prefix {prefix!r} must be a non-empty name without spaces or slashes")
     runs = list(runs)
     mimg, group_maps, timecourses, subject_maps = _check(mask_img, group_maps, timecourses, subject_maps, runs)
+    mimg = _with_input_space(mimg, space_img, runs)
     numbers = gift_subjects(runs)
     names = component_names(group_maps.shape[0])
     with atomic_output_dir(out, force=force) as root:
         agg = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae aggregate maps"), tr)
         nib.save(agg, root / f"{prefix}_agg__component_ica_.nii")
         nib.save(agg, root / f"{prefix}_mean_component_ica_s_all_.nii")
-        mask = nib.Nifti1Image((np.asarray(mimg.dataobj) > 0).astype(np.uint8), mimg.affine)
-        nib.save(mask, root / f"{prefix}Mask.nii")
+        nib.save(_mask_image(mimg), root / f"{prefix}Mask.nii")
         rows = []
         for r, (s, sess), tc, smap in zip(runs, numbers, timecourses,
                                           subject_maps or [None] * len(runs)):
@@ -343,6 +379,8 @@ def write_layout(
     effect_maps: np.ndarray | None = None,
     params: Mapping[str, Any] | None = None,
     explained_variance: Sequence[float] | None = None,
+    total_explained_variance: float | None = None,
+    stability: Sequence[float] | None = None,
     source: str | None = None,
     tr: float | None = None,
     mean_img: Any | None = None,
@@ -367,8 +405,9 @@ def write_layout(
 
         return write_derivatives(out_dir, mask_img=mask_img, group_maps=group_maps, effect_maps=effect_maps,
                                  runs=runs, timecourses=timecourses, subject_maps=subject_maps,
-                                 params=params, explained_variance=explained_variance, source=source,
-                                 extra=extra, force=force)
+                                 params=params, explained_variance=explained_variance,
+                                 total_explained_variance=total_explained_variance, stability=stability,
+                                 source=source, extra=extra, force=force)
     if layout == "melodic":
         if mean_img is None:
             files = [r.get("path") for r in runs]
@@ -377,8 +416,10 @@ def write_layout(
                     mean_img = mean_epi(list(dict.fromkeys(str(f) for f in files)), mask_img)
                 except (ValueError, OSError):
                     mean_img = None
+        paths = [r.get("path") for r in runs if r.get("path")]
         return write_melodic(out_dir, mask_img=mask_img, group_maps=group_maps, timecourses=timecourses,
                              tr=tr, mean_img=mean_img, explained_variance=explained_variance,
-                             extra=extra, force=force)
+                             extra=extra, force=force, space_img=paths[0] if paths else None,
+                             total_explained_variance=total_explained_variance)
     return write_gift(out_dir, mask_img=mask_img, group_maps=group_maps, runs=runs, timecourses=timecourses,
                       subject_maps=subject_maps, prefix=prefix, tr=tr, extra=extra, force=force)

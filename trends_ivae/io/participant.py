@@ -51,7 +51,7 @@ import pandas as pd
 
 from .auxiliary import RunMeta, build_aux
 from .bids import RunSpec, find_bids_runs
-from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
+from .cleaning import CleanSettings, clean_run, confound_columns, confounds_summary, epi_mask, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .preparation import resolve_n_dims
 from .reduction import MIGP
@@ -281,9 +281,8 @@ def write_participant_share(
     shape, affine = infos[0]["shape"], infos[0]["affine"]
     trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(runs, names, infos)]
     settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds)
-    for r, n, info in zip(runs, names, infos):
-        if r.confounds is not None or settings.confounds:
-            read_confounds(r.confounds, settings.confounds, info["n_volumes"], n)
+    conf_cols = [confound_columns(r.confounds, settings.confounds, info["n_volumes"], n)
+                 for r, n, info in zip(runs, names, infos)]
     events = [_events_text(r.events) for r in runs]
 
     if mask is not None:
@@ -346,8 +345,9 @@ def write_participant_share(
     table = [{"file": str(Path(r.img).resolve()) if isinstance(r.img, (str, Path)) else r.name,
               "name": n, "entities": {kk: str(v) for kk, v in r.entities.items()},
               "n_volumes": info["n_volumes"], "tr": t, "events_text": ev,
-              "events": str(r.events) if isinstance(r.events, (str, Path)) else None}
-             for r, n, info, t, ev in zip(runs, names, infos, trs, events)]
+              "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
+              "confounds": cols}
+             for r, n, info, t, ev, cols in zip(runs, names, infos, trs, events, conf_cols)]
     meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
             "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
             "clean": settings.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
@@ -498,9 +498,12 @@ def gather_shares(
 
     migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
+    subject_ss = []   # on the group's voxels (||U R||^2 = ||R||^2): the explained variance's denominators
     for s in shares:
         U, R = s.factors(group_mask[s.mask])   # the group voxels among the share's voxels
+        before = migp.total_ss_
         migp.partial_fit(R)
+        subject_ss.append(migp.total_ss_ - before)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
     try:
@@ -525,7 +528,7 @@ def gather_shares(
     run_table = [{
         "subject": m.subject, "subject_index": labels.index(m.subject), "run": m.run,
         "file": r["file"], "n_volumes": m.n_volumes, "tr": m.tr, "start": int(st),
-        "entities": r["entities"], "events": r.get("events"),
+        "entities": r["entities"], "events": r.get("events"), "confounds": r.get("confounds"),
     } for m, r, st in zip(metas, run_specs, starts)]
     clean = dict(ref.meta["clean"])
     parameters = {
@@ -535,7 +538,10 @@ def gather_shares(
         "n_keep": migp.n_keep, "subject_dims": ref.meta.get("subject_dims"), "tr_override": None,
         "mask": None, "mask_source": "intersection of participant masks (" + ref.meta["mask_source"] + ")",
         "resample_to_first": False, "clean": clean,
+        "confounds_regressed": (confounds_summary([r["confounds"] for r in run_specs])
+                                if all("confounds" in r for r in run_specs) else None),   # older shares: unknown
         "total_sum_of_squares": float(sum(s.meta["total_sum_of_squares"] for s in shares)),
+        "subject_sums_of_squares": subject_ss,
         "reduction": "MIGP over participant shares",
         "shares": [str(s.path) for s in shares],
     }

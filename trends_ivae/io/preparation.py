@@ -36,7 +36,7 @@ import numpy as np
 
 from .auxiliary import RunMeta, build_aux
 from .bids import RunSpec, runs_from_files
-from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
+from .cleaning import CleanSettings, clean_run, confound_columns, confounds_summary, epi_mask, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .reduction import MIGP, project
 from .store import PreparedData, package_versions
@@ -242,9 +242,9 @@ def prepare(
                              low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
                              confounds=list(confounds) if confounds else None,
                              resample=resample_to_first)
-    for r, m in zip(specs, metas):  # confounds are cheap to check before the heavy passes
-        if r.confounds is not None or settings.confounds:
-            read_confounds(r.confounds, settings.confounds, m.n_volumes, m.name)
+    # confounds are cheap to check before the heavy passes; what each run regresses is recorded
+    conf_cols = [confound_columns(r.confounds, settings.confounds, m.n_volumes, m.name)
+                 for r, m in zip(specs, metas)]
     given_mask = None
     if mask is not None:
         given_mask = load_mask(mask)
@@ -310,7 +310,7 @@ def prepare(
         jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, settings,
                                         str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
                 for k, idx in enumerate(by_subject)]
-        cache_files, voxel_sum, outcomes = [], np.zeros(n_voxels), []
+        cache_files, voxel_sum, outcomes, subject_ss = [], np.zeros(n_voxels), [], []
         for k, out in enumerate(run_tasks(_clean_subject_task, jobs, **par)):
             outcomes.append(out)
             if not out.ok:
@@ -319,7 +319,9 @@ def prepare(
                 continue
             res = out.result
             Y = np.load(res["file"])
+            before = migp.total_ss_
             migp.partial_fit(Y)
+            subject_ss.append(migp.total_ss_ - before)   # the denominators of the explained variance
             del Y
             voxel_sum += res["sum"]
             cache_files.append(res["file"])
@@ -354,7 +356,8 @@ def prepare(
         "file": m.name, "n_volumes": m.n_volumes, "tr": m.tr, "start": int(s),
         "entities": {k: str(v) for k, v in r.entities.items()},
         "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
-    } for m, r, s in zip(metas, specs, starts)]
+        "confounds": cols,
+    } for m, r, s, cols in zip(metas, specs, starts, conf_cols)]
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,
@@ -363,7 +366,8 @@ def prepare(
         "mask": str(mask) if isinstance(mask, (str, Path)) else ("<image>" if mask is not None else None),
         "mask_source": "given" if mask is not None else "epi_intersection",
         "resample_to_first": bool(resample_to_first), "clean": settings.to_dict(),
-        "total_sum_of_squares": migp.total_ss_, "reduction": "MIGP",
+        "confounds_regressed": confounds_summary(conf_cols),
+        "total_sum_of_squares": migp.total_ss_, "subject_sums_of_squares": subject_ss, "reduction": "MIGP",
     }
     data = PreparedData(
         x=x, u=None if u.dense_on_demand else u.values,   # concatenated factors: u_factors only

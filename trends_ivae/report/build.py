@@ -134,7 +134,7 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
                               f"whiten {_fmt(prep.get('whiten'))}, kept per subject {_fmt(prep.get('n_keep'))}"))
     clean = prep.get("clean") or {}
     if clean:
-        rows.append(("cleaning", ", ".join(f"{k} {_fmt(v)}" for k, v in clean.items())))
+        rows.append(("cleaning", _cleaning_text(clean, prep.get("confounds_regressed"))))
     rows.append(("model", f"{res.n_components} components, prior {_fmt(model.get('prior', args.get('prior')))}, "
                           f"posterior {_fmt(ivae.get('posterior'))}, {_fmt(ivae.get('n_hidden'))}×"
                           f"{_fmt(ivae.get('hidden_dim'))} hidden ({_fmt(ivae.get('activation'))}), "
@@ -145,10 +145,14 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
                              f"batch {_fmt(ivae.get('batch_size'))}, max {_fmt(ivae.get('max_epochs'))} epochs "
                              f"(ran {_fmt(results.get('n_epochs'))}), validation fraction {_fmt(ivae.get('val_frac'))}, "
                              f"device {_fmt(results.get('device'))}"))
-    rows.append(("held-out ELBO (final)", _fmt(results.get("elbo"))))
-    rows.append(("restart ELBOs", _fmt(results.get("restart_elbos"))))
-    rows.append(("stability across restarts", _fmt(results.get("stability"), 3)
-                 + " (mean matched correlation of the restarts' time courses)"))
+    total_ev = results.get("total_explained_variance")
+    if isinstance(total_ev, (int, float)) and np.isfinite(total_ev):
+        rows.append(("variance explained", f"{100 * total_ev:.1f}% of the cleaned data's variance by all "
+                                           "components together (R²; each component's share in the table)"))
+    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + " (data units, final)"))
+    rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
+    rows.append(("stability across restarts", _stability_text(results.get("stability"),
+                                                              ivae.get("n_init", args.get("n_init")))))
     secs = results.get("seconds")
     rows.append(("run time", f"{secs:.1f} s" if isinstance(secs, (int, float)) else "–"))
     versions = dict(cfg.get("versions") or {})
@@ -166,6 +170,32 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if atlas_name:
         rows.append(("atlas", atlas_name))
     return rows
+
+
+def _cleaning_text(clean: dict, regressed: dict | None) -> str:
+    """The cleaning row: the settings, with the confounds that were regressed (columns and
+    runs, from the prepare stage's record), not the option's raw value (None = "every
+    column of each run's confounds file")."""
+    parts = [f"{k} {_fmt(v)}" for k, v in clean.items() if k != "confounds"]
+    if regressed is None:   # written before the record existed
+        asked = clean.get("confounds")
+        conf = ("confounds " + _fmt(asked)) if asked else "confounds: all columns of each run's file, if any"
+    elif not regressed.get("columns"):
+        conf = "no confounds regressed"
+    else:
+        cols = list(regressed["columns"])
+        shown = ", ".join(cols[:8]) + (", …" if len(cols) > 8 else "")
+        conf = (f"confounds regressed: {len(cols)} column(s) ({shown}) in {regressed.get('n_runs')} of "
+                f"{regressed.get('n_runs_total')} run(s)")
+    return ", ".join(parts + [conf])
+
+
+def _stability_text(stability: Any, n_init: Any) -> str:
+    """The stability row: the value, or why there is none (a single restart)."""
+    ok = isinstance(stability, (int, float)) and np.isfinite(stability)
+    if not ok or (isinstance(n_init, int) and n_init < 2):
+        return "not computed: stability needs two or more restarts (--n-init 2 or more)"
+    return f"{_fmt(stability, 3)} (mean matched correlation of the restarts' time courses)"
 
 
 def _html_table(df, cls: str, link_col: str | None = None) -> str:
@@ -275,6 +305,8 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append('<section id="components"><h2>Components</h2>')
     parts.append(f'<p class="muted">Peak = voxel of largest |z| of the group regression map '
                  f"(positive after the sign convention); coordinates {html.escape(coord_col)}; "
+                 "explained variance = the component's share of the cleaned data's variance (a fraction; "
+                 "the shares add up to the total in the summary, see docs/maps.md); "
                  "r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
                  "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
     parts.append(_html_table(table, "comps", link_col="component"))
@@ -355,6 +387,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)
+    if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
+        from ..io.export import record_outputs
+
+        record_outputs(out, [target.name])
     log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,
              time.perf_counter() - t0)
     return target

@@ -63,8 +63,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -740,37 +738,25 @@ def write_bids(sim: FMRISimulation, out_dir: str | os.PathLike, *, dtype: str = 
     dtype : {"float32", "int16"}
         Data type of the BOLD images (``int16``: rounded intensities, smaller files).
     force : bool
-        Replace an existing ``out_dir``.
+        Replace an existing ``out_dir`` that holds only files this function wrote
+        (:func:`trends_ivae.io.export.atomic_output_dir`; others raise
+        :class:`~trends_ivae.io.export.ForeignFilesError`, nothing is deleted).
 
     Returns
     -------
     Path
         ``out_dir``.
     """
+    from ..io.export import atomic_output_dir   # numpy, nibabel, pandas: no torch
+
     out = Path(out_dir)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass force=True to overwrite")
     if dtype not in ("float32", "int16"):
         raise ValueError(f"dtype must be 'float32' or 'int16', got {dtype!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_output_dir(out, force=force) as tmp:   # force: never over files it did not write
         _write_bids_tree(sim, tmp, dtype)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 
 
 def _write_bids_tree(sim: FMRISimulation, root: Path, dtype: str) -> None:
