@@ -1,0 +1,81 @@
+"""What a new user meets on the command line: unusable checkpoints, events without
+``trial_type``, resting data, file names without ``sub-``, a wrong ``--task``,
+progress, the model order and fMRIPrep denoising."""
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+
+from trends_ivae.cli.main import main
+from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "3",
+        "--batch-size", "32", "--seed", "0", "--no-report", "--no-keep-prepared"]
+
+
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory):
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=60, n_components=3, n_task=1,
+                                      shape=(10, 12, 10), seed=3))
+    return write_bids(sim, tmp_path_factory.mktemp("sim") / "bids")
+
+
+@pytest.fixture(scope="module")
+def prepared(bids, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prep") / "prep"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["prepare", "--bids", str(bids), "--out", str(folder), "--n-dims", "3"]) == 0
+    return folder / "prepared.h5"
+
+
+class _MakesAFile:
+    """Unpickling this would create ``path``: what a checkpoint must never do."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _fit_with_checkpoints(prepared, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["fit", "--prepared", str(prepared), "--out", str(out), *FAST,
+                 "--checkpoint-dir", str(tmp_path / "ckpt")])
+    return code, out, capsys.readouterr().err
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_never_run(prepared, tmp_path, capsys):
+    marker = tmp_path / "pwned.txt"
+    (tmp_path / "ckpt").mkdir()
+    bad = tmp_path / "ckpt" / "restart00.pt"
+    bad.write_bytes(pickle.dumps({"model": _MakesAFile(marker)}))
+    code, out, err = _fit_with_checkpoints(prepared, tmp_path, capsys)
+    assert code == 1
+    assert not marker.exists()
+    assert not out.exists()
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(bad) in err and "not a usable trends-ivae checkpoint" in err
+    assert "delete it" in err and "--checkpoint-dir" in err
+
+
+def test_a_truncated_checkpoint_names_the_file(prepared, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    code, out, _ = _fit_with_checkpoints(prepared, tmp_path, capsys)   # a good run writes restart00.pt
+    assert code == 0
+    whole = (ckpt / "restart00.pt").read_bytes()
+    (ckpt / "restart00.pt").write_bytes(whole[: len(whole) // 2])
+    import shutil
+
+    shutil.rmtree(out)
+    code, out, err = _fit_with_checkpoints(prepared, tmp_path, capsys)
+    assert code == 1
+    assert not out.exists()
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(ckpt / "restart00.pt") in err and "not a usable trends-ivae checkpoint" in err
+    assert "delete it" in err
