@@ -79,3 +79,21 @@ def test_a_truncated_checkpoint_names_the_file(prepared, tmp_path, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert str(ckpt / "restart00.pt") in err and "not a usable trends-ivae checkpoint" in err
     assert "delete it" in err
+
+
+def _bold(bids, sub):
+    return next((bids / f"sub-{sub}" / "func").glob("*_bold.nii.gz"))
+
+
+def test_events_without_trial_type_are_one_condition_with_a_warning(bids, tmp_path, capsys):
+    events = []
+    for sub in ("01", "02"):
+        src = next((bids / f"sub-{sub}" / "func").glob("*_events.tsv"))
+        dst = tmp_path / f"sub-{sub}_notype_events.tsv"
+        dst.write_text("\n".join("\t".join(line.split("\t")[:2]) for line in src.read_text().splitlines()))
+        events.append(str(dst))
+    with pytest.warns(UserWarning, match=r"sub-01_notype_events.tsv.*'trial_type'.*one condition, 'event'"):
+        code = main(["prepare", "--func", str(_bold(bids, "01")), str(_bold(bids, "02")),
+                     "--events", *events, "--aux", "task", "--n-dims", "3", "--out", str(tmp_path / "p")])
+    assert code == 0
+    assert "u=task (discrete, 2 levels)" in capsys.readouterr().out   # rest and 'event'

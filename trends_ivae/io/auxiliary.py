@@ -157,11 +157,16 @@ def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
     return parts
 
 
+#: the condition of every event in an events table without ``trial_type``
+NO_TRIAL_TYPE = "event"
+
+
 def read_events(events, name: str = "<events>") -> pd.DataFrame:
     """Read and check a BIDS events table (path or DataFrame).
 
     Returns a DataFrame with float ``onset``, float ``duration`` (``n/a`` read as 0)
-    and str ``trial_type`` (``"event"`` when the column is absent).
+    and str ``trial_type``. Without a ``trial_type`` column every event is taken as one
+    condition, ``"event"``, with a warning naming the file.
 
     Raises
     ------
@@ -193,7 +198,10 @@ def read_events(events, name: str = "<events>") -> pd.DataFrame:
     if "trial_type" in df.columns:
         df["trial_type"] = df["trial_type"].astype(str)
     else:
-        df["trial_type"] = "event"
+        warnings.warn(f"events file {name!r} has no 'trial_type' column: all its {len(df)} event(s) "
+                      f"are taken as one condition, {NO_TRIAL_TYPE!r} (add a trial_type column to "
+                      "tell conditions apart)", UserWarning, stacklevel=2)
+        df["trial_type"] = NO_TRIAL_TYPE
     return df[["onset", "duration", "trial_type"]].reset_index(drop=True)
 
 
