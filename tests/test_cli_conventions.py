@@ -97,3 +97,53 @@ def test_events_without_trial_type_are_one_condition_with_a_warning(bids, tmp_pa
                      "--events", *events, "--aux", "task", "--n-dims", "3", "--out", str(tmp_path / "p")])
     assert code == 0
     assert "u=task (discrete, 2 levels)" in capsys.readouterr().out   # rest and 'event'
+
+
+@pytest.fixture(scope="module")
+def resting(bids, tmp_path_factory):
+    """The simulated dataset without its events files."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("rest") / "bids"
+    shutil.copytree(bids, root)
+    for ev in root.rglob("*_events.tsv"):
+        ev.unlink()
+    return root
+
+
+def test_resting_data_get_window_u_by_default_and_say_so(resting, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(resting), "--out", str(out), *FAST, "--window", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "no run has events" in err and "--aux window" in err
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["arguments"]["aux"] == "window"
+    assert config["aux"]["spec"] == "window"
+    assert config["arguments"]["chosen"]["aux"]["value"] == "window"
+
+
+def test_a_typed_task_aux_on_resting_data_says_which_aux_to_use(resting, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["fit", "--bids", str(resting), "--out", str(out), *FAST, "--aux", "task+window"])
+    assert code == 1
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "needs events" in err and "--aux window" in err
+
+
+def test_the_bids_app_also_chooses_window_u_for_resting_data(resting, tmp_path, capsys):
+    import json
+
+    from trends_ivae.cli.bids_app import main as bids_main
+
+    out = tmp_path / "derivs"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert bids_main([str(resting), str(out), "group", *FAST, "--window", "10"]) == 0
+    assert "no run has events" in capsys.readouterr().err
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["aux"]["spec"] == "window"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - used as a constant
@@ -13,6 +14,39 @@ class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - us
         if action.default is None:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+class Default(str):
+    """A string option's default value, told apart from the same value typed by the user.
+
+    ``parser.set_defaults(aux=Default("task+window"))``: ``isinstance(args.aux, Default)``
+    then says that the user did not choose it, so the tool may choose better for the data
+    (and says so); ``--help`` shows it as the plain string.
+    """
+
+
+def resolve_default_aux(args: argparse.Namespace, has_events: list[bool], prog: str) -> None:
+    """Without events in any run, the default u ``task+window`` becomes ``window``, and says so.
+
+    A ``--aux`` the user typed is kept (a ``task`` factor then fails, naming the run
+    without events). The choice is printed on stderr and recorded in ``args.chosen``
+    (``model/config.json``, ``arguments.chosen``).
+    """
+    if not isinstance(args.aux, Default) or not has_events or any(has_events):
+        return
+    factors = [f for f in str(args.aux).split("+") if f != "task"]
+    if len(factors) == len(str(args.aux).split("+")):
+        return
+    chosen = "+".join(factors) or "window"
+    reason = (f"no run has events (resting state?), so u is --aux {chosen} instead of the default "
+              f"--aux {args.aux}")
+    if "window" in chosen.split("+"):
+        reason += f" (sliding windows of {args.window} volumes)"
+    print(f"{prog}: note: {reason}; pass --aux to choose u yourself", file=sys.stderr)
+    args.aux = chosen
+    chosen_dict = getattr(args, "chosen", None) or {}
+    chosen_dict["aux"] = {"value": chosen, "reason": reason}
+    args.chosen = chosen_dict
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

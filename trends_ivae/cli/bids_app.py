@@ -42,7 +42,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ._common import HELP_FORMATTER, existing_dir, setup_logging
+from ._common import HELP_FORMATTER, Default, existing_dir, resolve_default_aux, setup_logging
 from .fit import add_model_arguments, check_model_arguments
 from .prepare import add_prepare_arguments, check_scheduler_arguments
 
@@ -77,7 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--derivatives", metavar="DIR",
                      help="fMRIPrep output to take the preprocessed BOLD, brain masks and confounds from")
     add_prepare_arguments(p)
-    p.set_defaults(aux="task+window", window=20)
+    p.set_defaults(aux=Default("task+window"), window=20)
     add_model_arguments(p)
     out = p.add_argument_group("output")
     out.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
@@ -371,6 +371,8 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
             shares += [read_share_meta(o.result["share"]) for o in outcomes]
             order = {s: i for i, s in enumerate(labels)}
             shares.sort(key=lambda sh: order[sh.subject])
+        resolve_default_aux(args, [r.get("events_text") is not None for sh in shares for r in sh.meta["runs"]],
+                            PROG)
         try:
             prepared = gather_shares(shares, aux=args.aux, window=args.window, step=args.step,
                                      hrf_delay=args.hrf_delay, min_event_duration=args.min_event_duration,

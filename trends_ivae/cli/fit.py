@@ -22,7 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_file, setup_logging
+from ._common import (HELP_FORMATTER, Default, add_common_options, check_writable, existing_file,
+                      resolve_default_aux, setup_logging)
 from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
 
 log = logging.getLogger("trends_ivae.cli.fit")
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prepared", metavar="FILE", help="a prepared.h5 from 'trends-ivae prepare'")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (BIDS derivatives)")
     add_prepare_arguments(p)
-    p.set_defaults(aux="task+window", window=20)
+    p.set_defaults(aux=Default("task+window"), window=20)
     add_model_arguments(p)
     p.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
                    help="do not copy prepared.h5 into OUT")
@@ -211,7 +212,9 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                       f"dimension of {args.prepared!r} ({prepared.n_dims})", file=sys.stderr)
                 return 1
         else:
-            prepared = prepare(runs_from_args(args), **prepare_kwargs(args))
+            runs = runs_from_args(args)
+            resolve_default_aux(args, [r.events is not None for r in runs], prog)
+            prepared = prepare(runs, **prepare_kwargs(args))
             if args.n_components > prepared.n_dims:
                 print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
                       f"dimension ({prepared.n_dims}, lowered from --n-dims by the data size)", file=sys.stderr)

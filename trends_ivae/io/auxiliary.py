@@ -401,7 +401,8 @@ def build_aux(
                 if r.events is None:
                     raise PrepareError(
                         f"aux 'task' needs events, but run {r.name!r} has no events file "
-                        "(BIDS *_events.tsv next to the run, or --events)"
+                        "(BIDS *_events.tsv next to the run, or --events); for resting-state "
+                        "data use --aux window --window N (sliding windows of N volumes)"
                     )
                 per_run.append(task_labels(r.events, r.n_volumes, r.tr, hrf_delay=hrf_delay,
                                            min_duration=min_duration, name=r.name))
