@@ -147,3 +147,28 @@ def test_the_bids_app_also_chooses_window_u_for_resting_data(resting, tmp_path, 
     assert "no run has events" in capsys.readouterr().err
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["aux"]["spec"] == "window"
+
+
+def _anonymous_runs(bids, tmp_path):
+    import shutil
+
+    files = []
+    for i, sub in enumerate(("01", "02")):
+        dst = tmp_path / f"bold_run{i + 1}.nii.gz"
+        shutil.copy(_bold(bids, sub), dst)
+        files.append(str(dst))
+    return files
+
+
+def test_files_without_sub_become_one_subject_each_with_a_warning(bids, tmp_path, capsys):
+    files = _anonymous_runs(bids, tmp_path)
+    opts = ["--aux", "window", "--window", "10", "--n-dims", "3", "--tr", "2"]
+    with pytest.warns(UserWarning, match=r"2 of the 2 .*no 'sub-'.*own subject.*--subject 01 01"):
+        assert main(["prepare", "--func", *files, *opts, "--out", str(tmp_path / "a")]) == 0
+    assert "2 subject(s)" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["prepare", "--func", *files, *opts, "--subject", "01", "01",
+                     "--out", str(tmp_path / "b")]) == 0
+    assert "1 subject(s)" in capsys.readouterr().out
+    assert not [w for w in caught if "sub-" in str(w.message)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -282,7 +283,7 @@ def runs_from_files(
     subjects : list of str, optional
         The subject label of each run. When omitted, the ``sub-`` entity of each file
         name is used, and a run whose name has none is its own subject (``"01"``,
-        ``"02"``, ... in order).
+        ``"02"``, ... in order; with a warning when there are several such runs).
     participants : path or DataFrame, optional
         A participants table (``participant_id`` column) giving columns usable as u.
 
@@ -333,4 +334,10 @@ def runs_from_files(
             entities=ent,
             participant=dict(table.get(ent["sub"], {})),
         ))
+    if anonymous > 1:
+        example = " ".join(["01"] * min(anonymous, 3)) + (" ..." if anonymous > 3 else "")
+        warnings.warn(f"{anonymous} of the {n} functional images have no 'sub-' entity in their names, "
+                      f"so each is taken as its own subject (01 ... {anonymous:02d}); if they are runs "
+                      f"of fewer subjects, give each file's subject: --subject {example} on the command "
+                      "line, subjects=[...] in Python", UserWarning, stacklevel=2)
     return specs
