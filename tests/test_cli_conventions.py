@@ -172,3 +172,16 @@ def test_files_without_sub_become_one_subject_each_with_a_warning(bids, tmp_path
                      "--out", str(tmp_path / "b")]) == 0
     assert "1 subject(s)" in capsys.readouterr().out
     assert not [w for w in caught if "sub-" in str(w.message)]
+
+
+def test_a_wrong_task_lists_the_tasks_that_exist(bids, tmp_path, capsys):
+    from trends_ivae.cli.bids_app import main as bids_main
+
+    out = tmp_path / "out"
+    assert main(["fit", "--bids", str(bids), "--task", "faces", "--out", str(out), *FAST]) == 1
+    assert "tasks there: sim" in capsys.readouterr().err
+    assert not out.exists()
+    for level in ("participant", "group"):
+        assert bids_main([str(bids), str(tmp_path / level), level, "--task", "faces", *FAST]) == 1
+        err = capsys.readouterr().err
+        assert "'faces'" in err and "tasks there: sim" in err, level

@@ -325,13 +325,16 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     existing = [str(p) for p in _group_targets(out, args.layout) if p.exists()]
     if existing and not args.force:
         return _error(f"group outputs exist ({', '.join(existing)}); pass --force to overwrite them")
+    not_found = ""
     try:
         runs = _find(args, bids, labels)
-    except PrepareError:
-        runs = []
+    except PrepareError as exc:
+        runs, not_found = [], str(exc)
     if labels is None:
         labels = sorted({r.subject for r in runs}
                         | {p.name[4:] for p in out.glob("sub-*") if share_paths(out, p.name)["share"].is_file()})
+    if not labels and not_found:
+        return _error(f"no participant outputs in {str(out)!r}, and {not_found}")
     if not labels:
         return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r}"
                       + (f" or {args.derivatives!r}" if args.derivatives else "")
@@ -354,9 +357,11 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     no_raw = [s for s in missing if not any(r.subject == s for r in runs)]
     if no_raw:
         if not runs and not shares:
-            return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r} "
+            return _error(f"no participant outputs in {str(out)!r}, and {not_found}" if not_found else
+                          f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r} "
                           "(run the participant level first, or check the filters)")
-        return _error(f"no participant output and no BOLD run for sub-{', sub-'.join(no_raw)}")
+        return _error(f"no participant output and no BOLD run for sub-{', sub-'.join(no_raw)}"
+                      + (f" ({not_found})" if not_found else ""))
 
     setup_logging(args.verbose)
     work = Path(tempfile.mkdtemp(prefix=".trends_ivae_group-", dir=out.parent if not out.exists() else out))

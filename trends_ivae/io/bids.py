@@ -252,12 +252,31 @@ def find_bids_runs(
                                          participant_label=subjects, space=space).items() if v}
         raise PrepareError(
             f"no BOLD run (sub-*/[ses-*/]func/*_bold.nii[.gz]) found in {str(root)!r}"
-            + (f" with filters {filters}" if filters else "")
+            + (f" with filters {filters}" if filters else "") + _what_exists(root, filters)
         )
     found.sort(key=lambda r: (r.entities.get("sub", ""), r.entities.get("ses", ""),
                               r.entities.get("task", ""), _run_key(r.entities.get("run", "")),
                               str(r.img)))
     return found
+
+
+#: filter name of find_bids_runs -> (entity, how the message names its values)
+_FILTER_ENTITIES = {"task": ("task", "tasks"), "session": ("ses", "sessions"), "run": ("run", "runs"),
+                    "participant_label": ("sub", "subjects"), "space": ("space", "spaces")}
+
+
+def _what_exists(root: Path, filters: dict) -> str:
+    """``"; tasks there: a, b"`` for each filter given, from all BOLD files under ``root``."""
+    if not filters:
+        return ""
+    bolds = [p for pattern in ("sub-*/func/*_bold.nii*", "sub-*/ses-*/func/*_bold.nii*")
+             for p in root.glob(pattern)]
+    parts = []
+    for name in filters:
+        entity, plural = _FILTER_ENTITIES[name]
+        values = sorted({parse_entities(p.name).get(entity) for p in bolds} - {None}, key=_run_key)
+        parts.append(f"{plural} there: {', '.join(values) if values else 'none'}")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _run_key(value: str) -> tuple:
