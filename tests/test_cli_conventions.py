@@ -185,3 +185,44 @@ def test_a_wrong_task_lists_the_tasks_that_exist(bids, tmp_path, capsys):
         assert bids_main([str(bids), str(tmp_path / level), level, "--task", "faces", *FAST]) == 1
         err = capsys.readouterr().err
         assert "'faces'" in err and "tasks there: sim" in err, level
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, and keeps what is written to it."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bars_on_a_terminal_only_and_not_with_q(bids, tmp_path, monkeypatch, capsys):
+    import sys
+
+    args = ["fit", "--bids", str(bids), *FAST]
+    monkeypatch.setenv("COLUMNS", "200")   # the width of the pretended terminal
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*args, "--out", str(tmp_path / "plain")]) == 0       # stderr is not a terminal
+        assert capsys.readouterr().err == ""
+        term = _Terminal()
+        monkeypatch.setattr(sys, "stderr", term)
+        assert main([*args, "--out", str(tmp_path / "tty")]) == 0
+        shown = term.buffer.getvalue()
+        quiet = _Terminal()
+        monkeypatch.setattr(sys, "stderr", quiet)
+        assert main([*args, "--out", str(tmp_path / "quiet"), "-q"]) == 0
+    for step in ("prepare: mask", "prepare: clean and reduce", "iVAE restart 1/1"):
+        assert step in shown
+    assert "2/2" in shown and "3/3" in shown and "epoch" in shown   # subjects, epochs
+    assert "ELBO" in shown
+    assert quiet.buffer.getvalue() == ""

@@ -56,6 +56,24 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="more progress output (-v, -vv)")
 
 
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """``-q``: no progress bars (they are shown only when stderr is a terminal anyway)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (shown only when stderr is a terminal)")
+
+
+def wants_progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal (stderr), unless ``-q``."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def training_verbosity(args: argparse.Namespace) -> int:
+    """The ``verbose`` the iVAE trains with: ``-v`` as given; else 1 (a bar) on a terminal, 0 otherwise."""
+    if getattr(args, "verbose", 0) > 0:
+        return args.verbose
+    return 1 if wants_progress(args) else 0
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")

@@ -42,7 +42,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ._common import HELP_FORMATTER, Default, existing_dir, resolve_default_aux, setup_logging
+from ._common import (HELP_FORMATTER, Default, add_quiet_option, existing_dir, resolve_default_aux,
+                      setup_logging, wants_progress)
 from .fit import add_model_arguments, check_model_arguments
 from .prepare import add_prepare_arguments, check_scheduler_arguments
 
@@ -88,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     out.add_argument("--force", action="store_true", help="overwrite existing shares / group results")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more progress output (-v, -vv)")
+    add_quiet_option(out)
     return p
 
 
@@ -199,9 +201,12 @@ def _run_shares(args, by_subject: dict, out: Path):
     from ..io.participant import write_participant_share
 
     kw = dict(_share_kwargs(args), force=True)
+    from ..io.progress import progress
+
     tasks = [(f"sub-{s}", (rs, str(out)), kw) for s, rs in by_subject.items()]
-    return run_tasks(write_participant_share, tasks, scheduler=args.scheduler, n_jobs=args.n_jobs,
-                     dask_address=args.dask_address)
+    return progress(run_tasks(write_participant_share, tasks, scheduler=args.scheduler, n_jobs=args.n_jobs,
+                              dask_address=args.dask_address),
+                    enabled=wants_progress(args), desc="participant", total=len(tasks), unit="subject")
 
 
 def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
@@ -382,7 +387,8 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
             prepared = gather_shares(shares, aux=args.aux, window=args.window, step=args.step,
                                      hrf_delay=args.hrf_delay, min_event_duration=args.min_event_duration,
                                      aux_combine=args.aux_combine, n_dims=args.n_dims, whiten=args.whiten,
-                                     n_keep=args.n_keep, verbose=args.verbose)
+                                     n_keep=args.n_keep, verbose=args.verbose,
+                                     progress=wants_progress(args))
         except PrepareError as exc:
             return _error(str(exc))
         write_prepared(work / "prepared.h5", prepared)

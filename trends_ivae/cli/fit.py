@@ -22,8 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._common import (HELP_FORMATTER, Default, add_common_options, check_writable, existing_file,
-                      resolve_default_aux, setup_logging)
+from ._common import (HELP_FORMATTER, Default, add_common_options, add_quiet_option, check_writable,
+                      existing_file, resolve_default_aux, setup_logging, training_verbosity)
 from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
 
 log = logging.getLogger("trends_ivae.cli.fit")
@@ -59,6 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output layout: BIDS derivatives, an FSL MELODIC *.ica folder, or GIFT file names "
                         "(see docs/cli.md)")
     add_common_options(p)
+    add_quiet_option(p)
     return p
 
 
@@ -226,7 +227,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     params = ivae_params(args)
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                       ivae_params=params, device=args.device, random_state=args.seed,
-                      verbose=args.verbose)
+                      verbose=training_verbosity(args))
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
                            stream_rows=getattr(args, "stream_rows", None))

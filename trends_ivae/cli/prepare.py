@@ -13,7 +13,8 @@ import json
 import logging
 import os
 
-from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_dir, existing_file, setup_logging
+from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, existing_dir,
+                      existing_file, setup_logging, wants_progress)
 
 OUTPUT_NAME = "prepared.h5"
 
@@ -29,6 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (receives prepared.h5)")
     add_prepare_arguments(p)
     add_common_options(p)
+    add_quiet_option(p)
     return p
 
 
@@ -207,7 +209,7 @@ def prepare_kwargs(args: argparse.Namespace) -> dict:
         resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
         cache_dir=args.cache_dir, scheduler=getattr(args, "scheduler", "joblib"),
         dask_address=getattr(args, "dask_address", None),
-        verbose=args.verbose,
+        verbose=args.verbose, progress=wants_progress(args),
     )
 
 

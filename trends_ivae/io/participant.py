@@ -440,6 +440,7 @@ def gather_shares(
     whiten: bool = False,
     n_keep: int | None = None,
     verbose: int = 0,
+    progress: bool = False,
 ) -> PreparedData:
     """The group step: one mask, MIGP over the subjects' shares, projection, u.
 
@@ -451,6 +452,8 @@ def gather_shares(
         As for :func:`~trends_ivae.io.preparation.prepare`.
     verbose : int
         >0 logs progress.
+    progress : bool, default=False
+        A progress bar on stderr (tqdm) over the shares.
 
     Returns
     -------
@@ -498,7 +501,9 @@ def gather_shares(
 
     migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
-    for s in shares:
+    from .progress import progress as show
+
+    for s in show(shares, enabled=progress, desc="group: gather shares", unit="subject"):
         U, R = s.factors(group_mask[s.mask])   # the group voxels among the share's voxels
         migp.partial_fit(R)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)

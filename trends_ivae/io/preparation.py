@@ -136,6 +136,7 @@ def prepare(
     scheduler: str = "joblib",
     dask_address: str | None = None,
     verbose: int = 0,
+    progress: bool = False,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -193,6 +194,8 @@ def prepare(
         default: a local cluster of ``n_jobs`` workers.
     verbose : int, default=0
         >0 logs progress at INFO level through ``logging``.
+    progress : bool, default=False
+        Progress bars on stderr (tqdm) for the per-run and per-subject passes.
 
     Returns
     -------
@@ -208,6 +211,7 @@ def prepare(
         every failed one by name.
     """
     from .parallel import _check, raise_failures, run_tasks
+    from .progress import progress as show
 
     _check(scheduler, n_jobs)
     if dask_address is not None and cache_dir is None:
@@ -269,8 +273,9 @@ def prepare(
     epi = None
     keep_valid = None
     bad_finite, bad_const = [], []
-    stats = list(run_tasks(_stats_task, [(n, (r, target, resample_to_first), {}) for n, r in zip(names, specs)],
-                           **par))
+    stats = list(show(run_tasks(_stats_task, [(n, (r, target, resample_to_first), {})
+                                              for n, r in zip(names, specs)], **par),
+                      enabled=progress, desc="prepare: mask", total=len(specs), unit="run"))
     raise_failures(stats, "run(s)")
     for name, st in zip(names, (o.result for o in stats)):
         region = keep if keep is not None else st["epi"]
@@ -311,7 +316,9 @@ def prepare(
                                         str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
                 for k, idx in enumerate(by_subject)]
         cache_files, voxel_sum, outcomes = [], np.zeros(n_voxels), []
-        for k, out in enumerate(run_tasks(_clean_subject_task, jobs, **par)):
+        cleaned = show(run_tasks(_clean_subject_task, jobs, **par), enabled=progress,
+                       desc="prepare: clean and reduce", total=len(jobs), unit="subject")
+        for k, out in enumerate(cleaned):
             outcomes.append(out)
             if not out.ok:
                 logger.warning("prepare: %s failed: %s", out.name, out.error)

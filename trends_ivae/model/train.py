@@ -140,28 +140,44 @@ def _take_rows(X, U, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Progress:
-    """A one-line progress display on stderr (off when ``verbose`` is 0)."""
+    """Training progress on stderr, off when ``verbose`` is 0 or less.
+
+    On a terminal a tqdm bar (epochs, with the ELBOs); elsewhere (logs) plain lines: the
+    last epoch of each restart, every epoch with ``verbose > 1``, and the outcome.
+    """
 
     def __init__(self, verbose: int, desc: str, total: int) -> None:
         self.verbose, self.desc, self.total = verbose, desc, total
         self.tty = sys.stderr.isatty()
+        self.bar = None
+        if self.verbose > 0 and self.tty:
+            import shutil
+
+            from tqdm import tqdm
+
+            cols, rows = shutil.get_terminal_size()   # 80 x 24 where a terminal reports 0 x 0
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, leave=True,
+                            ncols=cols, nrows=rows)
 
     def update(self, epoch: int, train: float, val: float) -> None:
-        if not self.verbose:
+        if self.verbose <= 0:
             return
-        width = 20
-        done = int(width * epoch / max(self.total, 1))
-        bar = "#" * done + "." * (width - done)
-        line = f"{self.desc} [{bar}] epoch {epoch}/{self.total} ELBO train {train:.3f} val {val:.3f}"
-        if self.tty:
-            sys.stderr.write("\r" + line)
+        elbo = f"ELBO train {train:.3f} val {val:.3f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(elbo, refresh=False)
+            self.bar.update(epoch - self.bar.n)
         elif self.verbose > 1 or epoch == self.total:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            sys.stderr.write(f"{self.desc} epoch {epoch}/{self.total} {elbo}\n")
+            sys.stderr.flush()
 
     def close(self, message: str = "") -> None:
-        if self.verbose:
-            sys.stderr.write(("\r" if self.tty else "") + f"{self.desc} {message}\n")
+        if self.verbose <= 0:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(message, refresh=False)
+            self.bar.close()
+        else:
+            sys.stderr.write(f"{self.desc} {message}\n")
             sys.stderr.flush()
 
 
