@@ -226,3 +226,43 @@ def test_progress_bars_on_a_terminal_only_and_not_with_q(bids, tmp_path, monkeyp
     assert "2/2" in shown and "3/3" in shown and "epoch" in shown   # subjects, epochs
     assert "ELBO" in shown
     assert quiet.buffer.getvalue() == ""
+
+
+def test_n_components_auto_is_estimated_printed_and_recorded(bids, prepared, tmp_path, capsys):
+    import json
+
+    import h5py
+
+    fast = FAST[4:]   # without --n-components and --n-dims
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), "--n-components", "auto", *fast]) == 0
+    err = capsys.readouterr().err
+    assert "--n-components auto:" in err and "Laplace" in err
+    config = json.loads((out / "model" / "config.json").read_text())
+    chosen = config["arguments"]["chosen"]["n_components"]
+    assert chosen["method"] == "laplace" and chosen["n_components"] == config["arguments"]["n_components"]
+    assert abs(chosen["n_components"] - 3) <= 1    # three simulated sources
+    assert config["model"]["n_components"] == chosen["n_components"]
+    assert config["prepare"]["n_dims_requested"] == "auto"
+    sidecar = json.loads((out / "group" / "desc-ivae_components.json").read_text())
+    assert f"ic{chosen['n_components']:02d}" in json.dumps(sidecar)
+    # from a prepared file (3 dimensions): the estimate is capped there, and said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--prepared", str(prepared), "--out", str(tmp_path / "again"),
+                     "--n-components", "auto", *fast]) == 0
+    assert "--n-components auto:" in capsys.readouterr().err
+    # a prepared file without the spectrum: a clean error
+    old = tmp_path / "old.h5"
+    old.write_bytes(prepared.read_bytes())
+    with h5py.File(old, "a") as f:
+        params = json.loads(f.attrs["parameters"])
+        params.pop("spectrum")
+        f.attrs["parameters"] = json.dumps(params)
+    assert main(["fit", "--prepared", str(old), "--out", str(tmp_path / "old"), "--n-components", "auto",
+                 *fast]) == 1
+    err = capsys.readouterr().err
+    assert "no eigenspectrum" in err and "old.h5" in err and "Traceback" not in err
+    assert not (tmp_path / "old").exists()

@@ -49,6 +49,46 @@ def resolve_default_aux(args: argparse.Namespace, has_events: list[bool], prog: 
     args.chosen = chosen_dict
 
 
+def count_or_auto(text: str) -> int | str:
+    """argparse type of ``--n-components`` / ``--n-dims``: a positive count or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
+def is_auto(value) -> bool:
+    return isinstance(value, str) and value.lower() == "auto"
+
+
+def resolve_auto_components(args: argparse.Namespace, parameters: dict, n_dims: int, prog: str,
+                            announce: bool = True) -> str | None:
+    """``--n-components auto``: set ``args.n_components`` to the estimated model order.
+
+    The estimate is Minka's Laplace approximation on the MIGP spectrum that the prepare
+    stage recorded (:func:`trends_ivae.io.order.order_from_parameters`), at most
+    ``n_dims``; it is printed on stderr and recorded in ``args.chosen["n_components"]``.
+    Returns an error message instead when the spectrum is missing (None when all is well).
+    """
+    if not is_auto(args.n_components):
+        return None
+    from ..io.order import order_from_parameters
+
+    try:
+        order = order_from_parameters(parameters, max_order=n_dims)
+    except ValueError as exc:
+        return f"--n-components auto: {exc}"
+    args.n_components = order.n_components
+    if announce:
+        print(f"{prog}: --n-components auto: {order.describe()}", file=sys.stderr)
+    chosen = getattr(args, "chosen", None) or {}
+    chosen["n_components"] = order.to_dict()
+    args.chosen = chosen
+    return None
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """``--force`` and ``-v``, as every writing subcommand has them."""
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")

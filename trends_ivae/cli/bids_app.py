@@ -42,7 +42,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ._common import (HELP_FORMATTER, Default, add_quiet_option, existing_dir, resolve_default_aux,
+from ._common import (HELP_FORMATTER, Default, add_quiet_option, existing_dir, is_auto, resolve_default_aux,
                       setup_logging, wants_progress)
 from .fit import add_model_arguments, check_model_arguments
 from .prepare import add_prepare_arguments, check_scheduler_arguments
@@ -117,8 +117,8 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
         parser.error(f"--mask {args.mask!r} does not exist or is not a file")
     if args.n_dims is None:   # as many dimensions as components
         args.n_dims = args.n_components
-    if args.n_dims < 1:
-        parser.error("--n-dims must be >= 1")
+    if not is_auto(args.n_dims) and args.n_dims < 1:
+        parser.error("--n-dims must be >= 1 (or auto)")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
@@ -126,7 +126,7 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
         parser.error("--resample-to-first is not supported by the BIDS App (subjects are prepared "
                      "separately); resample the data to one grid first (e.g. fMRIPrep --output-spaces)")
     if args.analysis_level == "group":
-        if args.n_components > args.n_dims:
+        if not is_auto(args.n_components) and not is_auto(args.n_dims) and args.n_components > args.n_dims:
             parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims})")
         check_model_arguments(args, parser)
     return bids, out

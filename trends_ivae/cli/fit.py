@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._common import (HELP_FORMATTER, Default, add_common_options, add_quiet_option, check_writable,
-                      existing_file, resolve_default_aux, setup_logging, training_verbosity)
+                      count_or_auto, existing_file, is_auto, resolve_auto_components, resolve_default_aux,
+                      setup_logging, training_verbosity)
 from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
 
 log = logging.getLogger("trends_ivae.cli.fit")
@@ -66,7 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The iVAE options shared by ``fit`` and ``demo``."""
     m = p.add_argument_group("model")
-    m.add_argument("--n-components", type=int, default=10, metavar="N", help="number of components")
+    m.add_argument("--n-components", type=count_or_auto, default=10, metavar="N",
+                   help="number of components, or 'auto': estimated from the data by Minka's Laplace PCA "
+                        "estimate, as MELODIC -d 0 (printed, and recorded in model/config.json)")
     m.add_argument("--prior", choices=["gauss", "laplace", "normal"], default="gauss",
                    help="conditional prior p(z|u); 'normal' is the vanilla VAE baseline")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -79,8 +82,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.n_components < 1:
-        parser.error("--n-components must be >= 1")
+    if not is_auto(args.n_components) and args.n_components < 1:
+        parser.error("--n-components must be >= 1 (or auto)")
     if args.n_init < 1:
         parser.error("--n-init must be >= 1")
     if args.device != "auto":
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         existing_file(parser, args.prepared, "--prepared")
     else:
         check_input_arguments(args, parser)
-        if args.n_components > args.n_dims:
+        if not is_auto(args.n_components) and not is_auto(args.n_dims) and args.n_components > args.n_dims:
             parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims}), "
                          "the reduced dimension")
     check_model_arguments(args, parser)
@@ -149,6 +152,12 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
+        meta = read_meta(args.prepared)
+        problem = resolve_auto_components(args, meta["parameters"], int(meta["parameters"]["n_dims"]), prog,
+                                          announce=distributed.rank() == 0)
+        if problem:
+            print(f"{prog}: error: {problem}", file=sys.stderr)
+            return 1
         rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
             return fit_and_write(args, out_dir, source=args.prepared, rows=rows)
@@ -208,6 +217,10 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
             except (OSError, KeyError, ValueError) as exc:
                 print(f"{prog}: error: cannot use --prepared {args.prepared!r}: {exc}", file=sys.stderr)
                 return 1
+            problem = resolve_auto_components(args, prepared.parameters, prepared.n_dims, prog)
+            if problem:
+                print(f"{prog}: error: {problem} ({args.prepared!r})", file=sys.stderr)
+                return 1
             if args.n_components > prepared.n_dims:
                 print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
                       f"dimension of {args.prepared!r} ({prepared.n_dims})", file=sys.stderr)
@@ -216,6 +229,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
             runs = runs_from_args(args)
             resolve_default_aux(args, [r.events is not None for r in runs], prog)
             prepared = prepare(runs, **prepare_kwargs(args))
+            resolve_auto_components(args, prepared.parameters, prepared.n_dims, prog)   # recorded just now
             if args.n_components > prepared.n_dims:
                 print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
                       f"dimension ({prepared.n_dims}, lowered from --n-dims by the data size)", file=sys.stderr)

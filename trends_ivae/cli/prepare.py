@@ -13,8 +13,8 @@ import json
 import logging
 import os
 
-from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, existing_dir,
-                      existing_file, setup_logging, wants_progress)
+from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, count_or_auto,
+                      existing_dir, existing_file, is_auto, setup_logging, wants_progress)
 
 OUTPUT_NAME = "prepared.h5"
 
@@ -79,10 +79,11 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     cl.add_argument("--smoothing-fwhm", type=float, metavar="MM", help="spatial smoothing")
 
     red = p.add_argument_group("reduction")
-    red.add_argument("--n-dims", type=int, default=None, metavar="D",
-                     help="dimension of the shared basis (default: --n-components where there is one, "
-                          "i.e. fit and the BIDS App; 30 for prepare). The iVAE recovers sources far "
-                          "better with as many dimensions as components: see docs/prepare.md")
+    red.add_argument("--n-dims", type=count_or_auto, default=None, metavar="D",
+                     help="dimension of the shared basis, or 'auto' (the estimated model order; see "
+                          "docs/prepare.md) (default: --n-components where there is one, i.e. fit and the "
+                          "BIDS App; 30 for prepare). The iVAE recovers sources far better with as many "
+                          "dimensions as components: see docs/prepare.md")
     red.add_argument("--whiten", action="store_true", help="scale components to unit variance")
     red.add_argument("--n-keep", type=int, metavar="M", help="MIGP running rows (default max(4 D, 100))")
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")
@@ -123,8 +124,8 @@ def check_input_arguments(args, parser) -> None:
         from ..io.preparation import DEFAULT_N_DIMS
 
         args.n_dims = getattr(args, "n_components", None) or DEFAULT_N_DIMS
-    if args.n_dims < 1:
-        parser.error("--n-dims must be >= 1")
+    if not is_auto(args.n_dims) and args.n_dims < 1:
+        parser.error("--n-dims must be >= 1 (or auto)")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
@@ -165,6 +166,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except PrepareError as exc:
         print(f"trends-ivae prepare: error: {exc}", file=sys_stderr())
         return 1
+    if data.parameters.get("order"):
+        from ..io.order import OrderEstimate
+
+        print(f"trends-ivae prepare: --n-dims auto: {OrderEstimate.from_dict(data.parameters['order']).describe()}",
+              file=sys_stderr())
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.pop("command", None)
     try:   # both files go to temporary names first: a full disk leaves the previous ones intact

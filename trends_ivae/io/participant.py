@@ -53,7 +53,7 @@ from .auxiliary import RunMeta, build_aux
 from .bids import RunSpec, find_bids_runs
 from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
-from .preparation import resolve_n_dims
+from .preparation import AUTO, _migp_dims, choose_n_dims, is_auto, spectrum_record
 from .reduction import MIGP
 from .store import PreparedData, package_versions
 
@@ -449,7 +449,7 @@ def gather_shares(
     shares : list of ParticipantShare or paths
         One per subject, in the order the subjects get their indices.
     aux, window, step, hrf_delay, min_event_duration, aux_combine, n_dims, whiten, n_keep
-        As for :func:`~trends_ivae.io.preparation.prepare`.
+        As for :func:`~trends_ivae.io.preparation.prepare` (``n_dims="auto"`` too).
     verbose : int
         >0 logs progress.
     progress : bool, default=False
@@ -497,9 +497,9 @@ def gather_shares(
     u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
                   min_duration=min_event_duration, combine=aux_combine)
     n_total = sum(m.n_volumes for m in metas)
-    d = resolve_n_dims(n_dims, n_voxels, n_total)
+    d = _migp_dims(n_dims, n_voxels, n_total)
 
-    migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
+    migp = MIGP(d or 1, n_keep=max(n_keep, d or 1) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
     from .progress import progress as show
 
@@ -508,6 +508,7 @@ def gather_shares(
         migp.partial_fit(R)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
+    d, order = choose_n_dims(migp, d, n_voxels, n_total)
     try:
         basis, sing = migp.basis()
     except ValueError as exc:
@@ -536,7 +537,8 @@ def gather_shares(
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,
-        "n_dims": d, "n_dims_requested": int(n_dims), "whiten": bool(whiten),
+        "n_dims": d, "n_dims_requested": AUTO if is_auto(n_dims) else int(n_dims), "whiten": bool(whiten),
+        "order": None if order is None else order.to_dict(), "spectrum": spectrum_record(migp, n_voxels),
         "n_keep": migp.n_keep, "subject_dims": ref.meta.get("subject_dims"), "tr_override": None,
         "mask": None, "mask_source": "intersection of participant masks (" + ref.meta["mask_source"] + ")",
         "resample_to_first": False, "clean": clean,

@@ -63,6 +63,47 @@ def resolve_n_dims(n_dims: int, n_voxels: int, n_total: int) -> int:
     return d
 
 
+#: ``n_dims="auto"``: the reduced dimension is the estimated model order
+AUTO = "auto"
+
+
+def is_auto(value) -> bool:
+    """True for ``"auto"`` (the model order estimated from the data)."""
+    return isinstance(value, str) and value.lower() == AUTO
+
+
+def _migp_dims(n_dims, n_voxels: int, n_total: int) -> int | None:
+    """The reduced dimension known before the data are seen (None for ``"auto"``)."""
+    return None if is_auto(n_dims) else resolve_n_dims(n_dims, n_voxels, n_total)
+
+
+def choose_n_dims(migp: MIGP, d: int | None, n_voxels: int, n_total: int):
+    """``(d, order)``: ``d`` as given, or the estimated model order once MIGP has seen the data.
+
+    With ``d`` None the order is Minka's Laplace estimate (:mod:`trends_ivae.io.order`)
+    on the MIGP spectrum, capped by what the data allow; ``migp.n_dims`` is set to it.
+    ``order`` is the :class:`~trends_ivae.io.order.OrderEstimate` (None when ``d`` was given).
+    """
+    if d is not None:
+        return d, None
+    from .order import estimate_order
+
+    s = migp.spectrum()
+    cap = max(1, min(n_voxels, n_total - 1, s.size - 1))
+    try:
+        order = estimate_order(s ** 2 / n_voxels, n_voxels, max_order=cap)
+    except ValueError as exc:
+        raise PrepareError(f"the model order cannot be estimated: {exc}; give n_dims") from exc
+    migp.n_dims = order.n_components
+    return order.n_components, order
+
+
+def spectrum_record(migp: MIGP, n_voxels: int) -> dict:
+    """The MIGP spectrum as stored in ``parameters["spectrum"]`` (for a later ``auto`` order)."""
+    return {"singular_values": [float(v) for v in migp.spectrum()], "n_voxels": int(n_voxels),
+            "of": "the MIGP running matrix (rows x voxels)"}
+
+
 def _run_labels(specs: Sequence[RunSpec]) -> list[str]:
     """Each run's ``run`` entity, or its 1-based position among its subject's runs."""
     seen: dict[str, int] = {}
@@ -159,9 +200,12 @@ def prepare(
         the volume containing their onset.
     aux_combine : {'concat', 'product'}, default='concat'
         Discrete product of the factors, or concatenated one-hot columns.
-    n_dims : int, default=30
+    n_dims : int or "auto", default=30
         Dimension d of the shared basis (lowered with a warning when the data have
-        fewer voxels or volumes).
+        fewer voxels or volumes). ``"auto"``: the model order estimated from the
+        group's MIGP spectrum by Minka's Laplace approximation, as MELODIC's ``-d 0``
+        (:mod:`trends_ivae.io.order`), recorded in ``parameters["order"]``. The
+        spectrum itself is always kept (``parameters["spectrum"]``).
     mask : path or nibabel image, optional
         Brain mask on the functional grid; default: the intersection of
         ``compute_epi_mask`` over all runs.
@@ -304,11 +348,11 @@ def prepare(
         "given" if given_mask is not None else "EPI intersection", time.perf_counter() - t0)
 
     n_total = sum(m.n_volumes for m in metas)
-    d = resolve_n_dims(n_dims, n_voxels, n_total)
+    d = _migp_dims(n_dims, n_voxels, n_total)
 
     # -- pass 2: clean, cache, MIGP ---------------------------------------------------
     t0 = time.perf_counter()
-    migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None, subject_dims=subject_dims)
+    migp = MIGP(d or 1, n_keep=max(n_keep, d or 1) if n_keep else None, subject_dims=subject_dims)
     by_subject = [[i for i, r in enumerate(specs) if r.subject == s] for s in subjects]
     tmp = tempfile.TemporaryDirectory(prefix="trends_ivae_prepare_", dir=cache_dir)
     try:
@@ -333,6 +377,9 @@ def prepare(
             log("prepare: subject %d/%d sub-%s cleaned and reduced (%d volumes, %.1f s elapsed)",
                 k + 1, len(subjects), subjects[k], res["n"], time.perf_counter() - t0)
         raise_failures(outcomes)
+        d, order = choose_n_dims(migp, d, n_voxels, n_total)
+        if order is not None:
+            log("prepare: n_dims auto: %s", order.describe())
         try:
             basis, sing = migp.basis()
         except ValueError as exc:
@@ -365,7 +412,8 @@ def prepare(
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,
-        "n_dims": d, "n_dims_requested": int(n_dims), "whiten": bool(whiten),
+        "n_dims": d, "n_dims_requested": AUTO if is_auto(n_dims) else int(n_dims), "whiten": bool(whiten),
+        "order": None if order is None else order.to_dict(), "spectrum": spectrum_record(migp, n_voxels),
         "n_keep": migp.n_keep, "subject_dims": subject_dims, "tr_override": tr,
         "mask": str(mask) if isinstance(mask, (str, Path)) else ("<image>" if mask is not None else None),
         "mask_source": "given" if mask is not None else "epi_intersection",

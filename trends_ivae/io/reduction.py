@@ -123,6 +123,18 @@ class MIGP:
         self._ww = np.diag(np.clip(evals[order], 0.0, None))
         return self
 
+    def spectrum(self) -> np.ndarray:
+        """Singular values of the running matrix, all of its rows, decreasing.
+
+        The group data's leading singular values (exact when ``n_keep`` is at least the
+        number of volumes fed); what the model order is estimated from
+        (:mod:`trends_ivae.io.order`), as MELODIC does on its MIGP output.
+        """
+        if self.W_ is None:
+            raise ValueError("MIGP has seen no data")
+        evals = np.linalg.eigvalsh(np.asarray(self._ww, dtype=np.float64))
+        return np.sqrt(np.clip(evals[::-1], 0.0, None))
+
     def basis(self) -> tuple[np.ndarray, np.ndarray]:
         """The shared basis.
 
