@@ -45,13 +45,13 @@ from typing import Sequence
 from ._common import (HELP_FORMATTER, Default, add_quiet_option, existing_dir, is_auto, resolve_default_aux,
                       setup_logging, wants_progress)
 from .fit import add_model_arguments, check_model_arguments
-from .prepare import add_prepare_arguments, check_scheduler_arguments
+from .prepare import add_prepare_arguments, check_denoise_arguments, check_scheduler_arguments
 
 log = logging.getLogger("trends_ivae.cli.bids_app")
 
 PROG = "trends-ivae-bids"
 #: options of the prepare stage that the participant level fixes (the group level must agree)
-CLEAN_OPTIONS = ("detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm", "confounds")
+CLEAN_OPTIONS = ("detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm", "confounds", "denoise")
 LAYOUT_DIRS = {"melodic": "ivae.ica", "gift": "gift"}
 
 
@@ -122,6 +122,7 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
+    check_denoise_arguments(args, parser)
     if args.resample_to_first:
         parser.error("--resample-to-first is not supported by the BIDS App (subjects are prepared "
                      "separately); resample the data to one grid first (e.g. fMRIPrep --output-spaces)")
@@ -141,13 +142,13 @@ def _clean_options(args) -> dict:
     from ..io.participant import _settings
 
     return _settings(args.detrend, args.standardize, args.high_pass, args.low_pass, args.smoothing_fwhm,
-                     args.confounds).to_dict()
+                     args.confounds, args.denoise).to_dict()
 
 
 def _share_kwargs(args) -> dict:
     return dict(mask=args.mask, tr=args.tr, confounds=args.confounds, detrend=args.detrend,
                 standardize=args.standardize, high_pass=args.high_pass, low_pass=args.low_pass,
-                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims)
+                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims, denoise=args.denoise)
 
 
 def _dataset_description(out: Path, bids: Path, derivatives: str | None) -> None:
@@ -186,8 +187,8 @@ def _find(args, bids: Path, labels):
 def _share_problem(args, share, runs) -> str | None:
     """Why an existing share cannot stand for this selection and these options (None: it can)."""
     wanted_clean = _clean_options(args)
-    if share.meta["clean"] != wanted_clean:
-        diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+    diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+    if diff:   # (an option a share predates counts as its default)
         return f"{str(share.path)!r} was made with other cleaning options ({', '.join(diff)})"
     sub_runs = sorted(str(Path(r.img).resolve()) for r in runs)
     if sub_runs and sub_runs != sorted(r["file"] for r in share.meta["runs"]):

@@ -17,6 +17,8 @@ from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, chec
                       existing_dir, existing_file, is_auto, setup_logging, wants_progress)
 
 OUTPUT_NAME = "prepared.h5"
+#: nilearn's fMRIPrep strategies (trends_ivae.io.cleaning.DENOISE_STRATEGIES; not imported for --help)
+DENOISE_CHOICES = ("simple", "scrubbing", "compcor", "ica_aroma")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -72,6 +74,12 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
                     help="resample runs/mask on another grid to the first run's grid instead of failing")
     cl.add_argument("--confounds", nargs="+", metavar="COLUMN",
                     help="confound columns to regress (patterns allowed; default: all columns of --confounds-file)")
+    cl.add_argument("--denoise", choices=DENOISE_CHOICES, metavar="STRATEGY",
+                    help="fMRIPrep denoising by nilearn's load_confounds_strategy: "
+                         f"{', '.join(DENOISE_CHOICES)}; regresses the strategy's confounds and leaves the "
+                         "volumes it censors (non-steady-state; scrubbing: high motion) out of x and u. "
+                         "Needs fMRIPrep outputs (*_desc-confounds_timeseries.tsv and .json next to each "
+                         "run); instead of --confounds")
     cl.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=True, help="linear detrending")
     cl.add_argument("--standardize", action="store_true", help="z-score each voxel's time series per run")
     cl.add_argument("--high-pass", type=float, metavar="HZ", help="high-pass cut-off")
@@ -120,6 +128,7 @@ def check_input_arguments(args, parser) -> None:
             existing_file(parser, args.participants, "--participants")
     if args.mask:
         existing_file(parser, args.mask, "--mask")
+    check_denoise_arguments(args, parser)
     if args.n_dims is None:   # fit: as many dimensions as components; prepare alone: 30
         from ..io.preparation import DEFAULT_N_DIMS
 
@@ -129,6 +138,15 @@ def check_input_arguments(args, parser) -> None:
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
+
+
+def check_denoise_arguments(args, parser) -> None:
+    """``--denoise`` takes its confounds from fMRIPrep: not with ``--confounds`` or ``--confounds-file``."""
+    if getattr(args, "denoise", None):
+        if args.confounds:
+            parser.error("give either --denoise STRATEGY or --confounds COLUMN ..., not both")
+        if getattr(args, "confounds_file", None):
+            parser.error("--denoise reads each run's fMRIPrep confounds itself; drop --confounds-file")
 
 
 def check_scheduler_arguments(args, parser) -> None:
@@ -215,7 +233,7 @@ def prepare_kwargs(args: argparse.Namespace) -> dict:
         resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
         cache_dir=args.cache_dir, scheduler=getattr(args, "scheduler", "joblib"),
         dask_address=getattr(args, "dask_address", None),
-        verbose=args.verbose, progress=wants_progress(args),
+        verbose=args.verbose, progress=wants_progress(args), denoise=getattr(args, "denoise", None),
     )
 
 

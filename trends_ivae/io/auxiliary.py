@@ -461,6 +461,13 @@ def build_aux(
     return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)
 
 
+def take_rows(u: AuxVariable, rows: np.ndarray) -> AuxVariable:
+    """u of the volumes ``rows`` only (e.g. those a denoising strategy keeps); levels unchanged."""
+    rows = np.asarray(rows)
+    values = None if u.dense_on_demand else np.asarray(u.values)[rows]
+    return AuxVariable(values, u.kind, list(u.names), u.spec, u.factors, np.asarray(u.factor_codes)[rows])
+
+
 def concat_factors(aux: dict | None, u_kind: str) -> bool:
     """True when u is the concatenated one-hot columns of several discrete factors.
 

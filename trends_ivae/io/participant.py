@@ -35,6 +35,7 @@ the raw dataset.
 """
 from __future__ import annotations
 
+import dataclasses
 import io as _io
 import json
 import logging
@@ -49,9 +50,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .auxiliary import RunMeta, build_aux
+from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, find_bids_runs
-from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
+from .cleaning import CleanSettings, clean_run, denoise_confounds, epi_mask, read_confounds, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .preparation import AUTO, _migp_dims, choose_n_dims, is_auto, spectrum_record
 from .reduction import MIGP
@@ -202,10 +203,11 @@ class ParticipantShare:
         return U, R
 
 
-def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds) -> CleanSettings:
+def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds,
+              denoise=None) -> CleanSettings:
     return CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
                          low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
-                         confounds=list(confounds) if confounds else None, resample=False)
+                         confounds=list(confounds) if confounds else None, resample=False, denoise=denoise)
 
 
 def _events_text(events) -> str | None:
@@ -233,6 +235,7 @@ def write_participant_share(
     smoothing_fwhm: float | None = None,
     subject_dims: int | None = None,
     force: bool = False,
+    denoise: str | None = None,
 ) -> dict[str, Path]:
     """Mask, clean and factor one subject's runs; write its share under ``out_dir``.
 
@@ -252,6 +255,10 @@ def write_participant_share(
         Keep only this many subject components (lossy, smaller); default lossless.
     force : bool
         Replace an existing share.
+    denoise : str, optional
+        A nilearn fMRIPrep denoising strategy, as for
+        :func:`~trends_ivae.io.preparation.prepare`: the share holds the kept volumes
+        only, and its run table each run's acquired and censored volumes.
 
     Returns
     -------
@@ -280,10 +287,21 @@ def write_participant_share(
     check_same_grid(infos, names)
     shape, affine = infos[0]["shape"], infos[0]["affine"]
     trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(runs, names, infos)]
-    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds)
+    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds, denoise)
+    if denoise and confounds:
+        raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
+                           "strategy), not both")
+    keeps = []
     for r, n, info in zip(runs, names, infos):
-        if r.confounds is not None or settings.confounds:
-            read_confounds(r.confounds, settings.confounds, info["n_volumes"], n)
+        if denoise:
+            keeps.append(denoise_confounds(r.img, denoise, info["n_volumes"], n)[1])
+            if keeps[-1].sum() < 2:
+                raise PrepareError(f"denoise={denoise!r} leaves fewer than 2 of the {info['n_volumes']} "
+                                   f"volumes of {n!r}")
+        else:
+            keeps.append(np.ones(info["n_volumes"], dtype=bool))
+            if r.confounds is not None or settings.confounds:
+                read_confounds(r.confounds, settings.confounds, info["n_volumes"], n)
     events = [_events_text(r.events) for r in runs]
 
     if mask is not None:
@@ -345,9 +363,11 @@ def write_participant_share(
 
     table = [{"file": str(Path(r.img).resolve()) if isinstance(r.img, (str, Path)) else r.name,
               "name": n, "entities": {kk: str(v) for kk, v in r.entities.items()},
-              "n_volumes": info["n_volumes"], "tr": t, "events_text": ev,
-              "events": str(r.events) if isinstance(r.events, (str, Path)) else None}
-             for r, n, info, t, ev in zip(runs, names, infos, trs, events)]
+              "n_volumes": int(keep.sum()), "tr": t, "events_text": ev,
+              "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
+              **({"n_volumes_acquired": info["n_volumes"], "censored": [int(v) for v in np.flatnonzero(~keep)]}
+                 if denoise else {})}
+             for r, n, info, t, ev, keep in zip(runs, names, infos, trs, events, keeps)]
     meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
             "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
             "clean": settings.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
@@ -491,11 +511,19 @@ def gather_shares(
     for s in shares:
         for i, r in enumerate(s.meta["runs"]):
             metas.append(RunMeta(name=r["name"], subject=s.subject, run=str(r["entities"].get("run", i + 1)),
-                                 n_volumes=int(r["n_volumes"]), tr=float(r["tr"]),
+                                 n_volumes=int(r.get("n_volumes_acquired", r["n_volumes"])), tr=float(r["tr"]),
                                  events=_read_events_text(r["events_text"]), participant=s.meta["participant"]))
             run_specs.append(r)
     u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
                   min_duration=min_event_duration, combine=aux_combine)
+    keeps = []   # the volumes a denoising strategy kept (u is built on the acquired ones)
+    for m, r in zip(metas, run_specs):
+        keep = np.ones(m.n_volumes, dtype=bool)
+        keep[[int(v) for v in r.get("censored", [])]] = False
+        keeps.append(keep)
+    if any(not k.all() for k in keeps):
+        u = take_rows(u, np.concatenate(keeps))
+        metas = [dataclasses.replace(m, n_volumes=int(k.sum())) for m, k in zip(metas, keeps)]
     n_total = sum(m.n_volumes for m in metas)
     d = _migp_dims(n_dims, n_voxels, n_total)
 
@@ -526,12 +554,13 @@ def gather_shares(
 
     subject_idx = np.concatenate([np.full(m.n_volumes, labels.index(m.subject)) for m in metas])
     run_idx = np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)])
-    volume = np.concatenate([np.arange(m.n_volumes) for m in metas])
+    volume = np.concatenate([np.flatnonzero(k) for k in keeps])   # acquired volume numbers
     starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
     run_table = [{
         "subject": m.subject, "subject_index": labels.index(m.subject), "run": m.run,
         "file": r["file"], "n_volumes": m.n_volumes, "tr": m.tr, "start": int(st),
         "entities": r["entities"], "events": r.get("events"),
+        **({k: r[k] for k in ("n_volumes_acquired", "censored")} if "censored" in r else {}),
     } for m, r, st in zip(metas, run_specs, starts)]
     clean = dict(ref.meta["clean"])
     parameters = {

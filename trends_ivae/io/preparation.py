@@ -24,6 +24,7 @@ Peak memory is that of one subject (per worker) plus the MIGP matrix
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -34,9 +35,9 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from .auxiliary import RunMeta, build_aux
+from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, runs_from_files
-from .cleaning import CleanSettings, clean_run, epi_mask, read_confounds, run_statistics
+from .cleaning import CleanSettings, clean_run, denoise_confounds, epi_mask, read_confounds, run_statistics
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .reduction import MIGP, project
 from .store import PreparedData, package_versions
@@ -178,6 +179,7 @@ def prepare(
     dask_address: str | None = None,
     verbose: int = 0,
     progress: bool = False,
+    denoise: str | None = None,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -240,6 +242,12 @@ def prepare(
         >0 logs progress at INFO level through ``logging``.
     progress : bool, default=False
         Progress bars on stderr (tqdm) for the per-run and per-subject passes.
+    denoise : {"simple", "scrubbing", "compcor", "ica_aroma"}, optional
+        fMRIPrep denoising by nilearn's ``load_confounds_strategy`` on each run's
+        fMRIPrep file (instead of ``confounds``): its confounds are regressed, and the
+        volumes its sample mask censors (non-steady-state volumes; with
+        ``scrubbing`` also high-motion ones) are left out of x and of u. The run table
+        keeps each run's acquired volumes and the censored ones.
 
     Returns
     -------
@@ -289,9 +297,23 @@ def prepare(
     settings = CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
                              low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
                              confounds=list(confounds) if confounds else None,
-                             resample=resample_to_first)
+                             resample=resample_to_first, denoise=denoise)
+    acquired = [m.n_volumes for m in metas]
+    if denoise:   # the strategy's sample masks, cheap (the confounds tables only)
+        if confounds:
+            raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
+                               "strategy), not both")
+        keeps = [denoise_confounds(r.img, denoise, m.n_volumes, m.name)[1] for r, m in zip(specs, metas)]
+        for m, keep in zip(metas, keeps):
+            if keep.sum() < 2:
+                raise PrepareError(f"denoise={denoise!r} censors {int((~keep).sum())} of the {m.n_volumes} "
+                                   f"volumes of {m.name!r}, leaving fewer than 2")
+        u = take_rows(u, np.concatenate(keeps))
+        metas = [dataclasses.replace(m, n_volumes=int(keep.sum())) for m, keep in zip(metas, keeps)]
+    else:
+        keeps = [np.ones(n, dtype=bool) for n in acquired]
     for r, m in zip(specs, metas):  # confounds are cheap to check before the heavy passes
-        if r.confounds is not None or settings.confounds:
+        if not denoise and (r.confounds is not None or settings.confounds):
             read_confounds(r.confounds, settings.confounds, m.n_volumes, m.name)
     given_mask = None
     if mask is not None:
@@ -401,14 +423,15 @@ def prepare(
 
     subject_idx = np.concatenate([np.full(m.n_volumes, subjects.index(m.subject)) for m in metas])
     run_idx = np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)])
-    volume = np.concatenate([np.arange(m.n_volumes) for m in metas])
+    volume = np.concatenate([np.flatnonzero(keep) for keep in keeps])   # acquired volume numbers
     starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
     run_table = [{
         "subject": m.subject, "subject_index": subjects.index(m.subject), "run": m.run,
         "file": m.name, "n_volumes": m.n_volumes, "tr": m.tr, "start": int(s),
         "entities": {k: str(v) for k, v in r.entities.items()},
         "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
-    } for m, r, s in zip(metas, specs, starts)]
+        **({"n_volumes_acquired": n_acq, "censored": [int(v) for v in np.flatnonzero(~keep)]} if denoise else {}),
+    } for m, r, s, n_acq, keep in zip(metas, specs, starts, acquired, keeps)]
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,

@@ -148,7 +148,9 @@ class MIGP:
         """
         if self.W_ is None:
             raise ValueError("MIGP has seen no data")
-        d = min(self.n_dims, self.W_.shape[0])
+        if self.W_.shape[0] < self.n_dims:   # e.g. subjects' shares of low rank
+            raise ValueError(f"the data have rank {self.W_.shape[0]} < n_dims={self.n_dims}")
+        d = self.n_dims
         rows, s = _top_rows(self.W_, d)
         keep = s > s[0] * 1e-6 if s.size and s[0] > 0 else np.zeros_like(s, bool)
         if not keep.all():
