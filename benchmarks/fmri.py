@@ -188,7 +188,7 @@ def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", m
         warnings.simplefilter("ignore")
         g.fit(runs)
     mask_arr = np.asarray(g.mask_img_.get_fdata()) > 0
-    return g.components_, mask_arr, list(g.timecourses_), {"stability": float(g.stability_)}
+    return g.components_, mask_arr, list(g.timecourses_), {"stability": float(g.restart_agreement_)}
 
 
 def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, tr=None,

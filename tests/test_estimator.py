@@ -46,7 +46,8 @@ def test_fitted_attributes(fitted, tiny):
     assert est.inverse_transform(np.zeros((3, 2))).shape == (3, 2)
     assert np.isfinite(est.elbo_) and len(est.restart_elbos_) == 2
     assert est.n_iter_ == 2 and len(est.loss_curve_) == 2
-    assert 0 <= est.stability_ <= 1
+    assert est.stability_.shape == (2,) and np.all((est.stability_ >= 0) & (est.stability_ <= 1))
+    assert 0 <= est.restart_agreement_ <= 1
     assert np.isfinite(est.score(tiny.X, tiny.u))
     X, Z = est.sample(tiny.u[:10], random_state=0)
     assert X.shape == (10, 2) and Z.shape == (10, 2)

@@ -4,6 +4,8 @@ Public names
 ------------
 IVAE
     Array-level identifiable VAE (scikit-learn conventions).
+IFlow
+    Array-level exact-likelihood iVAE: a normalizing flow with the conditional prior.
 GroupIVAE
     Image-level estimator: fMRI in, component maps and time courses out.
 metrics, simulate
@@ -18,10 +20,11 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["IVAE", "GroupIVAE", "metrics", "simulate", "__version__"]
+__all__ = ["IVAE", "IFlow", "GroupIVAE", "metrics", "simulate", "__version__"]
 
 _LAZY = {
     "IVAE": ("trends_ivae.estimator", "IVAE"),
+    "IFlow": ("trends_ivae.flow_estimator", "IFlow"),
     "GroupIVAE": ("trends_ivae.decomposition", "GroupIVAE"),
     "metrics": ("trends_ivae.metrics", None),
     "simulate": ("trends_ivae.simulate", None),

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from .backprojection import back_project
 from .estimator import IVAE
+from .flow_estimator import IFlow
 from .io.auxiliary import concat_factors, factor_frame
 from .io.bids import RunSpec, runs_from_files
 from .io.export import unmask
@@ -46,6 +47,13 @@ GROUP_IVAE_DEFAULTS = {"encoder_uses_aux": False, "decoder_var": None, "n_iwae":
 
 #: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
 MIN_STEPS = 3000
+
+#: IFlow settings for fMRI: batches of at most a quarter of the training split and
+#: enough epochs for about FLOW_MIN_STEPS optimiser steps (see ``_make_ivae``)
+FLOW_MIN_STEPS = 600
+
+#: the estimators ``GroupIVAE(estimator=...)`` builds
+ESTIMATORS = {"vae": IVAE, "flow": IFlow}
 
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
                    "n_dims", "mask", "tr", "confounds", "detrend", "standardize", "high_pass",
@@ -128,8 +136,12 @@ class GroupIVAE(BaseEstimator):
         that three full runs pick on three seeds, a worse one on one and a better one
         on another, in 40-55 % of the time (``docs/benchmarks.md``). ``ivae_params={"init_epochs": None}`` trains every
         restart to the end.
+    estimator : {"vae", "flow"}, default="vae"
+        The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
+        observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
+        noiseless, started from linear ICA). Both see the same reduced data and u.
     ivae_params : dict, optional
-        Further :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
+        Further parameters of the estimator; for the VAE :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
         ``batch_size``, ``hidden_dim``, ``decoder_var``, ``init_epochs``, ...). Default: the IVAE
         defaults with ``encoder_uses_aux=False`` (new subjects can be transformed
         without their u) and ``decoder_var=None`` (the noise variance is learned), see
@@ -162,8 +174,11 @@ class GroupIVAE(BaseEstimator):
     explained_variance_ : ndarray (n_components,)
     elbo_ : float
         Held-out ELBO per volume of the selected restart.
-    stability_ : float
-        Mean pairwise MCC between restarts.
+    stability_ : ndarray (n_components,)
+        Per-component stability index across restarts (ICASSO-style; NaN with one
+        restart), see :attr:`trends_ivae.IVAE.stability_`.
+    restart_agreement_ : float
+        Mean pairwise MCC between restarts (NaN with one restart).
     runs_ : list of dict
         The run table (entities, file, number of volumes, TR).
     """
@@ -176,7 +191,8 @@ class GroupIVAE(BaseEstimator):
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
-                 n_init: int = 3, ivae_params: dict | None = None, device: str = "auto",
+                 n_init: int = 3, estimator: str = "vae", ivae_params: dict | None = None,
+                 device: str = "auto",
                  random_state: Any = None, n_jobs: int = 1, verbose: int = 0) -> None:
         self.n_components = n_components
         self.aux = aux
@@ -198,6 +214,7 @@ class GroupIVAE(BaseEstimator):
         self.resample_to_first = resample_to_first
         self.prior = prior
         self.n_init = n_init
+        self.estimator = estimator
         self.ivae_params = ivae_params
         self.device = device
         self.random_state = random_state
@@ -222,14 +239,22 @@ class GroupIVAE(BaseEstimator):
             kwargs["n_dims"] = self.n_components
         return kwargs
 
-    def _make_ivae(self, n_samples: int) -> IVAE:
-        """The IVAE, its training length fitted to the data size unless given.
+    def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
+        """The array-level estimator, its training length fitted to the data size unless given.
+
+        ``estimator="flow"`` gives an :class:`IFlow` (``ivae_params`` are its
+        parameters), with batches of at most a quarter of the training split and
+        enough epochs for about :data:`FLOW_MIN_STEPS` steps.
 
         fMRI studies are small next to the paper's 40k samples: a few hundred volumes
         give a handful of steps per epoch. Unless ``ivae_params`` sets them, the batch
         is capped at a quarter of the training split and the epochs are raised (at most
         400) to reach about :data:`MIN_STEPS` optimiser steps per restart.
         """
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
+        if self.estimator == "flow":
+            return self._make_flow(n_samples)
         params = dict(GROUP_IVAE_DEFAULTS)
         params.update(self.ivae_params or {})
         defaults = IVAE().get_params()
@@ -246,6 +271,22 @@ class GroupIVAE(BaseEstimator):
             params["init_epochs"] = max(5, params.get("max_epochs", defaults["max_epochs"]) // 8)
         return IVAE(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
                     random_state=self.random_state, verbose=self.verbose, **params)
+
+    def _make_flow(self, n_samples: int) -> IFlow:
+        params = dict(self.ivae_params or {})
+        defaults = IFlow().get_params()
+        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
+        if "batch_size" not in params:
+            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
+        if "max_epochs" not in params:
+            steps_per_epoch = max(1, n_train // params["batch_size"])
+            params["max_epochs"] = int(min(400, max(defaults["max_epochs"],
+                                                    np.ceil(FLOW_MIN_STEPS / steps_per_epoch))))
+        if self.prior == "normal":
+            raise ValueError("estimator='flow' needs an identifiable prior ('gauss' or 'laplace'); "
+                             "prior='normal' is the vanilla VAE baseline")
+        return IFlow(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
+                     random_state=self.random_state, verbose=self.verbose, **params)
 
     # --------------------------------------------------------------------- fit
     def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
@@ -325,7 +366,8 @@ class GroupIVAE(BaseEstimator):
         self.runs_ = prepared.runs
         self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
         self.elbo_ = ivae.elbo_
-        self.stability_ = ivae.stability_
+        self.stability_ = np.asarray(ivae.stability_, dtype=float)
+        self.restart_agreement_ = float(ivae.restart_agreement_)
         self.mask_img_ = prepared.mask_img()
         self.components_img_ = unmask(self.components_, self.mask_img_)
         self.effects_img_ = unmask(self.effects_, self.mask_img_)

@@ -72,6 +72,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "estimate, as MELODIC -d 0 (printed, and recorded in model/config.json)")
     m.add_argument("--prior", choices=["gauss", "laplace", "normal"], default="gauss",
                    help="conditional prior p(z|u); 'normal' is the vanilla VAE baseline")
+    m.add_argument("--estimator", choices=["vae", "flow"], default="vae",
+                   help="the iVAE with Gaussian noise (vae), or the exact-likelihood flow started from "
+                        "linear ICA (flow)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     m.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
     m.add_argument("--n-init", type=int, default=3, metavar="K", help="restarts; the best held-out ELBO wins")
@@ -170,6 +173,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
             share = read_rows(args.prepared, rows, names=("x", "u"))
             u = share["u"]
         model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
+                          estimator=getattr(args, "estimator", "vae"),
                           ivae_params=ivae_params(args), device=args.device, random_state=args.seed,
                           verbose=0)
         model.fit_rows(share["x"], u, n_rows(args.prepared),
@@ -240,6 +244,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
 
     params = ivae_params(args)
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
+                      estimator=getattr(args, "estimator", "vae"),
                       ivae_params=params, device=args.device, random_state=args.seed,
                       verbose=training_verbosity(args))
     try:
@@ -261,7 +266,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         "ivae": model.ivae_.get_params(),
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
-        "results": {"elbo": model.elbo_, "stability": model.stability_,
+        "results": {"elbo": model.elbo_, "stability": model.restart_agreement_,
+                    "component_stability": [float(v) for v in model.stability_],
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
                     "seconds": fit_seconds},
@@ -299,7 +305,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
         return 1
     print(f"wrote {out_dir}: {args.n_components} components from {prepared.n_subjects} subject(s), "
-          f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.stability_:.2f}, "
+          f"{len(prepared.runs)} run(s); held-out ELBO {model.elbo_:.3f}, stability {model.restart_agreement_:.2f}, "
           f"{time.perf_counter() - t0:.1f} s")
     if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
         try:  # the fit outputs are written; a report failure must not lose them
