@@ -57,7 +57,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     """The u, masking/cleaning and reduction options of the prepare stage."""
     aux = p.add_argument_group("auxiliary variable u")
     aux.add_argument("--aux", default=aux_default,
-                     help="factors joined with '+': task, window, subject, run or a participants.tsv column")
+                     help="factors joined with '+': task, window, subject, run or a participants.tsv column "
+                          "(fit and the BIDS App: window when no run has events and --aux is not given)")
     aux.add_argument("--aux-combine", choices=["concat", "product"], default="concat",
                      help="several factors as concatenated one-hot columns (continuous u), or as "
                           "one discrete label per combination (needs many volumes per combination)")
