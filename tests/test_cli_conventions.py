@@ -81,6 +81,16 @@ def test_a_truncated_checkpoint_names_the_file(prepared, tmp_path, capsys):
     assert "delete it" in err
 
 
+def test_a_checkpoint_of_another_model_names_the_difference(prepared, tmp_path, capsys):
+    code, out, _ = _fit_with_checkpoints(prepared, tmp_path, capsys)   # 3 components
+    assert code == 0
+    code = main(["fit", "--prepared", str(prepared), "--out", str(tmp_path / "two"), *FAST,
+                 "--n-components", "2", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "two").exists()
+    assert "restart00.pt" in err and "another model" in err and "n_components 3 instead of 2" in err
+
+
 def _bold(bids, sub):
     return next((bids / f"sub-{sub}" / "func").glob("*_bold.nii.gz"))
 
