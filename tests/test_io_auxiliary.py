@@ -59,7 +59,8 @@ def test_events_file_checks(tmp_path):
         task_labels(tmp_path / "missing_events.tsv", 5, 2.0)
     notype = tmp_path / "notype_events.tsv"
     notype.write_text("onset\tduration\n2\t2\n")
-    assert list(task_labels(notype, 3, 2.0)) == ["rest", "event", "rest"]
+    with pytest.warns(UserWarning, match="notype_events.tsv.*'trial_type'.*one condition, 'event'"):
+        assert list(task_labels(notype, 3, 2.0)) == ["rest", "event", "rest"]
 
 
 @pytest.mark.parametrize("n, window, step, expected", [

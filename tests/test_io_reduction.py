@@ -84,3 +84,13 @@ def test_migp_errors():
     m.partial_fit(np.ones((5, 10), np.float32) - 1 + np.eye(5, 10, dtype=np.float32))
     with pytest.raises(ValueError, match="voxels"):
         m.partial_fit(np.zeros((5, 11), np.float32))
+
+
+def test_fewer_rows_than_dimensions_is_an_error_not_a_narrower_basis():
+    """Low-rank subject shares (two subjects of rank 1) cannot give a basis of 3 dimensions."""
+    rng = np.random.default_rng(0)
+    migp = MIGP(3)
+    for _ in range(2):
+        migp.partial_fit(rng.normal(size=(1, 50)))
+    with pytest.raises(ValueError, match="rank 2 < n_dims=3"):
+        migp.basis()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - used as a constant
@@ -26,11 +27,102 @@ class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - us
         return super()._get_help_string(action)
 
 
+class Default(str):
+    """A string option's default value, told apart from the same value typed by the user.
+
+    ``parser.set_defaults(aux=Default("task+window"))``: ``isinstance(args.aux, Default)``
+    then says that the user did not choose it, so the tool may choose better for the data
+    (and says so); ``--help`` shows it as the plain string.
+    """
+
+
+def resolve_default_aux(args: argparse.Namespace, has_events: list[bool], prog: str) -> None:
+    """Without events in any run, the default u ``task+window`` becomes ``window``, and says so.
+
+    A ``--aux`` the user typed is kept (a ``task`` factor then fails, naming the run
+    without events). The choice is printed on stderr and recorded in ``args.chosen``
+    (``model/config.json``, ``arguments.chosen``).
+    """
+    if not isinstance(args.aux, Default) or not has_events or any(has_events):
+        return
+    factors = [f for f in str(args.aux).split("+") if f != "task"]
+    if len(factors) == len(str(args.aux).split("+")):
+        return
+    chosen = "+".join(factors) or "window"
+    reason = (f"no run has events (resting state?), so u is --aux {chosen} instead of the default "
+              f"--aux {args.aux}")
+    if "window" in chosen.split("+"):
+        reason += f" (sliding windows of {args.window} volumes)"
+    print(f"{prog}: note: {reason}; pass --aux to choose u yourself", file=sys.stderr)
+    args.aux = chosen
+    chosen_dict = getattr(args, "chosen", None) or {}
+    chosen_dict["aux"] = {"value": chosen, "reason": reason}
+    args.chosen = chosen_dict
+
+
+def count_or_auto(text: str) -> int | str:
+    """argparse type of ``--n-components`` / ``--n-dims``: a positive count or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
+def is_auto(value) -> bool:
+    return isinstance(value, str) and value.lower() == "auto"
+
+
+def resolve_auto_components(args: argparse.Namespace, parameters: dict, n_dims: int, prog: str,
+                            announce: bool = True) -> str | None:
+    """``--n-components auto``: set ``args.n_components`` to the estimated model order.
+
+    The estimate is Minka's Laplace approximation on the MIGP spectrum that the prepare
+    stage recorded (:func:`trends_ivae.io.order.order_from_parameters`), at most
+    ``n_dims``; it is printed on stderr and recorded in ``args.chosen["n_components"]``.
+    Returns an error message instead when the spectrum is missing (None when all is well).
+    """
+    if not is_auto(args.n_components):
+        return None
+    from ..io.order import order_from_parameters
+
+    try:
+        order = order_from_parameters(parameters, max_order=n_dims)
+    except ValueError as exc:
+        return f"--n-components auto: {exc}"
+    args.n_components = order.n_components
+    if announce:
+        print(f"{prog}: --n-components auto: {order.describe()}", file=sys.stderr)
+    chosen = getattr(args, "chosen", None) or {}
+    chosen["n_components"] = order.to_dict()
+    args.chosen = chosen
+    return None
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """``--force`` and ``-v``, as every writing subcommand has them."""
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more progress output (-v, -vv)")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """``-q``: no progress bars (they are shown only when stderr is a terminal anyway)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (shown only when stderr is a terminal)")
+
+
+def wants_progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal (stderr), unless ``-q``."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def training_verbosity(args: argparse.Namespace) -> int:
+    """The ``verbose`` the iVAE trains with: ``-v`` as given; else 1 (a bar) on a terminal, 0 otherwise."""
+    if getattr(args, "verbose", 0) > 0:
+        return args.verbose
+    return 1 if wants_progress(args) else 0
 
 
 def setup_logging(verbose: int) -> None:

@@ -42,15 +42,16 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ._common import HELP_FORMATTER, existing_dir, setup_logging
+from ._common import (HELP_FORMATTER, Default, add_quiet_option, existing_dir, is_auto, resolve_default_aux,
+                      setup_logging, wants_progress)
 from .fit import add_model_arguments, check_model_arguments
-from .prepare import add_prepare_arguments, check_scheduler_arguments
+from .prepare import add_prepare_arguments, check_denoise_arguments, check_scheduler_arguments
 
 log = logging.getLogger("trends_ivae.cli.bids_app")
 
 PROG = "trends-ivae-bids"
 #: options of the prepare stage that the participant level fixes (the group level must agree)
-CLEAN_OPTIONS = ("detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm", "confounds")
+CLEAN_OPTIONS = ("detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm", "confounds", "denoise")
 LAYOUT_DIRS = {"melodic": "ivae.ica", "gift": "gift"}
 
 
@@ -77,7 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--derivatives", metavar="DIR",
                      help="fMRIPrep output to take the preprocessed BOLD, brain masks and confounds from")
     add_prepare_arguments(p)
-    p.set_defaults(aux="task+window", window=20)
+    p.set_defaults(aux=Default("task+window"), window=20)
     add_model_arguments(p)
     out = p.add_argument_group("output")
     out.add_argument("--layout", choices=["bids", "melodic", "gift"], default="bids",
@@ -88,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     out.add_argument("--force", action="store_true", help="overwrite existing shares / group results")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more progress output (-v, -vv)")
+    add_quiet_option(out)
     return p
 
 
@@ -115,16 +117,17 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tu
         parser.error(f"--mask {args.mask!r} does not exist or is not a file")
     if args.n_dims is None:   # as many dimensions as components
         args.n_dims = args.n_components
-    if args.n_dims < 1:
-        parser.error("--n-dims must be >= 1")
+    if not is_auto(args.n_dims) and args.n_dims < 1:
+        parser.error("--n-dims must be >= 1 (or auto)")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
+    check_denoise_arguments(args, parser)
     if args.resample_to_first:
         parser.error("--resample-to-first is not supported by the BIDS App (subjects are prepared "
                      "separately); resample the data to one grid first (e.g. fMRIPrep --output-spaces)")
     if args.analysis_level == "group":
-        if args.n_components > args.n_dims:
+        if not is_auto(args.n_components) and not is_auto(args.n_dims) and args.n_components > args.n_dims:
             parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims})")
         check_model_arguments(args, parser)
     return bids, out
@@ -139,13 +142,13 @@ def _clean_options(args) -> dict:
     from ..io.participant import _settings
 
     return _settings(args.detrend, args.standardize, args.high_pass, args.low_pass, args.smoothing_fwhm,
-                     args.confounds).to_dict()
+                     args.confounds, args.denoise).to_dict()
 
 
 def _share_kwargs(args) -> dict:
     return dict(mask=args.mask, tr=args.tr, confounds=args.confounds, detrend=args.detrend,
                 standardize=args.standardize, high_pass=args.high_pass, low_pass=args.low_pass,
-                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims)
+                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims, denoise=args.denoise)
 
 
 def _dataset_description(out: Path, bids: Path, derivatives: str | None) -> None:
@@ -184,8 +187,8 @@ def _find(args, bids: Path, labels):
 def _share_problem(args, share, runs) -> str | None:
     """Why an existing share cannot stand for this selection and these options (None: it can)."""
     wanted_clean = _clean_options(args)
-    if share.meta["clean"] != wanted_clean:
-        diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+    diff = sorted(k for k in wanted_clean if share.meta["clean"].get(k) != wanted_clean[k])
+    if diff:   # (an option a share predates counts as its default)
         return f"{str(share.path)!r} was made with other cleaning options ({', '.join(diff)})"
     sub_runs = sorted(str(Path(r.img).resolve()) for r in runs)
     if sub_runs and sub_runs != sorted(r["file"] for r in share.meta["runs"]):
@@ -199,9 +202,12 @@ def _run_shares(args, by_subject: dict, out: Path):
     from ..io.participant import write_participant_share
 
     kw = dict(_share_kwargs(args), force=True)
+    from ..io.progress import progress
+
     tasks = [(f"sub-{s}", (rs, str(out)), kw) for s, rs in by_subject.items()]
-    return run_tasks(write_participant_share, tasks, scheduler=args.scheduler, n_jobs=args.n_jobs,
-                     dask_address=args.dask_address)
+    return progress(run_tasks(write_participant_share, tasks, scheduler=args.scheduler, n_jobs=args.n_jobs,
+                              dask_address=args.dask_address),
+                    enabled=wants_progress(args), desc="participant", total=len(tasks), unit="subject")
 
 
 def _participant(args, bids: Path, out: Path, labels: list[str]) -> int:
@@ -360,13 +366,16 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
 
         return _error(str(ForeignFilesError(out if args.layout == "bids" else out / LAYOUT_DIRS[args.layout],
                                             foreign)))
+    not_found = ""
     try:
         runs = _find(args, bids, labels)
-    except PrepareError:
-        runs = []
+    except PrepareError as exc:
+        runs, not_found = [], str(exc)
     if labels is None:
         labels = sorted({r.subject for r in runs}
                         | {p.name[4:] for p in out.glob("sub-*") if share_paths(out, p.name)["share"].is_file()})
+    if not labels and not_found:
+        return _error(f"no participant outputs in {str(out)!r}, and {not_found}")
     if not labels:
         return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r}"
                       + (f" or {args.derivatives!r}" if args.derivatives else "")
@@ -389,9 +398,11 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
     no_raw = [s for s in missing if not any(r.subject == s for r in runs)]
     if no_raw:
         if not runs and not shares:
-            return _error(f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r} "
+            return _error(f"no participant outputs in {str(out)!r}, and {not_found}" if not_found else
+                          f"no participant outputs in {str(out)!r} and no BOLD run in {str(bids)!r} "
                           "(run the participant level first, or check the filters)")
-        return _error(f"no participant output and no BOLD run for sub-{', sub-'.join(no_raw)}")
+        return _error(f"no participant output and no BOLD run for sub-{', sub-'.join(no_raw)}"
+                      + (f" ({not_found})" if not_found else ""))
 
     setup_logging(args.verbose)
     work = Path(tempfile.mkdtemp(prefix=".trends_ivae_group-", dir=out.parent if not out.exists() else out))
@@ -406,11 +417,14 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
             shares += [read_share_meta(o.result["share"]) for o in outcomes]
             order = {s: i for i, s in enumerate(labels)}
             shares.sort(key=lambda sh: order[sh.subject])
+        resolve_default_aux(args, [r.get("events_text") is not None for sh in shares for r in sh.meta["runs"]],
+                            PROG)
         try:
             prepared = gather_shares(shares, aux=args.aux, window=args.window, step=args.step,
                                      hrf_delay=args.hrf_delay, min_event_duration=args.min_event_duration,
                                      aux_combine=args.aux_combine, n_dims=args.n_dims, whiten=args.whiten,
-                                     n_keep=args.n_keep, verbose=args.verbose)
+                                     n_keep=args.n_keep, verbose=args.verbose,
+                                     progress=wants_progress(args))
         except PrepareError as exc:
             return _error(str(exc))
         write_prepared(work / "prepared.h5", prepared)

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         subject_dims=None, n_jobs=1, cache_dir=None, n_components=args.n_components, prior="gauss",
         device=args.device, seed=args.seed, n_init=args.n_init, max_epochs=None, batch_size=None,
         keep_prepared=True, checkpoint_dir=None, force=True, verbose=args.verbose,
+        quiet=args.verbose == 0,
     )
     try:
         code = fit_and_write(fit_args, out, source=str(bids))

@@ -24,7 +24,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_file, setup_logging
+from ._common import (HELP_FORMATTER, Default, add_common_options, add_quiet_option, check_writable,
+                      count_or_auto, existing_file, is_auto, resolve_auto_components, resolve_default_aux,
+                      setup_logging, training_verbosity)
 from .prepare import add_input_arguments, add_prepare_arguments, check_input_arguments, prepare_kwargs, runs_from_args
 
 log = logging.getLogger("trends_ivae.cli.fit")
@@ -41,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prepared", metavar="FILE", help="a prepared.h5 from 'trends-ivae prepare'")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (BIDS derivatives)")
     add_prepare_arguments(p)
-    p.set_defaults(aux="task+window", window=20)
+    p.set_defaults(aux=Default("task+window"), window=20)
     add_model_arguments(p)
     p.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
                    help="do not copy prepared.h5 into OUT")
@@ -60,13 +62,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output layout: BIDS derivatives, an FSL MELODIC *.ica folder, or GIFT file names "
                         "(see docs/cli.md)")
     add_common_options(p)
+    add_quiet_option(p)
     return p
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The iVAE options shared by ``fit`` and ``demo``."""
     m = p.add_argument_group("model")
-    m.add_argument("--n-components", type=int, default=10, metavar="N", help="number of components")
+    m.add_argument("--n-components", type=count_or_auto, default=10, metavar="N",
+                   help="number of components, or 'auto': estimated from the data by Minka's Laplace PCA "
+                        "estimate, as MELODIC -d 0 (printed, and recorded in model/config.json)")
     m.add_argument("--prior", choices=["gauss", "laplace", "normal"], default="gauss",
                    help="conditional prior p(z|u); 'normal' is the vanilla VAE baseline")
     m.add_argument("--estimator", choices=["vae", "flow"], default="vae",
@@ -82,8 +87,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.n_components < 1:
-        parser.error("--n-components must be >= 1")
+    if not is_auto(args.n_components) and args.n_components < 1:
+        parser.error("--n-components must be >= 1 (or auto)")
     if args.n_init < 1:
         parser.error("--n-init must be >= 1")
     if args.device != "auto":
@@ -120,7 +125,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         existing_file(parser, args.prepared, "--prepared")
     else:
         check_input_arguments(args, parser)
-        if args.n_components > args.n_dims:
+        if not is_auto(args.n_components) and not is_auto(args.n_dims) and args.n_components > args.n_dims:
             parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({args.n_dims}), "
                          "the reduced dimension")
     check_model_arguments(args, parser)
@@ -164,6 +169,12 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
+        meta = read_meta(args.prepared)
+        problem = resolve_auto_components(args, meta["parameters"], int(meta["parameters"]["n_dims"]), prog,
+                                          announce=distributed.rank() == 0)
+        if problem:
+            print(f"{prog}: error: {problem}", file=sys.stderr)
+            return 1
         rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
             return fit_and_write(args, out_dir, source=args.prepared, rows=rows)
@@ -243,12 +254,19 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
             except (OSError, KeyError, ValueError) as exc:
                 print(f"{prog}: error: cannot use --prepared {args.prepared!r}: {exc}", file=sys.stderr)
                 return 1
+            problem = resolve_auto_components(args, prepared.parameters, prepared.n_dims, prog)
+            if problem:
+                print(f"{prog}: error: {problem} ({args.prepared!r})", file=sys.stderr)
+                return 1
             if args.n_components > prepared.n_dims:
                 print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
                       f"dimension of {args.prepared!r} ({prepared.n_dims})", file=sys.stderr)
                 return 1
         else:
-            prepared = prepare(runs_from_args(args), **prepare_kwargs(args))
+            runs = runs_from_args(args)
+            resolve_default_aux(args, [r.events is not None for r in runs], prog)
+            prepared = prepare(runs, **prepare_kwargs(args))
+            resolve_auto_components(args, prepared.parameters, prepared.n_dims, prog)   # recorded just now
             if args.n_components > prepared.n_dims:
                 print(f"{prog}: error: --n-components ({args.n_components}) is larger than the reduced "
                       f"dimension ({prepared.n_dims}, lowered from --n-dims by the data size)", file=sys.stderr)
@@ -261,7 +279,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                       estimator=getattr(args, "estimator", "vae"),
                       ivae_params=params, device=args.device, random_state=args.seed,
-                      verbose=args.verbose, n_jobs=getattr(args, "n_jobs", 1),
+                      verbose=training_verbosity(args), n_jobs=getattr(args, "n_jobs", 1),
                       **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,

@@ -13,9 +13,12 @@ import json
 import logging
 import os
 
-from ._common import HELP_FORMATTER, add_common_options, check_writable, existing_dir, existing_file, setup_logging
+from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, count_or_auto,
+                      existing_dir, existing_file, is_auto, setup_logging, wants_progress)
 
 OUTPUT_NAME = "prepared.h5"
+#: nilearn's fMRIPrep strategies (trends_ivae.io.cleaning.DENOISE_STRATEGIES; not imported for --help)
+DENOISE_CHOICES = ("simple", "scrubbing", "compcor", "ica_aroma")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,6 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (receives prepared.h5)")
     add_prepare_arguments(p)
     add_common_options(p)
+    add_quiet_option(p)
     return p
 
 
@@ -53,7 +57,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     """The u, masking/cleaning and reduction options of the prepare stage."""
     aux = p.add_argument_group("auxiliary variable u")
     aux.add_argument("--aux", default=aux_default,
-                     help="factors joined with '+': task, window, subject, run or a participants.tsv column")
+                     help="factors joined with '+': task, window, subject, run or a participants.tsv column "
+                          "(fit and the BIDS App: window when no run has events and --aux is not given)")
     aux.add_argument("--aux-combine", choices=["concat", "product"], default="concat",
                      help="several factors as concatenated one-hot columns (continuous u), or as "
                           "one discrete label per combination (needs many volumes per combination)")
@@ -70,6 +75,12 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
                     help="resample runs/mask on another grid to the first run's grid instead of failing")
     cl.add_argument("--confounds", nargs="+", metavar="COLUMN",
                     help="confound columns to regress (patterns allowed; default: all columns of --confounds-file)")
+    cl.add_argument("--denoise", choices=DENOISE_CHOICES, metavar="STRATEGY",
+                    help="fMRIPrep denoising by nilearn's load_confounds_strategy: "
+                         f"{', '.join(DENOISE_CHOICES)}; regresses the strategy's confounds and leaves the "
+                         "volumes it censors (non-steady-state; scrubbing: high motion) out of x and u. "
+                         "Needs fMRIPrep outputs (*_desc-confounds_timeseries.tsv and .json next to each "
+                         "run); instead of --confounds")
     cl.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=True, help="linear detrending")
     cl.add_argument("--standardize", action="store_true", help="z-score each voxel's time series per run")
     cl.add_argument("--high-pass", type=float, metavar="HZ", help="high-pass cut-off")
@@ -77,10 +88,11 @@ def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task")
     cl.add_argument("--smoothing-fwhm", type=float, metavar="MM", help="spatial smoothing")
 
     red = p.add_argument_group("reduction")
-    red.add_argument("--n-dims", type=int, default=None, metavar="D",
-                     help="dimension of the shared basis (default: --n-components where there is one, "
-                          "i.e. fit and the BIDS App; 30 for prepare). The iVAE recovers sources far "
-                          "better with as many dimensions as components: see docs/prepare.md")
+    red.add_argument("--n-dims", type=count_or_auto, default=None, metavar="D",
+                     help="dimension of the shared basis, or 'auto' (the estimated model order; see "
+                          "docs/prepare.md) (default: --n-components where there is one, i.e. fit and the "
+                          "BIDS App; 30 for prepare). The iVAE recovers sources far better with as many "
+                          "dimensions as components: see docs/prepare.md")
     red.add_argument("--whiten", action="store_true", help="scale components to unit variance")
     red.add_argument("--n-keep", type=int, metavar="M", help="MIGP running rows (default max(4 D, 100))")
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")
@@ -117,15 +129,25 @@ def check_input_arguments(args, parser) -> None:
             existing_file(parser, args.participants, "--participants")
     if args.mask:
         existing_file(parser, args.mask, "--mask")
+    check_denoise_arguments(args, parser)
     if args.n_dims is None:   # fit: as many dimensions as components; prepare alone: 30
         from ..io.preparation import DEFAULT_N_DIMS
 
         args.n_dims = getattr(args, "n_components", None) or DEFAULT_N_DIMS
-    if args.n_dims < 1:
-        parser.error("--n-dims must be >= 1")
+    if not is_auto(args.n_dims) and args.n_dims < 1:
+        parser.error("--n-dims must be >= 1 (or auto)")
     if args.tr is not None and args.tr <= 0:
         parser.error("--tr must be positive")
     check_scheduler_arguments(args, parser)
+
+
+def check_denoise_arguments(args, parser) -> None:
+    """``--denoise`` takes its confounds from fMRIPrep: not with ``--confounds`` or ``--confounds-file``."""
+    if getattr(args, "denoise", None):
+        if args.confounds:
+            parser.error("give either --denoise STRATEGY or --confounds COLUMN ..., not both")
+        if getattr(args, "confounds_file", None):
+            parser.error("--denoise reads each run's fMRIPrep confounds itself; drop --confounds-file")
 
 
 def check_scheduler_arguments(args, parser) -> None:
@@ -163,6 +185,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except PrepareError as exc:
         print(f"trends-ivae prepare: error: {exc}", file=sys_stderr())
         return 1
+    if data.parameters.get("order"):
+        from ..io.order import OrderEstimate
+
+        print(f"trends-ivae prepare: --n-dims auto: {OrderEstimate.from_dict(data.parameters['order']).describe()}",
+              file=sys_stderr())
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.pop("command", None)
     try:   # both files go to temporary names first: a full disk leaves the previous ones intact
@@ -207,7 +234,7 @@ def prepare_kwargs(args: argparse.Namespace) -> dict:
         resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
         cache_dir=args.cache_dir, scheduler=getattr(args, "scheduler", "joblib"),
         dask_address=getattr(args, "dask_address", None),
-        verbose=args.verbose,
+        verbose=args.verbose, progress=wants_progress(args), denoise=getattr(args, "denoise", None),
     )
 
 

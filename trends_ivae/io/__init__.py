@@ -33,6 +33,8 @@ _LAZY = {
     "read_rows": "store", "n_rows": "store",
     # parallel (joblib / Dask)
     "run_tasks": "parallel", "TaskFailures": "parallel",
+    # the model order
+    "estimate_order": "order", "OrderEstimate": "order",
     # prepare
     "prepare": "preparation", "transform_runs": "preparation", "DEFAULT_N_DIMS": "preparation",
 }

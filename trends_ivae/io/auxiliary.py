@@ -157,11 +157,16 @@ def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
     return parts
 
 
+#: the condition of every event in an events table without ``trial_type``
+NO_TRIAL_TYPE = "event"
+
+
 def read_events(events, name: str = "<events>") -> pd.DataFrame:
     """Read and check a BIDS events table (path or DataFrame).
 
     Returns a DataFrame with float ``onset``, float ``duration`` (``n/a`` read as 0)
-    and str ``trial_type`` (``"event"`` when the column is absent).
+    and str ``trial_type``. Without a ``trial_type`` column every event is taken as one
+    condition, ``"event"``, with a warning naming the file.
 
     Raises
     ------
@@ -193,7 +198,10 @@ def read_events(events, name: str = "<events>") -> pd.DataFrame:
     if "trial_type" in df.columns:
         df["trial_type"] = df["trial_type"].astype(str)
     else:
-        df["trial_type"] = "event"
+        warnings.warn(f"events file {name!r} has no 'trial_type' column: all its {len(df)} event(s) "
+                      f"are taken as one condition, {NO_TRIAL_TYPE!r} (add a trial_type column to "
+                      "tell conditions apart)", UserWarning, stacklevel=2)
+        df["trial_type"] = NO_TRIAL_TYPE
     return df[["onset", "duration", "trial_type"]].reset_index(drop=True)
 
 
@@ -393,7 +401,8 @@ def build_aux(
                 if r.events is None:
                     raise PrepareError(
                         f"aux 'task' needs events, but run {r.name!r} has no events file "
-                        "(BIDS *_events.tsv next to the run, or --events)"
+                        "(BIDS *_events.tsv next to the run, or --events); for resting-state "
+                        "data use --aux window --window N (sliding windows of N volumes)"
                     )
                 per_run.append(task_labels(r.events, r.n_volumes, r.tr, hrf_delay=hrf_delay,
                                            min_duration=min_duration, name=r.name))
@@ -450,6 +459,13 @@ def build_aux(
     labels = labels.reshape(-1).astype(np.int64)
     names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
     return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)
+
+
+def take_rows(u: AuxVariable, rows: np.ndarray) -> AuxVariable:
+    """u of the volumes ``rows`` only (e.g. those a denoising strategy keeps); levels unchanged."""
+    rows = np.asarray(rows)
+    values = None if u.dense_on_demand else np.asarray(u.values)[rows]
+    return AuxVariable(values, u.kind, list(u.names), u.spec, u.factors, np.asarray(u.factor_codes)[rows])
 
 
 def concat_factors(aux: dict | None, u_kind: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -251,12 +252,31 @@ def find_bids_runs(
                                          participant_label=subjects, space=space).items() if v}
         raise PrepareError(
             f"no BOLD run (sub-*/[ses-*/]func/*_bold.nii[.gz]) found in {str(root)!r}"
-            + (f" with filters {filters}" if filters else "")
+            + (f" with filters {filters}" if filters else "") + _what_exists(root, filters)
         )
     found.sort(key=lambda r: (r.entities.get("sub", ""), r.entities.get("ses", ""),
                               r.entities.get("task", ""), _run_key(r.entities.get("run", "")),
                               str(r.img)))
     return found
+
+
+#: filter name of find_bids_runs -> (entity, how the message names its values)
+_FILTER_ENTITIES = {"task": ("task", "tasks"), "session": ("ses", "sessions"), "run": ("run", "runs"),
+                    "participant_label": ("sub", "subjects"), "space": ("space", "spaces")}
+
+
+def _what_exists(root: Path, filters: dict) -> str:
+    """``"; tasks there: a, b"`` for each filter given, from all BOLD files under ``root``."""
+    if not filters:
+        return ""
+    bolds = [p for pattern in ("sub-*/func/*_bold.nii*", "sub-*/ses-*/func/*_bold.nii*")
+             for p in root.glob(pattern)]
+    parts = []
+    for name in filters:
+        entity, plural = _FILTER_ENTITIES[name]
+        values = sorted({parse_entities(p.name).get(entity) for p in bolds} - {None}, key=_run_key)
+        parts.append(f"{plural} there: {', '.join(values) if values else 'none'}")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _run_key(value: str) -> tuple:
@@ -282,7 +302,7 @@ def runs_from_files(
     subjects : list of str, optional
         The subject label of each run. When omitted, the ``sub-`` entity of each file
         name is used, and a run whose name has none is its own subject (``"01"``,
-        ``"02"``, ... in order).
+        ``"02"``, ... in order; with a warning when there are several such runs).
     participants : path or DataFrame, optional
         A participants table (``participant_id`` column) giving columns usable as u.
 
@@ -333,4 +353,10 @@ def runs_from_files(
             entities=ent,
             participant=dict(table.get(ent["sub"], {})),
         ))
+    if anonymous > 1:
+        example = " ".join(["01"] * min(anonymous, 3)) + (" ..." if anonymous > 3 else "")
+        warnings.warn(f"{anonymous} of the {n} functional images have no 'sub-' entity in their names, "
+                      f"so each is taken as its own subject (01 ... {anonymous:02d}); if they are runs "
+                      f"of fewer subjects, give each file's subject: --subject {example} on the command "
+                      "line, subjects=[...] in Python", UserWarning, stacklevel=2)
     return specs

@@ -35,6 +35,8 @@ __all__ = [
     "run_statistics",
     "epi_mask",
     "clean_run",
+    "denoise_confounds",
+    "DENOISE_STRATEGIES",
 ]
 
 
@@ -59,6 +61,12 @@ class CleanSettings:
     resample : bool, default=False
         Resample runs whose grid differs from the mask's (continuous interpolation)
         instead of refusing them.
+    denoise : str, optional
+        A nilearn fMRIPrep denoising strategy (:data:`DENOISE_STRATEGIES`): the
+        confounds, and the volumes to keep, come from
+        ``nilearn.interfaces.fmriprep.load_confounds_strategy`` on the run's fMRIPrep
+        file (:func:`denoise_confounds`); the censored volumes are dropped. Instead of
+        ``confounds``.
     """
 
     detrend: bool = True
@@ -68,6 +76,7 @@ class CleanSettings:
     smoothing_fwhm: float | None = None
     confounds: list | None = None
     resample: bool = False
+    denoise: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-friendly dict."""
@@ -94,6 +103,70 @@ def confounds_summary(columns_per_run: Sequence[Sequence[str]]) -> dict:
         seen.extend(c for c in cols if c not in seen)
     return {"columns": seen, "n_runs": int(sum(bool(c) for c in columns_per_run)),
             "n_runs_total": len(columns_per_run)}
+#: nilearn's preset fMRIPrep denoising strategies (``load_confounds_strategy``)
+DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "ica_aroma")
+
+
+def denoise_confounds(img, strategy: str, n_volumes: int,
+                      run_name: str | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """The confounds and the kept volumes of one fMRIPrep run, by a nilearn strategy.
+
+    Parameters
+    ----------
+    img : path
+        The run's fMRIPrep output (``*_desc-preproc_bold.nii.gz``; ``ica_aroma``:
+        ``*_desc-smoothAROMAnonaggr_bold.nii.gz``), with its
+        ``*_desc-confounds_timeseries.tsv`` and ``.json`` in the same folder.
+    strategy : {"simple", "scrubbing", "compcor", "ica_aroma"}
+        Passed to ``nilearn.interfaces.fmriprep.load_confounds_strategy``.
+    n_volumes : int
+        Volumes of the run.
+
+    Returns
+    -------
+    confounds : ndarray, shape (n_volumes, k), or None
+        The strategy's confound columns (None when it selects none).
+    keep : ndarray of bool, shape (n_volumes,)
+        False for the volumes the strategy censors (non-steady-state volumes, and with
+        ``scrubbing`` the high-motion ones): nilearn's sample mask.
+
+    Raises
+    ------
+    PrepareError
+        Unknown strategy, an image that is not an fMRIPrep file on disk, missing or
+        unreadable confounds files, or a table of another length than the run.
+    """
+    if strategy not in DENOISE_STRATEGIES:
+        raise PrepareError(f"denoise strategy {strategy!r}: use one of {', '.join(DENOISE_STRATEGIES)}")
+    if not isinstance(img, (str, Path)):
+        raise PrepareError(f"denoise={strategy!r} needs each run as an fMRIPrep file on disk "
+                           f"(next to its desc-confounds_timeseries.tsv); run {run_name or '<image>'!r} is not")
+    name = run_name or str(img)
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conf, sample_mask = load_confounds_strategy(str(img), denoise_strategy=strategy)
+    except Exception as exc:  # noqa: BLE001 - nilearn raises ValueError, FileNotFoundError, KeyError ...
+        raise PrepareError(f"denoise={strategy!r}: the fMRIPrep confounds of {name!r} cannot be used "
+                           f"({type(exc).__name__}: {exc}); they must be the run's "
+                           "*_desc-confounds_timeseries.tsv and .json, next to it") from exc
+    values = None
+    if conf is not None and conf.shape[1]:
+        values = conf.to_numpy(dtype=float)
+        if values.shape[0] != n_volumes:
+            raise PrepareError(f"denoise={strategy!r}: the fMRIPrep confounds of {name!r} have "
+                               f"{values.shape[0]} rows but the run has {n_volumes} volumes")
+    keep = np.ones(n_volumes, dtype=bool)
+    if sample_mask is not None:
+        idx = np.asarray(sample_mask, dtype=int)
+        if idx.size and (idx.min() < 0 or idx.max() >= n_volumes):
+            raise PrepareError(f"denoise={strategy!r}: the sample mask of {name!r} names volumes beyond "
+                               f"its {n_volumes}")
+        keep[:] = False
+        keep[idx] = True
+    return values, keep
 
 
 def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
@@ -331,8 +404,9 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
 
     Returns
     -------
-    ndarray, shape (n_volumes, n_voxels), float32
-        Cleaned, temporally centred time series of the in-mask voxels.
+    ndarray, shape (n_kept, n_voxels), float32
+        Cleaned, temporally centred time series of the in-mask voxels: every volume,
+        or with ``settings.denoise`` the volumes its sample mask keeps.
     """
     if settings is None:
         settings = CleanSettings()
@@ -347,7 +421,13 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
     series = masked_series(img, np.asarray(mask.dataobj) > 0, target=mask, resample=settings.resample,
                            smoothing_fwhm=settings.smoothing_fwhm)
     n_volumes = series.shape[0]
-    conf = read_confounds(confounds, settings.confounds, n_volumes, name)
+    sample_mask = None
+    if settings.denoise:
+        conf, keep = denoise_confounds(img, settings.denoise, n_volumes, name)
+        if not keep.all():
+            sample_mask = np.flatnonzero(keep)
+    else:
+        conf = read_confounds(confounds, settings.confounds, n_volumes, name)
     from nilearn import signal
 
     standardize = settings.standardize
@@ -356,7 +436,7 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
     if (settings.high_pass or settings.low_pass) and not tr:
         raise PrepareError(f"filtering {name!r} needs its TR")
     needs_clean = bool(settings.detrend or standardize or settings.high_pass
-                       or settings.low_pass or conf is not None)
+                       or settings.low_pass or conf is not None or sample_mask is not None)
     if needs_clean:
         try:
             with warnings.catch_warnings():
@@ -365,7 +445,7 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
                 series = signal.clean(
                     series, detrend=bool(settings.detrend), standardize=standardize or False,
                     confounds=conf, high_pass=settings.high_pass, low_pass=settings.low_pass,
-                    t_r=tr, ensure_finite=False,
+                    t_r=tr, ensure_finite=False, sample_mask=sample_mask,
                 )
         except ValueError as exc:
             raise PrepareError(f"cleaning {name!r} failed: {exc}") from exc

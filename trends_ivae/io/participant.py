@@ -35,6 +35,7 @@ the raw dataset.
 """
 from __future__ import annotations
 
+import dataclasses
 import io as _io
 import json
 import logging
@@ -49,11 +50,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .auxiliary import RunMeta, build_aux
+from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, find_bids_runs
-from .cleaning import CleanSettings, clean_run, confound_columns, confounds_summary, epi_mask, run_statistics
+from .cleaning import (CleanSettings, clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
+                       run_statistics)
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
-from .preparation import resolve_n_dims
+from .preparation import AUTO, _migp_dims, choose_n_dims, is_auto, spectrum_record
 from .reduction import MIGP
 from .store import PreparedData, package_versions
 
@@ -202,10 +204,11 @@ class ParticipantShare:
         return U, R
 
 
-def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds) -> CleanSettings:
+def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds,
+              denoise=None) -> CleanSettings:
     return CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
                          low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
-                         confounds=list(confounds) if confounds else None, resample=False)
+                         confounds=list(confounds) if confounds else None, resample=False, denoise=denoise)
 
 
 def _events_text(events) -> str | None:
@@ -233,6 +236,7 @@ def write_participant_share(
     smoothing_fwhm: float | None = None,
     subject_dims: int | None = None,
     force: bool = False,
+    denoise: str | None = None,
 ) -> dict[str, Path]:
     """Mask, clean and factor one subject's runs; write its share under ``out_dir``.
 
@@ -252,6 +256,10 @@ def write_participant_share(
         Keep only this many subject components (lossy, smaller); default lossless.
     force : bool
         Replace an existing share.
+    denoise : str, optional
+        A nilearn fMRIPrep denoising strategy, as for
+        :func:`~trends_ivae.io.preparation.prepare`: the share holds the kept volumes
+        only, and its run table each run's acquired and censored volumes.
 
     Returns
     -------
@@ -280,8 +288,21 @@ def write_participant_share(
     check_same_grid(infos, names)
     shape, affine = infos[0]["shape"], infos[0]["affine"]
     trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(runs, names, infos)]
-    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds)
-    conf_cols = [confound_columns(r.confounds, settings.confounds, info["n_volumes"], n)
+    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds, denoise)
+    if denoise and confounds:
+        raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
+                           "strategy), not both")
+    keeps = []
+    for r, n, info in zip(runs, names, infos):
+        if denoise:
+            keeps.append(denoise_confounds(r.img, denoise, info["n_volumes"], n)[1])
+            if keeps[-1].sum() < 2:
+                raise PrepareError(f"denoise={denoise!r} leaves fewer than 2 of the {info['n_volumes']} "
+                                   f"volumes of {n!r}")
+        else:
+            keeps.append(np.ones(info["n_volumes"], dtype=bool))
+    # checked before the heavy passes; what each run regresses is recorded (denoise: the strategy's own)
+    conf_cols = [[] if denoise else confound_columns(r.confounds, settings.confounds, info["n_volumes"], n)
                  for r, n, info in zip(runs, names, infos)]
     events = [_events_text(r.events) for r in runs]
 
@@ -344,10 +365,12 @@ def write_participant_share(
 
     table = [{"file": str(Path(r.img).resolve()) if isinstance(r.img, (str, Path)) else r.name,
               "name": n, "entities": {kk: str(v) for kk, v in r.entities.items()},
-              "n_volumes": info["n_volumes"], "tr": t, "events_text": ev,
+              "n_volumes": int(keep.sum()), "tr": t, "events_text": ev,
               "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
-              "confounds": cols}
-             for r, n, info, t, ev, cols in zip(runs, names, infos, trs, events, conf_cols)]
+              "confounds": cols,
+              **({"n_volumes_acquired": info["n_volumes"], "censored": [int(v) for v in np.flatnonzero(~keep)]}
+                 if denoise else {})}
+             for r, n, info, t, ev, cols, keep in zip(runs, names, infos, trs, events, conf_cols, keeps)]
     meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
             "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
             "clean": settings.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
@@ -440,6 +463,7 @@ def gather_shares(
     whiten: bool = False,
     n_keep: int | None = None,
     verbose: int = 0,
+    progress: bool = False,
 ) -> PreparedData:
     """The group step: one mask, MIGP over the subjects' shares, projection, u.
 
@@ -448,9 +472,11 @@ def gather_shares(
     shares : list of ParticipantShare or paths
         One per subject, in the order the subjects get their indices.
     aux, window, step, hrf_delay, min_event_duration, aux_combine, n_dims, whiten, n_keep
-        As for :func:`~trends_ivae.io.preparation.prepare`.
+        As for :func:`~trends_ivae.io.preparation.prepare` (``n_dims="auto"`` too).
     verbose : int
         >0 logs progress.
+    progress : bool, default=False
+        A progress bar on stderr (tqdm) over the shares.
 
     Returns
     -------
@@ -488,24 +514,35 @@ def gather_shares(
     for s in shares:
         for i, r in enumerate(s.meta["runs"]):
             metas.append(RunMeta(name=r["name"], subject=s.subject, run=str(r["entities"].get("run", i + 1)),
-                                 n_volumes=int(r["n_volumes"]), tr=float(r["tr"]),
+                                 n_volumes=int(r.get("n_volumes_acquired", r["n_volumes"])), tr=float(r["tr"]),
                                  events=_read_events_text(r["events_text"]), participant=s.meta["participant"]))
             run_specs.append(r)
     u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
                   min_duration=min_event_duration, combine=aux_combine)
+    keeps = []   # the volumes a denoising strategy kept (u is built on the acquired ones)
+    for m, r in zip(metas, run_specs):
+        keep = np.ones(m.n_volumes, dtype=bool)
+        keep[[int(v) for v in r.get("censored", [])]] = False
+        keeps.append(keep)
+    if any(not k.all() for k in keeps):
+        u = take_rows(u, np.concatenate(keeps))
+        metas = [dataclasses.replace(m, n_volumes=int(k.sum())) for m, k in zip(metas, keeps)]
     n_total = sum(m.n_volumes for m in metas)
-    d = resolve_n_dims(n_dims, n_voxels, n_total)
+    d = _migp_dims(n_dims, n_voxels, n_total)
 
-    migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None)
+    migp = MIGP(d or 1, n_keep=max(n_keep, d or 1) if n_keep else None)
     voxel_sum = np.zeros(n_voxels)
     subject_ss = []   # on the group's voxels (||U R||^2 = ||R||^2): the explained variance's denominators
-    for s in shares:
+    from .progress import progress as show
+
+    for s in show(shares, enabled=progress, desc="group: gather shares", unit="subject"):
         U, R = s.factors(group_mask[s.mask])   # the group voxels among the share's voxels
         before = migp.total_ss_
         migp.partial_fit(R)
         subject_ss.append(migp.total_ss_ - before)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
+    d, order = choose_n_dims(migp, d, n_voxels, n_total)
     try:
         basis, sing = migp.basis()
     except ValueError as exc:
@@ -523,18 +560,20 @@ def gather_shares(
 
     subject_idx = np.concatenate([np.full(m.n_volumes, labels.index(m.subject)) for m in metas])
     run_idx = np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)])
-    volume = np.concatenate([np.arange(m.n_volumes) for m in metas])
+    volume = np.concatenate([np.flatnonzero(k) for k in keeps])   # acquired volume numbers
     starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
     run_table = [{
         "subject": m.subject, "subject_index": labels.index(m.subject), "run": m.run,
         "file": r["file"], "n_volumes": m.n_volumes, "tr": m.tr, "start": int(st),
         "entities": r["entities"], "events": r.get("events"), "confounds": r.get("confounds"),
+        **({k: r[k] for k in ("n_volumes_acquired", "censored")} if "censored" in r else {}),
     } for m, r, st in zip(metas, run_specs, starts)]
     clean = dict(ref.meta["clean"])
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,
-        "n_dims": d, "n_dims_requested": int(n_dims), "whiten": bool(whiten),
+        "n_dims": d, "n_dims_requested": AUTO if is_auto(n_dims) else int(n_dims), "whiten": bool(whiten),
+        "order": None if order is None else order.to_dict(), "spectrum": spectrum_record(migp, n_voxels),
         "n_keep": migp.n_keep, "subject_dims": ref.meta.get("subject_dims"), "tr_override": None,
         "mask": None, "mask_source": "intersection of participant masks (" + ref.meta["mask_source"] + ")",
         "resample_to_first": False, "clean": clean,

@@ -24,6 +24,7 @@ Peak memory is that of one subject (per worker) plus the MIGP matrix
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -34,9 +35,10 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from .auxiliary import RunMeta, build_aux
+from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, runs_from_files
-from .cleaning import CleanSettings, clean_run, confound_columns, confounds_summary, epi_mask, run_statistics
+from .cleaning import (CleanSettings, clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
+                       run_statistics)
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .reduction import MIGP, project
 from .store import PreparedData, package_versions
@@ -61,6 +63,47 @@ def resolve_n_dims(n_dims: int, n_voxels: int, n_total: int) -> int:
                       f"using {new_d}", UserWarning, stacklevel=3)
         d = new_d
     return d
+
+
+#: ``n_dims="auto"``: the reduced dimension is the estimated model order
+AUTO = "auto"
+
+
+def is_auto(value) -> bool:
+    """True for ``"auto"`` (the model order estimated from the data)."""
+    return isinstance(value, str) and value.lower() == AUTO
+
+
+def _migp_dims(n_dims, n_voxels: int, n_total: int) -> int | None:
+    """The reduced dimension known before the data are seen (None for ``"auto"``)."""
+    return None if is_auto(n_dims) else resolve_n_dims(n_dims, n_voxels, n_total)
+
+
+def choose_n_dims(migp: MIGP, d: int | None, n_voxels: int, n_total: int):
+    """``(d, order)``: ``d`` as given, or the estimated model order once MIGP has seen the data.
+
+    With ``d`` None the order is Minka's Laplace estimate (:mod:`trends_ivae.io.order`)
+    on the MIGP spectrum, capped by what the data allow; ``migp.n_dims`` is set to it.
+    ``order`` is the :class:`~trends_ivae.io.order.OrderEstimate` (None when ``d`` was given).
+    """
+    if d is not None:
+        return d, None
+    from .order import estimate_order
+
+    s = migp.spectrum()
+    cap = max(1, min(n_voxels, n_total - 1, s.size - 1))
+    try:
+        order = estimate_order(s ** 2 / n_voxels, n_voxels, max_order=cap)
+    except ValueError as exc:
+        raise PrepareError(f"the model order cannot be estimated: {exc}; give n_dims") from exc
+    migp.n_dims = order.n_components
+    return order.n_components, order
+
+
+def spectrum_record(migp: MIGP, n_voxels: int) -> dict:
+    """The MIGP spectrum as stored in ``parameters["spectrum"]`` (for a later ``auto`` order)."""
+    return {"singular_values": [float(v) for v in migp.spectrum()], "n_voxels": int(n_voxels),
+            "of": "the MIGP running matrix (rows x voxels)"}
 
 
 def _run_labels(specs: Sequence[RunSpec]) -> list[str]:
@@ -136,6 +179,8 @@ def prepare(
     scheduler: str = "joblib",
     dask_address: str | None = None,
     verbose: int = 0,
+    progress: bool = False,
+    denoise: str | None = None,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -158,9 +203,12 @@ def prepare(
         the volume containing their onset.
     aux_combine : {'concat', 'product'}, default='concat'
         Discrete product of the factors, or concatenated one-hot columns.
-    n_dims : int, default=30
+    n_dims : int or "auto", default=30
         Dimension d of the shared basis (lowered with a warning when the data have
-        fewer voxels or volumes).
+        fewer voxels or volumes). ``"auto"``: the model order estimated from the
+        group's MIGP spectrum by Minka's Laplace approximation, as MELODIC's ``-d 0``
+        (:mod:`trends_ivae.io.order`), recorded in ``parameters["order"]``. The
+        spectrum itself is always kept (``parameters["spectrum"]``).
     mask : path or nibabel image, optional
         Brain mask on the functional grid; default: the intersection of
         ``compute_epi_mask`` over all runs.
@@ -193,6 +241,14 @@ def prepare(
         default: a local cluster of ``n_jobs`` workers.
     verbose : int, default=0
         >0 logs progress at INFO level through ``logging``.
+    progress : bool, default=False
+        Progress bars on stderr (tqdm) for the per-run and per-subject passes.
+    denoise : {"simple", "scrubbing", "compcor", "ica_aroma"}, optional
+        fMRIPrep denoising by nilearn's ``load_confounds_strategy`` on each run's
+        fMRIPrep file (instead of ``confounds``): its confounds are regressed, and the
+        volumes its sample mask censors (non-steady-state volumes; with
+        ``scrubbing`` also high-motion ones) are left out of x and of u. The run table
+        keeps each run's acquired volumes and the censored ones.
 
     Returns
     -------
@@ -208,6 +264,7 @@ def prepare(
         every failed one by name.
     """
     from .parallel import _check, raise_failures, run_tasks
+    from .progress import progress as show
 
     _check(scheduler, n_jobs)
     if dask_address is not None and cache_dir is None:
@@ -241,9 +298,23 @@ def prepare(
     settings = CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
                              low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
                              confounds=list(confounds) if confounds else None,
-                             resample=resample_to_first)
+                             resample=resample_to_first, denoise=denoise)
+    acquired = [m.n_volumes for m in metas]
+    if denoise:   # the strategy's sample masks, cheap (the confounds tables only)
+        if confounds:
+            raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
+                               "strategy), not both")
+        keeps = [denoise_confounds(r.img, denoise, m.n_volumes, m.name)[1] for r, m in zip(specs, metas)]
+        for m, keep in zip(metas, keeps):
+            if keep.sum() < 2:
+                raise PrepareError(f"denoise={denoise!r} censors {int((~keep).sum())} of the {m.n_volumes} "
+                                   f"volumes of {m.name!r}, leaving fewer than 2")
+        u = take_rows(u, np.concatenate(keeps))
+        metas = [dataclasses.replace(m, n_volumes=int(keep.sum())) for m, keep in zip(metas, keeps)]
+    else:
+        keeps = [np.ones(n, dtype=bool) for n in acquired]
     # confounds are cheap to check before the heavy passes; what each run regresses is recorded
-    conf_cols = [confound_columns(r.confounds, settings.confounds, m.n_volumes, m.name)
+    conf_cols = [[] if denoise else confound_columns(r.confounds, settings.confounds, m.n_volumes, m.name)
                  for r, m in zip(specs, metas)]
     given_mask = None
     if mask is not None:
@@ -269,8 +340,9 @@ def prepare(
     epi = None
     keep_valid = None
     bad_finite, bad_const = [], []
-    stats = list(run_tasks(_stats_task, [(n, (r, target, resample_to_first), {}) for n, r in zip(names, specs)],
-                           **par))
+    stats = list(show(run_tasks(_stats_task, [(n, (r, target, resample_to_first), {})
+                                              for n, r in zip(names, specs)], **par),
+                      enabled=progress, desc="prepare: mask", total=len(specs), unit="run"))
     raise_failures(stats, "run(s)")
     for name, st in zip(names, (o.result for o in stats)):
         region = keep if keep is not None else st["epi"]
@@ -299,11 +371,11 @@ def prepare(
         "given" if given_mask is not None else "EPI intersection", time.perf_counter() - t0)
 
     n_total = sum(m.n_volumes for m in metas)
-    d = resolve_n_dims(n_dims, n_voxels, n_total)
+    d = _migp_dims(n_dims, n_voxels, n_total)
 
     # -- pass 2: clean, cache, MIGP ---------------------------------------------------
     t0 = time.perf_counter()
-    migp = MIGP(d, n_keep=max(n_keep, d) if n_keep else None, subject_dims=subject_dims)
+    migp = MIGP(d or 1, n_keep=max(n_keep, d or 1) if n_keep else None, subject_dims=subject_dims)
     by_subject = [[i for i, r in enumerate(specs) if r.subject == s] for s in subjects]
     tmp = tempfile.TemporaryDirectory(prefix="trends_ivae_prepare_", dir=cache_dir)
     try:
@@ -311,7 +383,9 @@ def prepare(
                                         str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
                 for k, idx in enumerate(by_subject)]
         cache_files, voxel_sum, outcomes, subject_ss = [], np.zeros(n_voxels), [], []
-        for k, out in enumerate(run_tasks(_clean_subject_task, jobs, **par)):
+        cleaned = show(run_tasks(_clean_subject_task, jobs, **par), enabled=progress,
+                       desc="prepare: clean and reduce", total=len(jobs), unit="subject")
+        for k, out in enumerate(cleaned):
             outcomes.append(out)
             if not out.ok:
                 logger.warning("prepare: %s failed: %s", out.name, out.error)
@@ -328,6 +402,9 @@ def prepare(
             log("prepare: subject %d/%d sub-%s cleaned and reduced (%d volumes, %.1f s elapsed)",
                 k + 1, len(subjects), subjects[k], res["n"], time.perf_counter() - t0)
         raise_failures(outcomes)
+        d, order = choose_n_dims(migp, d, n_voxels, n_total)
+        if order is not None:
+            log("prepare: n_dims auto: %s", order.describe())
         try:
             basis, sing = migp.basis()
         except ValueError as exc:
@@ -349,7 +426,7 @@ def prepare(
 
     subject_idx = np.concatenate([np.full(m.n_volumes, subjects.index(m.subject)) for m in metas])
     run_idx = np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)])
-    volume = np.concatenate([np.arange(m.n_volumes) for m in metas])
+    volume = np.concatenate([np.flatnonzero(keep) for keep in keeps])   # acquired volume numbers
     starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
     run_table = [{
         "subject": m.subject, "subject_index": subjects.index(m.subject), "run": m.run,
@@ -357,11 +434,13 @@ def prepare(
         "entities": {k: str(v) for k, v in r.entities.items()},
         "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
         "confounds": cols,
-    } for m, r, s, cols in zip(metas, specs, starts, conf_cols)]
+        **({"n_volumes_acquired": n_acq, "censored": [int(v) for v in np.flatnonzero(~keep)]} if denoise else {}),
+    } for m, r, s, cols, n_acq, keep in zip(metas, specs, starts, conf_cols, acquired, keeps)]
     parameters = {
         "aux": u.spec, "window": window, "step": step, "hrf_delay": hrf_delay,
         "min_event_duration": min_event_duration, "aux_combine": aux_combine,
-        "n_dims": d, "n_dims_requested": int(n_dims), "whiten": bool(whiten),
+        "n_dims": d, "n_dims_requested": AUTO if is_auto(n_dims) else int(n_dims), "whiten": bool(whiten),
+        "order": None if order is None else order.to_dict(), "spectrum": spectrum_record(migp, n_voxels),
         "n_keep": migp.n_keep, "subject_dims": subject_dims, "tr_override": tr,
         "mask": str(mask) if isinstance(mask, (str, Path)) else ("<image>" if mask is not None else None),
         "mask_source": "given" if mask is not None else "epi_intersection",

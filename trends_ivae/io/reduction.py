@@ -123,6 +123,18 @@ class MIGP:
         self._ww = np.diag(np.clip(evals[order], 0.0, None))
         return self
 
+    def spectrum(self) -> np.ndarray:
+        """Singular values of the running matrix, all of its rows, decreasing.
+
+        The group data's leading singular values (exact when ``n_keep`` is at least the
+        number of volumes fed); what the model order is estimated from
+        (:mod:`trends_ivae.io.order`), as MELODIC does on its MIGP output.
+        """
+        if self.W_ is None:
+            raise ValueError("MIGP has seen no data")
+        evals = np.linalg.eigvalsh(np.asarray(self._ww, dtype=np.float64))
+        return np.sqrt(np.clip(evals[::-1], 0.0, None))
+
     def basis(self) -> tuple[np.ndarray, np.ndarray]:
         """The shared basis.
 
@@ -136,7 +148,9 @@ class MIGP:
         """
         if self.W_ is None:
             raise ValueError("MIGP has seen no data")
-        d = min(self.n_dims, self.W_.shape[0])
+        if self.W_.shape[0] < self.n_dims:   # e.g. subjects' shares of low rank
+            raise ValueError(f"the data have rank {self.W_.shape[0]} < n_dims={self.n_dims}")
+        d = self.n_dims
         rows, s = _top_rows(self.W_, d)
         keep = s > s[0] * 1e-6 if s.size and s[0] > 0 else np.zeros_like(s, bool)
         if not keep.all():

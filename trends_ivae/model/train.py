@@ -140,28 +140,44 @@ def _take_rows(X, U, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Progress:
-    """A one-line progress display on stderr (off when ``verbose`` is 0)."""
+    """Training progress on stderr, off when ``verbose`` is 0 or less.
+
+    On a terminal a tqdm bar (epochs, with the ELBOs); elsewhere (logs) plain lines: the
+    last epoch of each restart, every epoch with ``verbose > 1``, and the outcome.
+    """
 
     def __init__(self, verbose: int, desc: str, total: int) -> None:
         self.verbose, self.desc, self.total = verbose, desc, total
         self.tty = sys.stderr.isatty()
+        self.bar = None
+        if self.verbose > 0 and self.tty:
+            import shutil
+
+            from tqdm import tqdm
+
+            cols, rows = shutil.get_terminal_size()   # 80 x 24 where a terminal reports 0 x 0
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, leave=True,
+                            ncols=cols, nrows=rows)
 
     def update(self, epoch: int, train: float, val: float) -> None:
-        if not self.verbose:
+        if self.verbose <= 0:
             return
-        width = 20
-        done = int(width * epoch / max(self.total, 1))
-        bar = "#" * done + "." * (width - done)
-        line = f"{self.desc} [{bar}] epoch {epoch}/{self.total} ELBO train {train:.3f} val {val:.3f}"
-        if self.tty:
-            sys.stderr.write("\r" + line)
+        elbo = f"ELBO train {train:.3f} val {val:.3f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(elbo, refresh=False)
+            self.bar.update(epoch - self.bar.n)
         elif self.verbose > 1 or epoch == self.total:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            sys.stderr.write(f"{self.desc} epoch {epoch}/{self.total} {elbo}\n")
+            sys.stderr.flush()
 
     def close(self, message: str = "") -> None:
-        if self.verbose:
-            sys.stderr.write(("\r" if self.tty else "") + f"{self.desc} {message}\n")
+        if self.verbose <= 0:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(message, refresh=False)
+            self.bar.close()
+        else:
+            sys.stderr.write(f"{self.desc} {message}\n")
             sys.stderr.flush()
 
 
@@ -301,7 +317,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     state = None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt, device, model_config)
     elif resume is not None:
         state = resume
     if state is not None:
@@ -423,6 +439,61 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     return TrainResult(model=model, best_val_elbo=best_val, history=history, n_epochs=epoch,
                        n_steps=step, diverged=diverged, seed=seed, seconds=seconds,
                        resume_state=resume_state)
+
+
+class CheckpointError(ValueError):
+    """A file in a checkpoint folder that is not a usable trends-ivae checkpoint."""
+
+
+#: what every checkpoint written by :func:`_save_checkpoint` holds
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "generator", "config", "history", "epoch",
+                   "step", "best_val", "bad_epochs", "best_state")
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+                    model_config: IVAEConfig | None = None) -> dict:
+    """Read a checkpoint written by :func:`train_model`, running nothing in it.
+
+    The file is read with ``weights_only=True``: tensors and plain containers only,
+    so a pickle that carries code is refused, never executed.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, when it is not a readable checkpoint (truncated, not a torch
+        file, holds objects other than tensors), lacks a checkpoint's entries, or was
+        written for a model of another shape than ``model_config``.
+    """
+    import pickle
+    import warnings
+
+    path = Path(path)
+    advice = "delete it to start this restart afresh, or use another --checkpoint-dir"
+    try:
+        with warnings.catch_warnings():   # torch's remarks on a foreign pickle's protocol
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint (it holds objects "
+                              f"other than tensors, and those are never loaded); {advice}") from None
+    except Exception as exc:  # noqa: BLE001 - zip, EOF and I/O errors all mean the same here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"it cannot be read, truncated or not a torch file: {first}"
+        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint ({reason}); "
+                              f"{advice}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint (it lacks "
+                              f"{', '.join(missing)}); {advice}")
+    if model_config is not None and isinstance(state["config"], dict):
+        want = model_config.to_dict()
+        diff = [f"{k} {state['config'].get(k)!r} instead of {want[k]!r}"
+                for k in ("n_features", "n_components", "n_aux", "aux_kind", "prior")
+                if state["config"].get(k) != want[k]]
+        if diff:
+            raise CheckpointError(f"{str(path)!r} is a checkpoint of another model ({'; '.join(diff)}); "
+                                  f"{advice}")
+    return state
 
 
 def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
