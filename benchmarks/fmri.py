@@ -12,6 +12,10 @@ truth:
   defaults otherwise (3 restarts), so ``task+window`` is the task and window one-hot
   columns side by side (``aux_combine="concat"``); ``ivae[task+window:product]`` (not run
   by default) gives u as their product instead, one label per combination;
+* ``ivae-random[u]``: the same with ``init="random"`` (no linear-ICA start, the default
+  before issue 12);
+* ``flow[u]``: ``GroupIVAE(estimator="flow")``, the exact-likelihood flow started from
+  linear ICA;
 * ``vae``: the same with ``prior="normal"`` (vanilla VAE: u ignored);
 * ``canica``: nilearn's ``CanICA`` (spatial group ICA; ``threshold=None`` so the maps are
   not sparsified before they are compared with smooth truth maps; its other defaults),
@@ -81,7 +85,7 @@ QUICK_BASE = {"n_subjects": 4, "n_volumes": 120, "n_components": 6, "n_task": 2,
               "shape": (20, 24, 20)}
 QUICK_CASES = ("saturating", "linear", "mixing")
 
-METHODS = ("ivae[task+window]", "ivae[window]", "ivae[task]", "ivae[subject]", "ivae-ica[task+window]",
+METHODS = ("ivae[task+window]", "ivae[window]", "ivae[task]", "ivae[subject]", "ivae-random[task+window]",
            "flow[task+window]", "flow[window]", "vae", "canica", "fastica", "ivae[task+window:product]")
 LINEAR = ("canica", "fastica")
 #: cases that run every method; the others run only these (unless --all-methods)
@@ -195,12 +199,12 @@ def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", m
 def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, tr=None,
                 smoothing_fwhm=6.0):
     """Fit ``method`` on ``runs`` (RunSpecs): (maps, mask, time courses per run, extras)."""
-    if method.startswith(("ivae[", "ivae-ica[", "flow[")) or method == "vae":
+    if method.startswith(("ivae[", "ivae-random[", "flow[")) or method == "vae":
         aux = method[method.index("[") + 1:-1] if method.endswith("]") else "task+window"
         prior = "normal" if method == "vae" else "gauss"
         return _ivae_fit(runs, k, seed, aux, window=window, hrf_delay=hrf_delay, n_init=n_init,
                          prior=prior, mask=mask, tr=tr, estimator="flow" if method.startswith("flow[") else "vae",
-                         ivae_params={"init": "ica"} if method.startswith("ivae-ica[") else None)
+                         ivae_params={"init": "random"} if method.startswith("ivae-random[") else None)
     if method == "canica":
         return _canica_fit([r.img for r in runs], k, seed, mask=mask, tr=tr, smoothing_fwhm=smoothing_fwhm)
     if method == "fastica":

@@ -38,13 +38,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["GroupIVAE"]
 
 #: IVAE settings that differ from the array-level defaults for fMRI: an encoder q(z|x)
-#: (new subjects need no u) and a learned observation-noise variance (fMRI is noisy;
-#: the paper's fixed small variance suits its noise-free benchmark). On the sample
-#: data, time-course MCC against the truth 0.65 (fixed 1e-3) -> 0.76 / 0.91 (learned),
-#: two seeds, one restart each. The plain ELBO (n_iwae=1) without a decoder-variance
-#: anneal (the variance is learned) keeps the fMRI benchmark figures of docs/benchmarks.md.
+#: (new subjects need no u), a learned observation-noise variance (fMRI is noisy), the
+#: plain ELBO without a variance anneal, and the first restart started at the linear ICA
+#: solution of the reduced data (``init="ica"``); docs/benchmarks.md has the figures.
 GROUP_IVAE_DEFAULTS = {"encoder_uses_aux": False, "decoder_var": None, "n_iwae": 1,
-                       "decoder_var_start": None}
+                       "decoder_var_start": None, "init": "ica"}
 
 #: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
 MIN_STEPS = 3000
@@ -142,11 +140,13 @@ class GroupIVAE(BaseEstimator):
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
         noiseless, started from linear ICA). Both see the same reduced data and u.
     ivae_params : dict, optional
-        Further parameters of the estimator; for the VAE :class:`~trends_ivae.estimator.IVAE` parameters (``max_epochs``,
-        ``batch_size``, ``hidden_dim``, ``decoder_var``, ``init_epochs``, ...). Default: the IVAE
-        defaults with ``encoder_uses_aux=False`` (new subjects can be transformed
-        without their u) and ``decoder_var=None`` (the noise variance is learned), see
-        ``GROUP_IVAE_DEFAULTS``.
+        Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimator.IVAE`
+        parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
+        ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
+        Default for the VAE: the IVAE defaults with ``encoder_uses_aux=False`` (new
+        subjects can be transformed without their u), ``decoder_var=None`` (the noise
+        variance is learned) and ``init="ica"`` (the first restart starts at the linear
+        ICA solution), see ``GROUP_IVAE_DEFAULTS``.
     device : str, default="auto"
     random_state : int or None
     n_jobs : int, default=1
