@@ -148,27 +148,122 @@ def test_report_command_with_atlas_and_subject(fitted_out, tmp_path):
 def test_non_mni_maps_get_projections_on_the_mean_image(fitted_out, tmp_path, monkeypatch):
     from trends_ivae.report import build_report, space
 
-    monkeypatch.setattr(space, "is_mni_like", lambda *a, **k: (False, "forced by the test"))
+    monkeypatch.setattr(space, "detect_space",
+                        lambda *a, **k: space.Space("scanner", "native: scanner anatomical", "forced"))
     page = build_report(fitted_out, output=tmp_path / "native.html")
     text = page.read_text()
     assert "maximum-|z| projections" in text and "scanner (mm)" in text
-    assert "mean of" in text  # background: the mean of the first run's first volumes
+    assert "the mean image of" in text  # background: the first run's mean image
 
 
-def test_is_mni_like_geometry():
-    from trends_ivae.report.space import is_mni_like
+def _nifti(shape=(6, 7, 5), sform=1, qform=1):
     from trends_ivae.simulate.fmri import mni_like_affine
 
-    mask = np.zeros((24, 28, 24), bool)
-    mask[4:20, 4:24, 4:20] = True
-    img = nib.Nifti1Image(mask.astype(np.uint8), mni_like_affine(mask.shape, 4.0))
-    img.header.set_sform(img.affine, code=2)
-    img.header.set_qform(img.affine, code=1)
-    assert is_mni_like(img, mask)[0]
-    far = img.affine.copy()
-    far[:3, 3] += 400.0  # a scanner origin far from any MNI brain
-    off = nib.Nifti1Image(mask.astype(np.uint8), far)
-    assert not is_mni_like(off, mask)[0]
+    aff = mni_like_affine(shape, 4.0)
+    img = nib.Nifti1Image(np.zeros(shape, np.float32), aff)
+    img.header.set_sform(aff, code=sform)
+    img.header.set_qform(aff, code=qform)
+    return img
+
+
+def test_space_comes_from_header_codes_and_bids_entity_not_from_overlap(tmp_path):
+    """A grid that lies exactly where an MNI brain would is still native when its codes
+    say scanner (1) or aligned (2); code 4 is MNI, 3 Talairach; a BIDS space- entity of
+    the input decides first; codes 0 and no entity: unknown, never MNI."""
+    from trends_ivae.report.space import detect_space
+
+    assert detect_space(_nifti(sform=1, qform=1)).kind == "scanner"
+    assert detect_space(_nifti(sform=1, qform=1)).coord_label == "scanner (mm)"
+    assert detect_space(_nifti(sform=2, qform=0)).kind == "aligned"
+    assert detect_space(_nifti(sform=0, qform=1)).kind == "scanner"
+    mni = detect_space(_nifti(sform=4, qform=1))
+    assert mni.mni and mni.coord_label == "MNI (mm)" and "sform_code 4" in mni.reason
+    assert detect_space(_nifti(sform=3, qform=0)).coord_label == "Talairach (mm)"
+    unknown = detect_space(_nifti(sform=0, qform=0))
+    assert unknown.kind == "unknown" and not unknown.mni and "MNI" not in unknown.describe()
+    ent = detect_space(_nifti(sform=1, qform=1),
+                       ["/d/sub-01_task-x_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"])
+    assert ent.mni and "space-MNI152NLin2009cAsym" in ent.reason
+    t1w = detect_space(_nifti(sform=4, qform=4), ["/d/sub-01_task-x_space-T1w_desc-preproc_bold.nii.gz"])
+    assert not t1w.mni and t1w.kind == "aligned"
+    # maps without codes: the first input run on the same grid decides
+    run = _nifti(sform=4, qform=4)
+    nib.save(nib.Nifti1Image(np.zeros(run.shape + (3,), np.float32), run.affine, run.header),
+             tmp_path / "r.nii.gz")
+    assert detect_space(_nifti(sform=0, qform=0), [tmp_path / "r.nii.gz"]).mni
+
+
+def _recode_runs(bids: Path, code: int, one_slice: int | None = None) -> None:
+    """Give every BOLD run of a simulated dataset the qform/sform ``code`` (and keep only
+    the axial slice ``one_slice``), in place."""
+    for f in sorted(bids.rglob("*_bold.nii.gz")):
+        img = nib.load(f)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        aff = img.affine.copy()
+        if one_slice is not None:
+            data = data[:, :, one_slice:one_slice + 1]
+            aff[:3, 3] = nib.affines.apply_affine(aff, (0, 0, one_slice))
+        out = nib.Nifti1Image(data, aff)
+        out.header.set_zooms(img.header.get_zooms())
+        out.header.set_xyzt_units("mm", "sec")
+        out.header.set_sform(aff, code=code)
+        out.header.set_qform(aff, code=code)
+        nib.save(out, f)
+
+
+def _fit(bids: Path, out: Path, *extra: str) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), *FAST, *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def native_out(tmp_path_factory):
+    """A fit of native-space runs (qform/sform code 1) whose grid lies where an MNI brain
+    would: only the header says that it is not MNI."""
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
+                                      shape=(14, 16, 14), seed=6))
+    bids = write_bids(sim, tmp_path_factory.mktemp("native") / "bids")
+    _recode_runs(bids, code=1)
+    return _fit(bids, tmp_path_factory.mktemp("fit-native") / "out")
+
+
+@pytest.fixture(scope="module")
+def slice_out(tmp_path_factory):
+    """A fit of one-slice native runs (a 20 x 22 x 1 grid, like Haxby's bold_1slice)."""
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
+                                      shape=(20, 22, 10), seed=7))
+    bids = write_bids(sim, tmp_path_factory.mktemp("slice") / "bids")
+    _recode_runs(bids, code=1, one_slice=5)
+    return _fit(bids, tmp_path_factory.mktemp("fit-slice") / "out")
+
+
+def test_native_space_report_never_mentions_mni(native_out):
+    page = (native_out / "report.html").read_text()
+    assert "MNI" not in page
+    text = " ".join(_parse(native_out / "report.html").text)
+    assert "native: scanner anatomical (sform_code 1 of the maps)" in text
+    assert "the mean image of sub-01_task-sim_bold.nii.gz (all 80 volumes)" in text
+    assert "scanner (mm)" in text and "maximum-|z| projections" in text and "glass brain" not in text
+    # the coordinates are the peak voxels through the maps' (scanner) affine
+    from trends_ivae.report.results import load_results
+    from trends_ivae.report.space import detect_space, peak_table
+
+    res = load_results(native_out, load_prior=False)
+    comps = res.components
+    table = peak_table(np.asarray(comps.dataobj), comps.affine, res.names, threshold=2.0,
+                       coord_label=detect_space(comps).coord_label,
+                       mask=np.asarray(res.mask.dataobj) > 0)
+    for ijk, xyz in zip(table["voxel (i, j, k)"], table["scanner (mm)"]):
+        np.testing.assert_allclose(xyz, nib.affines.apply_affine(comps.affine, ijk), atol=0.06)
+        assert f"scanner (mm) {tuple(xyz)}" in text
+
+
+def test_mni_report_says_mni_and_why(fitted_out):
+    text = " ".join(_parse(fitted_out / "report.html").text)
+    assert "MNI152 (sform_code 4 of the maps); maps drawn on MNI152 template (nilearn)" in text
+    assert "MNI (mm)" in text and "glass brain" in text and "scanner (mm)" not in text
 
 
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):

@@ -227,7 +227,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
         Unknown ``subject`` or unreadable atlas.
     """
     from .figures import MapFigure, SignalFigure, training_curve
-    from .space import background_image, is_mni_like, load_atlas, peak_table
+    from .space import background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 
     t0 = time.perf_counter()
@@ -238,23 +238,23 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     k = res.n_components
     mask = np.asarray(res.mask.dataobj) > 0
     files = _input_files(res)
-    mni, why = is_mni_like(res.components, mask, files)
-    bg_img, bg_name = background_image(mni, res.mask, files)
-    space = ("MNI152" if mni else "native / unknown") + f" ({why})"
+    space = detect_space(res.components, files)
+    mni = space.mni
+    bg_img, bg_name = background_image(space, res.mask, files)
+    coord_col = space.coord_label
     comp_data = np.asarray(res.components.dataobj, dtype=np.float32)
     eff_data = np.asarray(res.effects.dataobj, dtype=np.float32) if res.effects is not None else None
-    table = peak_table(comp_data, res.components.affine, res.names, threshold=threshold, mni=mni,
-                       atlas=atlas_obj, effects=eff_data, mask=mask)
+    table = peak_table(comp_data, res.components.affine, res.names, threshold=threshold,
+                       coord_label=coord_col, atlas=atlas_obj, effects=eff_data, mask=mask)
     if "explained_variance" in res.labels:
         table.insert(1, "explained variance", np.asarray(res.labels["explained_variance"], float))
-    coord_col = "MNI (mm)" if mni else "scanner (mm)"
     log.info("report: loaded %s (%d components) in %.1f s", out, k, time.perf_counter() - t0)
 
     parts: list[str] = []
     nav = ['<a href="#summary">summary</a>', '<a href="#training">training</a>',
            '<a href="#components">components</a>']
     # summary
-    rows = _summary_rows(res, space, bg_name, atlas_obj.source if atlas_obj else None)
+    rows = _summary_rows(res, space.describe(), bg_name, atlas_obj.source if atlas_obj else None)
     parts.append('<section id="summary"><h2>Summary</h2><table class="summary">'
                  + "".join(f"<tr><th>{html.escape(a)}</th><td>{b if a.startswith('  levels') else html.escape(b)}</td></tr>"
                            for a, b in rows) + "</table>")
