@@ -234,9 +234,15 @@ def slice_out(tmp_path_factory):
     """A fit of one-slice native runs (a 20 x 22 x 1 grid, like Haxby's bold_1slice)."""
     sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
                                       shape=(20, 22, 10), seed=7))
-    bids = write_bids(sim, tmp_path_factory.mktemp("slice") / "bids")
+    root = tmp_path_factory.mktemp("slice")
+    bids = write_bids(sim, root / "bids")
     _recode_runs(bids, code=1, one_slice=5)
-    return _fit(bids, tmp_path_factory.mktemp("fit-slice") / "out")
+    run = nib.load(sorted(bids.rglob("*_bold.nii.gz"))[0])
+    mask = nib.Nifti1Image(np.asarray(sim.mask[:, :, 5:6], np.uint8), run.affine)  # the EPI mask of one slice is empty
+    mask.header.set_sform(run.affine, code=1)
+    mask.header.set_qform(run.affine, code=1)
+    nib.save(mask, root / "mask.nii.gz")
+    return _fit(bids, root / "out", "--mask", str(root / "mask.nii.gz"))
 
 
 def test_native_space_report_never_mentions_mni(native_out):
@@ -264,6 +270,48 @@ def test_mni_report_says_mni_and_why(fitted_out):
     text = " ".join(_parse(fitted_out / "report.html").text)
     assert "MNI152 (sform_code 4 of the maps); maps drawn on MNI152 template (nilearn)" in text
     assert "MNI (mm)" in text and "glass brain" in text and "scanner (mm)" not in text
+
+
+def _viewer_components(page: Path) -> list[dict]:
+    """The viewer's per-component data (name, overlay PNG, colour range, cut)."""
+    text = page.read_text()
+    start = text.index("var comps = ") + len("var comps = ")
+    return json.loads(text[start:text.index(";\n", start)])
+
+
+def _opaque_pixels(png_b64: str) -> int:
+    from io import BytesIO
+
+    from PIL import Image
+
+    rgba = np.asarray(Image.open(BytesIO(base64.b64decode(png_b64))).convert("RGBA"))
+    return int((rgba[..., 3] > 0).sum())
+
+
+def _check_colour_ranges(out: Path) -> list[dict]:
+    maps = np.asarray(nib.load(out / "group" / "desc-ivae_components.nii.gz").dataobj)
+    comps = _viewer_components(out / "report.html")
+    assert len(comps) == maps.shape[3]
+    for j, c in enumerate(comps):
+        peak = float(np.abs(maps[..., j]).max())
+        assert peak <= c["vmax"] <= peak + 2e-3, (c["name"], c["vmax"], peak)
+    return comps
+
+
+def test_viewer_colour_range_covers_the_map(fitted_out):
+    """The colour bar spans the map's own largest |z| (the viewer grid's resampling must
+    not shrink it below the peak z of the table)."""
+    _check_colour_ranges(fitted_out)
+
+
+def test_one_slice_volume_renders(slice_out):
+    comps = _check_colour_ranges(slice_out)
+    maps = np.asarray(nib.load(slice_out / "group" / "desc-ivae_components.nii.gz").dataobj)
+    assert maps.shape[2] == 1
+    for j, c in enumerate(comps):
+        assert _opaque_pixels(c["png"]) >= (np.abs(maps[..., j]) > 2.0).sum() > 0, c["name"]
+    text = (slice_out / "report.html").read_text()
+    assert "A thin volume" in text and "MNI" not in text
 
 
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):

@@ -19,7 +19,10 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
-__all__ = ["png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra"]
+__all__ = ["png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra", "useful_views"]
+
+#: an axis of at most this many voxels is thin: a view across it would be a line
+THIN = 3
 
 _BLUE, _ORANGE, _GREY = "#1f77b4", "#d95f02", "#444444"
 
@@ -89,6 +92,22 @@ def spectra(runs: list, nperseg: int = 64) -> tuple[np.ndarray, list, str]:
     return freqs, powers, unit
 
 
+def useful_views(shape: tuple, affine: np.ndarray) -> str:
+    """The cuts worth drawing of a grid, among ``"x"`` (sagittal), ``"y"`` (coronal) and
+    ``"z"`` (axial): those whose two in-plane axes are not thin (more than :data:`THIN`
+    voxels). A one-slice axial volume gives ``"z"``; a whole brain ``"xyz"``; ``"xyz"``
+    also when no view qualifies."""
+    world_of = np.argmax(np.abs(np.asarray(affine)[:3, :3]), axis=0)  # voxel axis -> world axis
+    n_world = {int(w): int(n) for w, n in zip(world_of, shape[:3])}
+    views = "".join(v for a, v in enumerate("xyz")
+                    if all(n_world.get(b, 1) > THIN for b in range(3) if b != a))
+    return views or "xyz"
+
+
+def _display_mode(views: str) -> str:
+    return {"xyz": "ortho", "xy": "yx"}.get(views, views)
+
+
 class MapFigure:
     """Regression map and decoder-effect map (orthogonal slices), and a glass brain.
 
@@ -121,6 +140,7 @@ class MapFigure:
         self.gfig = plt.figure(figsize=(4.3, 2.5))
         self._glass = None
         self._glass_base: set = set()
+        self._canon_mask: np.ndarray | None = None
 
     def render(self, comp_img: nib.Nifti1Image, effect_img: nib.Nifti1Image | None,
                cut_coords: tuple, title: str) -> tuple[bytes, bytes]:
@@ -132,8 +152,12 @@ class MapFigure:
         fig.clf()
         n = 2 if self.with_effects else 1
         w = 1.0 / n
+        views = useful_views(comp_img.shape, comp_img.affine)
+        cuts = tuple(float(cut_coords["xyz".index(v)]) for v in views)
         common = dict(bg_img=self.bg_img, threshold=self.threshold, figure=fig, draw_cross=False,
-                      black_bg=False, cut_coords=cut_coords, dim=-0.3 if self.mni else 0.0)
+                      black_bg=False, display_mode=_display_mode(views),
+                      cut_coords=list(cuts) if len(views) == 1 else cuts,
+                      dim=-0.3 if self.mni else 0.0)
         vmax = float(np.nanmax(np.abs(np.asarray(comp_img.dataobj)))) or 1.0
         plotting.plot_stat_map(comp_img, axes=(0, 0, w, 1), title=f"{title} regression map",
                                vmax=vmax, **common)
@@ -163,18 +187,34 @@ class MapFigure:
         self._glass.add_overlay(comp_img, threshold=self.threshold, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
 
     def _projections(self, comp_img: nib.Nifti1Image, vmax: float) -> None:
-        """Signed maximum-|z| projections along each axis, over the mask outline."""
-        data = np.nan_to_num(np.asarray(comp_img.dataobj, dtype=float))
-        for a, (axis, name) in enumerate(((0, "sagittal"), (1, "coronal"), (2, "axial"))):
-            ax = self.gfig.add_axes((a / 3 + 0.005, 0.04, 1 / 3 - 0.01, 0.8))
+        """Signed maximum-|z| projections along each world axis (RAS, as the slices), over
+        the mask outline, with the voxels' aspect; thin views (see :func:`useful_views`)
+        are left out."""
+        canon = nib.as_closest_canonical(comp_img)
+        data = np.nan_to_num(np.asarray(canon.dataobj, dtype=float))
+        if self._canon_mask is None:
+            mimg = nib.Nifti1Image(np.asarray(self.mask, np.uint8), comp_img.affine)
+            self._canon_mask = np.asarray(nib.as_closest_canonical(mimg).dataobj) > 0
+        mask = self._canon_mask
+        zooms = np.asarray(canon.header.get_zooms()[:3], float)
+        views = useful_views(canon.shape, canon.affine)
+        kept = [(axis, name) for axis, name in ((0, "sagittal"), (1, "coronal"), (2, "axial"))
+                if "xyz"[axis] in views]
+        n = len(kept)
+        for a, (axis, name) in enumerate(kept):
+            ax = self.gfig.add_axes((a / n + 0.005, 0.04, 1 / n - 0.01, 0.8))
             idx = np.argmax(np.abs(data), axis=axis)
             proj = np.take_along_axis(data, np.expand_dims(idx, axis), axis=axis).squeeze(axis)
-            outline = self.mask.any(axis=axis)
+            outline = mask.any(axis=axis)
             proj = np.ma.masked_where(np.abs(proj) <= self.threshold, proj)
-            ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, interpolation="nearest")
-            ax.imshow(proj.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            rows, cols = [b for b in range(3) if b != axis][::-1]   # image rows: the second axis
+            aspect = zooms[rows] / zooms[cols]
+            ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, interpolation="nearest",
+                      aspect=aspect)
+            ax.imshow(proj.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
+                      aspect=aspect)
             ax.set_axis_off()
-            ax.set_title(f"max |z|: {name}" if a == 1 else name, fontsize=8)
+            ax.set_title(f"max |z|: {name}" if a == n // 2 else name, fontsize=8)
 
     def close(self) -> None:
         plt.close(self.fig)
