@@ -314,6 +314,92 @@ def test_one_slice_volume_renders(slice_out):
     assert "A thin volume" in text and "MNI" not in text
 
 
+def _box_mask(shape=(20, 20, 16)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[1:-1, 1:-1, 1:-1] = True
+    return mask
+
+
+def test_peak_is_that_of_the_largest_cluster_not_a_hot_edge_voxel():
+    """Five components share one hot voxel on the mask's edge (a single voxel of z 9)
+    but each has its own 27-voxel cluster inside: each reports its own cluster's peak."""
+    from trends_ivae.report.space import peak_table
+
+    mask = _box_mask()
+    maps = np.zeros(mask.shape + (5,), np.float32)
+    rng = np.random.default_rng(0)
+    maps[mask] = rng.normal(scale=0.3, size=(int(mask.sum()), 5))
+    for j in range(5):
+        maps[1, 1, 1, j] = 9.0                      # the shared hot edge voxel
+        i0 = 2 + j
+        maps[i0:i0 + 3, 4:7, 3:6, j] = 3.0          # the component's own cluster
+        maps[i0 + 1, 5, 4, j] = 3.5 + j / 10        # and its peak
+    table = peak_table(maps, np.eye(4), [f"ic{j + 1:02d}" for j in range(5)], threshold=2.0,
+                       coord_label="scanner (mm)", mask=mask)
+    assert table["voxel (i, j, k)"].tolist() == [(3 + j, 5, 4) for j in range(5)]
+    np.testing.assert_allclose(table["peak z"], [3.5 + j / 10 for j in range(5)], rtol=1e-6)
+    assert table["largest cluster"].tolist() == [27] * 5
+    assert table["voxels |z|>2"].tolist() == [28] * 5
+    # negative and positive voxels never join one cluster; no voxel above: the largest |z|
+    m = np.zeros(mask.shape + (1,), np.float32)
+    m[4, 4, 3:6, 0] = [3.0, -3.0, 3.0]
+    m[8, 8, 3, 0] = -2.5
+    m[8, 8, 4, 0] = -2.6
+    row = peak_table(m, np.eye(4), ["a"], threshold=2.0, mask=mask).iloc[0]
+    assert row["largest cluster"] == 2 and row["voxel (i, j, k)"] == (8, 8, 4)
+    low = peak_table(m * 0.1, np.eye(4), ["a"], threshold=2.0, mask=mask).iloc[0]
+    assert low["largest cluster"] == 0 and low["voxel (i, j, k)"] in ((4, 4, 3), (4, 4, 4), (4, 4, 5))
+
+
+def test_edge_flag_marks_weight_on_the_mask_boundary():
+    from trends_ivae.report.space import EDGE_FRACTION, mask_boundary, peak_table
+
+    mask = _box_mask()
+    edge = mask_boundary(mask)
+    inner = np.zeros_like(mask)
+    inner[2:-2, 2:-2, 2:-2] = True
+    assert np.array_equal(edge, mask & ~inner)
+    # one slice: eroded in its plane only (the perimeter), not away
+    plane = np.zeros((10, 10, 1), bool)
+    plane[1:-1, 1:-1] = True
+    assert mask_boundary(plane).sum() == 8 * 4 - 4
+    maps = np.zeros(mask.shape + (3,), np.float32)
+    maps[..., 0][edge] = 3.0                        # a rim: all of it on the edge
+    maps[4:8, 4:8, 3:5, 1] = 4.0                    # a blob inside
+    maps[..., 2][edge] = 2.5                        # a large blob inside and a weaker rim
+    maps[3:17, 3:17, 3:13, 2] = 4.0
+    t = peak_table(maps, np.eye(4), ["rim", "blob", "both"], threshold=2.0, mask=mask)
+    assert t["edge"].tolist() == [True, False, False]
+    assert t["edge fraction"][0] == pytest.approx(1.0) and t["edge fraction"][1] == 0.0
+    assert 0 < t["edge fraction"][2] < EDGE_FRACTION
+    # a mask that is mostly boundary (coarse data): a map spread over it is not flagged
+    coarse = np.zeros((5, 5, 4), bool)
+    coarse[1:4, 1:4, 1:3] = True
+    cm = np.where(coarse, 3.0, 0.0)[..., None].astype(np.float32)
+    assert not peak_table(cm, np.eye(4), ["c"], threshold=2.0, mask=coarse)["edge"][0]
+
+
+def test_report_shows_the_edge_flag(native_out, tmp_path):
+    from trends_ivae.report import build_report
+    from trends_ivae.report.space import mask_boundary
+
+    out = tmp_path / "out"
+    shutil.copytree(native_out, out)
+    cpath = out / "group" / "desc-ivae_components.nii.gz"
+    img = nib.load(cpath)
+    data = np.asarray(img.dataobj, dtype=np.float32).copy()
+    mask = np.asarray(nib.load(out / "group" / "desc-ivae_mask.nii.gz").dataobj) > 0
+    data[..., 1] = 0.0
+    data[..., 1][mask_boundary(mask)] = 3.0        # ic02: a rim on the mask edge
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), cpath)
+    page = build_report(out, output=tmp_path / "r.html", interactive=False)
+    p = _parse(page)
+    text = " ".join(p.text)
+    assert text.count("⚠ mostly on the mask edge") == 1
+    facts = text[text.index("ic02", text.index("Each component")):]
+    assert "⚠ 100% of the suprathreshold weight lies on the mask edge" in facts[:400]
+
+
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):
     prep = str(fitted_out / "prepared.h5")
     args = ["--n-components", "3", "--n-init", "1", "--max-epochs", "2", "--batch-size", "32"]

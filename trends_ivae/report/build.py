@@ -227,7 +227,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
         Unknown ``subject`` or unreadable atlas.
     """
     from .figures import MapFigure, SignalFigure, training_curve
-    from .space import background_image, detect_space, load_atlas, peak_table
+    from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 
     t0 = time.perf_counter()
@@ -248,6 +248,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                        coord_label=coord_col, atlas=atlas_obj, effects=eff_data, mask=mask)
     if "explained_variance" in res.labels:
         table.insert(1, "explained variance", np.asarray(res.labels["explained_variance"], float))
+    edge_flags = [bool(v) for v in table["edge"]] if "edge" in table else [False] * k
+    if "edge" in table:
+        table["edge"] = ["⚠ mostly on the mask edge" if f else "" for f in edge_flags]
     log.info("report: loaded %s (%d components) in %.1f s", out, k, time.perf_counter() - t0)
 
     parts: list[str] = []
@@ -273,9 +276,14 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append("</section>")
     # component table
     parts.append('<section id="components"><h2>Components</h2>')
-    parts.append(f'<p class="muted">Peak = voxel of largest |z| of the group regression map '
-                 f"(positive after the sign convention); coordinates {html.escape(coord_col)}; "
-                 "r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
+    parts.append(f'<p class="muted">Peak = voxel of largest |z| in the largest cluster of |z| &gt; '
+                 f"{threshold:g} (26-connected voxels of one sign) of the group regression map "
+                 f"(positive after the sign convention; the largest |z| when no voxel passes); "
+                 f"coordinates {html.escape(coord_col)}; largest cluster = its voxels; "
+                 "edge fraction = share of the suprathreshold |z| in the mask's boundary voxels "
+                 f"(one erosion); edge = more than {EDGE_FRACTION:.0%} of it there and at least "
+                 f"{EDGE_ENRICHMENT:g}× the boundary's share of the mask voxels (a classic sign of "
+                 "motion or other artifacts); r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
                  "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
     parts.append(_html_table(table, "comps", link_col="component"))
     parts.append("</section>")
@@ -324,6 +332,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                     facts.append(f"region: {row['region']}")
                 if "r(regression, effect)" in table:
                     facts.append(f"r(regression, effect) {row['r(regression, effect)']:.2f}")
+                if edge_flags[j]:
+                    facts.append(f"⚠ {row['edge fraction']:.0%} of the suprathreshold weight lies on the "
+                                 "mask edge: check for motion or other artifacts")
                 block = [f'<div class="comp" id="comp-{html.escape(name)}"><h3>{html.escape(name)}</h3>',
                          f'<p class="facts">{html.escape("; ".join(facts))}</p>',
                          ]

@@ -23,7 +23,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-__all__ = ["Atlas", "Space", "load_atlas", "detect_space", "background_image", "peak_table"]
+__all__ = ["Atlas", "Space", "load_atlas", "detect_space", "background_image", "peak_table",
+           "mask_boundary", "EDGE_FRACTION", "EDGE_ENRICHMENT"]
 
 log = logging.getLogger("trends_ivae.report")
 
@@ -257,10 +258,65 @@ def load_atlas(img_path: str | os.PathLike, labels_path: str | os.PathLike | Non
     return Atlas(img=img, names=names, source=p.name + (f" + {Path(labels_path).name}" if labels_path else ""))
 
 
+#: a component is flagged "edge" when more than this share of its suprathreshold weight
+#: lies in the mask's boundary voxels ...
+EDGE_FRACTION = 0.5
+#: ... and that share is at least this many times the boundary voxels' share of the mask
+#: (the share a map spread evenly over the mask would have)
+EDGE_ENRICHMENT = 2.0
+
+
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels of a mask: in the mask, not in its erosion by one voxel.
+
+    The erosion uses the 6 face neighbours, along the axes the grid has more than one
+    voxel on (a one-slice volume is eroded in its plane, not away). Voxels on the grid's
+    border count as boundary.
+    """
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+
+    mask = np.asarray(mask, bool)
+    structure = generate_binary_structure(mask.ndim, 1)
+    centre = tuple([1] * mask.ndim)
+    for ax, n in enumerate(mask.shape):
+        if n == 1:  # no neighbours along a one-voxel axis
+            for side in (0, 2):
+                idx = list(centre)
+                idx[ax] = side
+                structure[tuple(idx)] = False
+    return mask & ~binary_erosion(mask, structure=structure, border_value=0)
+
+
+def _largest_cluster_peak(m: np.ndarray, threshold: float, sel: np.ndarray) -> tuple[tuple, int]:
+    """Peak voxel of the largest suprathreshold cluster (positive and negative values
+    clustered apart, 26-connectivity), and its size; the largest |value| when no voxel
+    passes the threshold (size 0)."""
+    from scipy.ndimage import generate_binary_structure, label
+
+    structure = generate_binary_structure(3, 3)
+    best: tuple[int, float, tuple] | None = None
+    for sign in (1.0, -1.0):
+        supra = (sign * m > threshold) & sel
+        if not supra.any():
+            continue
+        lab, n = label(supra, structure=structure)
+        sizes = np.bincount(lab.ravel())[1:]
+        for c in np.flatnonzero(sizes == sizes.max()) + 1:
+            vals = np.where(lab == c, np.abs(m), -np.inf)
+            ijk = np.unravel_index(int(np.argmax(vals)), m.shape)
+            cand = (int(sizes[c - 1]), float(np.abs(m[ijk])), tuple(int(v) for v in ijk))
+            if best is None or cand[:2] > best[:2]:
+                best = cand
+    if best is None:
+        a = np.where(sel, np.abs(m), -np.inf)
+        return tuple(int(v) for v in np.unravel_index(int(np.argmax(a)), m.shape)), 0
+    return best[2], best[0]
+
+
 def peak_table(maps: np.ndarray, affine: np.ndarray, names: list, *, threshold: float,
                coord_label: str = "scanner (mm)", atlas: Atlas | None = None,
                effects: np.ndarray | None = None, mask: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per component: its peak (largest absolute value) and a few numbers.
+    """One row per component: the peak of its largest cluster, and a few numbers.
 
     Parameters
     ----------
@@ -271,7 +327,7 @@ def peak_table(maps: np.ndarray, affine: np.ndarray, names: list, *, threshold: 
     names : list of str
         Component names.
     threshold : float
-        |z| threshold for the cluster size column.
+        |z| threshold of the clusters and of the voxel count.
     coord_label : str
         Name of the coordinate column (:attr:`Space.coord_label`).
     atlas : Atlas, optional
@@ -279,25 +335,43 @@ def peak_table(maps: np.ndarray, affine: np.ndarray, names: list, *, threshold: 
     effects : ndarray (x, y, z, k), optional
         Decoder-effect maps: adds their spatial correlation with the regression maps.
     mask : ndarray of bool (x, y, z), optional
-        In-brain voxels (for the correlation).
+        In-brain voxels: peaks are searched there, and the ``edge fraction`` column (the
+        share of the suprathreshold |z| that lies in the mask's boundary voxels, see
+        :func:`mask_boundary`) and the ``edge`` flag (see :data:`EDGE_FRACTION`,
+        :data:`EDGE_ENRICHMENT`) are added.
 
     Returns
     -------
     pandas.DataFrame
+        Columns ``component``, ``peak z`` (at the peak of the largest cluster of
+        |z| > threshold; the largest |z| when no voxel passes), ``voxel (i, j, k)``,
+        ``coord_label``, ``voxels |z|>T`` (all suprathreshold voxels), ``largest cluster``
+        (its voxels), then ``edge fraction`` and ``edge`` (with a mask), ``region`` (with
+        an atlas), ``r(regression, effect)`` (with effects).
     """
+    sel = np.asarray(mask, bool) if mask is not None else np.ones(maps.shape[:3], bool)
+    edge = mask_boundary(sel) if mask is not None else None
+    edge_share = float(edge.sum() / max(sel.sum(), 1)) if edge is not None else 0.0
     rows = []
     for j, name in enumerate(names):
         m = np.nan_to_num(maps[..., j])
-        ijk = np.unravel_index(int(np.argmax(np.abs(m))), m.shape)
+        ijk, size = _largest_cluster_peak(m, threshold, sel)
         xyz = nib.affines.apply_affine(affine, ijk)
+        supra = (np.abs(m) > threshold) & sel
         row: dict[str, Any] = {"component": name, "peak z": float(m[ijk]),
                                "voxel (i, j, k)": tuple(int(v) for v in ijk),
                                coord_label: tuple(round(float(v), 1) for v in xyz),
-                               f"voxels |z|>{threshold:g}": int((np.abs(m) > threshold).sum())}
+                               f"voxels |z|>{threshold:g}": int(supra.sum()),
+                               "largest cluster": int(size)}
+        if edge is not None:
+            w = np.abs(m) * (supra if supra.any() else sel)
+            total = float(w.sum())
+            frac = float(w[edge].sum() / total) if total > 0 else 0.0
+            row["edge fraction"] = frac
+            row["edge"] = bool(frac > EDGE_FRACTION and frac >= EDGE_ENRICHMENT * edge_share)
         if atlas is not None:
             row["region"] = atlas.region_at(xyz)
         if effects is not None:
-            sel = mask if mask is not None else np.ones(m.shape, bool)
             a, b = m[sel], np.nan_to_num(effects[..., j][sel])
             r = np.corrcoef(a, b)[0, 1] if a.std() > 0 and b.std() > 0 else np.nan
             row["r(regression, effect)"] = float(r)
