@@ -400,6 +400,29 @@ def test_report_shows_the_edge_flag(native_out, tmp_path):
     assert "⚠ 100% of the suprathreshold weight lies on the mask edge" in facts[:400]
 
 
+def test_stability_column_shown_when_the_labels_have_it(native_out, tmp_path):
+    from trends_ivae.report import build_report
+
+    def headers(page):
+        text = page.read_text()
+        table = text[text.index('<table class="comps">'):]
+        return table[:table.index("</thead>")]
+
+    plain = build_report(native_out, output=tmp_path / "plain.html", interactive=False)
+    assert "<th>stability</th>" not in headers(plain)
+    out = tmp_path / "out"
+    shutil.copytree(native_out, out)
+    lpath = out / "group" / "desc-ivae_labels.tsv"
+    labels = pd.read_csv(lpath, sep="\t")
+    labels["stability"] = [0.91, 0.42, 0.77]
+    labels.to_csv(lpath, sep="\t", index=False)
+    page = build_report(out, output=tmp_path / "r.html", interactive=False)
+    assert "<th>stability</th>" in headers(page)
+    text = " ".join(_parse(page).text)
+    for v in ("0.91", "0.42", "0.77"):
+        assert f"stability {v}" in text
+
+
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):
     prep = str(fitted_out / "prepared.h5")
     args = ["--n-components", "3", "--n-init", "1", "--max-epochs", "2", "--batch-size", "32"]
