@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -421,6 +422,26 @@ def test_stability_column_shown_when_the_labels_have_it(native_out, tmp_path):
     text = " ".join(_parse(page).text)
     for v in ("0.91", "0.42", "0.77"):
         assert f"stability {v}" in text
+
+
+def test_figures_are_sharp_and_shown_at_their_size_in_inches(fitted_out):
+    """Each figure is shown at its size in inches (96 CSS px per inch, so its text reads at
+    its point size) and has more image pixels than CSS pixels (sharp; at 60 dpi a figure
+    was shown at 60 px per inch, its text about 5 px high)."""
+    from trends_ivae.report.figures import CSS_DPI, DEFAULT_DPI
+
+    page = (fitted_out / "report.html").read_text()
+    sect = page[page.index('<section id="training">'):page.index('<section id="viewer">')] + \
+        page[page.index('<section id="per-component">'):]
+    tags = re.findall(r"<img[^>]*>", sect)
+    assert len(tags) >= 1 + 3 * 3
+    for t in tags:
+        width = int(re.search(r' width="(\d+)"', t).group(1))
+        png = base64.b64decode(re.search(r"base64,([^\"]+)", t).group(1))
+        px = int.from_bytes(png[16:20], "big")
+        assert px / width == pytest.approx(DEFAULT_DPI / CSS_DPI, rel=0.01)
+        assert px >= width
+        assert width >= 4 * CSS_DPI  # the narrowest figure is 4.3 in wide
 
 
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):

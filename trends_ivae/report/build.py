@@ -42,6 +42,7 @@ th{background:#eef2f6}
 table.summary th{width:190px}
 table.comps td.num{text-align:right;font-variant-numeric:tabular-nums}
 .comp{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:14px 0}
+section img{max-width:100%;height:auto}
 .comp img{max-width:100%;height:auto;display:block;margin:4px 0}
 .comp .maps{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start}
 .comp .maps img{display:inline-block;max-width:66%}
@@ -54,10 +55,18 @@ table.comps td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def _img_tag(png: bytes, alt: str, cls: str = "") -> str:
+def _img_tag(png: bytes, alt: str, cls: str = "", dpi: int | None = None) -> str:
+    """An inline PNG; with ``dpi``, shown at the figure's size in inches (``CSS_DPI`` CSS
+    pixels per inch; smaller where the page is narrower)."""
     b64 = base64.b64encode(png).decode("ascii")
     c = f' class="{cls}"' if cls else ""
-    return f'<img{c} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
+    size = ""
+    if dpi and png[12:16] == b"IHDR":
+        from .figures import CSS_DPI
+
+        w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        size = f' width="{round(w * CSS_DPI / dpi)}" height="{round(h * CSS_DPI / dpi)}"'
+    return f'<img{c}{size} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -190,7 +199,7 @@ def _html_table(df, cls: str, link_col: str | None = None) -> str:
 def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None = None,
                  subject: str | None = None, atlas: str | os.PathLike | None = None,
                  atlas_labels: str | os.PathLike | None = None, threshold: float = 2.0,
-                 dpi: int = 60, interactive: bool = True, verbose: int = 0) -> Path:
+                 dpi: int | None = None, interactive: bool = True, verbose: int = 0) -> Path:
     """Write the HTML report of a fit.
 
     Parameters
@@ -208,8 +217,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
         TSV next to the atlas image.
     threshold : float
         |z| threshold of the map figures and the viewer.
-    dpi : int
-        Resolution of the per-component figures (the training curve uses 80).
+    dpi : int, optional
+        Resolution of the figures (default ``figures.DEFAULT_DPI``, 120). Figures are shown
+        at their size in inches whatever the dpi: a higher dpi makes them sharper (and the
+        page larger and slower to build), not larger.
     interactive : bool
         Embed the interactive viewer.
     verbose : int
@@ -231,6 +242,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 
+    from .figures import DEFAULT_DPI
+
+    dpi = int(dpi or DEFAULT_DPI)
     t0 = time.perf_counter()
     out = Path(out_dir)
     target = Path(output) if output is not None else out / "report.html"
@@ -271,8 +285,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     # training
     parts.append('<section id="training"><h2>Training</h2>')
     if res.elbo is not None and len(res.elbo):
-        parts.append(_img_tag(training_curve(res.elbo, res.config.get("results", {}).get("restart_elbos")),
-                              "training and validation ELBO per epoch"))
+        parts.append(_img_tag(training_curve(res.elbo, res.config.get("results", {}).get("restart_elbos"),
+                                             dpi=dpi),
+                              "training and validation ELBO per epoch", dpi=dpi))
         parts.append('<p class="muted">ELBO per volume of the kept restart (higher is better); '
                      "validation = held-out volumes.</p>")
     else:
@@ -345,10 +360,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                          f'<p class="facts">{html.escape("; ".join(facts))}</p>',
                          ]
                 slices, glass = mapfig.render(cimg, eimg, tuple(row[coord_col]), name)
-                block.append('<div class="maps">' + _img_tag(slices, f"{name} regression and effect maps")
-                             + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}") + "</div>")
+                block.append('<div class="maps">' + _img_tag(slices, f"{name} regression and effect maps", dpi=dpi)
+                             + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}", dpi=dpi) + "</div>")
                 if sigfig is not None:
-                    block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior"))
+                    block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior", dpi=dpi))
                 links = ['<a href="#components">back to the table</a>']
                 if vhtml:
                     links.append(f'<a href="#view-{html.escape(name)}">open in the interactive view</a>')

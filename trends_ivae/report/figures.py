@@ -2,8 +2,9 @@
 
 Speed matters (50 components in well under a minute on two cores), so each kind of
 per-component figure is one reused matplotlib figure (:class:`MapFigure`,
-:class:`SignalFigure`): it is cleared and redrawn for each component and saved at a low
-dpi. Spectra and the group-mean time course are computed once for all components.
+:class:`SignalFigure`): it is cleared and redrawn for each component. Figures are saved
+at :data:`DEFAULT_DPI` and shown at their size in inches (:data:`CSS_DPI` CSS pixels per
+inch), so that their text reads at its point size and stays sharp on high-density screens. Spectra and the group-mean time course are computed once for all components.
 """
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
-__all__ = ["png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra", "useful_views"]
+__all__ = ["DEFAULT_DPI", "CSS_DPI", "png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra", "useful_views"]
+
+#: resolution of the report's figures (pixels per inch of the figure)
+DEFAULT_DPI = 120
+#: CSS pixels per inch: a figure is shown at its size in inches times this, whatever its dpi
+CSS_DPI = 96
 
 #: an axis of at most this many voxels is thin: a view across it would be a line
 THIN = 3
@@ -34,7 +40,7 @@ def png_bytes(fig: "matplotlib.figure.Figure", dpi: int) -> bytes:
     return buf.getvalue()
 
 
-def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = 80) -> bytes:
+def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = DEFAULT_DPI) -> bytes:
     """Train and validation ELBO per epoch (``model/elbo.tsv``) as PNG bytes."""
     fig, ax = plt.subplots(figsize=(7.0, 2.8))
     ep = np.asarray(elbo["epoch"])
@@ -133,7 +139,7 @@ class MapFigure:
     """
 
     def __init__(self, bg_img: nib.Nifti1Image, *, mni: bool, mask: np.ndarray, with_effects: bool,
-                 threshold: float = 2.0, dpi: int = 60) -> None:
+                 threshold: float = 2.0, dpi: int = DEFAULT_DPI) -> None:
         self.bg_img, self.mni, self.mask = bg_img, mni, mask
         self.with_effects, self.threshold, self.dpi = with_effects, threshold, dpi
         self.fig = plt.figure(figsize=(8.6 if with_effects else 4.3, 2.5))
@@ -236,7 +242,7 @@ class SignalFigure:
         PNG resolution.
     """
 
-    def __init__(self, runs: list, subject_run: int, prior: Any = None, dpi: int = 60,
+    def __init__(self, runs: list, subject_run: int, prior: Any = None, dpi: int = DEFAULT_DPI,
                  max_factors: int = 2) -> None:
         self.runs, self.dpi = runs, dpi
         self.run = runs[subject_run] if runs else None
