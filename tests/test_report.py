@@ -519,6 +519,69 @@ def test_report_in_a_real_browser(fitted_out, tmp_path):
     assert 'data-component="ic02"' in dom
 
 
+def _viewer_only(page: Path, tmp: Path) -> Path:
+    """A copy of the report that shows only the interactive view, with a white colour bar
+    (so that the only red and blue pixels left are the overlay's)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (256, 1), "white").save(buf, format="PNG")
+    white = base64.b64encode(buf.getvalue()).decode("ascii")
+    text = page.read_text()
+    text = re.sub(r'(<img id="ivae-cmap" src="data:image/png;base64,)[^"]+', r"\g<1>" + white, text)
+    text = text.replace("</head>", "<style>header,nav,#summary,#training,#components,#per-component"
+                                   "{display:none}</style></head>", 1)
+    copy = tmp / f"viewer-{page.parent.name}-{page.name}"
+    copy.write_text(text)
+    return copy
+
+
+def _overlay_and_background(shot: Path) -> tuple[int, int]:
+    """Pixels of the RdBu_r overlay (light or strong red, or blue with green above red:
+    not the viewer's pure-blue crosshair) and grey background pixels of a screenshot."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red = (r > g + 40) & (r > b + 40) & (r > 120)
+    blue = (b > r + 40) & (g > r + 20) & (b > 120)   # (the heading's rule is dark blue-grey)
+    grey = (np.abs(r - g) < 6) & (np.abs(g - b) < 6) & (r > 30) & (r < 220)
+    return int((red | blue).sum()), int(grey.sum())
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")
+@pytest.mark.parametrize("which", ["native_out", "slice_out"])
+def test_native_and_one_slice_reports_show_their_overlay_in_a_browser(which, request, tmp_path):
+    """Screenshots of the interactive view of a native-space report and of a one-slice
+    report: the overlay (and the mean-image background) are on the canvas. Control: the
+    same page built with a threshold no voxel passes shows no overlay pixel."""
+    from PIL import Image
+
+    from trends_ivae.report import build_report
+
+    browser = _chromium()
+    out = request.getfixturevalue(which)
+    counts = {}
+    for name, page in (("report", out / "report.html"),
+                       ("empty", build_report(out, output=tmp_path / "empty.html", threshold=1e9))):
+        shot = tmp_path / f"{which}-{name}.png"
+        r = _open(browser, _viewer_only(page, tmp_path), tmp_path, f"--screenshot={shot}",
+                  "--window-size=1000,700")
+        assert shot.is_file(), r.stderr[-2000:]
+        counts[name] = _overlay_and_background(shot)
+    overlay, background = counts["report"]
+    assert overlay >= 20, f"{which}: the viewer shows no overlay ({overlay} red/blue pixels)"
+    assert background >= 200, f"{which}: the viewer shows no background ({background} grey pixels)"
+    assert counts["empty"][0] == 0 and counts["empty"][1] >= 200, counts
+    # the whole page renders too (not blank)
+    full = tmp_path / f"{which}-full.png"
+    _open(browser, out / "report.html", tmp_path, f"--screenshot={full}", "--window-size=1280,2400")
+    img = np.asarray(Image.open(full).convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3)[::7], axis=0)) > 50 and img.std() > 10
+
+
 @pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")
 def test_the_network_check_catches_an_external_resource(tmp_path):
     """Control for the test above: a page with external references is caught."""
