@@ -238,11 +238,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     ValueError
         Unknown ``subject`` or unreadable atlas.
     """
-    from .figures import MapFigure, SignalFigure, training_curve
+    from .figures import DEFAULT_DPI, MapFigure, SignalFigure, training_curve
     from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
-
-    from .figures import DEFAULT_DPI
 
     dpi = int(dpi or DEFAULT_DPI)
     t0 = time.perf_counter()
@@ -297,12 +295,14 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append('<section id="components"><h2>Components</h2>')
     parts.append(f'<p class="muted">Peak = voxel of largest |z| in the largest cluster of |z| &gt; '
                  f"{threshold:g} (26-connected voxels of one sign) of the group regression map "
-                 f"(positive after the sign convention; the largest |z| when no voxel passes); "
+                 "(the largest |z| when no voxel passes; maps are signed so that their largest |z| "
+                 "is positive, a cluster's peak may be negative); "
                  f"coordinates {html.escape(coord_col)}; largest cluster = its voxels; "
                  "edge fraction = share of the suprathreshold |z| in the mask's boundary voxels "
                  f"(one erosion); edge = more than {EDGE_FRACTION:.0%} of it there and at least "
                  f"{EDGE_ENRICHMENT:g}× the boundary's share of the mask voxels (a classic sign of "
-                 "motion or other artifacts); r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
+                 "motion or other artifacts); r(regression, effect) = spatial correlation of the "
+                 "regression and decoder-effect maps "
                  "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
     parts.append(_html_table(table, "comps", link_col="component"))
     parts.append("</section>")

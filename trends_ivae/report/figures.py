@@ -4,7 +4,8 @@ Speed matters (50 components in well under a minute on two cores), so each kind 
 per-component figure is one reused matplotlib figure (:class:`MapFigure`,
 :class:`SignalFigure`): it is cleared and redrawn for each component. Figures are saved
 at :data:`DEFAULT_DPI` and shown at their size in inches (:data:`CSS_DPI` CSS pixels per
-inch), so that their text reads at its point size and stays sharp on high-density screens. Spectra and the group-mean time course are computed once for all components.
+inch), so that their text reads at its point size and stays sharp on high-density screens.
+Spectra and the group-mean time course are computed once for all components.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
-__all__ = ["DEFAULT_DPI", "CSS_DPI", "png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra", "useful_views"]
+__all__ = ["DEFAULT_DPI", "CSS_DPI", "png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra",
+           "useful_views"]
 
 #: resolution of the report's figures (pixels per inch of the figure)
 DEFAULT_DPI = 120

@@ -208,15 +208,17 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
         "radiological": False, "showLR": True,
         "colorMap": {"img": "ivae-cmap", "min": -comps[0]["vmax"], "max": comps[0]["vmax"]},
     }
-    thin = [v for v, n in zip("xyz", shape) if n <= 3]
+    thin = {v: int(n) for v, n in zip("xyz", shape) if n <= 3}
     note = ""
-    if thin:
-        flat = {"x": "sagittal", "y": "coronal", "z": "axial"}
-        lines = [name for v, name in (("x", "sagittal"), ("y", "coronal"), ("z", "axial"))
-                 if any(t != v for t in thin)]
+    if thin:   # brainsprite always draws three views: say which ones are lines
+        planes = {"sagittal": "yz", "coronal": "xz", "axial": "xy"}
+        flat = [v for v, axes in planes.items() if any(t in axes for t in thin)]
+        kept = [v for v in planes if v not in flat]
         note = (f'<p class="muted">A thin volume ({"×".join(str(int(n)) for n in shape)} voxels on the '
-                f"viewer's grid): the {' and '.join(lines)} views cut across the "
-                f"{', '.join(flat[t] for t in thin)} thickness and show as lines.</p>")
+                f"viewer's grid): the {' and '.join(flat)} view{'s are' if len(flat) > 1 else ' is'} "
+                f"{min(thin.values())} voxel{'s' if min(thin.values()) > 1 else ''} thin"
+                + (f"; read the {' and '.join(kept)} view{'s' if len(kept) > 1 else ''}." if kept else ".")
+                + "</p>")
     anchors = "".join(f'<span id="view-{html.escape(c["name"])}"></span>' for c in comps)
     options = "\n".join(f'<option value="{j}">{html.escape(c["name"])}</option>' for j, c in enumerate(comps))
     data_js = json.dumps([{k: c[k] for k in ("name", "png", "vmax", "cut")} for c in comps])
