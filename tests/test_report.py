@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -148,27 +149,304 @@ def test_report_command_with_atlas_and_subject(fitted_out, tmp_path):
 def test_non_mni_maps_get_projections_on_the_mean_image(fitted_out, tmp_path, monkeypatch):
     from trends_ivae.report import build_report, space
 
-    monkeypatch.setattr(space, "is_mni_like", lambda *a, **k: (False, "forced by the test"))
+    monkeypatch.setattr(space, "detect_space",
+                        lambda *a, **k: space.Space("scanner", "native: scanner anatomical", "forced"))
     page = build_report(fitted_out, output=tmp_path / "native.html")
     text = page.read_text()
     assert "maximum-|z| projections" in text and "scanner (mm)" in text
-    assert "mean of" in text  # background: the mean of the first run's first volumes
+    assert "the mean image of" in text  # background: the first run's mean image
 
 
-def test_is_mni_like_geometry():
-    from trends_ivae.report.space import is_mni_like
+def _nifti(shape=(6, 7, 5), sform=1, qform=1):
     from trends_ivae.simulate.fmri import mni_like_affine
 
-    mask = np.zeros((24, 28, 24), bool)
-    mask[4:20, 4:24, 4:20] = True
-    img = nib.Nifti1Image(mask.astype(np.uint8), mni_like_affine(mask.shape, 4.0))
-    img.header.set_sform(img.affine, code=2)
-    img.header.set_qform(img.affine, code=1)
-    assert is_mni_like(img, mask)[0]
-    far = img.affine.copy()
-    far[:3, 3] += 400.0  # a scanner origin far from any MNI brain
-    off = nib.Nifti1Image(mask.astype(np.uint8), far)
-    assert not is_mni_like(off, mask)[0]
+    aff = mni_like_affine(shape, 4.0)
+    img = nib.Nifti1Image(np.zeros(shape, np.float32), aff)
+    img.header.set_sform(aff, code=sform)
+    img.header.set_qform(aff, code=qform)
+    return img
+
+
+def test_space_comes_from_header_codes_and_bids_entity_not_from_overlap(tmp_path):
+    """A grid that lies exactly where an MNI brain would is still native when its codes
+    say scanner (1) or aligned (2); code 4 is MNI, 3 Talairach; a BIDS space- entity of
+    the input decides first; codes 0 and no entity: unknown, never MNI."""
+    from trends_ivae.report.space import detect_space
+
+    assert detect_space(_nifti(sform=1, qform=1)).kind == "scanner"
+    assert detect_space(_nifti(sform=1, qform=1)).coord_label == "scanner (mm)"
+    assert detect_space(_nifti(sform=2, qform=0)).kind == "aligned"
+    assert detect_space(_nifti(sform=0, qform=1)).kind == "scanner"
+    mni = detect_space(_nifti(sform=4, qform=1))
+    assert mni.mni and mni.coord_label == "MNI (mm)" and "sform_code 4" in mni.reason
+    assert detect_space(_nifti(sform=3, qform=0)).coord_label == "Talairach (mm)"
+    unknown = detect_space(_nifti(sform=0, qform=0))
+    assert unknown.kind == "unknown" and not unknown.mni and "MNI" not in unknown.describe()
+    ent = detect_space(_nifti(sform=1, qform=1),
+                       ["/d/sub-01_task-x_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"])
+    assert ent.mni and "space-MNI152NLin2009cAsym" in ent.reason
+    t1w = detect_space(_nifti(sform=4, qform=4), ["/d/sub-01_task-x_space-T1w_desc-preproc_bold.nii.gz"])
+    assert not t1w.mni and t1w.kind == "aligned"
+    # maps without codes: the first input run on the same grid decides
+    run = _nifti(sform=4, qform=4)
+    nib.save(nib.Nifti1Image(np.zeros(run.shape + (3,), np.float32), run.affine, run.header),
+             tmp_path / "r.nii.gz")
+    assert detect_space(_nifti(sform=0, qform=0), [tmp_path / "r.nii.gz"]).mni
+
+
+def _recode_runs(bids: Path, code: int, one_slice: int | None = None) -> None:
+    """Give every BOLD run of a simulated dataset the qform/sform ``code`` (and keep only
+    the axial slice ``one_slice``), in place."""
+    for f in sorted(bids.rglob("*_bold.nii.gz")):
+        img = nib.load(f)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        aff = img.affine.copy()
+        if one_slice is not None:
+            data = data[:, :, one_slice:one_slice + 1]
+            aff[:3, 3] = nib.affines.apply_affine(aff, (0, 0, one_slice))
+        out = nib.Nifti1Image(data, aff)
+        out.header.set_zooms(img.header.get_zooms())
+        out.header.set_xyzt_units("mm", "sec")
+        out.header.set_sform(aff, code=code)
+        out.header.set_qform(aff, code=code)
+        nib.save(out, f)
+
+
+def _fit(bids: Path, out: Path, *extra: str) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), *FAST, *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def native_out(tmp_path_factory):
+    """A fit of native-space runs (qform/sform code 1) whose grid lies where an MNI brain
+    would: only the header says that it is not MNI."""
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
+                                      shape=(14, 16, 14), seed=6))
+    bids = write_bids(sim, tmp_path_factory.mktemp("native") / "bids")
+    _recode_runs(bids, code=1)
+    return _fit(bids, tmp_path_factory.mktemp("fit-native") / "out")
+
+
+@pytest.fixture(scope="module")
+def slice_out(tmp_path_factory):
+    """A fit of one-slice native runs (a 20 x 22 x 1 grid, like Haxby's bold_1slice)."""
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
+                                      shape=(20, 22, 10), seed=7))
+    root = tmp_path_factory.mktemp("slice")
+    bids = write_bids(sim, root / "bids")
+    _recode_runs(bids, code=1, one_slice=5)
+    run = nib.load(sorted(bids.rglob("*_bold.nii.gz"))[0])
+    mask = nib.Nifti1Image(np.asarray(sim.mask[:, :, 5:6], np.uint8), run.affine)  # the EPI mask of one slice is empty
+    mask.header.set_sform(run.affine, code=1)
+    mask.header.set_qform(run.affine, code=1)
+    nib.save(mask, root / "mask.nii.gz")
+    return _fit(bids, root / "out", "--mask", str(root / "mask.nii.gz"))
+
+
+def _without_images(page: Path) -> str:
+    """The page's text, scripts and markup without its base64 images (which may spell
+    anything)."""
+    return re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", page.read_text())
+
+
+def test_native_space_report_never_mentions_mni(native_out):
+    assert "MNI" not in _without_images(native_out / "report.html")
+    text = " ".join(_parse(native_out / "report.html").text)
+    assert "native: scanner anatomical (sform_code 1 of the maps)" in text
+    assert "the mean image of sub-01_task-sim_bold.nii.gz (all 80 volumes)" in text
+    assert "scanner (mm)" in text and "maximum-|z| projections" in text and "glass brain" not in text
+    # the coordinates are the peak voxels through the maps' (scanner) affine
+    from trends_ivae.report.results import load_results
+    from trends_ivae.report.space import detect_space, peak_table
+
+    res = load_results(native_out, load_prior=False)
+    comps = res.components
+    table = peak_table(np.asarray(comps.dataobj), comps.affine, res.names, threshold=2.0,
+                       coord_label=detect_space(comps).coord_label,
+                       mask=np.asarray(res.mask.dataobj) > 0)
+    for ijk, xyz in zip(table["voxel (i, j, k)"], table["scanner (mm)"]):
+        np.testing.assert_allclose(xyz, nib.affines.apply_affine(comps.affine, ijk), atol=0.06)
+        assert f"scanner (mm) {tuple(xyz)}" in text
+
+
+def test_mni_report_says_mni_and_why(fitted_out):
+    text = " ".join(_parse(fitted_out / "report.html").text)
+    assert "MNI152 (sform_code 4 of the maps); maps drawn on MNI152 template (nilearn)" in text
+    assert "MNI (mm)" in text and "glass brain" in text and "scanner (mm)" not in text
+
+
+def _viewer_components(page: Path) -> list[dict]:
+    """The viewer's per-component data (name, overlay PNG, colour range, cut)."""
+    text = page.read_text()
+    start = text.index("var comps = ") + len("var comps = ")
+    return json.loads(text[start:text.index(";\n", start)])
+
+
+def _opaque_pixels(png_b64: str) -> int:
+    from io import BytesIO
+
+    from PIL import Image
+
+    rgba = np.asarray(Image.open(BytesIO(base64.b64decode(png_b64))).convert("RGBA"))
+    return int((rgba[..., 3] > 0).sum())
+
+
+def _check_colour_ranges(out: Path) -> list[dict]:
+    maps = np.asarray(nib.load(out / "group" / "desc-ivae_components.nii.gz").dataobj)
+    comps = _viewer_components(out / "report.html")
+    assert len(comps) == maps.shape[3]
+    for j, c in enumerate(comps):
+        peak = float(np.abs(maps[..., j]).max())
+        assert peak <= c["vmax"] <= peak + 2e-3, (c["name"], c["vmax"], peak)
+    return comps
+
+
+def test_viewer_colour_range_covers_the_map(fitted_out):
+    """The colour bar spans the map's own largest |z| (the viewer grid's resampling must
+    not shrink it below the peak z of the table)."""
+    _check_colour_ranges(fitted_out)
+
+
+def test_one_slice_volume_renders(slice_out):
+    comps = _check_colour_ranges(slice_out)
+    maps = np.asarray(nib.load(slice_out / "group" / "desc-ivae_components.nii.gz").dataobj)
+    assert maps.shape[2] == 1
+    for j, c in enumerate(comps):
+        assert _opaque_pixels(c["png"]) >= (np.abs(maps[..., j]) > 2.0).sum() > 0, c["name"]
+    text = _without_images(slice_out / "report.html")
+    assert "A thin volume" in text and "MNI" not in text
+
+
+def _box_mask(shape=(20, 20, 16)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[1:-1, 1:-1, 1:-1] = True
+    return mask
+
+
+def test_peak_is_that_of_the_largest_cluster_not_a_hot_edge_voxel():
+    """Five components share one hot voxel on the mask's edge (a single voxel of z 9)
+    but each has its own 27-voxel cluster inside: each reports its own cluster's peak."""
+    from trends_ivae.report.space import peak_table
+
+    mask = _box_mask()
+    maps = np.zeros(mask.shape + (5,), np.float32)
+    rng = np.random.default_rng(0)
+    maps[mask] = rng.normal(scale=0.3, size=(int(mask.sum()), 5))
+    for j in range(5):
+        maps[1, 1, 1, j] = 9.0                      # the shared hot edge voxel
+        i0 = 2 + j
+        maps[i0:i0 + 3, 4:7, 3:6, j] = 3.0          # the component's own cluster
+        maps[i0 + 1, 5, 4, j] = 3.5 + j / 10        # and its peak
+    table = peak_table(maps, np.eye(4), [f"ic{j + 1:02d}" for j in range(5)], threshold=2.0,
+                       coord_label="scanner (mm)", mask=mask)
+    assert table["voxel (i, j, k)"].tolist() == [(3 + j, 5, 4) for j in range(5)]
+    np.testing.assert_allclose(table["peak z"], [3.5 + j / 10 for j in range(5)], rtol=1e-6)
+    assert table["largest cluster"].tolist() == [27] * 5
+    assert table["voxels |z|>2"].tolist() == [28] * 5
+    # negative and positive voxels never join one cluster; no voxel above: the largest |z|
+    m = np.zeros(mask.shape + (1,), np.float32)
+    m[4, 4, 3:6, 0] = [3.0, -3.0, 3.0]
+    m[8, 8, 3, 0] = -2.5
+    m[8, 8, 4, 0] = -2.6
+    row = peak_table(m, np.eye(4), ["a"], threshold=2.0, mask=mask).iloc[0]
+    assert row["largest cluster"] == 2 and row["voxel (i, j, k)"] == (8, 8, 4)
+    low = peak_table(m * 0.1, np.eye(4), ["a"], threshold=2.0, mask=mask).iloc[0]
+    assert low["largest cluster"] == 0 and low["voxel (i, j, k)"] in ((4, 4, 3), (4, 4, 4), (4, 4, 5))
+
+
+def test_edge_flag_marks_weight_on_the_mask_boundary():
+    from trends_ivae.report.space import EDGE_FRACTION, mask_boundary, peak_table
+
+    mask = _box_mask()
+    edge = mask_boundary(mask)
+    inner = np.zeros_like(mask)
+    inner[2:-2, 2:-2, 2:-2] = True
+    assert np.array_equal(edge, mask & ~inner)
+    # one slice: eroded in its plane only (the perimeter), not away
+    plane = np.zeros((10, 10, 1), bool)
+    plane[1:-1, 1:-1] = True
+    assert mask_boundary(plane).sum() == 8 * 4 - 4
+    maps = np.zeros(mask.shape + (3,), np.float32)
+    maps[..., 0][edge] = 3.0                        # a rim: all of it on the edge
+    maps[4:8, 4:8, 3:5, 1] = 4.0                    # a blob inside
+    maps[..., 2][edge] = 2.5                        # a large blob inside and a weaker rim
+    maps[3:17, 3:17, 3:13, 2] = 4.0
+    t = peak_table(maps, np.eye(4), ["rim", "blob", "both"], threshold=2.0, mask=mask)
+    assert t["edge"].tolist() == [True, False, False]
+    assert t["edge fraction"][0] == pytest.approx(1.0) and t["edge fraction"][1] == 0.0
+    assert 0 < t["edge fraction"][2] < EDGE_FRACTION
+    # a mask that is mostly boundary (coarse data): a map spread over it is not flagged
+    coarse = np.zeros((5, 5, 4), bool)
+    coarse[1:4, 1:4, 1:3] = True
+    cm = np.where(coarse, 3.0, 0.0)[..., None].astype(np.float32)
+    assert not peak_table(cm, np.eye(4), ["c"], threshold=2.0, mask=coarse)["edge"][0]
+
+
+def test_report_shows_the_edge_flag(native_out, tmp_path):
+    from trends_ivae.report import build_report
+    from trends_ivae.report.space import mask_boundary
+
+    out = tmp_path / "out"
+    shutil.copytree(native_out, out)
+    cpath = out / "group" / "desc-ivae_components.nii.gz"
+    img = nib.load(cpath)
+    data = np.asarray(img.dataobj, dtype=np.float32).copy()
+    mask = np.asarray(nib.load(out / "group" / "desc-ivae_mask.nii.gz").dataobj) > 0
+    data[..., 1] = 0.0
+    data[..., 1][mask_boundary(mask)] = 3.0        # ic02: a rim on the mask edge
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), cpath)
+    page = build_report(out, output=tmp_path / "r.html", interactive=False)
+    p = _parse(page)
+    text = " ".join(p.text)
+    assert text.count("⚠ mostly on the mask edge") == 1
+    facts = text[text.index("ic02", text.index("Each component")):]
+    assert "⚠ 100% of the suprathreshold weight lies on the mask edge" in facts[:400]
+
+
+def test_stability_column_shown_when_the_labels_have_it(native_out, tmp_path):
+    from trends_ivae.report import build_report
+
+    def headers(page):
+        text = page.read_text()
+        table = text[text.index('<table class="comps">'):]
+        return table[:table.index("</thead>")]
+
+    plain = build_report(native_out, output=tmp_path / "plain.html", interactive=False)
+    assert "<th>stability</th>" not in headers(plain)
+    out = tmp_path / "out"
+    shutil.copytree(native_out, out)
+    lpath = out / "group" / "desc-ivae_labels.tsv"
+    labels = pd.read_csv(lpath, sep="\t")
+    labels["stability"] = [0.91, 0.42, 0.77]
+    labels.to_csv(lpath, sep="\t", index=False)
+    page = build_report(out, output=tmp_path / "r.html", interactive=False)
+    assert "<th>stability</th>" in headers(page)
+    text = " ".join(_parse(page).text)
+    for v in ("0.91", "0.42", "0.77"):
+        assert f"stability {v}" in text
+
+
+def test_figures_are_sharp_and_shown_at_their_size_in_inches(fitted_out):
+    """Each figure is shown at its size in inches (96 CSS px per inch, so its text reads at
+    its point size) and has more image pixels than CSS pixels (sharp; at 60 dpi a figure
+    was shown at 60 px per inch, its text about 5 px high)."""
+    from trends_ivae.report.figures import CSS_DPI, DEFAULT_DPI
+
+    page = (fitted_out / "report.html").read_text()
+    sect = page[page.index('<section id="training">'):page.index('<section id="viewer">')] + \
+        page[page.index('<section id="per-component">'):]
+    tags = re.findall(r"<img[^>]*>", sect)
+    assert len(tags) >= 1 + 3 * 3
+    for t in tags:
+        width = int(re.search(r' width="(\d+)"', t).group(1))
+        png = base64.b64decode(re.search(r"base64,([^\"]+)", t).group(1))
+        px = int.from_bytes(png[16:20], "big")
+        assert px / width == pytest.approx(DEFAULT_DPI / CSS_DPI, rel=0.01)
+        assert px >= width
+        assert width >= 4 * CSS_DPI  # the narrowest figure is 4.3 in wide
 
 
 def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, monkeypatch, capsys):
@@ -244,6 +522,69 @@ def test_report_in_a_real_browser(fitted_out, tmp_path):
     canvas = dom[dom.find('<canvas id="ivae-canvas"'):][:120]
     assert 'width="' in canvas and 'width="0"' not in canvas, canvas
     assert 'data-component="ic02"' in dom
+
+
+def _viewer_only(page: Path, tmp: Path) -> Path:
+    """A copy of the report that shows only the interactive view, with a white colour bar
+    (so that the only red and blue pixels left are the overlay's)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (256, 1), "white").save(buf, format="PNG")
+    white = base64.b64encode(buf.getvalue()).decode("ascii")
+    text = page.read_text()
+    text = re.sub(r'(<img id="ivae-cmap" src="data:image/png;base64,)[^"]+', r"\g<1>" + white, text)
+    text = text.replace("</head>", "<style>header,nav,#summary,#training,#components,#per-component"
+                                   "{display:none}</style></head>", 1)
+    copy = tmp / f"viewer-{page.parent.name}-{page.name}"
+    copy.write_text(text)
+    return copy
+
+
+def _overlay_and_background(shot: Path) -> tuple[int, int]:
+    """Pixels of the RdBu_r overlay (light or strong red, or blue with green above red:
+    not the viewer's pure-blue crosshair) and grey background pixels of a screenshot."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red = (r > g + 40) & (r > b + 40) & (r > 120)
+    blue = (b > r + 40) & (g > r + 20) & (b > 120)   # (the heading's rule is dark blue-grey)
+    grey = (np.abs(r - g) < 6) & (np.abs(g - b) < 6) & (r > 30) & (r < 220)
+    return int((red | blue).sum()), int(grey.sum())
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")
+@pytest.mark.parametrize("which", ["native_out", "slice_out"])
+def test_native_and_one_slice_reports_show_their_overlay_in_a_browser(which, request, tmp_path):
+    """Screenshots of the interactive view of a native-space report and of a one-slice
+    report: the overlay (and the mean-image background) are on the canvas. Control: the
+    same page built with a threshold no voxel passes shows no overlay pixel."""
+    from PIL import Image
+
+    from trends_ivae.report import build_report
+
+    browser = _chromium()
+    out = request.getfixturevalue(which)
+    counts = {}
+    for name, page in (("report", out / "report.html"),
+                       ("empty", build_report(out, output=tmp_path / "empty.html", threshold=1e9))):
+        shot = tmp_path / f"{which}-{name}.png"
+        r = _open(browser, _viewer_only(page, tmp_path), tmp_path, f"--screenshot={shot}",
+                  "--window-size=1000,700")
+        assert shot.is_file(), r.stderr[-2000:]
+        counts[name] = _overlay_and_background(shot)
+    overlay, background = counts["report"]
+    assert overlay >= 20, f"{which}: the viewer shows no overlay ({overlay} red/blue pixels)"
+    assert background >= 200, f"{which}: the viewer shows no background ({background} grey pixels)"
+    assert counts["empty"][0] == 0 and counts["empty"][1] >= 200, counts
+    # the whole page renders too (not blank)
+    full = tmp_path / f"{which}-full.png"
+    _open(browser, out / "report.html", tmp_path, f"--screenshot={full}", "--window-size=1280,2400")
+    img = np.asarray(Image.open(full).convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3)[::7], axis=0)) > 50 and img.std() > 10
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium or chromium-browser on PATH")

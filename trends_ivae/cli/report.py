@@ -38,7 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: a .tsv next to the atlas image)")
     p.add_argument("--threshold", type=float, default=2.0, metavar="Z",
                    help="|z| below which maps are transparent in the figures and the viewer")
-    p.add_argument("--dpi", type=int, default=60, metavar="N", help="resolution of the per-component figures")
+    p.add_argument("--dpi", type=int, default=120, metavar="N",
+                   help="resolution of the figures (shown at the same size whatever the dpi: "
+                        "higher is sharper, and a larger page)")
     p.add_argument("--no-viewer", dest="interactive", action="store_false",
                    help="leave out the interactive slice viewer")
     p.add_argument("-v", "--verbose", action="count", default=0, help="progress output (-v)")

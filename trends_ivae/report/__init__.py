@@ -1,7 +1,7 @@
 """The HTML report of a fit: ``build_report(OUT)`` writes ``OUT/report.html``.
 
-Modules: :mod:`.results` reads an output folder, :mod:`.space` decides MNI or not and
-finds peaks and atlas regions, :mod:`.figures` draws (matplotlib/nilearn, PNG bytes),
+Modules: :mod:`.results` reads an output folder, :mod:`.space` reads the maps' space (header codes,
+BIDS ``space-``) and finds peaks and atlas regions, :mod:`.figures` draws (matplotlib/nilearn, PNG bytes),
 :mod:`.viewer` builds the interactive slice viewer, :mod:`.build` assembles the page.
 See ``docs/report.md``.
 """

@@ -19,6 +19,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from .results import FitResults, load_results
 
@@ -41,6 +42,7 @@ th{background:#eef2f6}
 table.summary th{width:190px}
 table.comps td.num{text-align:right;font-variant-numeric:tabular-nums}
 .comp{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;margin:14px 0}
+section img{max-width:100%;height:auto}
 .comp img{max-width:100%;height:auto;display:block;margin:4px 0}
 .comp .maps{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start}
 .comp .maps img{display:inline-block;max-width:66%}
@@ -53,10 +55,18 @@ table.comps td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def _img_tag(png: bytes, alt: str, cls: str = "") -> str:
+def _img_tag(png: bytes, alt: str, cls: str = "", dpi: int | None = None) -> str:
+    """An inline PNG; with ``dpi``, shown at the figure's size in inches (``CSS_DPI`` CSS
+    pixels per inch; smaller where the page is narrower)."""
     b64 = base64.b64encode(png).decode("ascii")
     c = f' class="{cls}"' if cls else ""
-    return f'<img{c} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
+    size = ""
+    if dpi and png[12:16] == b"IHDR":
+        from .figures import CSS_DPI
+
+        w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        size = f' width="{round(w * CSS_DPI / dpi)}" height="{round(h * CSS_DPI / dpi)}"'
+    return f'<img{c}{size} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -219,7 +229,7 @@ def _html_table(df, cls: str, link_col: str | None = None) -> str:
 def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None = None,
                  subject: str | None = None, atlas: str | os.PathLike | None = None,
                  atlas_labels: str | os.PathLike | None = None, threshold: float = 2.0,
-                 dpi: int = 60, interactive: bool = True, verbose: int = 0) -> Path:
+                 dpi: int | None = None, interactive: bool = True, verbose: int = 0) -> Path:
     """Write the HTML report of a fit.
 
     Parameters
@@ -237,8 +247,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
         TSV next to the atlas image.
     threshold : float
         |z| threshold of the map figures and the viewer.
-    dpi : int
-        Resolution of the per-component figures (the training curve uses 80).
+    dpi : int, optional
+        Resolution of the figures (default ``figures.DEFAULT_DPI``, 120). Figures are shown
+        at their size in inches whatever the dpi: a higher dpi makes them sharper (and the
+        page larger and slower to build), not larger.
     interactive : bool
         Embed the interactive viewer.
     verbose : int
@@ -256,10 +268,11 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     ValueError
         Unknown ``subject`` or unreadable atlas.
     """
-    from .figures import MapFigure, SignalFigure, training_curve
-    from .space import background_image, is_mni_like, load_atlas, peak_table
+    from .figures import DEFAULT_DPI, MapFigure, SignalFigure, training_curve
+    from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 
+    dpi = int(dpi or DEFAULT_DPI)
     t0 = time.perf_counter()
     out = Path(out_dir)
     target = Path(output) if output is not None else out / "report.html"
@@ -268,23 +281,29 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     k = res.n_components
     mask = np.asarray(res.mask.dataobj) > 0
     files = _input_files(res)
-    mni, why = is_mni_like(res.components, mask, files)
-    bg_img, bg_name = background_image(mni, res.mask, files)
-    space = ("MNI152" if mni else "native / unknown") + f" ({why})"
+    space = detect_space(res.components, files)
+    mni = space.mni
+    bg_img, bg_name = background_image(space, res.mask, files)
+    coord_col = space.coord_label
     comp_data = np.asarray(res.components.dataobj, dtype=np.float32)
     eff_data = np.asarray(res.effects.dataobj, dtype=np.float32) if res.effects is not None else None
-    table = peak_table(comp_data, res.components.affine, res.names, threshold=threshold, mni=mni,
-                       atlas=atlas_obj, effects=eff_data, mask=mask)
+    table = peak_table(comp_data, res.components.affine, res.names, threshold=threshold,
+                       coord_label=coord_col, atlas=atlas_obj, effects=eff_data, mask=mask)
     if "explained_variance" in res.labels:
         table.insert(1, "explained variance", np.asarray(res.labels["explained_variance"], float))
-    coord_col = "MNI (mm)" if mni else "scanner (mm)"
+    if "stability" in res.labels:  # per-component stability across restarts, when the fit wrote it
+        table.insert(1 + ("explained variance" in table), "stability",
+                     np.asarray(pd.to_numeric(res.labels["stability"], errors="coerce"), float))
+    edge_flags = [bool(v) for v in table["edge"]] if "edge" in table else [False] * k
+    if "edge" in table:
+        table["edge"] = ["⚠ mostly on the mask edge" if f else "" for f in edge_flags]
     log.info("report: loaded %s (%d components) in %.1f s", out, k, time.perf_counter() - t0)
 
     parts: list[str] = []
     nav = ['<a href="#summary">summary</a>', '<a href="#training">training</a>',
            '<a href="#components">components</a>']
     # summary
-    rows = _summary_rows(res, space, bg_name, atlas_obj.source if atlas_obj else None)
+    rows = _summary_rows(res, space.describe(), bg_name, atlas_obj.source if atlas_obj else None)
     parts.append('<section id="summary"><h2>Summary</h2><table class="summary">'
                  + "".join(f"<tr><th>{html.escape(a)}</th><td>{b if a.startswith('  levels') else html.escape(b)}</td></tr>"
                            for a, b in rows) + "</table>")
@@ -294,8 +313,9 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     # training
     parts.append('<section id="training"><h2>Training</h2>')
     if res.elbo is not None and len(res.elbo):
-        parts.append(_img_tag(training_curve(res.elbo, res.config.get("results", {}).get("restart_elbos")),
-                              "training and validation ELBO per epoch"))
+        parts.append(_img_tag(training_curve(res.elbo, res.config.get("results", {}).get("restart_elbos"),
+                                             dpi=dpi),
+                              "training and validation ELBO per epoch", dpi=dpi))
         parts.append('<p class="muted">ELBO per volume of the kept restart (higher is better); '
                      "validation = held-out volumes.</p>")
     else:
@@ -303,11 +323,18 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     parts.append("</section>")
     # component table
     parts.append('<section id="components"><h2>Components</h2>')
-    parts.append(f'<p class="muted">Peak = voxel of largest |z| of the group regression map '
-                 f"(positive after the sign convention); coordinates {html.escape(coord_col)}; "
+    parts.append(f'<p class="muted">Peak = voxel of largest |z| in the largest cluster of |z| &gt; '
+                 f"{threshold:g} (26-connected voxels of one sign) of the group regression map "
+                 "(the largest |z| when no voxel passes; maps are signed so that their largest |z| "
+                 "is positive, a cluster's peak may be negative); "
+                 f"coordinates {html.escape(coord_col)}; largest cluster = its voxels; "
                  "explained variance = the component's share of the cleaned data's variance (a fraction; "
                  "the shares add up to the total in the summary, see docs/maps.md); "
-                 "r(regression, effect) = spatial correlation of the regression and decoder-effect maps "
+                 "edge fraction = share of the suprathreshold |z| in the mask's boundary voxels "
+                 f"(one erosion); edge = more than {EDGE_FRACTION:.0%} of it there and at least "
+                 f"{EDGE_ENRICHMENT:g}× the boundary's share of the mask voxels (a classic sign of "
+                 "motion or other artifacts); r(regression, effect) = spatial correlation of the "
+                 "regression and decoder-effect maps "
                  "(low values flag nonlinear or correlated components, see docs/maps.md).</p>")
     parts.append(_html_table(table, "comps", link_col="component"))
     parts.append("</section>")
@@ -352,18 +379,23 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                 facts = [f"peak z {row['peak z']:.2f} at {coord_col} {tuple(row[coord_col])}"]
                 if "explained variance" in table:
                     facts.insert(0, f"explained variance {row['explained variance']:.3g}")
+                if "stability" in table:
+                    facts.insert(1 if "explained variance" in table else 0, f"stability {row['stability']:.2f}")
                 if "region" in table:
                     facts.append(f"region: {row['region']}")
                 if "r(regression, effect)" in table:
                     facts.append(f"r(regression, effect) {row['r(regression, effect)']:.2f}")
+                if edge_flags[j]:
+                    facts.append(f"⚠ {row['edge fraction']:.0%} of the suprathreshold weight lies on the "
+                                 "mask edge: check for motion or other artifacts")
                 block = [f'<div class="comp" id="comp-{html.escape(name)}"><h3>{html.escape(name)}</h3>',
                          f'<p class="facts">{html.escape("; ".join(facts))}</p>',
                          ]
                 slices, glass = mapfig.render(cimg, eimg, tuple(row[coord_col]), name)
-                block.append('<div class="maps">' + _img_tag(slices, f"{name} regression and effect maps")
-                             + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}") + "</div>")
+                block.append('<div class="maps">' + _img_tag(slices, f"{name} regression and effect maps", dpi=dpi)
+                             + _img_tag(glass, f"{name} {'glass brain' if mni else 'projections'}", dpi=dpi) + "</div>")
                 if sigfig is not None:
-                    block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior"))
+                    block.append(_img_tag(sigfig.render(j, name), f"{name} time course, spectrum and prior", dpi=dpi))
                 links = ['<a href="#components">back to the table</a>']
                 if vhtml:
                     links.append(f'<a href="#view-{html.escape(name)}">open in the interactive view</a>')

@@ -2,8 +2,10 @@
 
 Speed matters (50 components in well under a minute on two cores), so each kind of
 per-component figure is one reused matplotlib figure (:class:`MapFigure`,
-:class:`SignalFigure`): it is cleared and redrawn for each component and saved at a low
-dpi. Spectra and the group-mean time course are computed once for all components.
+:class:`SignalFigure`): it is cleared and redrawn for each component. Figures are saved
+at :data:`DEFAULT_DPI` and shown at their size in inches (:data:`CSS_DPI` CSS pixels per
+inch), so that their text reads at its point size and stays sharp on high-density screens.
+Spectra and the group-mean time course are computed once for all components.
 """
 from __future__ import annotations
 
@@ -19,7 +21,16 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
-__all__ = ["png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra"]
+__all__ = ["DEFAULT_DPI", "CSS_DPI", "png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra",
+           "useful_views"]
+
+#: resolution of the report's figures (pixels per inch of the figure)
+DEFAULT_DPI = 120
+#: CSS pixels per inch: a figure is shown at its size in inches times this, whatever its dpi
+CSS_DPI = 96
+
+#: an axis of at most this many voxels is thin: a view across it would be a line
+THIN = 3
 
 _BLUE, _ORANGE, _GREY = "#1f77b4", "#d95f02", "#444444"
 
@@ -31,7 +42,7 @@ def png_bytes(fig: "matplotlib.figure.Figure", dpi: int) -> bytes:
     return buf.getvalue()
 
 
-def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = 80) -> bytes:
+def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = DEFAULT_DPI) -> bytes:
     """Train and validation ELBO per epoch (``model/elbo.tsv``) as PNG bytes."""
     fig, ax = plt.subplots(figsize=(7.0, 2.8))
     ep = np.asarray(elbo["epoch"])
@@ -89,6 +100,22 @@ def spectra(runs: list, nperseg: int = 64) -> tuple[np.ndarray, list, str]:
     return freqs, powers, unit
 
 
+def useful_views(shape: tuple, affine: np.ndarray) -> str:
+    """The cuts worth drawing of a grid, among ``"x"`` (sagittal), ``"y"`` (coronal) and
+    ``"z"`` (axial): those whose two in-plane axes are not thin (more than :data:`THIN`
+    voxels). A one-slice axial volume gives ``"z"``; a whole brain ``"xyz"``; ``"xyz"``
+    also when no view qualifies."""
+    world_of = np.argmax(np.abs(np.asarray(affine)[:3, :3]), axis=0)  # voxel axis -> world axis
+    n_world = {int(w): int(n) for w, n in zip(world_of, shape[:3])}
+    views = "".join(v for a, v in enumerate("xyz")
+                    if all(n_world.get(b, 1) > THIN for b in range(3) if b != a))
+    return views or "xyz"
+
+
+def _display_mode(views: str) -> str:
+    return {"xyz": "ortho", "xy": "yx"}.get(views, views)
+
+
 class MapFigure:
     """Regression map and decoder-effect map (orthogonal slices), and a glass brain.
 
@@ -114,13 +141,14 @@ class MapFigure:
     """
 
     def __init__(self, bg_img: nib.Nifti1Image, *, mni: bool, mask: np.ndarray, with_effects: bool,
-                 threshold: float = 2.0, dpi: int = 60) -> None:
+                 threshold: float = 2.0, dpi: int = DEFAULT_DPI) -> None:
         self.bg_img, self.mni, self.mask = bg_img, mni, mask
         self.with_effects, self.threshold, self.dpi = with_effects, threshold, dpi
         self.fig = plt.figure(figsize=(8.6 if with_effects else 4.3, 2.5))
         self.gfig = plt.figure(figsize=(4.3, 2.5))
         self._glass = None
         self._glass_base: set = set()
+        self._canon_mask: np.ndarray | None = None
 
     def render(self, comp_img: nib.Nifti1Image, effect_img: nib.Nifti1Image | None,
                cut_coords: tuple, title: str) -> tuple[bytes, bytes]:
@@ -132,8 +160,12 @@ class MapFigure:
         fig.clf()
         n = 2 if self.with_effects else 1
         w = 1.0 / n
+        views = useful_views(comp_img.shape, comp_img.affine)
+        cuts = tuple(float(cut_coords["xyz".index(v)]) for v in views)
         common = dict(bg_img=self.bg_img, threshold=self.threshold, figure=fig, draw_cross=False,
-                      black_bg=False, cut_coords=cut_coords, dim=-0.3 if self.mni else 0.0)
+                      black_bg=False, display_mode=_display_mode(views),
+                      cut_coords=list(cuts) if len(views) == 1 else cuts,
+                      dim=-0.3 if self.mni else 0.0)
         vmax = float(np.nanmax(np.abs(np.asarray(comp_img.dataobj)))) or 1.0
         plotting.plot_stat_map(comp_img, axes=(0, 0, w, 1), title=f"{title} regression map",
                                vmax=vmax, **common)
@@ -163,18 +195,34 @@ class MapFigure:
         self._glass.add_overlay(comp_img, threshold=self.threshold, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
 
     def _projections(self, comp_img: nib.Nifti1Image, vmax: float) -> None:
-        """Signed maximum-|z| projections along each axis, over the mask outline."""
-        data = np.nan_to_num(np.asarray(comp_img.dataobj, dtype=float))
-        for a, (axis, name) in enumerate(((0, "sagittal"), (1, "coronal"), (2, "axial"))):
-            ax = self.gfig.add_axes((a / 3 + 0.005, 0.04, 1 / 3 - 0.01, 0.8))
+        """Signed maximum-|z| projections along each world axis (RAS, as the slices), over
+        the mask outline, with the voxels' aspect; thin views (see :func:`useful_views`)
+        are left out."""
+        canon = nib.as_closest_canonical(comp_img)
+        data = np.nan_to_num(np.asarray(canon.dataobj, dtype=float))
+        if self._canon_mask is None:
+            mimg = nib.Nifti1Image(np.asarray(self.mask, np.uint8), comp_img.affine)
+            self._canon_mask = np.asarray(nib.as_closest_canonical(mimg).dataobj) > 0
+        mask = self._canon_mask
+        zooms = np.asarray(canon.header.get_zooms()[:3], float)
+        views = useful_views(canon.shape, canon.affine)
+        kept = [(axis, name) for axis, name in ((0, "sagittal"), (1, "coronal"), (2, "axial"))
+                if "xyz"[axis] in views]
+        n = len(kept)
+        for a, (axis, name) in enumerate(kept):
+            ax = self.gfig.add_axes((a / n + 0.005, 0.04, 1 / n - 0.01, 0.8))
             idx = np.argmax(np.abs(data), axis=axis)
             proj = np.take_along_axis(data, np.expand_dims(idx, axis), axis=axis).squeeze(axis)
-            outline = self.mask.any(axis=axis)
+            outline = mask.any(axis=axis)
             proj = np.ma.masked_where(np.abs(proj) <= self.threshold, proj)
-            ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, interpolation="nearest")
-            ax.imshow(proj.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            rows, cols = [b for b in range(3) if b != axis][::-1]   # image rows: the second axis
+            aspect = zooms[rows] / zooms[cols]
+            ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, interpolation="nearest",
+                      aspect=aspect)
+            ax.imshow(proj.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
+                      aspect=aspect)
             ax.set_axis_off()
-            ax.set_title(f"max |z|: {name}" if a == 1 else name, fontsize=8)
+            ax.set_title(f"max |z|: {name}" if a == n // 2 else name, fontsize=8)
 
     def close(self) -> None:
         plt.close(self.fig)
@@ -196,7 +244,7 @@ class SignalFigure:
         PNG resolution.
     """
 
-    def __init__(self, runs: list, subject_run: int, prior: Any = None, dpi: int = 60,
+    def __init__(self, runs: list, subject_run: int, prior: Any = None, dpi: int = DEFAULT_DPI,
                  max_factors: int = 2) -> None:
         self.runs, self.dpi = runs, dpi
         self.run = runs[subject_run] if runs else None

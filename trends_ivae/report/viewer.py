@@ -57,6 +57,78 @@ def _png_b64(arr: np.ndarray, cmap, vmin: float, vmax: float) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _axis_aligned(img: nib.Nifti1Image) -> nib.Nifti1Image | None:
+    """``img`` with its axes flipped and permuted to a positive diagonal affine (exact,
+    no interpolation); None when the affine is oblique."""
+    from nilearn.image import reorder_img
+
+    try:
+        return reorder_img(img, resample=None, copy_header=True)
+    except TypeError:  # nilearn < 0.11
+        try:
+            return reorder_img(img, resample=None)
+        except ValueError:
+            return None
+    except ValueError:
+        return None
+
+
+def _iso_nearest(img: nib.Nifti1Image, voxel_size: float) -> nib.Nifti1Image:
+    """An axis-aligned image on an isotropic grid of ``voxel_size`` mm covering the same
+    box, by nearest neighbour: with ``voxel_size`` at most the smallest voxel size every
+    source voxel is kept (a one-slice volume stays one slice thick)."""
+    data = np.asarray(img.dataobj)
+    zooms = np.abs(np.diag(img.affine)[:3])
+    idx = []
+    for n, z in zip(data.shape[:3], zooms):
+        m = max(1, int(round(n * z / voxel_size)))
+        idx.append(np.minimum(((np.arange(m) + 0.5) * n / m).astype(int), n - 1))
+    out = data[np.ix_(*idx)] if data.ndim == 3 else data[np.ix_(*idx, np.arange(data.shape[3]))]
+    aff = np.eye(4)
+    step = np.array([n * z / len(i) for n, z, i in zip(data.shape[:3], zooms, idx)])
+    aff[:3, :3] = np.diag(step)
+    aff[:3, 3] = img.affine[:3, 3] - 0.5 * zooms + 0.5 * step
+    return nib.Nifti1Image(out, aff)
+
+
+def _viewer_grid(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image,
+                 voxel_size: float | None) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """Maps and background on one isotropic grid with a positive diagonal affine (what
+    brainsprite reads).
+
+    Maps on an axis-aligned grid keep their own grid: flipped to a positive diagonal and,
+    when anisotropic, repeated by nearest neighbour to the smallest voxel size (or
+    ``voxel_size`` when given and smaller), so that every voxel, a one-slice volume
+    included, shows with its own value; the background is resampled onto that grid.
+    Oblique maps are resampled (nearest) onto the background's bounding box at
+    ``voxel_size`` (default the smallest voxel size of the maps, at least 2 mm).
+    """
+    from nilearn.image import resample_img, resample_to_img
+
+    try:  # nilearn >= 0.11 warns unless these are given
+        resample_to_img(bg_img, bg_img, force_resample=True, copy_header=True)
+        kw = {"force_resample": True, "copy_header": True}
+    except TypeError:
+        kw = {}
+    aligned = _axis_aligned(maps_img) if voxel_size is None else None
+    if aligned is not None:
+        vs = float(np.abs(np.diag(aligned.affine)[:3]).min())
+        maps = _iso_nearest(aligned, vs)
+        ref = nib.Nifti1Image(np.zeros(maps.shape[:3], np.float32), maps.affine)
+        bg = None
+        if bg_img.shape[:3] == maps_img.shape[:3] and np.allclose(bg_img.affine, maps_img.affine):
+            bg_al = _axis_aligned(bg_img)
+            bg = _iso_nearest(bg_al, vs) if bg_al is not None else None
+        if bg is None:
+            bg = resample_to_img(bg_img, ref, interpolation="continuous", **kw)
+        return maps, bg
+    if voxel_size is None:
+        voxel_size = max(2.0, float(min(maps_img.header.get_zooms()[:3])))
+    bg = resample_img(bg_img, target_affine=np.diag([voxel_size] * 3), interpolation="continuous", **kw)
+    maps = resample_to_img(maps_img, bg, interpolation="nearest", **kw)
+    return maps, bg
+
+
 def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list, *,
                 threshold: float = 2.0, voxel_size: float | None = None,
                 peaks_mm: list | None = None, width: int = 760) -> str:
@@ -73,8 +145,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     threshold : float
         |z| below which the overlay is transparent.
     voxel_size : float, optional
-        Isotropic voxel size (mm) of the viewer grid; default the smallest voxel size of
-        the maps, at least 2 mm.
+        Isotropic voxel size (mm) of the viewer grid (see :func:`_viewer_grid`).
     peaks_mm : list of 3-tuples, optional
         Cut of each component (world mm); default its peak.
     width : int
@@ -89,18 +160,8 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     if js is None:
         return ""
     import matplotlib.pyplot as plt
-    from nilearn.image import resample_img, resample_to_img
 
-    if voxel_size is None:
-        voxel_size = max(2.0, float(min(maps_img.header.get_zooms()[:3])))
-    target = np.diag([voxel_size] * 3)
-    try:  # nilearn >= 0.11 warns unless these are given
-        kw = {"force_resample": True, "copy_header": True}
-        bg = resample_img(bg_img, target_affine=target, interpolation="continuous", **kw)
-    except TypeError:
-        kw = {}
-        bg = resample_img(bg_img, target_affine=target, interpolation="continuous")
-    maps = resample_to_img(maps_img, bg, interpolation="linear", **kw)
+    maps, bg = _viewer_grid(maps_img, bg_img, voxel_size)
     bgd = np.nan_to_num(np.asarray(bg.dataobj, dtype=float))
     mdata = np.nan_to_num(np.asarray(maps.dataobj, dtype=float))
     if mdata.ndim == 3:
@@ -118,9 +179,13 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     inv = np.linalg.inv(bg.affine)
     shape = np.array(bgd.shape)
     comps = []
+    # the colour range covers the map itself, not only what the resampled grid kept
+    src = np.abs(np.asarray(maps_img.dataobj, dtype=np.float32))
+    src_max = np.nanmax(src.reshape(-1, src.shape[3]) if src.ndim == 4 else src.reshape(-1, 1), axis=0)
+    del src
     for j, name in enumerate(names):
         d = mdata[..., j]
-        vmax = float(np.abs(d).max()) or 1.0
+        vmax = float(max(np.nan_to_num(src_max[j]), np.abs(d).max())) or 1.0
         over = np.ma.masked_where(np.abs(d) <= threshold, d)
         if peaks_mm is not None:
             ijk = np.rint(nib.affines.apply_affine(inv, peaks_mm[j])).astype(int)
@@ -128,7 +193,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
             ijk = np.array(np.unravel_index(int(np.argmax(np.abs(d))), d.shape))
         ijk = np.clip(ijk, 0, shape - 1)
         comps.append({"name": str(name), "png": _png_b64(_to_sprite(over), cmap, -vmax, vmax),
-                      "vmax": round(vmax, 3), "cut": [int(v) for v in ijk]})
+                      "vmax": float(np.ceil(vmax * 1000) / 1000), "cut": [int(v) for v in ijk]})
     shift = np.eye(4)
     shift[:3, 3] = -1.0
     params = {
@@ -143,6 +208,17 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
         "radiological": False, "showLR": True,
         "colorMap": {"img": "ivae-cmap", "min": -comps[0]["vmax"], "max": comps[0]["vmax"]},
     }
+    thin = {v: int(n) for v, n in zip("xyz", shape) if n <= 3}
+    note = ""
+    if thin:   # brainsprite always draws three views: say which ones are lines
+        planes = {"sagittal": "yz", "coronal": "xz", "axial": "xy"}
+        flat = [v for v, axes in planes.items() if any(t in axes for t in thin)]
+        kept = [v for v in planes if v not in flat]
+        note = (f'<p class="muted">A thin volume ({"×".join(str(int(n)) for n in shape)} voxels on the '
+                f"viewer's grid): the {' and '.join(flat)} view{'s are' if len(flat) > 1 else ' is'} "
+                f"{min(thin.values())} voxel{'s' if min(thin.values()) > 1 else ''} thin"
+                + (f"; read the {' and '.join(kept)} view{'s' if len(kept) > 1 else ''}." if kept else ".")
+                + "</p>")
     anchors = "".join(f'<span id="view-{html.escape(c["name"])}"></span>' for c in comps)
     options = "\n".join(f'<option value="{j}">{html.escape(c["name"])}</option>' for j, c in enumerate(comps))
     data_js = json.dumps([{k: c[k] for k in ("name", "png", "vmax", "cut")} for c in comps])
@@ -154,7 +230,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
   <button type="button" id="ivae-next" aria-label="next component">&#9654;</button>
   <span class="muted">click or drag in the slices to move the cut; |z| &gt; {threshold:g} shown</span>
 </div>
-<div id="ivae-viewer" data-component="{html.escape(comps[0]['name'])}" style="width:{int(width)}px;max-width:100%">
+{note}<div id="ivae-viewer" data-component="{html.escape(comps[0]['name'])}" style="width:{int(width)}px;max-width:100%">
   <canvas id="ivae-canvas"></canvas>
 </div>
 <div style="display:none">
