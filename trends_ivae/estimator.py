@@ -76,13 +76,14 @@ class IVAE(SourceEstimator):
         KL and the entropy keep their full weight from the first step).
     n_init : int, default=1
         Restarts with different seeds; ``select`` decides which one is kept.
-    init : {"random", "ica"}, default="random"
+    init : {"ica", "random"}, default="ica"
         "ica" adds affine paths beside the encoder and decoder MLPs
         (``linear_skip``) and starts the first restart at a linear ICA solution of
         the same (x, u) (:func:`trends_ivae.linear_start.linear_start`: FastICA or
         nonstationary ICA, whichever has the higher linear-model likelihood), with
         the MLP residuals at zero and the prior at the start's per-level statistics;
-        later restarts start at random.
+        later restarts start at random. The vanilla VAE (``prior="normal"``) always
+        starts at random: u reaches no part of it, the start included.
     select : {"score", "central"}, default="score"
         Keep the restart with the best held-out ELBO ("score"), or the most central
         one, the restart whose components best match all the others' (ICASSO-style,
@@ -182,7 +183,7 @@ class IVAE(SourceEstimator):
                  patience: int = 30, grad_clip: float = 10.0, n_init: int = 1,
                  init_epochs: int | None = None, n_iwae: int = 4,
                  device: str = "auto", amp: bool = False, max_seconds: float | None = None,
-                 random_state: Any = None, verbose: int = 0, init: str = "random", select: str = "score",
+                 random_state: Any = None, verbose: int = 0, init: str = "ica", select: str = "score",
                  n_threads: int | str | None = "auto") -> None:
         self.n_components = n_components
         self.prior = prior
@@ -224,7 +225,7 @@ class IVAE(SourceEstimator):
                         n_hidden=self.n_hidden, activation=self.activation,
                         decoder_var=self.decoder_var, learn_prior_mean=self.learn_prior_mean,
                         encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior,
-                        linear_skip=self.init == "ica")
+                        linear_skip=self._linear_start_used())
         tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                          warmup_frac=self.warmup_frac, kl_start=self.kl_start,
                          entropy_start=self.entropy_start, decoder_var_start=self.decoder_var_start,
@@ -275,7 +276,7 @@ class IVAE(SourceEstimator):
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):
-            init_first = self._linear_init(Xt, Ut, seed) if self.init == "ica" else None
+            init_first = self._linear_init(Xt, Ut, seed) if self._linear_start_used() else None
             results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
                                    init_epochs=self.init_epochs, comm=comm if comm.active else None,
@@ -339,17 +340,20 @@ class IVAE(SourceEstimator):
         X = x.float().cpu().numpy() * self.x_scale_ + self.x_mean_
         return X, self._user_from_internal(z.float().cpu().numpy())
 
+    def _linear_start_used(self) -> bool:
+        return self.init == "ica" and self.prior != "normal"
+
     def _linear_init(self, Xt: Any, Ut: torch.Tensor, seed: int):
         """The first restart's start: a linear ICA solution of (a subsample of) the rows."""
         from .linear_start import linear_start
         from .model.priors import init_lookup_prior
 
         xs, us = self._consensus_rows(Xt, Ut, seed, max_rows=200_000)
-        X = xs.detach().cpu().numpy()
-        if self._comm.active:   # every rank starts from rank 0's solution
-            X, codes = self._comm.gather((X, self._level_codes(us)))[0]
-        else:
-            codes = self._level_codes(us)
+        X, codes = xs.detach().cpu().numpy(), self._level_codes(us)
+        if self._comm.active:   # every rank starts from the solution of all ranks' rows
+            parts = self._comm.gather((X, codes))
+            X = np.concatenate([p[0] for p in parts])
+            codes = None if codes is None else np.concatenate([p[1] for p in parts])
         st = linear_start(X, codes, self.n_components, random_state=seed % 2**31)
         self.start_method_ = st.method
         y = torch.as_tensor(st.transform(X), dtype=torch.float32)
@@ -358,7 +362,8 @@ class IVAE(SourceEstimator):
         def init(model: IVAEModel) -> None:
             model.set_linear_start(torch.as_tensor(st.unmixing), torch.as_tensor(st.offset))
             if u0 is not None and self.aux_kind_ == "discrete":
-                init_lookup_prior(model.prior, y.to(model.prior.log_scale_table.device), u0.to(y.device))
+                dev = model.enc_linear.weight.device
+                init_lookup_prior(model.prior, y.to(dev), u0.to(dev))
         return init
 
     # ---------------------------------------------------------------- save/load
