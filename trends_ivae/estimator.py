@@ -8,7 +8,6 @@ and the VAE-only methods (decoder, ELBO, sampling, Jacobian).
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -281,37 +280,9 @@ class IVAE(SourceEstimator):
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
                                    init_epochs=self.init_epochs, comm=comm if comm.active else None,
                                    stream_rows=stream_rows, device=self.device_, init_first=init_first)
-            elbos = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
-            self.diverged_ = np.array([r.diverged for r in results])
-            if not np.isfinite(elbos).any():
-                raise RuntimeError(f"all {self.n_init} restarts diverged (non-finite ELBO), also after a retry "
-                                   f"with a lower learning rate; try lr < {self.lr}, a larger decoder_var "
-                                   "or standardize=True")
-            for i in np.flatnonzero(self.diverged_):
-                warnings.warn(f"restart {i + 1} of {self.n_init} diverged and was discarded", RuntimeWarning)
-            best = self._select([r.model for r in results], elbos, Xt, Ut, seed)
-        chosen = results[best]
-        self.model_ = chosen.model
-        log_scale = float(np.log(self.x_scale_).sum())
-        self.restart_elbos_ = elbos - log_scale
-        self.elbo_ = float(self.restart_elbos_[best])
-        self.history_ = {k: [v - log_scale for v in vals] for k, vals in chosen.history.items()}
-        self.loss_curve_ = [-v for v in self.history_["train_elbo"]]
-        self.n_iter_ = chosen.n_epochs
-        self.fit_seconds_ = float(sum(r.seconds for r in results))
-        self._finish_fit()
+            self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}, a larger decoder_var or "
+                                                   "standardize=True (also after a retry with a lower learning rate)")
         return self
-
-    @torch.no_grad()
-    def inverse_transform(self, Z: Any) -> np.ndarray:
-        """Decoder mean f(z) in the units of ``X``, shape (n_samples, n_features)."""
-        self._check_fitted()
-        Z = self._check_X(Z, "Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns; the model has {self.n_components} components")
-        Zt = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
-        xs = self._batched(lambda s: self.model_.decode(Zt[s]).float().cpu().numpy(), Z.shape[0])
-        return xs * self.x_scale_ + self.x_mean_
 
     @torch.no_grad()
     def score(self, X: Any, u: Any) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -191,6 +192,18 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
 
 
     @torch.no_grad()
+    def inverse_transform(self, Z: Any) -> np.ndarray:
+        """The model's ``f(z)`` (the VAE's decoder mean, the flow's inverse) in the units
+        of ``X``, shape (n_samples, n_features)."""
+        self._check_fitted()
+        Z = self._check_X(Z, "Z")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"Z has {Z.shape[1]} columns; the model has {self.n_components} components")
+        Zt = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
+        xs = self._batched(lambda s: self.model_.decode(Zt[s]).float().cpu().numpy(), Z.shape[0])
+        return xs * self.x_scale_ + self.x_mean_
+
+    @torch.no_grad()
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
@@ -323,10 +336,30 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         warn_collinear(zs[best], stacklevel=4)
         return best
 
-    def _finish_fit(self) -> None:
+    def _adopt(self, results: list, Xt: Any, Ut: torch.Tensor, seed: int, hint: str) -> int:
+        """Keep the restart :meth:`_select` picks among ``results`` (each with ``model``,
+        ``best_val_elbo``, ``diverged``, ``history``, ``n_epochs``, ``seconds``) and set the
+        learned attributes from it; ``hint`` ends the error when every restart diverged."""
+        scores = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
+        self.diverged_ = np.array([r.diverged for r in results])
+        if not np.isfinite(scores).any():
+            raise RuntimeError(f"all {len(results)} restarts diverged (non-finite objective); {hint}")
+        for i in np.flatnonzero(self.diverged_):
+            warnings.warn(f"restart {i + 1} of {len(results)} diverged and was discarded", RuntimeWarning)
+        best = self._select([r.model for r in results], scores, Xt, Ut, seed)
+        chosen = results[best]
+        self.model_ = chosen.model
+        log_scale = float(np.log(self.x_scale_).sum())
+        self.restart_elbos_ = scores - log_scale
+        self.elbo_ = float(self.restart_elbos_[best])
+        self.history_ = {k: [v - log_scale for v in vals] for k, vals in chosen.history.items()}
+        self.loss_curve_ = [-v for v in self.history_["train_elbo"]]
+        self.n_iter_ = chosen.n_epochs
+        self.fit_seconds_ = float(sum(r.seconds for r in results))
         self.component_order_ = np.arange(self.n_components)
         self.component_signs_ = np.ones(self.n_components)
         self.__dict__.pop("_comm", None)
+        return best
 
     # ---------------------------------------------------------------- save/load
     #: learned attributes written by :meth:`save` and read back by :meth:`load`,

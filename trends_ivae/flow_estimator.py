@@ -10,7 +10,6 @@ fit starts where linear ICA ends. Same API as :class:`~trends_ivae.estimator.IVA
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -172,36 +171,8 @@ class IFlow(SourceEstimator):
                 results.append(train_flow(mc, tc, Xt, Ut, seed=seed + 1000 * (i + 1), split_seed=seed, start=start,
                                           verbose=self.verbose, desc=f"flow restart {i + 1}/{self.n_init}",
                                           max_seconds=self.max_seconds))
-            scores = np.array([r.best_val_elbo if not r.diverged else -np.inf for r in results])
-            self.diverged_ = np.array([r.diverged for r in results])
-            if not np.isfinite(scores).any():
-                raise RuntimeError(f"all {self.n_init} flow restarts diverged (non-finite log-likelihood); "
-                                   f"try lr < {self.lr}")
-            for i in np.flatnonzero(self.diverged_):
-                warnings.warn(f"restart {i + 1} of {self.n_init} diverged and was discarded", RuntimeWarning)
-            best = self._select([r.model for r in results], scores, Xt, Ut, seed)
-        chosen = results[best]
-        self.model_ = chosen.model
-        log_scale = float(np.log(self.x_scale_).sum())
-        self.restart_elbos_ = scores - log_scale
-        self.elbo_ = float(self.restart_elbos_[best])
-        self.history_ = {k: [v - log_scale for v in vals] for k, vals in chosen.history.items()}
-        self.loss_curve_ = [-v for v in self.history_["train_elbo"]]
-        self.n_iter_ = chosen.n_epochs
-        self.fit_seconds_ = float(sum(r.seconds for r in results))
-        self._finish_fit()
+            self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}")
         return self
-
-    @torch.no_grad()
-    def inverse_transform(self, Z: Any) -> np.ndarray:
-        """``x = f(z)`` (the inverse flow) in the units of ``X``."""
-        self._check_fitted()
-        Z = self._check_X(Z, "Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns; the model has {self.n_components} components")
-        Zt = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
-        xs = self._batched(lambda s: self.model_.decode(Zt[s]).float().cpu().numpy(), Z.shape[0])
-        return xs * self.x_scale_ + self.x_mean_
 
     @torch.no_grad()
     def score(self, X: Any, u: Any) -> float:
