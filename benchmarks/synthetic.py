@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__} | device {device}" + (f" ({gpu})" if gpu else ""))
     print(f"# data: n=d=5, M={size['n_segments']}, L={size['n_per_segment']}, 3 mixing layers"
           + (" (QUICK)" if args.quick else ""))
-    cases = ([("reported", s, True) for s in seeds] + [("reported", unc[0], False)] if unc else []) \
-        + [("fresh", s, True) for s in fresh] + [("fresh", s, False) for s in unc[1:]]
+    cases = ([("reported", s, True) for s in seeds] + [("reported", s, False) for s in unc[:1]]
+             + [("fresh", s, True) for s in fresh] + [("fresh", s, False) for s in unc[1:]])
     cols = [e for e in args.estimators] + ([] if args.no_baselines else ["fastica", "nsica"])
     header = f"{'set':<9} {'data':<14} " + " ".join(f"{c:>8}" for c in cols) + "".join(
         f" {e + ' s':>7}" for e in args.estimators) + ("".join(f" {e + ' seeds':>18}" for e in args.estimators)

@@ -72,3 +72,22 @@ def test_report_stability_row():
     assert "needs two or more restarts" in _stability_text(math.nan, 1)
     assert "needs two or more restarts" in _stability_text(None, 1)
     assert _stability_text(0.91234, 3).startswith("0.912")
+
+
+def test_training_progress_prints_the_elbo_per_volume_in_data_units(capsys):
+    """The progress lines and the results (history_, elbo.tsv, the summary) use one scale."""
+    import re
+
+    import numpy as np
+
+    from trends_ivae import IVAE
+    from trends_ivae.simulate import make_segment_data
+
+    d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,
+                          n_draws_for_threshold=50)
+    X = d.X * 50.0 + 3.0   # far from unit scale: the standardised and the data units differ by ~7.8
+    est = IVAE(2, max_epochs=3, batch_size=64, hidden_dim=8, random_state=0, verbose=2, n_init=1).fit(X, d.u)
+    err = capsys.readouterr().err
+    vals = [float(v) for v in re.findall(r"ELBO per volume train \S+ val (\S+)", err)]
+    assert len(vals) == 3
+    np.testing.assert_allclose(vals, est.history_["val_elbo"], atol=2e-3)

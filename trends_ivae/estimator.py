@@ -279,7 +279,8 @@ class IVAE(SourceEstimator):
             results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
                                    init_epochs=self.init_epochs, comm=comm if comm.active else None,
-                                   stream_rows=stream_rows, device=self.device_, init_first=init_first)
+                                   stream_rows=stream_rows, device=self.device_, init_first=init_first,
+                                   elbo_offset=-float(np.log(self.x_scale_).sum()))
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}, a larger decoder_var or "
                                                    "standardize=True (also after a retry with a lower learning rate)")
         return self

@@ -170,7 +170,8 @@ class IFlow(SourceEstimator):
                 start = self._start(Xt, Ut, seed) if i == 0 else None
                 results.append(train_flow(mc, tc, Xt, Ut, seed=seed + 1000 * (i + 1), split_seed=seed, start=start,
                                           verbose=self.verbose, desc=f"flow restart {i + 1}/{self.n_init}",
-                                          max_seconds=self.max_seconds))
+                                          max_seconds=self.max_seconds,
+                                          ll_offset=-float(np.log(self.x_scale_).sum())))
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}")
         return self
 

@@ -129,7 +129,8 @@ def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: 
 
 def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torch.Tensor, *, seed: int,
                split_seed: int | None = None, start: tuple[torch.Tensor, torch.Tensor] | None = None,
-               verbose: int = 0, desc: str = "flow", max_seconds: float | None = None) -> FlowResult:
+               verbose: int = 0, desc: str = "flow", max_seconds: float | None = None,
+               ll_offset: float = 0.0) -> FlowResult:
     """Fit one flow to standardised ``X`` (N, n) with u indices ``U`` on one device.
 
     Parameters
@@ -139,6 +140,8 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
         a random orthogonal matrix.
     split_seed : int, optional
         Seed of the train/validation split (the same for all restarts); ``seed`` by default.
+    ll_offset : float
+        Added to the log-likelihoods the progress display shows (the data's units).
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -156,7 +159,7 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
     gen = make_generator(device, seed + 1)
     state = {"epoch": 0, "best": -math.inf, "best_state": None, "history": {"train_elbo": [], "val_elbo": []}}
     deadline = None if max_seconds is None else t0 + max_seconds
-    progress = _Progress(verbose, desc, tc.linear_epochs + tc.max_epochs)
+    progress = _Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset)
     linear = [model.unmixing, model.offset, *model.prior.parameters()]
     linear_epochs = tc.linear_epochs + (0 if config.transforms else tc.max_epochs)
     ok = _phase(model, linear, tc, linear_epochs, X, U, train_idx, val_idx, gen, state, progress, deadline)
@@ -165,7 +168,7 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
                     progress, deadline)
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    progress.close(f"held-out log-likelihood {state['best']:.3f} per row")
+    progress.close(f"held-out log-likelihood per volume {state['best'] + ll_offset:.3f}")
     return FlowResult(model=model.eval(), best_val_elbo=state["best"], history=state["history"],
                       n_epochs=state["epoch"], diverged=not ok and state["best_state"] is None, seed=seed,
                       seconds=time.perf_counter() - t0)

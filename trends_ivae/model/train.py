@@ -146,8 +146,9 @@ class _Progress:
     last epoch of each restart, every epoch with ``verbose > 1``, and the outcome.
     """
 
-    def __init__(self, verbose: int, desc: str, total: int) -> None:
-        self.verbose, self.desc, self.total = verbose, desc, total
+    def __init__(self, verbose: int, desc: str, total: int, offset: float = 0.0) -> None:
+        # offset: added to every ELBO shown, so that it reads in the data's units (per volume)
+        self.verbose, self.desc, self.total, self.offset = verbose, desc, total, offset
         self.tty = sys.stderr.isatty()
         self.bar = None
         if self.verbose > 0 and self.tty:
@@ -162,7 +163,7 @@ class _Progress:
     def update(self, epoch: int, train: float, val: float) -> None:
         if self.verbose <= 0:
             return
-        elbo = f"ELBO train {train:.3f} val {val:.3f}"
+        elbo = f"ELBO per volume train {train + self.offset:.3f} val {val + self.offset:.3f}"
         if self.bar is not None:
             self.bar.set_postfix_str(elbo, refresh=False)
             self.bar.update(epoch - self.bar.n)
@@ -233,7 +234,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
                 max_seconds: float | None = None, stop_epoch: int | None = None,
                 resume: dict | None = None, comm=None, stream_rows: int | None = None,
                 device: str | torch.device | None = None,
-                init: Callable[[IVAEModel], None] | None = None) -> TrainResult:
+                init: Callable[[IVAEModel], None] | None = None, elbo_offset: float = 0.0) -> TrainResult:
     """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
 
     Parameters
@@ -277,6 +278,9 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     init : callable, optional
         Called with the freshly built model before training, e.g. to start it at a
         linear ICA solution (a checkpoint or ``resume`` state, when present, wins).
+    elbo_offset : float
+        Added to the ELBOs the progress display shows (e.g. ``-sum(log scale)`` of a
+        standardisation, so that they read in the data's units as the results do).
     """
     comm = _SingleProcess() if comm is None else comm
     tc = train_config
@@ -332,7 +336,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", epoch)
 
     use_amp = tc.amp and device.type == "cuda"
-    progress = _Progress(verbose, desc, tc.max_epochs)
+    progress = _Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
     diverged = False
     model.train()
     objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
@@ -433,7 +437,8 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         model.load_state_dict(best_state)
     model.eval()
     seconds = time.perf_counter() - t0
-    progress.close("diverged" if diverged else f"done: best held-out ELBO {best_val:.3f} ({seconds:.1f} s)")
+    progress.close("diverged" if diverged else
+                   f"done: best held-out ELBO per volume {best_val + elbo_offset:.3f} ({seconds:.1f} s)")
     if best_state is None:
         best_val = -math.inf
     return TrainResult(model=model, best_val_elbo=best_val, history=history, n_epochs=epoch,
@@ -531,11 +536,12 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
                  max_seconds: float | None = None, init_epochs: int | None = None,
                  comm=None, stream_rows: int | None = None,
                  device: str | torch.device | None = None,
-                 init_first: Callable[[IVAEModel], None] | None = None) -> list[TrainResult]:
+                 init_first: Callable[[IVAEModel], None] | None = None,
+                 elbo_offset: float = 0.0) -> list[TrainResult]:
     """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
 
     ``init_first`` starts the first restart (e.g. at a linear ICA solution); the
-    others start at random.
+    others start at random. ``elbo_offset`` is passed to :func:`train_model`.
 
     With ``init_epochs`` (and ``n_init > 1``) the restarts race: each runs its first
     ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and only the one
@@ -558,7 +564,7 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
         res = train_model(model_config, tc, X, U, seed=restart_seed, split_seed=split_seed,
                           verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds,
                           stop_epoch=stop, init=init_first if i == 0 else None,
-                          comm=comm, stream_rows=stream_rows, device=device)
+                          comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
         if res.diverged:
             tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
             logger.warning("%s diverged; retrying with lr=%g", desc, tc.lr)
@@ -569,7 +575,7 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
             res = train_model(model_config, tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
                               verbose=verbose, desc=desc + " (retry)", checkpoint_path=ckpt,
                               max_seconds=max_seconds, stop_epoch=stop,
-                              comm=comm, stream_rows=stream_rows, device=device)
+                              comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
         results.append(res)
         ckpts.append(ckpt)
         tcs.append(tc)
@@ -582,7 +588,7 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
                                verbose=verbose, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
                                checkpoint_path=ckpts[best], max_seconds=max_seconds,
                                resume=r.resume_state,
-                               comm=comm, stream_rows=stream_rows, device=device)
+                               comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
             cont.seconds += r.seconds
             results[best] = cont
         for res in results:
