@@ -414,7 +414,12 @@ def test_stability_column_shown_when_the_labels_have_it(native_out, tmp_path):
         table = text[text.index('<table class="comps">'):]
         return table[:table.index("</thead>")]
 
-    plain = build_report(native_out, output=tmp_path / "plain.html", interactive=False)
+    # fit writes the column (n/a with one restart); a labels table without it shows none
+    bare = tmp_path / "bare"
+    shutil.copytree(native_out, bare)
+    bpath = bare / "group" / "desc-ivae_labels.tsv"
+    pd.read_csv(bpath, sep="\t").drop(columns=["stability"], errors="ignore").to_csv(bpath, sep="\t", index=False)
+    plain = build_report(bare, output=tmp_path / "plain.html", interactive=False)
     assert "<th>stability</th>" not in headers(plain)
     out = tmp_path / "out"
     shutil.copytree(native_out, out)
@@ -597,3 +602,19 @@ def test_the_network_check_catches_an_external_resource(tmp_path):
     _open(shutil.which("chromium") or shutil.which("chromium-browser"), page, tmp_path,
           f"--log-net-log={netlog}", "--dump-dom")
     assert any("127.0.0.1:9" in u for u in _page_requests(netlog))
+
+
+def test_stability_column_left_out_when_every_value_is_na(native_out, tmp_path):
+    """One restart: the labels say n/a throughout, and the table shows no column of nan."""
+    from trends_ivae.report import build_report
+
+    out = tmp_path / "out"
+    shutil.copytree(native_out, out)
+    lpath = out / "group" / "desc-ivae_labels.tsv"
+    labels = pd.read_csv(lpath, sep="\t")
+    labels["stability"] = "n/a"
+    labels.to_csv(lpath, sep="\t", index=False)
+    text = build_report(out, output=tmp_path / "r.html", interactive=False).read_text()
+    table = text[text.index('<table class="comps">'):]
+    assert "<th>stability</th>" not in table[:table.index("</thead>")]
+    assert "stability nan" not in text

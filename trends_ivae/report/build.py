@@ -291,9 +291,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                        coord_label=coord_col, atlas=atlas_obj, effects=eff_data, mask=mask)
     if "explained_variance" in res.labels:
         table.insert(1, "explained variance", np.asarray(res.labels["explained_variance"], float))
-    if "stability" in res.labels:  # per-component stability across restarts, when the fit wrote it
-        table.insert(1 + ("explained variance" in table), "stability",
-                     np.asarray(pd.to_numeric(res.labels["stability"], errors="coerce"), float))
+    stability = (np.asarray(pd.to_numeric(res.labels["stability"], errors="coerce"), float)
+                 if "stability" in res.labels else None)
+    if stability is not None and np.isfinite(stability).any():   # n/a throughout with one restart
+        table.insert(1 + ("explained variance" in table), "stability", stability)
     edge_flags = [bool(v) for v in table["edge"]] if "edge" in table else [False] * k
     if "edge" in table:
         table["edge"] = ["⚠ mostly on the mask edge" if f else "" for f in edge_flags]
@@ -379,7 +380,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                 facts = [f"peak z {row['peak z']:.2f} at {coord_col} {tuple(row[coord_col])}"]
                 if "explained variance" in table:
                     facts.insert(0, f"explained variance {row['explained variance']:.3g}")
-                if "stability" in table:
+                if "stability" in table and np.isfinite(row["stability"]):
                     facts.insert(1 if "explained variance" in table else 0, f"stability {row['stability']:.2f}")
                 if "region" in table:
                     facts.append(f"region: {row['region']}")
