@@ -73,6 +73,9 @@ def test_flow_starts_at_the_linear_layer(architecture):
     x = torch.randn(5, 3)
     z, logdet = model.forward_and_logdet(x)
     torch.testing.assert_close(z, x @ W.T + 1, atol=1e-5, rtol=1e-5)
+    z0, logdet0 = model.forward_and_logdet(x, splines=False)   # the linear phase's shortcut
+    torch.testing.assert_close(z0, z, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logdet0, logdet, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logdet, torch.full((5,), float(np.log(2.0))), atol=1e-5, rtol=1e-5)
 
 

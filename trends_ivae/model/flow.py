@@ -206,10 +206,16 @@ class FlowModel(nn.Module):
         self.unmixing.copy_(torch.as_tensor(unmixing, dtype=self.unmixing.dtype))
         self.offset.copy_(torch.as_tensor(offset, dtype=self.offset.dtype))
 
-    def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z = g(x)`` (B, n) and ``log |det J_g(x)|`` (B,)."""
+    def forward_and_logdet(self, x: torch.Tensor, splines: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = g(x)`` (B, n) and ``log |det J_g(x)|`` (B,).
+
+        ``splines=False`` evaluates the linear layer alone: the same result while the
+        splines are still the identity (:meth:`reset_to_identity`), at a fraction of the cost.
+        """
         y = x @ self.unmixing.T + self.offset
         logdet = torch.linalg.slogdet(self.unmixing)[1].expand(x.shape[0])
+        if not splines:
+            return y, logdet
         if self.nsf is not None:
             z, ladj = self.nsf.transform().call_and_ladj(y)
             return z, logdet + ladj
@@ -229,9 +235,10 @@ class FlowModel(nn.Module):
             y = layer.inverse(y)
         return torch.linalg.solve(self.unmixing, (y - self.offset).T).T
 
-    def log_prob(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Exact ``log p(x | u)`` per row (B,), in the units of ``x``."""
-        z, logdet = self.forward_and_logdet(x)
+    def log_prob(self, x: torch.Tensor, u: torch.Tensor, splines: bool = True) -> torch.Tensor:
+        """Exact ``log p(x | u)`` per row (B,), in the units of ``x`` (``splines``: see
+        :meth:`forward_and_logdet`)."""
+        z, logdet = self.forward_and_logdet(x, splines=splines)
         return self.prior.log_prob(z, u).sum(-1) + logdet
 
     def elbo(self, x: torch.Tensor, u: torch.Tensor, **_: Any) -> torch.Tensor:

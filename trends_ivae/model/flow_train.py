@@ -80,19 +80,21 @@ class FlowResult:
 
 
 @torch.no_grad()
-def _mean_loglik(model: FlowModel, X: torch.Tensor, U: torch.Tensor, idx: torch.Tensor, batch: int = 16384) -> float:
+def _mean_loglik(model: FlowModel, X: torch.Tensor, U: torch.Tensor, idx: torch.Tensor, batch: int = 16384,
+                 splines: bool = True) -> float:
     total = 0.0
     for i in range(0, idx.numel(), batch):
         rows = idx[i:i + batch]
-        total += float(model.log_prob(X[rows], U[rows]).double().sum())
+        total += float(model.log_prob(X[rows], U[rows], splines=splines).double().sum())
     return total / max(idx.numel(), 1)
 
 
 def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: torch.Tensor, U: torch.Tensor,
            train_idx: torch.Tensor, val_idx: torch.Tensor, gen: torch.Generator, state: dict,
-           progress: _Progress, deadline: float | None) -> bool:
+           progress: _Progress, deadline: float | None, splines: bool = True) -> bool:
     """Train ``params`` for ``epochs``; keep the best held-out state in ``state``.
-    Returns False when the loss became non-finite."""
+    ``splines=False``: the splines are the identity and stay so (not in ``params``), so
+    the model is evaluated without them. Returns False when the loss became non-finite."""
     if epochs <= 0:
         return True
     n_batches = max(1, train_idx.numel() // tc.batch_size)
@@ -105,7 +107,7 @@ def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: 
         run = 0.0
         for b in range(n_batches):
             rows = order[b * tc.batch_size:(b + 1) * tc.batch_size]
-            loss = -model.log_prob(X[rows], U[rows]).mean()
+            loss = -model.log_prob(X[rows], U[rows], splines=splines).mean()
             if not torch.isfinite(loss):
                 return False
             opt.zero_grad(set_to_none=True)
@@ -116,7 +118,7 @@ def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: 
             run += loss.item()
         state["epoch"] += 1
         train_ll = -run / n_batches
-        val_ll = _mean_loglik(model.eval(), X, U, val_idx) if val_idx.numel() else train_ll
+        val_ll = _mean_loglik(model.eval(), X, U, val_idx, splines=splines) if val_idx.numel() else train_ll
         state["history"]["train_elbo"].append(train_ll)
         state["history"]["val_elbo"].append(val_ll)
         progress.update(state["epoch"], train_ll, val_ll)
@@ -162,7 +164,8 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
     progress = _Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset)
     linear = [model.unmixing, model.offset, *model.prior.parameters()]
     linear_epochs = tc.linear_epochs + (0 if config.transforms else tc.max_epochs)
-    ok = _phase(model, linear, tc, linear_epochs, X, U, train_idx, val_idx, gen, state, progress, deadline)
+    ok = _phase(model, linear, tc, linear_epochs, X, U, train_idx, val_idx, gen, state, progress, deadline,
+                splines=False)
     if ok and config.transforms and (deadline is None or time.perf_counter() < deadline):
         ok = _phase(model, list(model.parameters()), tc, tc.max_epochs, X, U, train_idx, val_idx, gen, state,
                     progress, deadline)
