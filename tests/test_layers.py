@@ -1,0 +1,90 @@
+"""The layer rules of docs/architecture.md, read from the source: io never imports torch,
+model never imports nibabel or nilearn, and the package's imports have no cycle at
+module level."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trends_ivae"
+
+
+def _imports(path: Path, toplevel_only: bool) -> set[str]:
+    """Absolute module names imported by ``path`` (relative imports resolved)."""
+    tree = ast.parse(path.read_text())
+    pkg = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)[:-1]   # the containing package
+    nodes = tree.body if toplevel_only else list(ast.walk(tree))
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[:len(pkg) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                out.add(mod)
+                if not node.module:   # from . import x
+                    out.update(f"{mod}.{a.name}" for a in node.names)
+            else:
+                out.add(node.module)
+    return out
+
+
+def _modules(sub: str = "") -> list[Path]:
+    return sorted((PACKAGE / sub).rglob("*.py"))
+
+
+def test_io_never_imports_torch():
+    bad = {str(p.relative_to(PACKAGE)): sorted(m for m in _imports(p, False) if m.split(".")[0] == "torch")
+           for p in _modules("io")}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_model_never_imports_nibabel_or_nilearn():
+    banned = {"nibabel", "nilearn"}
+    bad = {str(p.relative_to(PACKAGE)): sorted(m for m in _imports(p, False) if m.split(".")[0] in banned)
+           for p in _modules("model")}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def _graph() -> dict[str, set[str]]:
+    names = {}
+    for p in _modules():
+        parts = list(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names[".".join(parts)] = p
+    graph: dict[str, set[str]] = {}
+    for mod, path in names.items():
+        deps = set()
+        for imp in _imports(path, toplevel_only=True):
+            while imp and imp not in names:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != mod and not mod.startswith(imp + "."):   # a package's own __init__ is not a cycle
+                deps.add(imp)
+        graph[mod] = deps
+    return graph
+
+
+def test_no_import_cycle_at_module_level():
+    graph = _graph()
+    # the graph is read right: a few edges that must be there
+    assert "trends_ivae.estimator_base" in graph["trends_ivae.estimator"]
+    assert "trends_ivae.model.flow" in graph["trends_ivae.flow_estimator"]
+    assert "trends_ivae.io.cleaning" in graph["trends_ivae.io.preparation"]
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for d in graph[m]:
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m)
