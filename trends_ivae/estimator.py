@@ -16,7 +16,6 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .disk_rows import _INFER_ROWS
 from .estimator_base import SourceEstimator, cpu_threads
 from .model import IVAEConfig, IVAEModel, TrainConfig, fit_restarts
 
@@ -280,24 +279,10 @@ class IVAE(SourceEstimator):
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
                                    init_epochs=self.init_epochs, comm=comm if comm.active else None,
                                    stream_rows=stream_rows, device=self.device_, init_first=init_first,
-                                   elbo_offset=-float(np.log(self.x_scale_).sum()))
+                                   elbo_offset=self._log_det_standardize)
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}, a larger decoder_var or "
                                                    "standardize=True (also after a retry with a lower learning rate)")
         return self
-
-    @torch.no_grad()
-    def score(self, X: Any, u: Any) -> float:
-        """Mean ELBO per sample (a lower bound of log p(x|u) in the units of ``X``)."""
-        self._check_fitted()
-        X = self._check_X(X)
-        u = self._check_u(u, X.shape[0], fitting=False)
-        Xt, Ut = self._to_device(X), self._encode_u(u)
-        g = torch.Generator(device=self.device_)
-        g.manual_seed(0)
-        self.model_.eval()
-        total = sum(float(self.model_.elbo(Xt[s], Ut[s], generator=g).double().sum())
-                    for s in (slice(i, i + _INFER_ROWS) for i in range(0, X.shape[0], _INFER_ROWS)))
-        return total / X.shape[0] - float(np.log(self.x_scale_).sum())
 
     @torch.no_grad()
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:

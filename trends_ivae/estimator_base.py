@@ -204,6 +204,21 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return xs * self.x_scale_ + self.x_mean_
 
     @torch.no_grad()
+    def score(self, X: Any, u: Any) -> float:
+        """Mean ELBO per sample in the units of ``X``: a lower bound of log p(x|u) for the
+        VAE, the exact log p(x|u) for the flow."""
+        self._check_fitted()
+        X = self._check_X(X)
+        u = self._check_u(u, X.shape[0], fitting=False)
+        Xt, Ut = self._to_device(X), self._encode_u(u)
+        g = torch.Generator(device=self.device_)
+        g.manual_seed(0)
+        self.model_.eval()
+        total = sum(float(self.model_.elbo(Xt[s], Ut[s], generator=g).double().sum())
+                    for s in (slice(i, i + _INFER_ROWS) for i in range(0, X.shape[0], _INFER_ROWS)))
+        return total / X.shape[0] + self._log_det_standardize
+
+    @torch.no_grad()
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
@@ -336,6 +351,12 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         warn_collinear(zs[best], stacklevel=4)
         return best
 
+    @property
+    def _log_det_standardize(self) -> float:
+        """``log |det d(x_std)/dx|``: added to a log-density of standardised rows, it gives
+        the density in the units of ``X`` (per sample)."""
+        return -float(np.log(self.x_scale_).sum())
+
     def _adopt(self, results: list, Xt: Any, Ut: torch.Tensor, seed: int, hint: str) -> int:
         """Keep the restart :meth:`_select` picks among ``results`` (each with ``model``,
         ``best_val_elbo``, ``diverged``, ``history``, ``n_epochs``, ``seconds``) and set the
@@ -349,10 +370,10 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         best = self._select([r.model for r in results], scores, Xt, Ut, seed)
         chosen = results[best]
         self.model_ = chosen.model
-        log_scale = float(np.log(self.x_scale_).sum())
-        self.restart_elbos_ = scores - log_scale
+        offset = self._log_det_standardize
+        self.restart_elbos_ = scores + offset
         self.elbo_ = float(self.restart_elbos_[best])
-        self.history_ = {k: [v - log_scale for v in vals] for k, vals in chosen.history.items()}
+        self.history_ = {k: [v + offset for v in vals] for k, vals in chosen.history.items()}
         self.loss_curve_ = [-v for v in self.history_["train_elbo"]]
         self.n_iter_ = chosen.n_epochs
         self.fit_seconds_ = float(sum(r.seconds for r in results))

@@ -17,7 +17,6 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .disk_rows import _INFER_ROWS
 from .estimator_base import SourceEstimator, cpu_threads
 from .linear_start import linear_start
 from .model.flow import FlowConfig, FlowModel
@@ -171,21 +170,9 @@ class IFlow(SourceEstimator):
                 results.append(train_flow(mc, tc, Xt, Ut, seed=seed + 1000 * (i + 1), split_seed=seed, start=start,
                                           verbose=self.verbose, desc=f"flow restart {i + 1}/{self.n_init}",
                                           max_seconds=self.max_seconds,
-                                          ll_offset=-float(np.log(self.x_scale_).sum())))
+                                          ll_offset=self._log_det_standardize))
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}")
         return self
-
-    @torch.no_grad()
-    def score(self, X: Any, u: Any) -> float:
-        """Mean exact log-likelihood per sample, ``log p(x|u)`` in the units of ``X``."""
-        self._check_fitted()
-        X = self._check_X(X)
-        u = self._check_u(u, X.shape[0], fitting=False)
-        Xt, Ut = self._to_device(X), self._encode_u(u)
-        self.model_.eval()
-        total = sum(float(self.model_.log_prob(Xt[s], Ut[s]).double().sum())
-                    for s in (slice(i, i + _INFER_ROWS) for i in range(0, X.shape[0], _INFER_ROWS)))
-        return total / X.shape[0] - float(np.log(self.x_scale_).sum())
 
     @torch.no_grad()
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
