@@ -211,3 +211,26 @@ def test_force_keeps_a_users_file_and_replaces_only_the_tools_outputs(fitted_out
         assert main(["fit", "--bids", str(bids), "--out", str(out), "--force", *FAST]) == 0
     assert (out / "report.html").is_file()
     assert not [f for f in tmp_path.iterdir() if f.name != "out"]   # no folder left aside
+
+
+def test_fit_with_the_flow_estimator_writes_a_loadable_iflow(bids, tmp_path):
+    from trends_ivae import IFlow
+    from trends_ivae.estimator_base import SourceEstimator
+
+    out = tmp_path / "flow"
+    args = ["fit", "--bids", str(bids), "--out", str(out), "--estimator", "flow", "--n-components", "3",
+            "--n-dims", "3", "--n-init", "2", "--max-epochs", "3", "--batch-size", "32", "--seed", "0",
+            "--no-report"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["results"]["estimator"] == "flow"
+    assert len(config["results"]["component_stability"]) == 3
+    model = SourceEstimator.load(out / "model" / "ivae.pt", device="cpu")
+    assert isinstance(model, IFlow) and model.n_components == 3
+    labels = pd.read_csv(out / "group" / "desc-ivae_labels.tsv", sep="\t")
+    assert labels["stability"].between(0, 1).all()
+    back = GroupIVAE.load(out, device="cpu")   # transform new data with the flow, no u needed
+    tcs = back.transform(sorted(str(p) for p in bids.glob("sub-01/func/*_bold.nii.gz")))
+    assert tcs[0].shape == (80, 3) and np.isfinite(tcs[0]).all()
