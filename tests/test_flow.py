@@ -163,3 +163,27 @@ def test_vae_set_linear_start_is_the_affine_model():
     torch.testing.assert_close(model.decode(x @ W.T + b), x, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="linear_skip"):
         IVAEModel(IVAEConfig(n_features=3, n_components=3, n_aux=4)).set_linear_start(W, b)
+
+
+def test_loading_an_unusable_model_file_is_a_clear_error_and_runs_nothing(tmp_path, nonlinear, fitted_flow):
+    import pickle
+
+    from trends_ivae.estimator_base import SourceEstimator
+
+    good = tmp_path / "good.pt"
+    fitted_flow.save(good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="cut.pt.*not a readable trends_ivae model file"):
+        SourceEstimator.load(cut)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(ValueError, match="evil.pt.*not a readable trends_ivae model file"):
+        SourceEstimator.load(evil)
+    assert not marker.exists()

@@ -426,7 +426,14 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         """
         from . import estimator, flow_estimator  # noqa: F401 - register the estimators
 
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        import pickle
+
+        try:   # tensors and plain containers only: a pickle carrying code is refused, never run
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ValueError(f"{str(path)!r} is not a readable trends_ivae model file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); refit, or use the "
+                             "model/ivae.pt of a complete fit output") from None
         kinds = {c._FORMAT: c for c in _subclasses(SourceEstimator)}
         fmt = state.get("format") if isinstance(state, dict) else None
         if fmt not in kinds or not issubclass(kinds[fmt], cls):
