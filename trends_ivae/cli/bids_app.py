@@ -335,18 +335,11 @@ def _foreign_group_files(out: Path, layout: str) -> list[str]:
 
 
 def _report(out: Path) -> None:
-    """Write the report when the report module exists; never fail the run for it."""
-    import importlib
+    """Write the report; never fail the run for it."""
+    from ..report import build_report
 
     try:
-        report = importlib.import_module("trends_ivae.report")
-    except ImportError:
-        return
-    fn = getattr(report, "build_report", None) or getattr(report, "write_report", None)
-    if fn is None:
-        return
-    try:
-        fn(out)
+        build_report(out)
     except Exception as exc:  # noqa: BLE001 - the report is optional
         warnings.warn(f"the report could not be written: {exc}", UserWarning, stacklevel=2)
 

@@ -20,7 +20,6 @@ SUBCOMMANDS = {
     "simulate": "simulate",
     "demo": "demo",
     "report": "report",
-    "benchmark": "benchmark",
 }
 
 

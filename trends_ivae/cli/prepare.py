@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 from ._common import (HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, count_or_auto,
                       existing_dir, existing_file, is_auto, setup_logging, wants_progress)
@@ -53,10 +54,10 @@ def add_input_arguments(p: argparse.ArgumentParser, title: str = "input (either 
     src.add_argument("--participants", metavar="FILE", help="participants.tsv for --func input")
 
 
-def add_prepare_arguments(p: argparse.ArgumentParser, aux_default: str = "task") -> None:
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     """The u, masking/cleaning and reduction options of the prepare stage."""
     aux = p.add_argument_group("auxiliary variable u")
-    aux.add_argument("--aux", default=aux_default,
+    aux.add_argument("--aux", default="task",
                      help="factors joined with '+': task, window, subject, run or a participants.tsv column "
                           "(fit and the BIDS App: window when no run has events and --aux is not given)")
     aux.add_argument("--aux-combine", choices=["concat", "product"], default="concat",
@@ -183,13 +184,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         data = prepare(runs_from_args(args), **prepare_kwargs(args))
     except PrepareError as exc:
-        print(f"trends-ivae prepare: error: {exc}", file=sys_stderr())
+        print(f"trends-ivae prepare: error: {exc}", file=sys.stderr)
         return 1
     if data.parameters.get("order"):
         from ..io.order import OrderEstimate
 
         print(f"trends-ivae prepare: --n-dims auto: {OrderEstimate.from_dict(data.parameters['order']).describe()}",
-              file=sys_stderr())
+              file=sys.stderr)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.pop("command", None)
     try:   # both files go to temporary names first: a full disk leaves the previous ones intact
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as exc:
-        print(f"trends-ivae prepare: error: could not write {str(out_dir)!r}: {exc}", file=sys_stderr())
+        print(f"trends-ivae prepare: error: could not write {str(out_dir)!r}: {exc}", file=sys.stderr)
         return 1
     log.info("wrote %s", target)
     print(f"wrote {target}: {data.n_samples} volumes x {data.n_dims} dims, {data.n_subjects} subject(s), "
@@ -236,9 +237,3 @@ def prepare_kwargs(args: argparse.Namespace) -> dict:
         dask_address=getattr(args, "dask_address", None),
         verbose=args.verbose, progress=wants_progress(args), denoise=getattr(args, "denoise", None),
     )
-
-
-def sys_stderr():
-    import sys
-
-    return sys.stderr

@@ -3,14 +3,8 @@
 - :mod:`.synthetic`: the iVAE paper's generator (non-stationary sources, MLP mixing).
 - :mod:`.fmri`: a SimTB-like fMRI simulator writing BIDS datasets with their truth.
 """
+from .fmri import *  # noqa: F401,F403
+from .fmri import __all__ as _fmri_all
 from .synthetic import SyntheticData, make_segment_data, mixing_mlp, well_conditioned_matrix
 
-__all__ = ["SyntheticData", "make_segment_data", "mixing_mlp", "well_conditioned_matrix"]
-
-try:  # the fMRI simulator
-    from .fmri import *  # noqa: F401,F403
-    from .fmri import __all__ as _fmri_all
-    __all__ += list(_fmri_all)
-except ImportError as _exc:  # pragma: no cover - only while fmri.py does not exist
-    if "fmri" not in str(_exc):
-        raise
+__all__ = ["SyntheticData", "make_segment_data", "mixing_mlp", "well_conditioned_matrix", *_fmri_all]
