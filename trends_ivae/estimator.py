@@ -302,17 +302,9 @@ class IVAE(SourceEstimator):
 
     def _linear_init(self, Xt: Any, Ut: torch.Tensor, seed: int):
         """The first restart's start: a linear ICA solution of (a subsample of) the rows."""
-        from .linear_start import linear_start
         from .model.priors import init_lookup_prior
 
-        xs, us = self._consensus_rows(Xt, Ut, seed, max_rows=200_000)
-        X, codes = xs.detach().cpu().numpy(), self._level_codes(us)
-        if self._comm.active:   # every rank starts from the solution of all ranks' rows
-            parts = self._comm.gather((X, codes))
-            X = np.concatenate([p[0] for p in parts])
-            codes = None if codes is None else np.concatenate([p[1] for p in parts])
-        st = linear_start(X, codes, self.n_components, random_state=seed % 2**31)
-        self.start_method_ = st.method
+        st, X, codes = self._linear_solution(Xt, Ut, seed, max_rows=200_000)
         y = torch.as_tensor(st.transform(X), dtype=torch.float32)
         u0 = torch.as_tensor(codes, dtype=torch.float32)[:, None] if codes is not None else None
 

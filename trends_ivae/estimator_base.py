@@ -323,6 +323,26 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             xs = Xt[torch.as_tensor(rows, device=Xt.device)].to(dev)
         return xs, Ut[torch.as_tensor(rows, device=Ut.device)].to(dev)
 
+    def _linear_solution(self, Xt: Any, Ut: torch.Tensor, seed: int, method: str = "auto",
+                         max_rows: int | None = None) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """A linear ICA solution of the standardised rows (:func:`~trends_ivae.linear_start.linear_start`)
+        and the rows it was computed on: ``(start, X, level codes)``; sets ``start_method_``.
+
+        ``max_rows``: a seeded sample of at most that many rows (all rows when None). In a
+        distributed fit every rank gets the solution of all ranks' rows.
+        """
+        from .linear_start import linear_start
+
+        xs, us = (Xt, Ut) if max_rows is None else self._consensus_rows(Xt, Ut, seed, max_rows=max_rows)
+        X, codes = xs.detach().cpu().numpy(), self._level_codes(us)
+        if self._comm.active:
+            parts = self._comm.gather((X, codes))
+            X = np.concatenate([p[0] for p in parts])
+            codes = None if codes is None else np.concatenate([p[1] for p in parts])
+        st = linear_start(X, codes, self.n_components, method=method, random_state=seed % 2**31)
+        self.start_method_ = st.method
+        return st, X, codes
+
     @torch.no_grad()
     def _select(self, models: list, scores: np.ndarray, Xt: Any, Ut: torch.Tensor, seed: int) -> int:
         """Pick the restart to return and set ``stability_`` and ``restart_agreement_``.

@@ -18,7 +18,6 @@ from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
 from .estimator_base import SourceEstimator, cpu_threads
-from .linear_start import linear_start
 from .model.flow import FlowConfig, FlowModel
 from .model.flow_train import FlowTrainConfig, train_flow
 
@@ -136,10 +135,7 @@ class IFlow(SourceEstimator):
         if self.init == "random":
             self.start_method_ = "random"
             return None
-        method = {"ica": "auto"}.get(self.init, self.init)
-        X = Xt.detach().cpu().numpy()
-        st = linear_start(X, self._level_codes(Ut), self.n_components, method=method, random_state=seed % 2**31)
-        self.start_method_ = st.method
+        st, _, _ = self._linear_solution(Xt, Ut, seed, method={"ica": "auto"}.get(self.init, self.init))
         return torch.as_tensor(st.unmixing, device=Xt.device), torch.as_tensor(st.offset, device=Xt.device)
 
     def fit(self, X: Any, u: Any, checkpoint_dir: Any = None, stream_rows: int | None = None) -> "IFlow":

@@ -12,8 +12,21 @@ AUX_KINDS = ("discrete", "continuous", "factors")
 ACTIVATIONS = ("leaky_relu", "xtanh", "tanh", "elu", "relu")
 
 
+class DictConfig:
+    """A configuration dataclass stored as a plain dict (checkpoints, model files)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; keys the class does not know (older files) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass
-class IVAEConfig:
+class IVAEConfig(DictConfig):
     """Architecture of one iVAE.
 
     Attributes
@@ -94,17 +107,9 @@ class IVAEConfig:
         """True when u holds column indices of a one-hot layout (``"discrete"``, ``"factors"``)."""
         return self.aux_kind != "continuous"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "IVAEConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """How one restart is trained.
 
     Attributes
@@ -148,11 +153,3 @@ class TrainConfig:
     amp: bool = False
     eval_batch_size: int = 65536
     n_iwae: int = 4
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})

@@ -17,7 +17,7 @@ The flow needs ``n_features == n_components`` (the fMRI path reduces to that).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import zuko
 from torch import nn
 
-from .config import AUX_KINDS, PRIORS
+from .config import AUX_KINDS, PRIORS, DictConfig, IVAEConfig
 from .priors import ConditionalPrior, make_prior
 
 __all__ = ["FlowConfig", "FlowModel"]
@@ -64,7 +64,7 @@ class _RQSTransform(zuko.transforms.MonotonicRQSTransform):
 
 
 @dataclass
-class FlowConfig:
+class FlowConfig(DictConfig):
     """Architecture of one conditional-prior flow.
 
     Attributes
@@ -114,20 +114,11 @@ class FlowConfig:
         if self.transforms < 0 or self.bins < 2:
             raise ValueError("transforms must be >= 0 and bins >= 2")
 
-    def prior_config(self) -> Any:
+    def prior_config(self) -> IVAEConfig:
         """The view of this configuration that :func:`make_prior` reads."""
-        from .config import IVAEConfig
         return IVAEConfig(n_features=self.n_components, n_components=self.n_components, n_aux=self.n_aux,
                           aux_kind=self.aux_kind, prior=self.prior, hidden_dim=self.hidden_dim,
                           n_hidden=self.n_hidden, learn_prior_mean=self.learn_prior_mean)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FlowConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class ElementwiseSpline(nn.Module):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 
+from .config import DictConfig
 from .flow import FlowConfig, FlowModel
 from .priors import init_lookup_prior
 from .train import _lr_lambda, _Progress, make_generator, split_indices
@@ -26,7 +26,7 @@ __all__ = ["FlowTrainConfig", "FlowResult", "train_flow"]
 
 
 @dataclass
-class FlowTrainConfig:
+class FlowTrainConfig(DictConfig):
     """How the flow is trained.
 
     Attributes
@@ -55,14 +55,6 @@ class FlowTrainConfig:
     val_frac: float = 0.1
     grad_clip: float = 10.0
     weight_decay: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FlowTrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
