@@ -46,6 +46,7 @@ Usage::
     python benchmarks/fmri.py                  # the full table (~15 min on 2 cores)
     python benchmarks/fmri.py --quick          # small data, 3 cases, a few minutes
     python benchmarks/fmri.py --cases saturating mixing --seeds 0 1 2 --methods ivae[task+window] fastica
+    python benchmarks/fmri.py --regime [--quick]   # issue 15's regime map (benchmarks/regime.py)
 
 The bar of issue 5 (default nonlinear simulation): iVAE (task+window) time-course and
 map MCC >= 0.85 with the best linear method >= 0.15 lower on each; within 0.05 of the
@@ -97,6 +98,9 @@ BAR = {"mcc": 0.85, "gap": 0.15, "linear_within": 0.05, "time_ratio": 2.0}
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--regime", action="store_true",
+                   help="the regime map of issue 15 instead (benchmarks/regime.py; "
+                        "'benchmarks/fmri.py --regime --help' for its options)")
     p.add_argument("--quick", action="store_true",
                    help=f"small simulations ({QUICK_BASE}), cases {list(QUICK_CASES)}, no real-data split halves")
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=None,
@@ -379,7 +383,22 @@ def _machine() -> str:
             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
 
+def _regime():
+    """benchmarks/regime.py as a module."""
+    import importlib.util
+
+    if "bench_regime" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_regime", Path(__file__).with_name("regime.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_regime"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["bench_regime"]
+
+
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else list(argv)
+    if "--regime" in given:   # the regime map has its own options
+        return _regime().main(given)
     args = _build_parser().parse_args(argv)
     import numpy as np
     from trends_ivae.simulate.fmri import FMRISimParams, simulate_fmri, write_bids

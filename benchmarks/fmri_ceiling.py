@@ -9,6 +9,9 @@ across subjects (4 folds, so each subject is predicted by a model that never saw
 and score the prediction as the benchmark scores a method: mean |r| over sources, per
 subject, then averaged. Two read-outs: linear, and cubic polynomial features.
 
+``prepared_ceiling`` is the same read-out for any prepared data set (plus a map
+ceiling); ``benchmarks/regime.py`` computes it for every cell of the regime map.
+
 No unsupervised method working from the same reduced data should be expected to exceed
 these numbers by much; CanICA works from the voxels, but reads out through a linear
 model of the same data.
@@ -21,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import warnings
@@ -29,12 +33,6 @@ from pathlib import Path
 
 def ceiling(seed: int, nonlinear: bool, root: Path) -> dict:
     """Cross-validated supervised read-out scores for one simulated data set."""
-    import numpy as np
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
-
     from trends_ivae.io import find_bids_runs, prepare
     from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
     from trends_ivae.simulate.fmri import load_truth
@@ -44,20 +42,59 @@ def ceiling(seed: int, nonlinear: bool, root: Path) -> dict:
     truth = load_truth(bids)
     runs = find_bids_runs(bids)
     p = prepare(runs, aux="task+window", window=20, n_dims=len(truth.component_names), hrf_delay=5)
+    out = prepared_ceiling(p, truth, folds=4, maps=False)
+    return {"linear": out["tc_linear"], "cubic": out["tc_cubic"]}
+
+
+def true_sources(prepared, truth):
+    """The true sources on the prepared data's rows (n, k), matched by subject label and volume."""
+    import numpy as np
+
     index = {s: i for i, s in enumerate(truth.subjects)}
-    S = np.concatenate([truth.timecourses[index[r.subject]] for r in runs])
-    groups = p.subject
+    rows = np.array([index[str(prepared.subjects[i])] for i in prepared.subject])
+    return np.asarray(truth.timecourses, np.float64)[rows, prepared.volume]
+
+
+def prepared_ceiling(prepared, truth, *, folds: int = 4, maps: bool = True) -> dict:
+    """The supervised ceiling of one prepared data set (``benchmarks/regime.py`` uses it per cell).
+
+    ``tc_linear`` / ``tc_cubic``: each true source predicted from the reduced data ``x``
+    by ridge regression (on x, or on its cubic polynomial features) fitted on the truth,
+    cross-validated across subjects (``folds`` folds), scored like a method (mean |r| over
+    sources per subject, then averaged). ``map``: the group maps that regressing the data
+    on the *true* time courses gives (``back_project``, as FastICA's maps are made),
+    scored against the truth maps (effect maps with mixing) like a method's maps.
+    """
+    import numpy as np
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    S = true_sources(prepared, truth)
+    groups = prepared.subject
     readouts = {
-        "linear": make_pipeline(StandardScaler(), RidgeCV(np.logspace(-3, 3, 13))),
-        "cubic": make_pipeline(StandardScaler(), PolynomialFeatures(3), StandardScaler(),
-                               RidgeCV(np.logspace(-1, 5, 13))),
+        "tc_linear": make_pipeline(StandardScaler(), RidgeCV(np.logspace(-3, 3, 13))),
+        "tc_cubic": make_pipeline(StandardScaler(), PolynomialFeatures(3), StandardScaler(),
+                                  RidgeCV(np.logspace(-1, 5, 13))),
     }
     out = {}
+    cv = GroupKFold(min(folds, len(np.unique(groups))))
     for name, model in readouts.items():
-        pred = cross_val_predict(model, p.x, S, groups=groups, cv=GroupKFold(4))
+        pred = cross_val_predict(model, prepared.x, S, groups=groups, cv=cv)
         per_subject = [np.mean([abs(np.corrcoef(pred[groups == s][:, k], S[groups == s][:, k])[0, 1])
                                 for k in range(S.shape[1])]) for s in np.unique(groups)]
         out[name] = float(np.mean(per_subject))
+    if maps:
+        from trends_ivae.backprojection import back_project
+
+        spec = importlib.util.spec_from_file_location("bench_fmri", Path(__file__).with_name("fmri.py"))
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        bp = back_project(prepared.x * prepared.scale, S, prepared.basis, subject=prepared.subject)
+        mask = np.asarray(prepared.mask_img().get_fdata()) > 0
+        target = truth.effect_maps if truth.params.get("mixing_layers", 0) else truth.maps
+        out["map"] = float(bench.map_mcc(bp.maps, mask, target, truth.mask))
     return out
 
 
