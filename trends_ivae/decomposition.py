@@ -33,6 +33,7 @@ from .io.export import unmask
 from .io.preparation import prepare, transform_runs
 from .io.store import PreparedData
 from .nonlinearity import NonlinearityTest, held_out_test
+from .sampling import SampledRun, sample_run
 
 logger = logging.getLogger(__name__)
 
@@ -437,6 +438,20 @@ class GroupIVAE(BaseEstimator):
         logger.info("nonlinearity test: %s", result.summary())
         self.nonlinearity_test_ = result
         return result
+
+    def sample(self, events: Any = None, *, n_volumes: int | None = None, condition: str | None = None,
+               subject: str | None = None, like_run: int = 0, noise: bool = True,
+               random_state: Any = None) -> SampledRun:
+        """Generate a synthetic run from the fitted model (:func:`trends_ivae.sampling.sample_run`).
+
+        u comes from fitted run ``like_run``, with the task factor from ``events`` (or
+        one ``condition``) and the subject factor from ``subject``; sources are drawn from
+        p(z|u), decoded, and mapped through the basis to voxels with the model's noise.
+        Returns a :class:`~trends_ivae.sampling.SampledRun` (``img``, ``events``, ``u``,
+        ``sources``, ``sidecar``).
+        """
+        return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
+                          like_run=like_run, noise=noise, random_state=random_state)
 
     @staticmethod
     def prepare_params(prepared: PreparedData) -> dict:
