@@ -79,3 +79,21 @@ def test_score_samples_matches_score_for_the_flow():
     X, u, _ = _data(n_layers=2)
     m = IFlow(3, random_state=0, max_epochs=2).fit(X, u)
     assert np.isclose(m.score_samples(X, u).mean(), m.score(X, u), rtol=1e-5)
+
+
+def test_fit_command_reports_the_test(tmp_path, capsys):
+    from pathlib import Path
+
+    from trends_ivae.cli.main import main
+
+    bids = Path(__file__).resolve().parents[1] / "sample_data" / "bids"
+    out = tmp_path / "out"
+    assert main(["fit", "--bids", str(bids), "--out", str(out), "--n-components", "3", "--n-init", "1",
+                 "--max-epochs", "15", "--nonlinearity-test", "-q"]) == 0
+    printed = capsys.readouterr().out
+    side = json.loads((out / "group" / "desc-ivae_components.json").read_text())["NonlinearityTest"]
+    config = json.loads((out / "model" / "config.json").read_text())["results"]["nonlinearity_test"]
+    assert side == config and side["verdict"] in ("helps", "no evidence", "linear better")
+    assert len(side["groups"]) == 4 and side["grouping"] == "subject"
+    assert f"nonlinearity test: {side['summary']}" in printed
+    assert side["summary"] in (out / "report.html").read_text()
