@@ -86,6 +86,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
     m.add_argument("--batch-size", type=int, metavar="N",
                    help="mini-batch size (default: IVAE's, at most a quarter of the training volumes)")
+    m.add_argument("--nonlinearity-test", action="store_true",
+                   help="after the fit, test whether the data need the nonlinear model: the model and its "
+                        "linear counterpart (linear ICA with the same prior) fitted on half the subjects "
+                        "and scored on the other half, both ways (4 more fits); the answer goes into the "
+                        "summary, the maps' sidecars, model/config.json and the report")
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -294,6 +299,9 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
               "(free some space and rerun: training resumes from the last checkpoint)", file=sys.stderr)
         return 1
     fit_seconds = time.perf_counter() - t0
+    nonlinearity = None
+    if getattr(args, "nonlinearity_test", False):
+        nonlinearity = model.test_nonlinearity(prepared).to_dict()
 
     config = {
         "command": args.command,
@@ -310,7 +318,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                     "component_stability": [float(v) for v in model.stability_],
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
-                    "seconds": fit_seconds},
+                    "seconds": fit_seconds, "nonlinearity_test": nonlinearity},
         "version": __version__,
         "versions": prepared.versions,
     }
@@ -341,7 +349,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                      explained_variance=model.explained_variance_,
                      total_explained_variance=model.total_explained_variance_,
                      stability=model.stability_, source=source, extra=extra,
-                     force=args.force)
+                     force=args.force, nonlinearity_test=nonlinearity)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
@@ -349,6 +357,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     shown = out_dir if shown_dir is None else Path(shown_dir)
     print(f"wrote {shown}: {summary_line(model, prepared, args.n_components)}, "
           f"{time.perf_counter() - t0:.1f} s")
+    if nonlinearity is not None:
+        print(f"nonlinearity test: {nonlinearity['summary']}")
     if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
         try:  # the fit outputs are written; a report failure must not lose them
             from ..report import build_report
