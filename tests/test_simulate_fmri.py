@@ -155,6 +155,30 @@ def test_write_bids_roundtrip(sim, tmp_path, dtype):
     assert load_truth(tdir / "truth.npz").subjects == ["01", "02", "03"]
 
 
+def test_write_bids_uncompressed(sim, tmp_path):
+    """compress=False writes .nii BOLD images with the same data, found by the BIDS reader."""
+    from trends_ivae.io import find_bids_runs
+
+    out = write_bids(sim, tmp_path / "bids", compress=False)
+    img = nib.load(out / "sub-01" / "func" / "sub-01_task-sim_bold.nii")
+    assert not (out / "sub-01" / "func" / "sub-01_task-sim_bold.nii.gz").exists()
+    np.testing.assert_allclose(np.asarray(img.dataobj)[sim.mask].T, sim.data[0], atol=1e-3)
+    assert len(find_bids_runs(out, task="sim")) == 3
+
+
+def test_split_modules_keep_the_public_names():
+    """The simulator's pieces live in sibling modules; trends_ivae.simulate.fmri re-exports them."""
+    import trends_ivae.simulate as package
+    import trends_ivae.simulate.fmri as fmri
+    from trends_ivae.simulate import geometry, params, results, timecourses, writing
+
+    for name in fmri.__all__:
+        assert getattr(fmri, name) is getattr(package, name)
+    assert fmri.FMRISimParams is params.FMRISimParams
+    assert fmri.SimulationTruth is results.SimulationTruth and fmri.write_bids is writing.write_bids
+    assert fmri.brain_mask is geometry.brain_mask and fmri.glover_hrf is timecourses.glover_hrf
+
+
 def test_write_bids_refuses_existing(sim, tmp_path):
     out = tmp_path / "bids"
     out.mkdir()
