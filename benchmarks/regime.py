@@ -342,11 +342,19 @@ def run_forked(fn, *args, timeout: float = 3600, **kwargs) -> dict:
 
 # ----------------------------------------------------------------------------- cache
 class Cache:
-    """Finished results, one JSON file, rewritten atomically after each result."""
+    """Finished results, one JSON file. Each result is merged in under a file lock and the
+    file replaced atomically, so several grid processes (on disjoint ``--cells``) can share
+    one cache; :meth:`reload` picks up what the others wrote."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.data: dict = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.data: dict = self._load()
+
+    def _load(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def reload(self) -> None:
+        self.data = self._load()
 
     @staticmethod
     def key(cell: str, method: str, seed: int, settings: dict) -> str:
@@ -357,11 +365,17 @@ class Cache:
         return self.data.get(key)
 
     def put(self, key: str, value: dict) -> None:
-        self.data[key] = value
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._load()
+            data[key] = value
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, self.path)
+        self.data = data
 
 
 # ----------------------------------------------------------------------------- main
@@ -453,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             params = sim_params(s, k, m, args.seed, volumes=args.volumes, shape=args.shape)
             ckey = Cache.key(name, "cell", args.seed, _settings(args, params, None))
             cdir = _cell_dir(work, name, args.seed)
+            cache.reload()   # what another grid process may have finished
             todo = [meth for meth in args.methods
                     if cache.get(Cache.key(name, meth, args.seed, _settings(args, params, meth))) is None]
             if not todo and cache.get(ckey) is not None:
