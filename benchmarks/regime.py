@@ -534,7 +534,7 @@ def cell_summary(row: dict) -> dict:
     ms, info = row["methods"], row["info"]
     lin = {m: ms[m]["tc_mcc"] for m in LINEAR if m in ms}
     out = {"best_linear": None, "best_linear_tc": None, "gap": None, "beats": None, "of_ceiling": None,
-           "verdict": None, "agrees": None}
+           "verdict": None, "expected": None, "agrees": None, "agrees_data": None}
     if lin:
         best = max(lin, key=lin.get)
         out.update(best_linear=best, best_linear_tc=lin[best])
@@ -547,8 +547,16 @@ def cell_summary(row: dict) -> dict:
             out["beats"] = out["gap"] > AGREE_MARGIN
         v = iv.get("nl_verdict")
         out["verdict"] = v
-        if v in ("helps", "no evidence", "linear better") and out["beats"] is not None:
-            out["agrees"] = (v == "helps") == bool(out["beats"])
+        # the issue: "no evidence" on linear data; elsewhere "helps" where the iVAE beats the
+        # linear methods (on linear data with many sources the iVAE can beat FastICA by its
+        # prior alone, which the test's linear counterpart shares: the linear rule wins there)
+        if row["mixing"] == "linear":
+            out["expected"] = "no evidence"
+        elif out["beats"] is not None:
+            out["expected"] = "helps" if out["beats"] else "no evidence"
+        if v in ("helps", "no evidence", "linear better") and out.get("expected"):
+            out["agrees"] = (v == "helps") == (out["expected"] == "helps")
+            out["agrees_data"] = (v == "helps") == (row["mixing"] != "linear")
     return out
 
 
@@ -573,9 +581,10 @@ def print_table(rows: list[dict], methods) -> None:
     print("\nPer cell: the iVAE (task+window) against the best linear method (time courses), and the "
           "held-out nonlinearity test\n")
     print("| cell | ceiling | best linear | iVAE | iVAE − best linear | iVAE / ceiling | iVAE beats linear "
-          f"(> +{AGREE_MARGIN}) | test verdict (nats/vol, CI) | agrees |")
-    print("|---|---:|---|---:|---:|---:|---|---|---|")
+          f"(> +{AGREE_MARGIN}) | test verdict (nats/vol, CI) | expected | agrees |")
+    print("|---|---:|---|---:|---:|---:|---|---|---|---|")
     agree = [0, 0]
+    agree_data = [0, 0]
     summaries = {}
     for row in rows:
         c = cell_summary(row)
@@ -584,6 +593,8 @@ def print_table(rows: list[dict], methods) -> None:
         if c["agrees"] is not None:
             agree[0] += bool(c["agrees"])
             agree[1] += 1
+            agree_data[0] += bool(c["agrees_data"])
+            agree_data[1] += 1
         verdict = c["verdict"]
         if verdict not in (None, "error") and iv.get("nl_difference") is not None:
             verdict = (f"{verdict} ({iv['nl_difference']:+.3f}, {_f(iv.get('nl_ci_low'))} to "
@@ -592,9 +603,13 @@ def print_table(rows: list[dict], methods) -> None:
               f"{c['best_linear'] or '—'} {_f(c['best_linear_tc'])} | {_f(iv.get('tc_mcc'))} | "
               f"{_f(c['gap'])} | {_f(c['of_ceiling'], 2)} | "
               f"{'—' if c['beats'] is None else ('yes' if c['beats'] else 'no')} | "
-              f"{verdict or 'not run'} | {'—' if c['agrees'] is None else ('yes' if c['agrees'] else 'NO')} |")
+              f"{verdict or 'not run'} | {c['expected'] or '—'} | "
+              f"{'—' if c['agrees'] is None else ('yes' if c['agrees'] else 'NO')} |")
     if agree[1]:
-        print(f"\nHeld-out nonlinearity test agrees with the benchmark in {agree[0]} of {agree[1]} cells")
+        print(f"\nHeld-out nonlinearity test agrees with the benchmark in {agree[0]} of {agree[1]} cells "
+              f"(expected: 'no evidence' on linear data, elsewhere 'helps' where the iVAE beats the best "
+              f"linear method by more than {AGREE_MARGIN}); with the data's truth ('helps' exactly where "
+              f"the data are nonlinear) in {agree_data[0]} of {agree_data[1]}")
     else:
         print("\nHeld-out nonlinearity test: no verdicts (GroupIVAE.test_nonlinearity absent or not run)")
     print_bars(rows, summaries)

@@ -99,6 +99,7 @@ def test_table_bars_and_agreement(tmp_path, capsys):
     # the test says "helps" where the iVAE does not beat linear methods on s32-k3-saturating
     assert "agrees with the benchmark in 2 of 3 cells" in out
     assert "| s32-k3-saturating | 0.900 | canica 0.750 | 0.700 | -0.050 | 0.78 | no | helps" in out
+    assert "with the data's truth ('helps' exactly where the data are nonlinear) in 3 of 3" in out
 
 
 def test_cell_selection_and_priority():
