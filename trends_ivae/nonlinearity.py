@@ -125,6 +125,10 @@ class NonlinearityTest:
             return (f"no evidence that the nonlinear model helps here: linear ICA with the same prior "
                     f"explains held-out {self.grouping}s better ({self.difference:+.3g} nats per volume, "
                     f"{ci}); the linear components are as good")
+        if self.ci_low > 0:
+            return (f"no evidence that the nonlinear model helps here: it explains held-out "
+                    f"{self.grouping}s better by only {self.difference:.3g} nats per volume ({ci}), a "
+                    "negligible gain; the linear components are as good")
         return (f"no evidence that the nonlinear model helps here ({self.difference:+.3g} nats per "
                 f"volume, {ci}); the linear components are as good")
 
