@@ -45,9 +45,8 @@ class IVAE(SourceEstimator):
         Hidden non-linearity (xtanh is tanh(y) + 0.1 y).
     decoder_var : float or None, default=1e-3
         Fixed observation-noise variance of p(x|z) in units of the standardised data;
-        None learns it. Small values matter: recovery happens in the low-noise regime.
-        At 1e-2 the posterior spread of the true sources on the paper's benchmark is
-        as wide as the sources themselves, and a learned variance settles there too.
+        None learns it. Small values matter: recovery happens in the low-noise regime
+        (see docs/benchmarks.md).
     learn_prior_mean : bool, default=True
         Learn u-dependent prior means (needed for uncentred sources).
     encoder_uses_aux : bool, default=True
@@ -87,17 +86,17 @@ class IVAE(SourceEstimator):
         one, the restart whose components best match all the others' (ICASSO-style,
         :mod:`trends_ivae.consensus`).
     init_epochs : int or None, default=None
-        With ``n_init > 1``: race the restarts for their first ``init_epochs`` epochs
-        (of a schedule spanning ``max_epochs``) and train only the one with the best
-        held-out ELBO on to ``max_epochs`` (a race; with ``select="central"`` the
-        restarts are compared as they stand). None trains every restart fully.
+        With ``n_init > 1``: the restarts race. Every restart trains for its first
+        ``init_epochs`` epochs (of a schedule spanning ``max_epochs``), and only the one
+        with the best held-out ELBO then continues to ``max_epochs``; the others are
+        kept as they stood (with ``select="central"`` all are compared as they stand).
+        None trains every restart fully.
     n_iwae : int, default=4
         Importance samples K of the training objective: 1 is the ELBO (analytical
         KL); K > 1 the importance-weighted bound of Burda et al. (2016), a tighter
         lower bound of log p(x|u) that costs about K decoder passes per sample. The
-        held-out criterion for early stopping and restart selection stays the ELBO.
-        On the synthetic benchmark K = 4 reaches a higher MCC in the same wall time
-        than the ELBO with more epochs (docs/benchmarks.md).
+        held-out criterion for early stopping and restart selection stays the ELBO
+        (docs/benchmarks.md compares K).
     device : {"auto", "cpu", "cuda", "mps"} or str
         "auto" picks CUDA, then MPS, then CPU.
     amp : bool

@@ -34,8 +34,7 @@ __all__ = ["IdentifiabilityWarning", "SourceEstimator", "cpu_threads"]
 
 
 #: models with fewer parameters than this train on one CPU thread by default: their
-#: matrix products are too small to gain from a second thread, and on a busy machine a
-#: second thread slowed a 5-epoch fit from 9.9 s to 24.5 s (docs/benchmarks.md)
+#: matrix products are too small to gain from a second thread (docs/benchmarks.md)
 SMALL_MODEL_PARAMS = 1_000_000
 
 

@@ -26,10 +26,10 @@ then loses ``½ (Σ_i log (JᵀJ)_ii − log det JᵀJ)`` nats per sample (Hadam
 inequality), which is zero only when the columns of J are orthogonal. The ELBO with
 a diagonal q therefore rewards decoders with orthogonal Jacobian columns rather
 than the true mixing ("VAEs pursue PCA directions by accident", Rolinek et al.
-2019). On the paper's synthetic setting this gap is 5–6 nats per sample at the true
-sources, more than the whole difference between the true log-likelihood and the
-ELBO that training reaches, so the plain diagonal ELBO prefers wrong sources (MCC
-0.5–0.7). With a full Σ the ELBO is tight in this limit and its maximiser is the
+2019); on the paper's synthetic setting the gap at the true sources is larger than
+the whole gap between the true log-likelihood and the ELBO that training reaches, so
+the plain diagonal ELBO prefers wrong sources (figures in docs/benchmarks.md). With a
+full Σ the ELBO is tight in this limit and its maximiser is the
 maximum-likelihood iVAE, which the identifiability theorem is about. The cost is
 n(n-1)/2 extra encoder outputs and a triangular product per sample.
 """

@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from .checkpoint import CheckpointError, TrainState, load_checkpoint, save_check
 from .comm import SINGLE_PROCESS, Comm
 from .config import IVAEConfig, TrainConfig
 from .ivae import IVAEModel
+from .progress import Progress
 
 __all__ = ["resolve_device", "make_generator", "split_indices", "TrainResult", "evaluate_elbo",
            "train_model", "fit_restarts", "CheckpointError", "load_checkpoint"]
@@ -129,49 +129,6 @@ def evaluate_elbo(model: IVAEModel, X, U, idx: torch.Tensor, batch_size: int, se
             total += float(model.elbo(xu[0].to(dev), xu[1].to(dev), eps=eps).double().sum())
     model.train()
     return comm.sum(total) / max(idx.numel(), 1)
-
-
-class _Progress:
-    """Training progress on stderr, off when ``verbose`` is 0 or less.
-
-    On a terminal a tqdm bar (epochs, with the ELBOs); elsewhere (logs) plain lines: the
-    last epoch of each restart, every epoch with ``verbose > 1``, and the outcome.
-    """
-
-    def __init__(self, verbose: int, desc: str, total: int, offset: float = 0.0) -> None:
-        # offset: added to every ELBO shown, so that it reads in the data's units (per volume)
-        self.verbose, self.desc, self.total, self.offset = verbose, desc, total, offset
-        self.tty = sys.stderr.isatty()
-        self.bar = None
-        if self.verbose > 0 and self.tty:
-            import shutil
-
-            from tqdm import tqdm
-
-            cols, rows = shutil.get_terminal_size()   # 80 x 24 where a terminal reports 0 x 0
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, leave=True,
-                            ncols=cols, nrows=rows)
-
-    def update(self, epoch: int, train: float, val: float) -> None:
-        if self.verbose <= 0:
-            return
-        elbo = f"ELBO per volume train {train + self.offset:.3f} val {val + self.offset:.3f}"
-        if self.bar is not None:
-            self.bar.set_postfix_str(elbo, refresh=False)
-            self.bar.update(epoch - self.bar.n)
-        elif self.verbose > 1 or epoch == self.total:
-            sys.stderr.write(f"{self.desc} epoch {epoch}/{self.total} {elbo}\n")
-            sys.stderr.flush()
-
-    def close(self, message: str = "") -> None:
-        if self.verbose <= 0:
-            return
-        if self.bar is not None:
-            self.bar.set_postfix_str(message, refresh=False)
-            self.bar.close()
-        else:
-            sys.stderr.write(f"{self.desc} {message}\n")
-            sys.stderr.flush()
 
 
 def _make_adam(model: IVAEModel, tc: TrainConfig) -> torch.optim.Adam:
@@ -356,7 +313,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
         logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", state.epoch)
 
     model = state.model
-    progress = _Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
+    progress = Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
     diverged = False
     model.train()
     objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
