@@ -6,16 +6,17 @@
 auxiliary variable as integer indices, standardises ``X``, moves the whole dataset to
 the training device once, picks the restart to return by consensus
 (:mod:`trends_ivae.consensus`), keeps the CPU thread count of a fit small for a small
-model, and converts results back to numpy. A subclass supplies the model and its
-training (``_fit_models``) and the fields it saves (``_model_state`` /
-``_restore_model``).
+model (:mod:`trends_ivae.threads`), and converts results back to numpy. Save and load
+come from one state description (:mod:`trends_ivae.estimator_file`). A subclass
+supplies the model and its training (its ``fit``) and the fields it saves
+(``_model_state`` / ``_restore_model``). A distributed fit gets its process group as
+the explicit ``comm`` argument (:class:`~trends_ivae.model.comm.Comm`).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,38 +30,15 @@ from .disk_rows import _INFER_ROWS, DiskRows as _DiskRows, on_disk as _on_disk
 from .estimator_file import read_model_file, restore_estimator, save_estimator
 from .model import resolve_device
 from .model.comm import SINGLE_PROCESS, Comm
+from .threads import fit_threads
 
-__all__ = ["IdentifiabilityWarning", "SourceEstimator", "cpu_threads"]
-
-
-#: models with fewer parameters than this train on one CPU thread by default: their
-#: matrix products are too small to gain from a second thread (docs/benchmarks.md)
-SMALL_MODEL_PARAMS = 1_000_000
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` and restore the caller's setting
-    afterwards (``n=None``: leave it as it is)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+__all__ = ["IdentifiabilityWarning", "SourceEstimator"]
 
 
 class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     """Base class of the array-level estimators (not for direct use).
 
-    Subclasses set ``_FORMAT`` and implement ``_fit_models``, ``_model_state`` and
+    Subclasses set ``_FORMAT`` and implement ``fit``, ``_model_state`` and
     ``_restore_model``; every learned attribute common to them is documented on
     :class:`~trends_ivae.estimator.IVAE`.
     """
@@ -216,6 +194,40 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return total / X.shape[0] + self._log_det_standardize
 
     @torch.no_grad()
+    def score_samples(self, X: Any, u: Any, n_importance: int = 1, random_state: int = 0) -> np.ndarray:
+        """log p(x|u) per row of ``X`` in its units, (n_samples,) float64.
+
+        The exact log-likelihood for the flow. For the VAE a lower bound: the ELBO
+        (``n_importance=1``) or the importance-weighted bound with that many draws,
+        which tightens as it grows. ``random_state`` seeds the draws.
+        """
+        self._check_fitted()
+        X = self._check_X(X)
+        u = self._check_u(u, X.shape[0], fitting=False)
+        return self._score_rows(self._to_device(X), self._encode_u(u), n_importance, random_state)
+
+    @torch.no_grad()
+    def _score_rows(self, Xt: torch.Tensor, Ut: torch.Tensor, n_importance: int = 1,
+                    random_state: int = 0) -> np.ndarray:
+        """:meth:`score_samples` of standardised rows and encoded u on the device."""
+        k = int(n_importance)
+        if k < 1:
+            raise ValueError(f"n_importance must be >= 1, got {n_importance}")
+        g = torch.Generator(device=self.device_)
+        g.manual_seed(int(random_state))
+        self.model_.eval()
+        step = max(1, _INFER_ROWS // k)
+
+        def rows(s: slice) -> np.ndarray:
+            if k > 1 and hasattr(self.model_, "iwae"):
+                out = self.model_.iwae(Xt[s], Ut[s], k, generator=g)
+            else:
+                out = self.model_.elbo(Xt[s], Ut[s], generator=g)
+            return out.double().cpu().numpy()
+        parts = [rows(slice(i, i + step)) for i in range(0, Xt.shape[0], step)]
+        return np.concatenate(parts) + self._log_det_standardize
+
+    @torch.no_grad()
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
@@ -251,14 +263,9 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
                 isinstance(self.n_threads, (int, np.integer)) and self.n_threads >= 1):
             raise ValueError(f"n_threads must be 'auto', None or a positive integer, got {self.n_threads!r}")
 
-    def _threads_for(self, model: torch.nn.Module | None = None, n_params: int | None = None) -> int | None:
-        """The intra-op thread count a fit runs with (None: the caller's)."""
-        if self.n_threads != "auto":
-            return self.n_threads
-        if self.device_.type != "cpu":
-            return None
-        n = _n_params(model) if model is not None else n_params
-        return 1 if n is not None and n < SMALL_MODEL_PARAMS else None
+    def _threads_for(self, model: torch.nn.Module) -> int | None:
+        """The intra-op thread count a fit of ``model`` runs with (:func:`~trends_ivae.threads.fit_threads`)."""
+        return fit_threads(self.n_threads, self.device_, model)
 
     def _prepare_fit(self, X: Any, u: Any, stream_rows: int | None, comm: Comm = SINGLE_PROCESS
                      ) -> tuple[Any, torch.Tensor, int, int]:

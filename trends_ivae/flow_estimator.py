@@ -17,10 +17,11 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .estimator_base import SourceEstimator, cpu_threads
+from .estimator_base import SourceEstimator
 from .model.comm import SINGLE_PROCESS, Comm
 from .model.flow import FlowConfig, FlowModel
 from .model.flow_train import FlowTrainConfig, train_flow
+from .threads import cpu_threads
 
 __all__ = ["IFlow", "IdentifiabilityWarning"]
 
