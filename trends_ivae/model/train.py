@@ -105,7 +105,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_elbo(model: IVAEModel, X, U, idx: torch.Tensor, batch_size: int, seed: int = 0,
+def evaluate_elbo(model: IVAEModel, X: Any, U: torch.Tensor, idx: torch.Tensor, batch_size: int, seed: int = 0,
                   comm: Comm = SINGLE_PROCESS) -> float:
     """Mean ELBO per sample over the global rows ``idx`` (one posterior sample, fixed seed).
 
