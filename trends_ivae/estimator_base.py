@@ -370,7 +370,6 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
                              weights=np.r_[1.0, np.delete(ok, best)].astype(float))
         self.stability_ = cons.stability.astype(float)
         self.restart_agreement_ = cons.agreement
-        self.restart_centrality_ = cons.centrality
         warn_collinear(zs[best], stacklevel=4)
         return best
 
