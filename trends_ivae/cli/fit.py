@@ -172,6 +172,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
     prog = f"trends-ivae {args.command}"
     try:
         distributed.init_from_env(args.device)
+        comm = distributed.ProcessGroupComm()   # passed to the fit explicitly
     except RuntimeError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -184,7 +185,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
             return 1
         rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
-            return fit_and_write(args, out_dir, source=args.prepared, rows=rows)
+            return fit_and_write(args, out_dir, source=args.prepared, rows=rows, comm=comm)
         meta = read_meta(args.prepared)
         factors = (meta["aux"] or {}).get("factors") or []
         if concat_factors(meta["aux"], meta["u_kind"]):   # the factors' codes, not their one-hot columns
@@ -199,7 +200,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
                           verbose=0)
         model.fit_rows(share["x"], u, n_rows(args.prepared),
                        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-                       stream_rows=getattr(args, "stream_rows", None))
+                       stream_rows=getattr(args, "stream_rows", None), comm=comm)
         return 0
     finally:
         distributed.shutdown()
@@ -238,10 +239,11 @@ def summary_line(model, prepared, n_components: int) -> str:
 
 
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
-                  rows: slice | None = None, shown_dir: Path | None = None) -> int:
+                  rows: slice | None = None, shown_dir: Path | None = None, comm=None) -> int:
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
 
-    ``rows``: train on these rows only (rank 0 of a distributed fit). ``shown_dir``: the
+    ``rows``, ``comm``: train on these rows only, in this process group (rank 0 of a
+    distributed fit, :class:`trends_ivae.distributed.ProcessGroupComm`). ``shown_dir``: the
     folder printed as written (the BIDS App writes into a temporary ``out_dir`` and moves
     it there afterwards); default ``out_dir``.
     """
@@ -290,7 +292,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                       **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
-                           stream_rows=getattr(args, "stream_rows", None))
+                           stream_rows=getattr(args, "stream_rows", None),
+                           **({} if comm is None else {"comm": comm}))
     except (ValueError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
