@@ -32,7 +32,6 @@ without ``--force``, a group run that finds neither participant shares nor BOLD 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -162,24 +161,11 @@ def _share_kwargs(args) -> dict:
 
 
 def _dataset_description(out: Path, bids: Path, derivatives: str | None) -> None:
-    from .._version import __version__
+    from ..io.outputs import write_dataset_description
 
-    sources = [{"URL": bids.as_uri()}]
-    if derivatives:
-        sources.append({"URL": Path(derivatives).resolve().as_uri()})
-    desc = {
-        "Name": "trends_ivae: identifiable VAE decomposition",
-        "BIDSVersion": "1.8.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
-                         "Description": "identifiable VAE (nonlinear ICA) of fMRI, BIDS App "
-                                        "(trends-ivae-bids)"}],
-        "SourceDatasets": sources,
-    }
+    sources = [bids.as_uri()] + ([Path(derivatives).resolve().as_uri()] if derivatives else [])
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".dataset_description.json.tmp"
-    tmp.write_text(json.dumps(desc, indent=2) + "\n")
-    os.replace(tmp, out / "dataset_description.json")
+    write_dataset_description(out, sources=sources, app="BIDS App (trends-ivae-bids)")
 
 
 def _error(msg: str) -> int:

@@ -225,15 +225,7 @@ class PreparedData:
         return np.flatnonzero(self.subject == idx)
 
     def _subject_index(self, subject: int | str) -> int:
-        if isinstance(subject, (int, np.integer)):
-            if not 0 <= subject < self.n_subjects:
-                raise IndexError(f"subject index {subject} out of range (0..{self.n_subjects - 1})")
-            return int(subject)
-        label = str(subject)
-        label = label[4:] if label.startswith("sub-") else label
-        if label not in self.subjects:
-            raise KeyError(f"no subject {subject!r}; known: {self.subjects}")
-        return self.subjects.index(label)
+        return _subject_index(self.subjects, subject)
 
     def mask_img(self):
         """The mask as a nibabel image."""
@@ -248,16 +240,22 @@ class PreparedData:
         return reconstruct(self.x if x is None else x, self.basis, self.voxel_mean, self.scale)
 
 
+def _subject_index(subjects: list, subject: int | str, where: str = "") -> int:
+    """The index of ``subject`` (an index, or a label with or without ``sub-``) among ``subjects``."""
+    if isinstance(subject, (int, np.integer)):
+        if not 0 <= subject < len(subjects):
+            raise IndexError(f"subject index {subject} out of range (0..{len(subjects) - 1})")
+        return int(subject)
+    label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
+    if label not in subjects:
+        raise KeyError(f"no subject {subject!r}{where}; known: {subjects}")
+    return subjects.index(label)
+
+
 def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    return obj.tolist() if isinstance(obj, np.ndarray) else str(obj)
 
 
 def _dumps(obj) -> str:
@@ -401,15 +399,7 @@ def read_subject(path: str | Path, subject: int | str) -> dict:
     """
     with _open(path) as f:
         subjects = json.loads(f.attrs["subjects"])
-        if isinstance(subject, (int, np.integer)):
-            idx = int(subject)
-            if not 0 <= idx < len(subjects):
-                raise IndexError(f"subject index {idx} out of range (0..{len(subjects) - 1})")
-        else:
-            label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
-            if label not in subjects:
-                raise KeyError(f"no subject {subject!r} in {str(path)!r}; known: {subjects}")
-            idx = subjects.index(label)
+        idx = _subject_index(subjects, subject, f" in {str(path)!r}")
         runs = [r for r in json.loads(f.attrs["runs"]) if r["subject_index"] == idx]
         start = min(r["start"] for r in runs)
         stop = max(r["start"] + r["n_volumes"] for r in runs)
