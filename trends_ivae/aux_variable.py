@@ -184,6 +184,11 @@ class AuxVariable:
         return len(self.names)
 
     @property
+    def on_demand(self) -> bool:
+        """True when the dense form is not held but built by :meth:`dense` on each call (factors)."""
+        return self.kind == "factors"
+
+    @property
     def shape(self) -> tuple:
         """The shape of :meth:`dense`."""
         return (len(self),) if self.kind == "discrete" else (len(self), self.n_levels)

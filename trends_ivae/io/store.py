@@ -144,7 +144,7 @@ class PreparedData:
             self.singular_values = np.full(self.basis.shape[1], np.nan)
         if not isinstance(self.u, AuxVariable):
             raise TypeError(f"PreparedData.u must be an AuxVariable, got {type(self.u).__name__}")
-        if self.u.kind == "factors" and not AuxVariable.stored_as_factors(
+        if self.u.on_demand and not AuxVariable.stored_as_factors(
                 self.aux, "continuous", self.u.factor_codes.shape, self.u.names):
             raise ValueError("PreparedData.u is factors, but aux does not say so: aux must have "
                              "combine='concat' and u's factors (names and levels)")
@@ -211,7 +211,7 @@ class PreparedData:
     def u_on_demand(self) -> bool:
         """True when u is concatenated factors held as their codes (the one-hot columns
         are built by :meth:`dense_u` on each call)."""
-        return self.u.kind == "factors"
+        return self.u.on_demand
 
     # -- access -----------------------------------------------------------
     def dense_u(self, rows=None) -> np.ndarray:
@@ -292,13 +292,9 @@ def write_prepared(path: str | Path, data: PreparedData, *, overwrite: bool = Fa
             arr = stored[name] if name in stored else getattr(data, name)
             if arr is None:
                 continue
-            arr = np.asarray(arr)
-            if name == "x":
-                arr = arr.astype(np.float32)
-            elif name == "u":
-                arr = arr.astype(np.int64 if data.u_kind == "discrete" else np.float32)
-            else:
-                arr = arr.astype(np.int64)
+            arr = np.asarray(arr)   # u: int64 labels or float32 columns, as AuxVariable holds them
+            if name != "u":
+                arr = arr.astype(np.float32 if name == "x" else np.int64)
             chunks = (row_chunk,) + arr.shape[1:] if arr.size else None
             if arr.ndim == 2 and arr.shape[1] == 0:
                 f.create_dataset(name, data=arr)
