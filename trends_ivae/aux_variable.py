@@ -205,7 +205,10 @@ class AuxVariable:
         return out if dtype is None else out.astype(dtype)
 
     def take(self, rows: Any) -> "AuxVariable":
-        """u of the samples ``rows`` only (anything that indexes rows); levels unchanged."""
+        """u of the samples ``rows`` only (anything that indexes rows; one index keeps one
+        row); levels unchanged."""
+        if isinstance(rows, (int, np.integer)):
+            rows = [rows]
         return AuxVariable(self.kind, self.data[rows], list(self.names), self.factors,
                            None if self.kind == "factors" else self.factor_codes[rows], self.spec)
 
