@@ -331,7 +331,7 @@ def test_distributed_factors_match_one_process(two_factors, tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with Gloo is not available")
-    from trends_ivae.distributed import fit_on_ranks
+    from _distributed_helpers import fit_on_ranks
 
     d, df = two_factors
     params = dict(n_components=2, max_epochs=3, batch_size=64, hidden_dim=16, random_state=0,

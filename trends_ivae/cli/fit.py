@@ -86,6 +86,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
     m.add_argument("--batch-size", type=int, metavar="N",
                    help="mini-batch size (default: IVAE's, at most a quarter of the training volumes)")
+    m.add_argument("--nonlinearity-test", action="store_true",
+                   help="after the fit, test whether the data need the nonlinear model: the model and its "
+                        "linear counterpart (linear ICA with the same prior) fitted on half the subjects "
+                        "and scored on the other half, both ways (4 more fits); the answer goes into the "
+                        "summary, the maps' sidecars, model/config.json and the report")
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -166,6 +171,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
     prog = f"trends-ivae {args.command}"
     try:
         distributed.init_from_env(args.device)
+        comm = distributed.ProcessGroupComm()   # passed to the fit explicitly
     except RuntimeError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -178,7 +184,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
             return 1
         rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
-            return fit_and_write(args, out_dir, source=args.prepared, rows=rows)
+            return fit_and_write(args, out_dir, source=args.prepared, rows=rows, comm=comm)
         share = read_rows(args.prepared, rows, names=("x",))
         u = read_aux(args.prepared, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)
         model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
@@ -187,7 +193,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
                           verbose=0)
         model.fit_rows(share["x"], u, n_rows(args.prepared),
                        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-                       stream_rows=getattr(args, "stream_rows", None))
+                       stream_rows=getattr(args, "stream_rows", None), comm=comm)
         return 0
     finally:
         distributed.shutdown()
@@ -226,10 +232,11 @@ def summary_line(model, prepared, n_components: int) -> str:
 
 
 def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = None,
-                  rows: slice | None = None, shown_dir: Path | None = None) -> int:
+                  rows: slice | None = None, shown_dir: Path | None = None, comm=None) -> int:
     """Prepare or read, fit, map back, and write ``out_dir``; the exit code.
 
-    ``rows``: train on these rows only (rank 0 of a distributed fit). ``shown_dir``: the
+    ``rows``, ``comm``: train on these rows only, in this process group (rank 0 of a
+    distributed fit, :class:`trends_ivae.distributed.ProcessGroupComm`). ``shown_dir``: the
     folder printed as written (the BIDS App writes into a temporary ``out_dir`` and moves
     it there afterwards); default ``out_dir``.
     """
@@ -278,7 +285,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                       **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
         model.fit_prepared(prepared, checkpoint_dir=getattr(args, "checkpoint_dir", None), rows=rows,
-                           stream_rows=getattr(args, "stream_rows", None))
+                           stream_rows=getattr(args, "stream_rows", None),
+                           **({} if comm is None else {"comm": comm}))
     except (ValueError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -287,6 +295,9 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
               "(free some space and rerun: training resumes from the last checkpoint)", file=sys.stderr)
         return 1
     fit_seconds = time.perf_counter() - t0
+    nonlinearity = None
+    if getattr(args, "nonlinearity_test", False):
+        nonlinearity = model.test_nonlinearity(prepared).to_dict()
 
     config = {
         "command": args.command,
@@ -303,7 +314,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                     "component_stability": [float(v) for v in model.stability_],
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
-                    "seconds": fit_seconds},
+                    "seconds": fit_seconds, "nonlinearity_test": nonlinearity},
         "version": __version__,
         "versions": prepared.versions,
     }
@@ -334,7 +345,7 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
                      explained_variance=model.explained_variance_,
                      total_explained_variance=model.total_explained_variance_,
                      stability=model.stability_, source=source, extra=extra,
-                     force=args.force)
+                     force=args.force, nonlinearity_test=nonlinearity)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         print(f"{prog}: error: could not write {str(out_dir)!r}: {exc}{kept}", file=sys.stderr)
@@ -342,6 +353,8 @@ def fit_and_write(args: argparse.Namespace, out_dir: Path, source: str | None = 
     shown = out_dir if shown_dir is None else Path(shown_dir)
     print(f"wrote {shown}: {summary_line(model, prepared, args.n_components)}, "
           f"{time.perf_counter() - t0:.1f} s")
+    if nonlinearity is not None:
+        print(f"nonlinearity test: {nonlinearity['summary']}")
     if getattr(args, "report", True) and getattr(args, "layout", "bids") == "bids":
         try:  # the fit outputs are written; a report failure must not lose them
             from ..report import build_report

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "simulate": "simulate",
     "demo": "demo",
     "report": "report",
+    "sample": "sample",
 }
 
 
