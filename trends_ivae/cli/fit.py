@@ -166,8 +166,7 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
     """``fit --distributed`` under torchrun: every rank trains on its rows, rank 0 also writes."""
     from .. import distributed
     from ..decomposition import GroupIVAE
-    from ..io.auxiliary import concat_factors, factor_frame
-    from ..io.store import n_rows, read_meta, read_rows
+    from ..io.store import n_rows, read_aux, read_meta, read_rows
 
     prog = f"trends-ivae {args.command}"
     try:
@@ -186,14 +185,8 @@ def _fit_distributed(args: argparse.Namespace, out_dir: Path) -> int:
         rows = distributed.row_share(n_rows(args.prepared))
         if distributed.rank() == 0:
             return fit_and_write(args, out_dir, source=args.prepared, rows=rows, comm=comm)
-        meta = read_meta(args.prepared)
-        factors = (meta["aux"] or {}).get("factors") or []
-        if concat_factors(meta["aux"], meta["u_kind"]):   # the factors' codes, not their one-hot columns
-            share = read_rows(args.prepared, rows, names=("x", "u_factors"))
-            u = factor_frame(share["u_factors"], factors)   # as GroupIVAE.model_u on rank 0
-        else:
-            share = read_rows(args.prepared, rows, names=("x", "u"))
-            u = share["u"]
+        share = read_rows(args.prepared, rows, names=("x",))
+        u = read_aux(args.prepared, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)
         model = GroupIVAE(n_components=args.n_components, prior=args.prior, n_init=args.n_init,
                           estimator=getattr(args, "estimator", "vae"),
                           ivae_params=ivae_params(args), device=args.device, random_state=args.seed,

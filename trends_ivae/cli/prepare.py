@@ -224,16 +224,19 @@ def runs_from_args(args: argparse.Namespace) -> list:
 
 
 def prepare_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`trends_ivae.io.preparation.prepare` from the options."""
-    return dict(
+    """Arguments of :func:`trends_ivae.io.preparation.prepare` from the options: the
+    settings object whole, the mask, the TR override and the verbosity."""
+    from ..io.settings import PrepareSettings
+
+    settings = PrepareSettings.from_options(
         aux=args.aux, window=args.window, step=args.step, hrf_delay=args.hrf_delay,
         min_event_duration=args.min_event_duration, aux_combine=args.aux_combine,
-        n_dims=args.n_dims, mask=args.mask, tr=args.tr, confounds=args.confounds,
+        n_dims=args.n_dims, confounds=args.confounds,
         detrend=args.detrend, standardize=args.standardize, high_pass=args.high_pass,
         low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm, whiten=args.whiten,
         n_keep=args.n_keep, subject_dims=args.subject_dims,
         resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
         cache_dir=args.cache_dir, scheduler=getattr(args, "scheduler", "joblib"),
-        dask_address=getattr(args, "dask_address", None),
-        verbose=args.verbose, progress=wants_progress(args), denoise=getattr(args, "denoise", None),
+        dask_address=getattr(args, "dask_address", None), denoise=getattr(args, "denoise", None),
     )
+    return dict(settings=settings, mask=args.mask, tr=args.tr, verbose=args.verbose, progress=wants_progress(args))
