@@ -31,6 +31,7 @@ from .io.auxiliary import concat_factors, factor_frame
 from .io.bids import RunSpec, runs_from_files
 from .io.export import unmask
 from .io.preparation import prepare, transform_runs
+from .io.settings import PrepareSettings
 from .io.store import PreparedData
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ FLOW_MIN_STEPS = 600
 #: the estimators ``GroupIVAE(estimator=...)`` builds
 ESTIMATORS = {"vae": IVAE, "flow": IFlow}
 
+#: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
-                   "n_dims", "mask", "tr", "confounds", "detrend", "standardize", "high_pass",
+                   "n_dims", "confounds", "detrend", "standardize", "high_pass",
                    "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
 
 
@@ -241,11 +243,15 @@ class GroupIVAE(BaseEstimator):
         return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
                                subjects=listify(subjects))
 
-    def _prepare_kwargs(self) -> dict:
-        kwargs = {name: getattr(self, name) for name in _PREPARE_PARAMS}
-        if kwargs["n_dims"] is None:   # as many dimensions as components
-            kwargs["n_dims"] = self.n_components
-        return kwargs
+    def prepare_settings(self) -> PrepareSettings:
+        """The prepare settings these (flat, scikit-learn) parameters stand for.
+
+        ``n_dims=None`` is ``n_components`` (as many dimensions as components).
+        """
+        options = {name: getattr(self, name) for name in _PREPARE_PARAMS}
+        if options["n_dims"] is None:
+            options["n_dims"] = self.n_components
+        return PrepareSettings.from_options(**options)
 
     def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
         """The array-level estimator, its training length fitted to the data size unless given.
@@ -319,7 +325,7 @@ class GroupIVAE(BaseEstimator):
         self
         """
         runs = self._runs(imgs, events, confounds, subjects)
-        prepared = prepare(runs, **self._prepare_kwargs(), verbose=self.verbose)
+        prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,

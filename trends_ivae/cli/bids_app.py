@@ -138,17 +138,27 @@ def _available_labels(bids: Path, derivatives: str | None) -> list[str]:
     return sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
 
 
-def _clean_options(args) -> dict:
-    from ..io.participant import _settings
+def _settings(args, group: bool = True):
+    """The prepare settings of the options: cleaning and subject_dims (the participant
+    level), and with ``group`` u and the reduction too."""
+    from ..io.settings import PrepareSettings
 
-    return _settings(args.detrend, args.standardize, args.high_pass, args.low_pass, args.smoothing_fwhm,
-                     args.confounds, args.denoise).to_dict()
+    options = dict(confounds=args.confounds, detrend=args.detrend, standardize=args.standardize,
+                   high_pass=args.high_pass, low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm,
+                   denoise=args.denoise, subject_dims=args.subject_dims)
+    if group:
+        options.update(aux=args.aux, window=args.window, step=args.step, hrf_delay=args.hrf_delay,
+                       min_event_duration=args.min_event_duration, aux_combine=args.aux_combine,
+                       n_dims=args.n_dims, whiten=args.whiten, n_keep=args.n_keep)
+    return PrepareSettings.from_options(**options)
+
+
+def _clean_options(args) -> dict:
+    return _settings(args, group=False).clean.to_dict()
 
 
 def _share_kwargs(args) -> dict:
-    return dict(mask=args.mask, tr=args.tr, confounds=args.confounds, detrend=args.detrend,
-                standardize=args.standardize, high_pass=args.high_pass, low_pass=args.low_pass,
-                smoothing_fwhm=args.smoothing_fwhm, subject_dims=args.subject_dims, denoise=args.denoise)
+    return dict(settings=_settings(args, group=False), mask=args.mask, tr=args.tr)
 
 
 def _dataset_description(out: Path, bids: Path, derivatives: str | None) -> None:
@@ -413,10 +423,7 @@ def _group(args, bids: Path, out: Path, labels: list[str] | None) -> int:
         resolve_default_aux(args, [r.get("events_text") is not None for sh in shares for r in sh.meta["runs"]],
                             PROG)
         try:
-            prepared = gather_shares(shares, aux=args.aux, window=args.window, step=args.step,
-                                     hrf_delay=args.hrf_delay, min_event_duration=args.min_event_duration,
-                                     aux_combine=args.aux_combine, n_dims=args.n_dims, whiten=args.whiten,
-                                     n_keep=args.n_keep, verbose=args.verbose,
+            prepared = gather_shares(shares, _settings(args), verbose=args.verbose,
                                      progress=wants_progress(args))
         except PrepareError as exc:
             return _error(str(exc))

@@ -50,7 +50,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .images import PrepareError
+from .errors import PrepareError
+from .settings import AuxSpec, parse_aux_spec
 
 __all__ = [
     "AuxVariable",
@@ -142,19 +143,6 @@ def _set_values(self, values) -> None:
 # keeps no default and ``AuxVariable(values, ...)`` is unchanged).
 AuxVariable.values = property(_get_values, _set_values,
                               doc="u per volume; concatenated factors' one-hot columns are built on each read.")
-
-
-def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
-    """Split ``"task+window"`` (or a list of factor names) into factor names."""
-    if isinstance(spec, str):
-        parts = [p.strip() for p in spec.split("+")]
-    else:
-        parts = [str(p).strip() for p in spec]
-    if not parts or any(not p for p in parts):
-        raise PrepareError(f"aux spec {spec!r} is malformed; use e.g. 'task', 'window', 'task+subject'")
-    if len(set(parts)) != len(parts):
-        raise PrepareError(f"aux spec {spec!r} repeats a factor")
-    return parts
 
 
 #: the condition of every event in an events table without ``trial_type``
@@ -355,7 +343,7 @@ def _run_sort_key(value: str) -> tuple:
 
 
 def build_aux(
-    spec: str | Sequence[str],
+    spec: AuxSpec | str | Sequence[str],
     runs: Sequence[RunMeta],
     *,
     window: int | None = None,
@@ -368,30 +356,40 @@ def build_aux(
 
     Parameters
     ----------
-    spec : str or list of str
-        Factors joined with ``+``: ``task``, ``window``, ``subject``, ``run`` or a
-        participants column; see the module docstring.
+    spec : AuxSpec, or str or list of str
+        The whole :class:`~trends_ivae.io.settings.AuxSpec`, or its factors joined with
+        ``+`` (``task``, ``window``, ``subject``, ``run`` or a participants column; see
+        the module docstring) with the other fields as the keywords below.
     runs : list of RunMeta
         Metadata of each run (no voxel data).
-    window, step : int, optional
-        Window length and step in volumes (``step`` defaults to ``window``). Required
-        when the spec contains ``window``.
-    hrf_delay, min_duration : float
-        Passed to :func:`task_labels`.
-    combine : {'concat', 'product'}
-        Several factors as concatenated one-hot columns (continuous u), or their
-        discrete product. One factor gives discrete labels either way.
+    window, step, hrf_delay, combine
+        As in :class:`~trends_ivae.io.settings.AuxSpec`; only with a spec string.
+    min_duration : float, optional
+        ``AuxSpec.min_event_duration``; only with a spec string.
 
     Returns
     -------
     AuxVariable
         For several factors combined by ``concat``, only ``factor_codes`` is held
         ((n, n_factors) integers); ``values`` builds the one-hot columns when read.
+
+    Raises
+    ------
+    PrepareError
+        A factor that needs what a run lacks (events, a window length, a participants
+        column), or keywords given with an ``AuxSpec``.
     """
-    factors = parse_aux_spec(spec)
-    if combine not in ("product", "concat"):
-        raise PrepareError(f"combine={combine!r}; use 'product' or 'concat'")
-    spec_str = "+".join(factors)
+    flat = dict(window=window, step=step, hrf_delay=hrf_delay, min_event_duration=min_duration, combine=combine)
+    if isinstance(spec, AuxSpec):
+        if flat != dict(window=None, step=None, hrf_delay=0.0, min_event_duration=None, combine="concat"):
+            raise PrepareError("build_aux: give window, step, ... in the AuxSpec or with a spec string, not both")
+        aux = spec
+    else:
+        aux = AuxSpec(spec, **flat)
+    window, step, hrf_delay, min_duration = aux.window, aux.step, aux.hrf_delay, aux.min_event_duration
+    combine = aux.combine
+    factors = aux.factors
+    spec_str = aux.spec
     per_factor_strings: list[list[np.ndarray]] = []
     level_orders: list[list[str]] = []
     for factor in factors:

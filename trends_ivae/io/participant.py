@@ -52,11 +52,12 @@ import pandas as pd
 
 from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, find_bids_runs
-from .cleaning import (CleanSettings, clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
+from .cleaning import (clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
                        run_statistics)
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
-from .preparation import AUTO, _migp_dims, choose_n_dims, is_auto, spectrum_record
+from .preparation import _migp_dims, choose_n_dims, spectrum_record
 from .reduction import MIGP
+from .settings import AUTO, PrepareSettings, fill_doc, is_auto
 from .store import PreparedData, package_versions
 
 logger = logging.getLogger(__name__)
@@ -204,13 +205,6 @@ class ParticipantShare:
         return U, R
 
 
-def _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds,
-              denoise=None) -> CleanSettings:
-    return CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
-                         low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
-                         confounds=list(confounds) if confounds else None, resample=False, denoise=denoise)
-
-
 def _events_text(events) -> str | None:
     if events is None:
         return None
@@ -222,21 +216,16 @@ def _events_text(events) -> str | None:
     return path.read_text()
 
 
+@fill_doc
 def write_participant_share(
     runs: Sequence[RunSpec],
     out_dir: str | os.PathLike,
+    settings: PrepareSettings | None = None,
     *,
     mask: Any = None,
     tr: float | None = None,
-    confounds: Sequence[str] | None = None,
-    detrend: bool = True,
-    standardize: bool | str = False,
-    high_pass: float | None = None,
-    low_pass: float | None = None,
-    smoothing_fwhm: float | None = None,
-    subject_dims: int | None = None,
     force: bool = False,
-    denoise: str | None = None,
+    **options: Any,
 ) -> dict[str, Path]:
     """Mask, clean and factor one subject's runs; write its share under ``out_dir``.
 
@@ -246,20 +235,15 @@ def write_participant_share(
         All runs of one subject (same ``sub`` entity), on one grid.
     out_dir : path
         The BIDS App's OUTPUT_DIR; files go to ``out_dir/sub-<label>/``.
-    mask : path or image, optional
-        Brain mask on the runs' grid (default: fMRIPrep brain masks, else EPI masks).
-    tr : float, optional
-        Overrides sidecar and header TRs.
-    confounds, detrend, standardize, high_pass, low_pass, smoothing_fwhm
-        Cleaning, as for :func:`~trends_ivae.io.preparation.prepare`.
-    subject_dims : int, optional
-        Keep only this many subject components (lossy, smaller); default lossless.
+    %(settings)s
+        The share uses ``settings.clean`` and ``settings.reduction.subject_dims``
+        (default: keep every subject component, lossless); with ``denoise`` it holds
+        the kept volumes only, and its run table each run's acquired and censored ones.
+    %(mask)s
+    %(tr)s
     force : bool
         Replace an existing share.
-    denoise : str, optional
-        A nilearn fMRIPrep denoising strategy, as for
-        :func:`~trends_ivae.io.preparation.prepare`: the share holds the kept volumes
-        only, and its run table each run's acquired and censored volumes.
+    %(options)s
 
     Returns
     -------
@@ -269,10 +253,12 @@ def write_participant_share(
     Raises
     ------
     PrepareError
-        Bad input (the message names the file); nothing is written.
+        Bad input (the message names the file or the option); nothing is written.
     FileExistsError
         The share exists and ``force`` is False.
     """
+    settings = PrepareSettings.from_options(settings, **options)
+    clean, subject_dims, denoise = settings.clean, settings.reduction.subject_dims, settings.clean.denoise
     runs = list(runs)
     if not runs:
         raise PrepareError("no run given for the participant share")
@@ -288,10 +274,6 @@ def write_participant_share(
     check_same_grid(infos, names)
     shape, affine = infos[0]["shape"], infos[0]["affine"]
     trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(runs, names, infos)]
-    settings = _settings(detrend, standardize, high_pass, low_pass, smoothing_fwhm, confounds, denoise)
-    if denoise and confounds:
-        raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
-                           "strategy), not both")
     keeps = []
     for r, n, info in zip(runs, names, infos):
         if denoise:
@@ -302,7 +284,7 @@ def write_participant_share(
         else:
             keeps.append(np.ones(info["n_volumes"], dtype=bool))
     # checked before the heavy passes; what each run regresses is recorded (denoise: the strategy's own)
-    conf_cols = [[] if denoise else confound_columns(r.confounds, settings.confounds, info["n_volumes"], n)
+    conf_cols = [[] if denoise else confound_columns(r.confounds, clean.confounds, info["n_volumes"], n)
                  for r, n, info in zip(runs, names, infos)]
     events = [_events_text(r.events) for r in runs]
 
@@ -345,7 +327,7 @@ def write_participant_share(
         raise PrepareError(f"the mask of sub-{label} is empty (first run {names[0]!r})")
     mask_img = nib.Nifti1Image(mask_arr.astype(np.uint8), affine)
 
-    parts = [clean_run(r, mask_img, settings, t) for r, t in zip(runs, trs)]
+    parts = [clean_run(r, mask_img, clean, t) for r, t in zip(runs, trs)]
     Y = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
     del parts
     gram = (Y.astype(np.float64) @ Y.T.astype(np.float64))
@@ -373,7 +355,7 @@ def write_participant_share(
              for r, n, info, t, ev, cols, keep in zip(runs, names, infos, trs, events, conf_cols, keeps)]
     meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
             "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
-            "clean": settings.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
+            "clean": clean.to_dict(), "mask_source": mask_source, "subject_dims": subject_dims,
             "n_components_kept": k, "total_sum_of_squares": total_ss, "shape": list(shape),
             "versions": package_versions()}
     import h5py
@@ -450,20 +432,14 @@ def _read_events_text(text: str | None):
     return pd.read_csv(_io.StringIO(text), sep="\t", na_values=["n/a", "N/A", ""], keep_default_na=False)
 
 
+@fill_doc
 def gather_shares(
     shares: Sequence[ParticipantShare | str | os.PathLike],
+    settings: PrepareSettings | None = None,
     *,
-    aux: str = "task",
-    window: int | None = None,
-    step: int | None = None,
-    hrf_delay: float = 0.0,
-    min_event_duration: float | None = None,
-    aux_combine: str = "concat",
-    n_dims: int = 30,
-    whiten: bool = False,
-    n_keep: int | None = None,
     verbose: int = 0,
     progress: bool = False,
+    **options: Any,
 ) -> PreparedData:
     """The group step: one mask, MIGP over the subjects' shares, projection, u.
 
@@ -471,12 +447,12 @@ def gather_shares(
     ----------
     shares : list of ParticipantShare or paths
         One per subject, in the order the subjects get their indices.
-    aux, window, step, hrf_delay, min_event_duration, aux_combine, n_dims, whiten, n_keep
-        As for :func:`~trends_ivae.io.preparation.prepare` (``n_dims="auto"`` too).
-    verbose : int
-        >0 logs progress.
-    progress : bool, default=False
-        A progress bar on stderr (tqdm) over the shares.
+    %(settings)s
+        The group step uses ``settings.aux`` and ``settings.reduction`` (``n_dims``,
+        ``whiten``, ``n_keep``; ``n_dims="auto"`` too); the cleaning is the shares'.
+    %(verbose)s
+    %(progress)s
+    %(options)s
 
     Returns
     -------
@@ -489,6 +465,11 @@ def gather_shares(
     PrepareError
         Shares on different grids or cleaned differently, an empty group mask, bad u.
     """
+    settings = PrepareSettings.from_options(settings, **options)
+    aux_spec, red = settings.aux, settings.reduction
+    window, step, hrf_delay = aux_spec.window, aux_spec.step, aux_spec.hrf_delay
+    min_event_duration, aux_combine = aux_spec.min_event_duration, aux_spec.combine
+    n_dims, whiten, n_keep = red.n_dims, red.whiten, red.n_keep
     log = logger.info if verbose else logger.debug
     shares = [s if isinstance(s, ParticipantShare) else read_share_meta(s) for s in shares]
     if not shares:
@@ -517,8 +498,7 @@ def gather_shares(
                                  n_volumes=int(r.get("n_volumes_acquired", r["n_volumes"])), tr=float(r["tr"]),
                                  events=_read_events_text(r["events_text"]), participant=s.meta["participant"]))
             run_specs.append(r)
-    u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
-                  min_duration=min_event_duration, combine=aux_combine)
+    u = build_aux(aux_spec, metas)
     keeps = []   # the volumes a denoising strategy kept (u is built on the acquired ones)
     for m, r in zip(metas, run_specs):
         keep = np.ones(m.n_volumes, dtype=bool)

@@ -37,18 +37,17 @@ import numpy as np
 
 from .auxiliary import RunMeta, build_aux, take_rows
 from .bids import RunSpec, runs_from_files
-from .cleaning import (CleanSettings, clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
+from .cleaning import (clean_run, confound_columns, confounds_summary, denoise_confounds, epi_mask,
                        run_statistics)
 from .images import PrepareError, check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .reduction import MIGP, project
+from .settings import AUTO, DEFAULT_N_DIMS, CleanSettings, PrepareSettings, fill_doc, is_auto
 from .store import PreparedData, package_versions
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["prepare", "transform_runs", "DEFAULT_N_DIMS"]
 
-#: default reduced dimension d
-DEFAULT_N_DIMS = 30
 
 
 def resolve_n_dims(n_dims: int, n_voxels: int, n_total: int) -> int:
@@ -63,15 +62,6 @@ def resolve_n_dims(n_dims: int, n_voxels: int, n_total: int) -> int:
                       f"using {new_d}", UserWarning, stacklevel=3)
         d = new_d
     return d
-
-
-#: ``n_dims="auto"``: the reduced dimension is the estimated model order
-AUTO = "auto"
-
-
-def is_auto(value) -> bool:
-    """True for ``"auto"`` (the model order estimated from the data)."""
-    return isinstance(value, str) and value.lower() == AUTO
 
 
 def _migp_dims(n_dims, n_voxels: int, n_total: int) -> int | None:
@@ -152,35 +142,16 @@ def _clean_subject_task(runs: list[RunSpec], trs: list[float], mask_img, setting
     return {"file": cache_file, "sum": Y.sum(axis=0, dtype=np.float64), "n": Y.shape[0]}
 
 
+@fill_doc
 def prepare(
     runs: Sequence[RunSpec] | Sequence,
+    settings: PrepareSettings | None = None,
     *,
-    aux: str | Sequence[str] = "task",
-    window: int | None = None,
-    step: int | None = None,
-    hrf_delay: float = 0.0,
-    min_event_duration: float | None = None,
-    aux_combine: str = "concat",
-    n_dims: int = DEFAULT_N_DIMS,
     mask=None,
     tr: float | None = None,
-    confounds: Sequence[str] | None = None,
-    detrend: bool = True,
-    standardize: bool | str = False,
-    high_pass: float | None = None,
-    low_pass: float | None = None,
-    smoothing_fwhm: float | None = None,
-    whiten: bool = False,
-    n_keep: int | None = None,
-    subject_dims: int | None = None,
-    resample_to_first: bool = False,
-    n_jobs: int = 1,
-    cache_dir: str | Path | None = None,
-    scheduler: str = "joblib",
-    dask_address: str | None = None,
     verbose: int = 0,
     progress: bool = False,
-    denoise: str | None = None,
+    **options,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -191,78 +162,34 @@ def prepare(
         :func:`~trends_ivae.io.bids.runs_from_files` (bare images are wrapped by the
         latter: one subject per file unless the names carry ``sub-``). Runs of a
         subject need not be adjacent; the output is ordered subject by subject.
-    aux : str or list of str, default="task"
-        u spec: ``task``, ``window``, ``subject``, ``run`` or a participants column,
-        joined with ``+`` (see :mod:`trends_ivae.io.auxiliary`).
-    window, step : int, optional
-        Sliding-window length and step in volumes (for ``window``; step defaults to window).
-    hrf_delay : float, default=0.0
-        Seconds added to event onsets before labelling volumes.
-    min_event_duration : float, optional
-        Lengthen shorter events to this (seconds); None: zero-duration events label
-        the volume containing their onset.
-    aux_combine : {'concat', 'product'}, default='concat'
-        Discrete product of the factors, or concatenated one-hot columns.
-    n_dims : int or "auto", default=30
-        Dimension d of the shared basis (lowered with a warning when the data have
-        fewer voxels or volumes). ``"auto"``: the model order estimated from the
-        group's MIGP spectrum by Minka's Laplace approximation, as MELODIC's ``-d 0``
-        (:mod:`trends_ivae.io.order`), recorded in ``parameters["order"]``. The
-        spectrum itself is always kept (``parameters["spectrum"]``).
-    mask : path or nibabel image, optional
-        Brain mask on the functional grid; default: the intersection of
-        ``compute_epi_mask`` over all runs.
-    tr : float, optional
-        Repetition time in seconds; overrides the sidecars and headers.
-    confounds : list of str, optional
-        Confound columns to regress (patterns allowed). None: all columns of each
-        run's confounds table, when the run has one.
-    detrend, standardize, high_pass, low_pass, smoothing_fwhm
-        Cleaning options, see :class:`~trends_ivae.io.cleaning.CleanSettings`.
-    whiten : bool, default=False
-        Scale each component to unit variance (``scale`` stored for mapping back).
-    n_keep, subject_dims : int, optional
-        MIGP's running-matrix rows and optional per-subject compression, see
-        :class:`~trends_ivae.io.reduction.MIGP`.
-    resample_to_first : bool, default=False
-        Resample runs (and the mask) whose grid differs from the first run's
-        instead of raising.
-    n_jobs : int, default=1
-        Workers (subjects in parallel): joblib processes, or the size of the local
-        Dask cluster.
-    cache_dir : path, optional
-        Where the cleaned per-subject cache goes (default: a temporary folder). With
-        Dask workers on other machines it must be on a shared file system.
-    scheduler : {'joblib', 'dask'}, default='joblib'
-        What runs the per-run and per-subject tasks (:mod:`trends_ivae.io.parallel`);
-        the result does not depend on it.
-    dask_address : str, optional
-        A running Dask scheduler (``tcp://host:8786``) for ``scheduler='dask'``;
-        default: a local cluster of ``n_jobs`` workers.
-    verbose : int, default=0
-        >0 logs progress at INFO level through ``logging``.
-    progress : bool, default=False
-        Progress bars on stderr (tqdm) for the per-run and per-subject passes.
-    denoise : {"simple", "scrubbing", "compcor", "ica_aroma"}, optional
-        fMRIPrep denoising by nilearn's ``load_confounds_strategy`` on each run's
-        fMRIPrep file (instead of ``confounds``): its confounds are regressed, and the
-        volumes its sample mask censors (non-steady-state volumes; with
-        ``scrubbing`` also high-motion ones) are left out of x and of u. The run table
-        keeps each run's acquired volumes and the censored ones.
+    %(settings)s
+    %(mask)s
+    %(tr)s
+    %(verbose)s
+    %(progress)s
+    %(options)s
 
     Returns
     -------
     PreparedData
-        Write it with :func:`~trends_ivae.io.store.write_prepared`.
+        Write it with :func:`~trends_ivae.io.store.write_prepared`. The MIGP spectrum
+        is kept in ``parameters["spectrum"]``.
 
     Raises
     ------
     PrepareError
-        On bad input; the message names the file and the problem. Subjects (or runs)
-        that fail while being processed do not stop the others; one
+        On bad input; the message names the file (or the option) and the problem.
+        Subjects (or runs) that fail while being processed do not stop the others; one
         :class:`~trends_ivae.io.parallel.TaskFailures` (a ``PrepareError``) then lists
         every failed one by name.
     """
+    settings = PrepareSettings.from_options(settings, **options)
+    clean, aux_spec, red, comp = settings.clean, settings.aux, settings.reduction, settings.compute
+    window, step, hrf_delay = aux_spec.window, aux_spec.step, aux_spec.hrf_delay
+    min_event_duration, aux_combine = aux_spec.min_event_duration, aux_spec.combine
+    n_dims, whiten, n_keep, subject_dims = red.n_dims, red.whiten, red.n_keep, red.subject_dims
+    n_jobs, cache_dir, scheduler, dask_address = comp.n_jobs, comp.cache_dir, comp.scheduler, comp.dask_address
+    resample_to_first, denoise = clean.resample, clean.denoise
     from .parallel import _check, raise_failures, run_tasks
     from .progress import progress as show
 
@@ -293,17 +220,9 @@ def prepare(
     metas = [RunMeta(name=n, subject=r.subject, run=label,
                      n_volumes=info["n_volumes"], tr=t, events=r.events, participant=r.participant)
              for r, n, info, t, label in zip(specs, names, infos, trs, run_labels)]
-    u = build_aux(aux, metas, window=window, step=step, hrf_delay=hrf_delay,
-                  min_duration=min_event_duration, combine=aux_combine)
-    settings = CleanSettings(detrend=detrend, standardize=standardize, high_pass=high_pass,
-                             low_pass=low_pass, smoothing_fwhm=smoothing_fwhm,
-                             confounds=list(confounds) if confounds else None,
-                             resample=resample_to_first, denoise=denoise)
+    u = build_aux(aux_spec, metas)
     acquired = [m.n_volumes for m in metas]
     if denoise:   # the strategy's sample masks, cheap (the confounds tables only)
-        if confounds:
-            raise PrepareError("give either confounds (column patterns) or denoise (a nilearn fMRIPrep "
-                               "strategy), not both")
         keeps = [denoise_confounds(r.img, denoise, m.n_volumes, m.name)[1] for r, m in zip(specs, metas)]
         for m, keep in zip(metas, keeps):
             if keep.sum() < 2:
@@ -314,7 +233,7 @@ def prepare(
     else:
         keeps = [np.ones(n, dtype=bool) for n in acquired]
     # confounds are cheap to check before the heavy passes; what each run regresses is recorded
-    conf_cols = [[] if denoise else confound_columns(r.confounds, settings.confounds, m.n_volumes, m.name)
+    conf_cols = [[] if denoise else confound_columns(r.confounds, clean.confounds, m.n_volumes, m.name)
                  for r, m in zip(specs, metas)]
     given_mask = None
     if mask is not None:
@@ -379,7 +298,7 @@ def prepare(
     by_subject = [[i for i, r in enumerate(specs) if r.subject == s] for s in subjects]
     tmp = tempfile.TemporaryDirectory(prefix="trends_ivae_prepare_", dir=cache_dir)
     try:
-        jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, settings,
+        jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, clean,
                                         str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
                 for k, idx in enumerate(by_subject)]
         cache_files, voxel_sum, outcomes, subject_ss = [], np.zeros(n_voxels), [], []
@@ -444,7 +363,7 @@ def prepare(
         "n_keep": migp.n_keep, "subject_dims": subject_dims, "tr_override": tr,
         "mask": str(mask) if isinstance(mask, (str, Path)) else ("<image>" if mask is not None else None),
         "mask_source": "given" if mask is not None else "epi_intersection",
-        "resample_to_first": bool(resample_to_first), "clean": settings.to_dict(),
+        "resample_to_first": bool(resample_to_first), "clean": clean.to_dict(),
         "confounds_regressed": confounds_summary(conf_cols),
         "total_sum_of_squares": migp.total_ss_, "subject_sums_of_squares": subject_ss, "reduction": "MIGP",
     }
