@@ -1,8 +1,11 @@
 """``trends-ivae``: the command-line entry point.
 
 Each subcommand lives in its own module of :mod:`trends_ivae.cli` and exposes
-``add_parser(subparsers)`` and ``run(args) -> int``. Heavy imports happen inside
-``run``, after parsing, so ``--help`` is fast.
+``add_parser(subparsers)`` and ``run(args, parser) -> int`` (the exit code). The modules
+import only argparse helpers at import time; numpy, nilearn and the workflows load in
+``run``, after parsing, so ``--help`` is fast. torch is imported only by the commands
+that train (``fit``, ``demo``; ``fit --device`` to check the device): ``prepare``,
+``simulate`` and ``report`` never load it (``tests/test_cli_imports.py``).
 """
 from __future__ import annotations
 
@@ -24,14 +27,7 @@ SUBCOMMANDS = {
 
 
 def _available_subcommands() -> dict:
-    modules = {}
-    for name, module_name in SUBCOMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"trends_ivae.cli.{module_name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"trends_ivae.cli.{module_name}":
-                raise
-    return modules
+    return {name: importlib.import_module(f"trends_ivae.cli.{module}") for name, module in SUBCOMMANDS.items()}
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -48,7 +44,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
+def format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings as one readable line (no source excerpt) on the command line."""
     return f"trends-ivae: {category.__name__}: {message}\n"
 
@@ -57,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trends-ivae`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
     import warnings
 
-    warnings.formatwarning = _format_warning
+    warnings.formatwarning = format_warning
     parser, modules = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
