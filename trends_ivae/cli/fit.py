@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..workflow.fit import summary_line
 from ._common import (HELP_FORMATTER, Default, add_common_options, add_quiet_option, check_writable, existing_file,
@@ -29,7 +32,7 @@ from .options import (add_input_arguments, add_model_arguments, add_output_argum
                       arguments_record, check_components_fit, check_input_arguments, check_model_arguments,
                       fit_settings, n_dims_of, notifier, prepare_request, print_fit_result)
 
-__all__ = ["add_parser", "run", "summary_line"]
+__all__ = ["add_parser", "run", "FitJob", "fit_job", "summary_line"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -91,27 +94,86 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int | s
     return n_dims
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run ``trends-ivae fit``; returns the exit code."""
+@dataclass
+class FitJob:
+    """A checked ``trends-ivae fit`` command line, as the arguments of a workflow call.
+
+    ``fit_to_folder(job.data, job.out, **job.kwargs)`` (or ``fit_distributed`` when
+    ``job.distributed``) does what the command does; :func:`fit_job` builds one from
+    argv for the pipelines and the Nipype node, so that they share the command's options,
+    defaults and checks.
+
+    Attributes
+    ----------
+    data : str or PrepareRequest
+        ``--prepared FILE``, or the runs and how to prepare them.
+    out : Path
+        ``--out``.
+    distributed : bool
+        ``--distributed``.
+    kwargs : dict
+        The other arguments of :func:`~trends_ivae.workflow.fit_to_folder`.
+    """
+
+    data: Any
+    out: Path
+    distributed: bool
+    kwargs: dict
+
+
+def _job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FitJob:
+    """The workflow call of checked options (``parser.error`` on bad ones).
+
+    Raises
+    ------
+    trends_ivae.io.PrepareError
+        The runs cannot be found, or a prepare setting is refused.
+    """
     n_dims = _check(args, parser)
     setup_logging(args.verbose)
-    from ..io.images import PrepareError  # after parsing
-    from ..workflow import OutputSettings, WorkflowError, fit_distributed, fit_to_folder
+    from ..workflow import OutputSettings  # after parsing
 
     prog = f"trends-ivae {args.command}"
-    common = dict(fit=fit_settings(args, n_jobs=args.n_jobs),
+    kwargs = dict(fit=fit_settings(args, n_jobs=args.n_jobs),
                   output=OutputSettings(layout=args.layout, keep_prepared=args.keep_prepared, report=args.report,
                                         force=args.force),
                   checkpoint_dir=args.checkpoint_dir, stream_rows=args.stream_rows, notify=notifier(prog),
                   command=args.command, arguments=arguments_record(args, n_dims=n_dims),
                   source=args.bids or args.prepared)
+    data = args.prepared or prepare_request(args, n_dims)
+    return FitJob(data=data, out=Path(args.out), distributed=args.distributed, kwargs=kwargs)
+
+
+def fit_job(argv: Sequence[str]) -> FitJob:
+    """Parse and check ``trends-ivae fit`` arguments (``argv`` without ``fit``).
+
+    Raises
+    ------
+    SystemExit
+        Bad options (exit code 2, the message on stderr), as the command.
+    trends_ivae.io.PrepareError
+        The runs cannot be found, or a prepare setting is refused.
+    """
+    from .main import build_parser
+
+    parser, _ = build_parser()
+    return _job(parser.parse_args(["fit", *argv]), parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``trends-ivae fit``; returns the exit code."""
+    from ..io.images import PrepareError  # after parsing
+    from ..workflow import WorkflowError, fit_distributed, fit_to_folder
+
+    prog = f"trends-ivae {args.command}"
     try:
-        if args.distributed:
-            result = fit_distributed(args.prepared, args.out, **common)
+        job = _job(args, parser)
+        if job.distributed:
+            result = fit_distributed(job.data, job.out, **job.kwargs)
             if result is None:   # a rank other than 0: trained, wrote nothing
                 return 0
         else:
-            result = fit_to_folder(args.prepared or prepare_request(args, n_dims), args.out, **common)
+            result = fit_to_folder(job.data, job.out, **job.kwargs)
     except (WorkflowError, PrepareError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

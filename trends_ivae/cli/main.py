@@ -30,7 +30,8 @@ def _available_subcommands() -> dict:
     return {name: importlib.import_module(f"trends_ivae.cli.{module}") for name, module in SUBCOMMANDS.items()}
 
 
-def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The ``trends-ivae`` parser, and its subcommand modules by name."""
     parser = argparse.ArgumentParser(
         prog="trends-ivae",
         description="Identifiable nonlinear ICA (iVAE) for fMRI.",
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = format_warning
-    parser, modules = _build_parser()
+    parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
