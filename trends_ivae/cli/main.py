@@ -72,11 +72,12 @@ def _exit_if_distributed(code: int) -> None:
     at interpreter exit, after every output was written and the group destroyed
     ("terminate called without an active exception", a native thread still joinable
     when its destructor ran), and torchrun then reported the whole job as failed. The
-    outputs are complete and flushed at this point, so the process exits directly.
+    outputs are complete and flushed at this point, so the process exits directly. A
+    command that never imported :mod:`trends_ivae.distributed` used no group (and so
+    does not load torch here).
     """
-    from .. import distributed
-
-    if distributed.group_was_used():
+    distributed = sys.modules.get("trends_ivae.distributed")
+    if distributed is not None and distributed.group_was_used():
         import logging
         import os
 
