@@ -33,6 +33,8 @@ from .io.export import unmask
 from .io.preparation import prepare, transform_runs
 from .io.settings import PrepareSettings
 from .io.store import PreparedData
+from .nonlinearity import NonlinearityTest, held_out_test
+from .sampling import SampledRun, sample_run
 
 logger = logging.getLogger(__name__)
 
@@ -392,6 +394,70 @@ class GroupIVAE(BaseEstimator):
         self.effects_img_ = unmask(self.effects_, self.mask_img_)
         self.n_components_ = self.n_components
         return self
+
+    def test_nonlinearity(self, prepared: PreparedData | None = None, *, n_folds: int = 2,
+                          confidence: float = 0.95, n_importance: int = 8,
+                          negligible: float = 0.01) -> NonlinearityTest:
+        """Do these data need the nonlinear model? Held-out subjects against linear ICA.
+
+        The estimator this ``GroupIVAE`` fits (one restart) and its linear counterpart
+        (the same model with an affine decoder, or a flow without splines: linear ICA
+        with the same conditional prior) are fitted on the same reduction and u, with
+        whole subjects held out (runs when there is one subject) over ``n_folds``
+        folds, and compared by their held-out log-likelihood per volume
+        (:func:`trends_ivae.nonlinearity.held_out_test`). Costs ``2 n_folds`` fits.
+
+        Parameters
+        ----------
+        prepared : PreparedData, optional
+            Default: the data of the last fit.
+        n_folds, confidence, n_importance, negligible
+            See :func:`~trends_ivae.nonlinearity.held_out_test`.
+
+        Returns
+        -------
+        NonlinearityTest
+            Also kept as ``nonlinearity_test_``; ``.summary()`` says it in words.
+        """
+        if prepared is None:
+            if not hasattr(self, "prepared_"):
+                raise ValueError("test_nonlinearity needs prepared data: pass them or fit first")
+            prepared = self.prepared_
+        by_subject = prepared.n_subjects >= 2
+        groups = (np.asarray(prepared.subjects, dtype=object)[prepared.subject] if by_subject
+                  else np.asarray(prepared.run).astype(str))
+        n_groups = len(np.unique(groups))
+        n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
+        est = self._make_ivae(max(n_train, 2)).set_params(n_init=1)
+        if "init_epochs" in est.get_params():
+            est.set_params(init_epochs=None)
+        if self.prior == "normal":
+            result = NonlinearityTest("untestable", grouping="subject" if by_subject else "run",
+                                      estimator=type(est).__name__,
+                                      reason="the vanilla VAE (prior='normal') has no identifiable "
+                                             "linear counterpart")
+        else:
+            result = held_out_test(est, prepared.x, self.model_u(prepared), groups, n_folds=n_folds,
+                                   confidence=confidence, n_importance=n_importance,
+                                   negligible=negligible, grouping="subject" if by_subject else "run",
+                                   random_state=self.random_state)
+        logger.info("nonlinearity test: %s", result.summary())
+        self.nonlinearity_test_ = result
+        return result
+
+    def sample(self, events: Any = None, *, n_volumes: int | None = None, condition: str | None = None,
+               subject: str | None = None, like_run: int = 0, noise: bool = True,
+               random_state: Any = None) -> SampledRun:
+        """Generate a synthetic run from the fitted model (:func:`trends_ivae.sampling.sample_run`).
+
+        u comes from fitted run ``like_run``, with the task factor from ``events`` (or
+        one ``condition``) and the subject factor from ``subject``; sources are drawn from
+        p(z|u), decoded, and mapped through the basis to voxels with the model's noise.
+        Returns a :class:`~trends_ivae.sampling.SampledRun` (``img``, ``events``, ``u``,
+        ``sources``, ``sidecar``).
+        """
+        return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
+                          like_run=like_run, noise=noise, random_state=random_state)
 
     @staticmethod
     def prepare_params(prepared: PreparedData) -> dict:

@@ -109,6 +109,10 @@ class IVAE(SourceEstimator):
         than a million parameters on the CPU (a second thread does not speed up such
         small products and slows a fit down on a busy machine), an int sets it, None
         keeps the caller's. The caller's setting is restored afterwards.
+    linear_decoder : bool, default=False
+        An affine decoder (encoder and prior unchanged): the linear counterpart of the
+        model, linear ICA with the same conditional prior
+        (:func:`trends_ivae.nonlinearity.linear_counterpart`).
     random_state : int, RandomState or None
         Seeds everything; the same value gives the same numbers on the CPU.
     verbose : int
@@ -182,7 +186,7 @@ class IVAE(SourceEstimator):
                  init_epochs: int | None = None, n_iwae: int = 4,
                  device: str = "auto", amp: bool = False, max_seconds: float | None = None,
                  random_state: Any = None, verbose: int = 0, init: str = "ica", select: str = "score",
-                 n_threads: int | str | None = "auto") -> None:
+                 n_threads: int | str | None = "auto", linear_decoder: bool = False) -> None:
         self.n_components = n_components
         self.prior = prior
         self.hidden_dim = hidden_dim
@@ -214,6 +218,7 @@ class IVAE(SourceEstimator):
         self.init = init
         self.select = select
         self.n_threads = n_threads
+        self.linear_decoder = linear_decoder
 
 
     # --------------------------------------------------------------------- fit
@@ -223,7 +228,7 @@ class IVAE(SourceEstimator):
                         n_hidden=self.n_hidden, activation=self.activation,
                         decoder_var=self.decoder_var, learn_prior_mean=self.learn_prior_mean,
                         encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior,
-                        linear_skip=self._linear_start_used())
+                        linear_skip=self._linear_start_used(), linear_decoder=self.linear_decoder)
         tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                          warmup_frac=self.warmup_frac, kl_start=self.kl_start,
                          entropy_start=self.entropy_start, decoder_var_start=self.decoder_var_start,

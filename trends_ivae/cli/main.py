@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "simulate": "simulate",
     "demo": "demo",
     "report": "report",
+    "sample": "sample",
 }
 
 

@@ -109,6 +109,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
     m.add_argument("--batch-size", type=int, metavar="N",
                    help="mini-batch size (default: IVAE's, at most a quarter of the training volumes)")
+    m.add_argument("--nonlinearity-test", action="store_true",
+                   help="after the fit, test whether the data need the nonlinear model: the model and its "
+                        "linear counterpart (linear ICA with the same prior) fitted on half the subjects "
+                        "and scored on the other half, both ways (4 more fits); the answer goes into the "
+                        "summary, the maps' sidecars, model/config.json and the report")
 
 
 #: the help of ``--no-report``, the same in ``fit`` and the BIDS App
@@ -273,7 +278,8 @@ def fit_settings(args: argparse.Namespace, n_jobs: int = 1):
 
     return FitSettings(n_components=args.n_components, prior=args.prior, estimator=args.estimator,
                        device=args.device, seed=args.seed, n_init=args.n_init, max_epochs=args.max_epochs,
-                       batch_size=args.batch_size, verbose=training_verbosity(args), n_jobs=n_jobs)
+                       batch_size=args.batch_size, nonlinearity_test=args.nonlinearity_test,
+                       verbose=training_verbosity(args), n_jobs=n_jobs)
 
 
 def arguments_record(args: argparse.Namespace, **resolved: Any) -> dict:
@@ -293,6 +299,8 @@ def notifier(prog: str):
 def print_fit_result(result, prog: str) -> None:
     """The fit's summary line, and where the report is (or, on stderr, why it failed)."""
     print(f"wrote {result.out_dir}: {result.summary}, {result.seconds:.1f} s")
+    if result.nonlinearity is not None:
+        print(f"nonlinearity test: {result.nonlinearity['summary']}")
     if result.report is not None:
         print(f"report: {result.report}")
     elif result.report_error:

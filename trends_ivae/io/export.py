@@ -370,6 +370,7 @@ def write_derivatives(
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
     space_img: nib.spatialimages.SpatialImage | str | os.PathLike | None = None,
+    nonlinearity_test: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the maps and time courses of a fit as a BIDS-derivatives dataset.
 
@@ -410,6 +411,9 @@ def write_derivatives(
         Each component's stability index across restarts (``GroupIVAE.stability_``,
         NaN with one restart): a ``stability`` column of the labels TSV (``n/a`` when
         NaN) and ``Stability`` in the maps' sidecars, with its definition.
+    nonlinearity_test : mapping, optional
+        The held-out nonlinearity test (``NonlinearityTest.to_dict()``):
+        ``NonlinearityTest`` in the maps' sidecars.
     effects_zscored : bool
         Whether the effect maps are z-scores (sets their NIfTI intent).
     source : str, optional
@@ -502,6 +506,8 @@ def write_derivatives(
         if stability is not None:
             common["Stability"] = [None if not np.isfinite(v) else float(v) for v in np.asarray(stability, float)]
             common["StabilityDefinition"] = STABILITY_DEFINITION
+        if nonlinearity_test is not None:
+            common["NonlinearityTest"] = dict(nonlinearity_test)
         unmask(group_maps, mimg, intent="z score",
                descrip="trends_ivae group regression z-maps").to_filename(
             group / "desc-ivae_components.nii.gz")

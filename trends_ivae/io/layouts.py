@@ -387,6 +387,7 @@ def write_layout(
     prefix: str = "trends_ivae",
     extra: Callable[[Path], None] | None = None,
     force: bool = False,
+    nonlinearity_test: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a fit in one of :data:`LAYOUTS` (the writer ``--layout`` selects).
 
@@ -407,7 +408,8 @@ def write_layout(
                                  runs=runs, timecourses=timecourses, subject_maps=subject_maps,
                                  params=params, explained_variance=explained_variance,
                                  total_explained_variance=total_explained_variance, stability=stability,
-                                 source=source, extra=extra, force=force)
+                                 source=source, extra=extra, force=force,
+                                 nonlinearity_test=nonlinearity_test)
     if layout == "melodic":
         if mean_img is None:
             files = [r.get("path") for r in runs]

@@ -74,6 +74,11 @@ class IVAEConfig(DictConfig):
         Decoder ``f(z) = A z + c + r(z)`` and encoder mean ``W x + b + e(x, u)``: an
         affine path beside each MLP, so that the model can start at a linear ICA
         solution (:meth:`IVAEModel.set_linear_start`) with residuals that start at zero.
+    linear_decoder : bool
+        An affine decoder ``f(z) = A z + c`` (the encoder and prior unchanged): the
+        linear counterpart of the model, i.e. linear ICA with the same conditional
+        prior, against which the nonlinear decoder is tested
+        (:mod:`trends_ivae.nonlinearity`).
     """
 
     n_features: int
@@ -89,6 +94,7 @@ class IVAEConfig(DictConfig):
     encoder_uses_aux: bool = True
     posterior: str = "full"
     linear_skip: bool = False
+    linear_decoder: bool = False
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:

@@ -74,7 +74,8 @@ class IVAEModel(nn.Module):
             scatter[k, rows] = 1.0
             self.register_buffer("_pick", pick, persistent=False)
             self.register_buffer("_scatter", scatter, persistent=False)
-        self.decoder = MLP(c.n_components, c.n_features, c.hidden_dim, c.n_hidden, c.activation)
+        self.decoder = MLP(c.n_components, c.n_features, c.hidden_dim,
+                           0 if c.linear_decoder else c.n_hidden, c.activation)
         if c.linear_skip:   # affine paths beside the MLPs: x ~ A z + c + r(z), E[z|x] = W x + b + e(x, u)
             self.dec_linear = nn.Linear(c.n_components, c.n_features)
             self.enc_linear = nn.Linear(c.n_features, c.n_components)

@@ -163,6 +163,10 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
     rows.append(("stability across restarts", _stability_text(results.get("stability"),
                                                               ivae.get("n_init", args.get("n_init")))))
+    test = results.get("nonlinearity_test")
+    rows.append(("does it need nonlinear ICA?", test["summary"] if isinstance(test, dict) and test.get("summary")
+                 else "not tested (fit with --nonlinearity-test: the model against linear ICA with the same "
+                      "prior on held-out subjects)"))
     secs = results.get("seconds")
     rows.append(("run time", f"{secs:.1f} s" if isinstance(secs, (int, float)) else "–"))
     versions = dict(cfg.get("versions") or {})

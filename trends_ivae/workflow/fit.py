@@ -50,6 +50,10 @@ class FitSettings:
         Restarts.
     max_epochs, batch_size : int, optional
         Passed to the estimator when given; None: GroupIVAE's choice for the data size.
+    nonlinearity_test : bool, default=False
+        After the fit, the held-out nonlinearity test (``GroupIVAE.test_nonlinearity``:
+        the model against its linear counterpart on held-out subjects, 4 more fits); its
+        answer goes into the maps' sidecars, ``model/config.json`` and the report.
     verbose : int, default=0
         Training verbosity (1: a progress bar, 2: a line per epoch).
     n_jobs : int, default=1
@@ -64,6 +68,7 @@ class FitSettings:
     n_init: int = 3
     max_epochs: int | None = None
     batch_size: int | None = None
+    nonlinearity_test: bool = False
     verbose: int = 0
     n_jobs: int = 1
 
@@ -132,6 +137,9 @@ class FitResult:
         The report written, if any.
     report_error : str or None
         Why the report failed (the outputs are complete).
+    nonlinearity : dict or None
+        The held-out nonlinearity test (``NonlinearityTest.to_dict()``; ``summary`` is its
+        answer in one line), when asked for.
     """
 
     out_dir: Path
@@ -141,6 +149,7 @@ class FitResult:
     chosen: dict = field(default_factory=dict)
     report: Path | None = None
     report_error: str | None = None
+    nonlinearity: dict | None = None
 
 
 class _RunMaps(Sequence):
@@ -207,7 +216,8 @@ def write_report(out_dir: str | Path) -> tuple[Path | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _config(command, arguments, model, prepared, fit: FitSettings, seconds: float) -> dict:
+def _config(command, arguments, model, prepared, fit: FitSettings, seconds: float,
+            nonlinearity: dict | None) -> dict:
     from .. import __version__
 
     return {
@@ -225,7 +235,7 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
                     "component_stability": [float(v) for v in model.stability_],
                     "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
                     "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
-                    "seconds": seconds},
+                    "seconds": seconds, "nonlinearity_test": nonlinearity},
         "version": __version__,
         "versions": prepared.versions,
     }
@@ -338,8 +348,9 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         raise WorkflowError(f"could not write a checkpoint in {str(checkpoint_dir)!r}: {exc} "
                             "(free some space and rerun: training resumes from the last checkpoint)") from exc
 
-    config = _config(command, record, model, prepared, fit,
-                     time.perf_counter() - t0)
+    fit_seconds = time.perf_counter() - t0
+    nonlinearity = model.test_nonlinearity(prepared).to_dict() if fit.nonlinearity_test else None
+    config = _config(command, record, model, prepared, fit, fit_seconds, nonlinearity)
     runs = [{**r.get("entities", {}), "sub": r["subject"], "path": r.get("file"), "tr": r.get("tr")}
             for r in prepared.runs]
     for r in runs:
@@ -354,13 +365,14 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
                      explained_variance=model.explained_variance_,
                      total_explained_variance=model.total_explained_variance_,
                      stability=model.stability_, source=source,
-                     extra=_model_files(model, config, prepared, output.keep_prepared), force=output.force)
+                     extra=_model_files(model, config, prepared, output.keep_prepared), force=output.force,
+                     nonlinearity_test=nonlinearity)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         raise WorkflowError(f"could not write {str(out_dir)!r}: {exc}{kept}") from exc
     result = FitResult(out_dir=out_dir, n_components=n_components,
                        summary=summary_line(model, prepared, n_components),
-                       seconds=time.perf_counter() - t0, chosen=chosen)
+                       seconds=time.perf_counter() - t0, chosen=chosen, nonlinearity=nonlinearity)
     if output.report and output.layout == "bids":
         result.report, result.report_error = write_report(out_dir)
     return result

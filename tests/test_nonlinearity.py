@@ -1,0 +1,99 @@
+"""The held-out nonlinearity test: "helps" on nonlinear mixtures, "no evidence" on linear
+ones, "untestable" where subjects cannot be held out."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trends_ivae import IVAE
+from trends_ivae.flow_estimator import IFlow
+from trends_ivae.nonlinearity import NonlinearityTest, held_out_test, linear_counterpart
+from trends_ivae.simulate import make_segment_data
+
+
+def _data(n_layers: int, seed: int = 7):
+    d = make_segment_data(n_sources=3, n_obs=3, n_segments=20, n_per_segment=200, n_layers=n_layers,
+                          noise_std=0.05, random_state=seed)
+    groups = np.arange(d.X.shape[0]) % 8          # 8 "subjects", each seeing every segment
+    return d.X, d.u, groups
+
+
+def _vae(**kw):
+    kw = {"encoder_uses_aux": False, **kw}
+    return IVAE(3, max_epochs=25, batch_size=256, random_state=0, decoder_var=None, n_iwae=1,
+                decoder_var_start=None, **kw)
+
+
+@pytest.mark.parametrize("make", [_vae, lambda: IFlow(3, random_state=0, batch_size=512)], ids=["vae", "flow"])
+def test_helps_on_nonlinear_mixing_and_not_on_linear(make):
+    X, u, g = _data(n_layers=3)
+    res = held_out_test(make(), X, u, g, random_state=0)
+    assert res.verdict == "helps", res.summary()
+    assert res.ci_low > res.margin > 0
+    assert len(res.group_differences) == 8 and res.nonlinear_score > res.linear_score
+    assert "better by" in res.summary()
+    X, u, g = _data(n_layers=1)
+    res = held_out_test(make(), X, u, g, random_state=0)
+    assert res.verdict == "no evidence", res.summary()
+    assert "no evidence" in res.summary() and abs(res.difference) < res.margin
+
+
+def test_untestable_cases_say_why():
+    X, u, g = _data(n_layers=1)
+    res = held_out_test(_vae(), X, u, np.zeros(len(u)), random_state=0)
+    assert res.verdict == "untestable" and "two subjects" in res.reason
+    # new u levels in held-out subjects need an encoder without u
+    res = held_out_test(_vae(encoder_uses_aux=True), X, g, g, random_state=0)
+    assert res.verdict == "untestable" and "encoder" in res.summary()
+
+
+def test_new_levels_of_held_out_subjects_are_folded_in():
+    # u = a per-subject segment label (like sliding windows): no held-out level was seen
+    X, u, g = _data(n_layers=3)
+    own = np.char.add(g.astype(str), np.char.add("_", u.astype(str)))
+    res = held_out_test(_vae(), X, own, g, random_state=0)
+    assert res.verdict == "helps", res.summary()
+    X, u, g = _data(n_layers=1)
+    own = np.char.add(g.astype(str), np.char.add("_", u.astype(str)))
+    res = held_out_test(IFlow(3, random_state=0, batch_size=512), X, own, g, random_state=0)
+    assert res.verdict == "no evidence", res.summary()
+
+
+def test_linear_counterpart_is_affine_and_to_dict_is_json():
+    X, u, _ = _data(n_layers=3)
+    lin = linear_counterpart(_vae()).fit(X[:2000], u[:2000])
+    J = lin.decoder_jacobian(np.random.default_rng(0).normal(size=(50, 3)), reduce=None)
+    assert np.allclose(J, J[:1], atol=1e-5)           # constant Jacobian: an affine decoder
+    assert linear_counterpart(IFlow(3)).transforms == 0
+    with pytest.raises(ValueError, match="vanilla"):
+        linear_counterpart(_vae(prior="normal"))
+    res = NonlinearityTest("helps", difference=0.5, ci_low=0.4, ci_high=0.6, margin=0.03,
+                           group_differences=[0.4, 0.6], groups=["01", "02"])
+    out = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert out["verdict"] == "helps" and out["summary"].startswith("the nonlinear model explains")
+
+
+def test_score_samples_matches_score_for_the_flow():
+    X, u, _ = _data(n_layers=2)
+    m = IFlow(3, random_state=0, max_epochs=2).fit(X, u)
+    assert np.isclose(m.score_samples(X, u).mean(), m.score(X, u), rtol=1e-5)
+
+
+def test_fit_command_reports_the_test(tmp_path, capsys):
+    from pathlib import Path
+
+    from trends_ivae.cli.main import main
+
+    bids = Path(__file__).resolve().parents[1] / "sample_data" / "bids"
+    out = tmp_path / "out"
+    assert main(["fit", "--bids", str(bids), "--out", str(out), "--n-components", "3", "--n-init", "1",
+                 "--max-epochs", "15", "--nonlinearity-test", "-q"]) == 0
+    printed = capsys.readouterr().out
+    side = json.loads((out / "group" / "desc-ivae_components.json").read_text())["NonlinearityTest"]
+    config = json.loads((out / "model" / "config.json").read_text())["results"]["nonlinearity_test"]
+    assert side == config and side["verdict"] in ("helps", "no evidence", "linear better")
+    assert len(side["groups"]) == 4 and side["grouping"] == "subject"
+    assert f"nonlinearity test: {side['summary']}" in printed
+    assert side["summary"] in (out / "report.html").read_text()
