@@ -179,3 +179,20 @@ def test_the_pipeline_and_the_nipype_node_call_the_fit_workflow(tmp_path, monkey
     data, out, kwargs = calls[-1]
     assert isinstance(data, PrepareRequest) and out == tmp_path / "n"
     assert kwargs["fit"].n_components == 2 and data.settings.reduction.n_dims == 4
+
+
+def test_dual_regression_calls_its_workflow(task_fit, tmp_path, monkeypatch):
+    import trends_ivae.workflow as workflow
+
+    calls = []
+
+    def fake(fit_dir, runs, out, **kwargs):
+        calls.append((fit_dir, runs, out, kwargs))
+        return workflow.DualRegressionResult(out_dir=out, n_runs=len(runs), n_subjects=1, n_components=3)
+
+    monkeypatch.setattr(workflow, "dual_regression_to_folder", fake)
+    assert _run(dual_regression, [str(task_fit), "--bids", str(SAMPLE), "--participant-label", "03",
+                                  "--out", str(tmp_path / "dr")]) == 0
+    (fit_dir, runs, out, kwargs), = calls
+    assert fit_dir == task_fit and [r.subject for r in runs] == ["03"] and out == tmp_path / "dr"
+    assert kwargs["device"] == "cpu" and kwargs["force"] is False

@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bids, out, n_dims = _check_args(args, parser)
     labels = _labels(args, parser, bids, out)
     setup_logging(args.verbose)
-    from ..io.images import PrepareError  # after parsing
+    from ..io.errors import PrepareError
     from ..workflow import BidsSelection, WorkflowError, group_stage, participant_stage
 
     selection = BidsSelection(bids_dir=bids, derivatives=Path(args.derivatives) if args.derivatives else None,

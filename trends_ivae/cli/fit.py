@@ -162,7 +162,7 @@ def fit_job(argv: Sequence[str]) -> FitJob:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae fit``; returns the exit code."""
-    from ..io.images import PrepareError  # after parsing
+    from ..io.errors import PrepareError
     from ..workflow import WorkflowError, fit_distributed, fit_to_folder
 
     prog = f"trends-ivae {args.command}"

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_writable(parser, out_dir, "--out")
     setup_logging(args.verbose)
 
-    from ..io.images import PrepareError  # after parsing
+    from ..io.errors import PrepareError
     from ..workflow import prepare_to_file
 
     try:

@@ -13,6 +13,8 @@ what every front end calls: ``trends-ivae prepare|fit|demo``, ``trends-ivae-bids
     the same as one rank of a torchrun job.
 :func:`participant_stage`, :func:`group_stage`
     the BIDS App's two levels.
+:func:`dual_regression_to_folder`
+    a fitted model applied to new runs (time courses and subject maps), no refit.
 
 The settings travel whole: :class:`trends_ivae.io.settings.PrepareSettings` (cleaning, u,
 reduction, compute) inside a :class:`PrepareRequest` with the runs, mask and TR;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from .bids_app import BidsSelection, ParticipantResult, group_stage, participant_stage
 from .choices import Notify, auto_components, resting_aux
+from .dual_regression import DualRegressionResult, dual_regression_to_folder
 from .fit import (FitResult, FitSettings, OutputSettings, WorkflowError, fit_distributed, fit_to_folder,
                   summary_line, write_report)
 from .prepare import PrepareRequest, PrepareResult, prepare_data, prepare_to_file
@@ -37,5 +40,6 @@ __all__ = [
     "FitSettings", "OutputSettings", "FitResult", "WorkflowError", "fit_to_folder", "fit_distributed",
     "summary_line", "write_report",
     "BidsSelection", "ParticipantResult", "participant_stage", "group_stage",
+    "DualRegressionResult", "dual_regression_to_folder",
     "Notify", "auto_components", "resting_aux",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io.errors import PrepareError
 from ..io.settings import PrepareSettings
 from .choices import Notify, with_resting_aux
 from .fit import FitResult, FitSettings, OutputSettings, WorkflowError, fit_to_folder, write_report
@@ -167,7 +168,6 @@ def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSett
     WorkflowError
         No run for a selected subject, or an existing share made otherwise (without ``force``).
     """
-    from ..io.images import PrepareError
     from ..io.participant import read_share_meta, share_paths
 
     labels = list(selection.labels or [])
@@ -207,7 +207,6 @@ def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSett
 
 def _gather_inputs(selection: BidsSelection, out: Path, settings: PrepareSettings):
     """The subjects' shares in ``out`` (read), the subjects without one, and the selected runs."""
-    from ..io.images import PrepareError
     from ..io.participant import read_share_meta, share_paths
 
     not_found, labels = "", selection.labels
@@ -295,7 +294,6 @@ def group_stage(selection: BidsSelection, out: Path, settings: PrepareSettings, 
         (OUTPUT_DIR then keeps its previous contents).
     """
     from ..io.export import ForeignFilesError
-    from ..io.images import PrepareError
     from ..io.participant import gather_shares, group_mean_image, read_share_meta
     from ..io.store import write_prepared
 

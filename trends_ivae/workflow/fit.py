@@ -308,7 +308,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         dimensions, a fit or checkpoint failure, or outputs that cannot be written
         (the previous contents of ``out_dir`` are then untouched).
     """
-    from ..io.images import PrepareError
+    from ..io.errors import PrepareError
     from ..io.layouts import write_layout
     from .prepare import PrepareRequest, prepare_data
 
