@@ -27,7 +27,7 @@ from .backprojection import back_project
 from .estimator import IVAE
 from .estimator_base import SourceEstimator
 from .flow_estimator import IFlow
-from .io.auxiliary import concat_factors, factor_frame
+from .aux_variable import AuxVariable
 from .io.bids import RunSpec, runs_from_files
 from .io.export import unmask
 from .io.preparation import prepare, transform_runs
@@ -361,10 +361,9 @@ class GroupIVAE(BaseEstimator):
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
         u = self.model_u(prepared)
-        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape,
-                    "factors " + "+".join(map(str, u.columns)) if isinstance(u, pd.DataFrame) else prepared.u_kind)
+        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
-        u_train = u.iloc[train] if isinstance(u, pd.DataFrame) else u[train]
+        u_train = u[train]
         ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
         z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
@@ -486,26 +485,17 @@ class GroupIVAE(BaseEstimator):
         return out
 
     @staticmethod
-    def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
-        """The u that the iVAE is fitted with, from the prepared data.
-
-        Several discrete factors combined by ``concat`` (u is then their one-hot columns,
-        which the prepared data do not hold: :attr:`PreparedData.u_on_demand`) become a
-        DataFrame of the factors (:func:`~trends_ivae.io.auxiliary.factor_frame` of
-        ``u_factors``): the IVAE holds them as (n, n_factors) indices and fits the same
-        model as on the dense columns, in O(n x n_factors) memory. Any other u is
-        ``prepared.u`` as it is.
-        """
-        if concat_factors(prepared.aux, prepared.u_kind):
-            return factor_frame(prepared.u_factors, prepared.aux["factors"])
+    def model_u(prepared: PreparedData) -> AuxVariable:
+        """The u that the iVAE is fitted with: ``prepared.u`` (concatenated factors as their
+        codes, which the IVAE holds as (n, n_factors) indices and fits the same model as on
+        the dense columns, in O(n x n_factors) memory)."""
         return prepared.u
 
-    def fit_rows(self, x: np.ndarray, u: np.ndarray | pd.DataFrame, n_samples: int,
+    def fit_rows(self, x: np.ndarray, u: AuxVariable | np.ndarray | pd.DataFrame, n_samples: int,
                  checkpoint_dir: Any = None, stream_rows: int | None = None) -> "GroupIVAE":
         """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
 
-        ``u`` is this share's rows of :meth:`model_u` (a DataFrame of factors for
-        concatenated factors). ``n_samples`` is the number of rows of the whole data set,
+        ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
         so that every rank derives the same batch size and number of epochs
         (:meth:`_make_ivae`). Sets ``ivae_`` only.
         """
@@ -582,10 +572,9 @@ class GroupIVAE(BaseEstimator):
         runs = self._runs(imgs, events, confounds)
         return runs, transform_runs(runs, self.prepared_, tr=self.tr)
 
-    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool
-               ) -> list[np.ndarray | pd.DataFrame | None]:
-        """u for new runs when ``needed`` (its levels must have been seen in fit), in the
-        form the fitted IVAE takes (a DataFrame of factors for a factors model)."""
+    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool) -> list[AuxVariable | None]:
+        """u for new runs when ``needed``, in the layout of the fit's u (its levels must have
+        been seen in fit)."""
         if not needed:
             return [None] * len(xs)
         from .io.auxiliary import RunMeta, build_aux
@@ -599,20 +588,12 @@ class GroupIVAE(BaseEstimator):
             aux = build_aux(p.aux["spec"], [meta], window=p.aux.get("window"), step=p.aux.get("step"),
                             hrf_delay=self.hrf_delay, min_duration=self.min_event_duration,
                             combine=self.aux_combine)
-            lookup = {name: k for k, name in enumerate(p.u_names)}
-            missing = sorted({n for n in aux.names if n not in lookup})
+            missing = aux.unknown_levels(p.u)
             if missing:
                 raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
                                  "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
                                  "default, transforms any run; scoring always needs known levels)")
-            if getattr(self.ivae_, "aux_kind_", None) == "factors":   # the IVAE maps level names
-                us.append(factor_frame(aux.factor_codes, aux.factors))
-            elif aux.kind == "continuous":   # concatenated one-hot columns: placed by column name
-                u = np.zeros((x.shape[0], len(p.u_names)), np.float32)
-                u[:, [lookup[name] for name in aux.names]] = aux.values
-                us.append(u)
-            else:
-                us.append(np.array([lookup[aux.names[v]] for v in aux.values], dtype=np.int64))
+            us.append(aux.aligned_to(p.u))
         return us
 
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:

@@ -293,8 +293,7 @@ class IVAE(SourceEstimator):
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``z ~ p(z|u)`` and ``x ~ p(x|z)`` for each row of ``u``; returns ``(X, Z)``."""
         self._check_fitted()
-        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
-        u = self._check_u(u, u.shape[0], fitting=False)
+        u = self._check_u(u, len(u), fitting=False)
         Ut = self._encode_u(u)
         g = torch.Generator(device=self.device_)
         g.manual_seed(int(check_random_state(random_state).randint(0, 2**31 - 1)))

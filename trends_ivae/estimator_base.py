@@ -256,8 +256,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
-        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
-        u = self._check_u(u, u.shape[0], fitting=False)
+        u = self._check_u(u, len(u), fitting=False)
         mean, var = self.model_.prior.variance(self._encode_u(u))
         mean = mean.float().cpu().numpy()[:, self.component_order_] * self.component_signs_
         return mean, var.float().cpu().numpy()[:, self.component_order_]

@@ -29,16 +29,13 @@ combination, which needs many volumes per combination (task × 20-volume windows
 ~8, and the iVAE recovers far less: ``docs/benchmarks.md``, issue 5). A single factor
 is always discrete labels, whatever ``combine`` says.
 
-Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
-Concatenated one-hot columns are never stored: ``AuxVariable.values`` builds them from
-``factor_codes`` when read (:func:`onehot_columns`), and the prepared store keeps only
-the factors' codes (``u_factors``).
-
-The model never sees the concatenated one-hot columns as such: for several factors
-combined by ``concat``, :class:`~trends_ivae.decomposition.GroupIVAE` passes the
-:class:`~trends_ivae.estimator.IVAE` a DataFrame of the factors
-(:func:`factor_frame` of ``factor_codes``), which it holds as (n, n_factors) integer
-indices into those columns; the result is the model of the dense columns.
+u is an :class:`~trends_ivae.aux_variable.AuxVariable`. Discrete u holds int64 labels
+``0..K-1`` with ``names[k]`` the level name. Several factors combined by ``concat``
+are the kind ``"factors"``: their codes only; the one-hot columns are built when asked
+for (:meth:`~trends_ivae.aux_variable.AuxVariable.dense`), and the prepared store keeps
+only the codes (``u_factors``). The estimators take that u as it is and hold it as
+(n, n_factors) indices into the one-hot columns; the result is the model of the dense
+columns.
 """
 from __future__ import annotations
 
@@ -50,6 +47,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..aux_variable import AuxVariable
 from .errors import PrepareError
 from .settings import AuxSpec, parse_aux_spec
 
@@ -61,9 +59,6 @@ __all__ = [
     "window_labels",
     "build_aux",
     "parse_aux_spec",
-    "concat_factors",
-    "factor_frame",
-    "onehot_columns",
     "REST",
 ]
 
@@ -83,66 +78,6 @@ class RunMeta:
     tr: float
     events: object = None
     participant: dict = field(default_factory=dict)
-
-
-@dataclass
-class AuxVariable:
-    """An auxiliary variable for all volumes of all runs, concatenated.
-
-    Attributes
-    ----------
-    values : ndarray
-        ``(n,)`` int64 labels ``0..K-1`` (discrete) or ``(n, p)`` float32 (continuous).
-        Several factors combined by ``concat`` are held as ``factor_codes`` only
-        (``values=None`` when constructed, see :attr:`dense_on_demand`): reading
-        ``values`` then builds their ``(n, sum K_i)`` one-hot columns, each time.
-    kind : {'discrete', 'continuous'}
-    names : list of str
-        Level names (discrete, ``names[k]`` for label ``k``) or column names (continuous).
-    spec : str
-        The spec it was built from, e.g. ``"task+window"``.
-    factors : list of dict
-        For each factor: ``{"name": ..., "levels": [...]}``.
-    factor_codes : ndarray
-        ``(n, n_factors)`` int64, each factor's own label per volume (kept so that, for
-        example, task labels are known even when u is the window).
-    """
-
-    values: np.ndarray | None = field(repr=False)
-    kind: str
-    names: list
-    spec: str
-    factors: list
-    factor_codes: np.ndarray
-
-    def __post_init__(self):
-        if self.__dict__.get("_values") is None and self.kind != "continuous":
-            raise ValueError("AuxVariable: values=None is only for concatenated one-hot factors")
-
-    @property
-    def n_levels(self) -> int:
-        """Number of levels (discrete) or columns (continuous)."""
-        return len(self.names)
-
-    @property
-    def dense_on_demand(self) -> bool:
-        """True when ``values`` is not held but built from ``factor_codes`` when read."""
-        return self.__dict__.get("_values") is None
-
-
-def _get_values(self) -> np.ndarray:
-    values = self.__dict__.get("_values")
-    return onehot_columns(self.factor_codes, self.factors) if values is None else values
-
-
-def _set_values(self, values) -> None:
-    self.__dict__["_values"] = values
-
-
-# A property over the dataclass field (set after the class is made, so that the field
-# keeps no default and ``AuxVariable(values, ...)`` is unchanged).
-AuxVariable.values = property(_get_values, _set_values,
-                              doc="u per volume; concatenated factors' one-hot columns are built on each read.")
 
 
 #: the condition of every event in an events table without ``trial_type``
@@ -370,8 +305,9 @@ def build_aux(
     Returns
     -------
     AuxVariable
-        For several factors combined by ``concat``, only ``factor_codes`` is held
-        ((n, n_factors) integers); ``values`` builds the one-hot columns when read.
+        Discrete labels (one factor, or the product of several), or for several
+        factors combined by ``concat`` the factors (:class:`~trends_ivae.aux_variable.AuxVariable`
+        of kind ``"factors"``: their codes; the one-hot columns are built only when asked for).
 
     Raises
     ------
@@ -451,106 +387,9 @@ def build_aux(
     factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
 
     if combine == "concat" and len(factors) > 1:   # the one-hot columns are built when asked for
-        return AuxVariable(None, "continuous", onehot_names(factor_info), spec_str, factor_info, codes)
+        return AuxVariable.from_factors(codes, factor_info, spec=spec_str)
 
     combos, labels = np.unique(codes, axis=0, return_inverse=True)
     labels = labels.reshape(-1).astype(np.int64)
     names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
-    return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)
-
-
-def take_rows(u: AuxVariable, rows: np.ndarray) -> AuxVariable:
-    """u of the volumes ``rows`` only (e.g. those a denoising strategy keeps); levels unchanged."""
-    rows = np.asarray(rows)
-    values = None if u.dense_on_demand else np.asarray(u.values)[rows]
-    return AuxVariable(values, u.kind, list(u.names), u.spec, u.factors, np.asarray(u.factor_codes)[rows])
-
-
-def concat_factors(aux: dict | None, u_kind: str) -> bool:
-    """True when u is the concatenated one-hot columns of several discrete factors.
-
-    Parameters
-    ----------
-    aux : dict or None
-        The prepared store's ``aux`` (``spec``, ``factors``, ``combine``, ...).
-    u_kind : {'discrete', 'continuous'}
-
-    Returns
-    -------
-    bool
-        ``combine == "concat"`` with more than one factor (u is then continuous).
-    """
-    aux = aux or {}
-    return u_kind == "continuous" and aux.get("combine") == "concat" and len(aux.get("factors") or []) > 1
-
-
-def _check_codes(factor_codes: np.ndarray, factors: Sequence[dict]) -> np.ndarray:
-    """``factor_codes`` as an array of shape (n, len(factors)), else a ValueError."""
-    codes = np.asarray(factor_codes)
-    if codes.ndim != 2 or codes.shape[1] != len(factors):
-        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
-    return codes
-
-
-def onehot_names(factors: Sequence[dict]) -> list[str]:
-    """The names of the concatenated one-hot columns of ``factors`` (``{"name", "levels"}``
-    each): ``f"{name}={level}"``, factor by factor (the ``u_names`` of ``combine="concat"``)."""
-    return [f"{f['name']}={lv}" for f in factors for lv in f["levels"]]
-
-
-def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFrame:
-    """The factors of u as a DataFrame of categorical columns, one per factor.
-
-    Parameters
-    ----------
-    factor_codes : ndarray of shape (n, n_factors), int
-        Each factor's level number per volume (``AuxVariable.factor_codes``, the
-        prepared store's ``u_factors``).
-    factors : list of dict
-        ``{"name", "levels"}`` per factor, in column order.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Column ``name`` holds ``levels[code]`` as a categorical whose categories are all
-        of ``levels`` in order (also those no row uses), so that
-        :class:`~trends_ivae.estimator.IVAE` lays the factors out exactly as the
-        concatenated one-hot columns of :func:`build_aux`. Built from the codes
-        without materialising the labels.
-    """
-    codes = _check_codes(factor_codes, factors)
-    return pd.DataFrame({str(f["name"]): pd.Categorical.from_codes(codes[:, j], categories=list(f["levels"]))
-                         for j, f in enumerate(factors)})
-
-
-def onehot_columns(factor_codes: np.ndarray, factors: Sequence[dict], rows=None) -> np.ndarray:
-    """The concatenated one-hot columns of discrete factors (u of ``combine="concat"``).
-
-    Parameters
-    ----------
-    factor_codes : ndarray of shape (n, n_factors), int
-        Each factor's level number per volume (``AuxVariable.factor_codes``, the
-        prepared store's ``u_factors``).
-    factors : list of dict
-        ``{"name", "levels"}`` per factor, in column order.
-    rows : index, optional
-        Only these rows (anything that indexes the first axis of ``factor_codes``).
-
-    Returns
-    -------
-    ndarray of shape (n_rows, sum K_i), float32
-        Factor ``j``'s ``K_j`` columns side by side in factor order, a 1 in column
-        ``offset_j + code`` (the column names are ``f"{name}={level}"``). This is
-        ``n_rows x sum K_i`` floats: meant for small data or a block of rows.
-    """
-    codes = _check_codes(factor_codes, factors)
-    if rows is not None:
-        codes = codes[rows]
-    sizes = np.array([len(f["levels"]) for f in factors], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    out = np.zeros((codes.shape[0], int(sizes.sum())), dtype=np.float32)
-    if codes.size:
-        if (codes < 0).any() or (codes >= sizes).any():
-            raise ValueError("factor codes out of range of the factors' levels")
-        out[np.arange(codes.shape[0])[:, None], codes + offsets] = 1.0
-    return out
+    return AuxVariable.discrete(labels, names, factors=factor_info, factor_codes=codes, spec=spec_str)

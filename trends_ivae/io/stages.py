@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import nibabel as nib
 import numpy as np
 
-from .auxiliary import AuxVariable, RunMeta, take_rows
+from ..aux_variable import AuxVariable
+from .auxiliary import RunMeta
 from .bids import RunSpec, runs_from_files
 from .cleaning import confound_columns, denoise_confounds, epi_mask, run_statistics
 from .errors import PrepareError
@@ -109,7 +110,7 @@ def censor(u: AuxVariable, metas: list[RunMeta], keeps: Sequence[np.ndarray]
     """u and the runs' metadata for the kept volumes only (unchanged when every volume is kept)."""
     if all(k.all() for k in keeps):
         return u, metas
-    return (take_rows(u, np.concatenate(keeps)),
+    return (u.take(np.concatenate(keeps)),
             [dataclasses.replace(m, n_volumes=int(k.sum())) for m, k in zip(metas, keeps)])
 
 
@@ -316,13 +317,12 @@ def assemble(*, x: np.ndarray, u: AuxVariable, metas: Sequence[RunMeta], keeps: 
         raise ValueError(f"assemble: unknown parameters {sorted(unknown)}")
     parameters.update(record)
     return PreparedData(
-        x=x, u=None if u.dense_on_demand else u.values,   # concatenated factors: u_factors only
+        x=x, u=u,
         subject=np.concatenate([np.full(m.n_volumes, index[m.subject]) for m in metas]).astype(np.int64),
         run=np.concatenate([np.full(m.n_volumes, i) for i, m in enumerate(metas)]).astype(np.int64),
         volume=np.concatenate([np.flatnonzero(k) for k in keeps]).astype(np.int64),   # acquired numbers
         basis=reduced.basis, voxel_mean=reduced.voxel_mean, mask=mask.astype(np.uint8),
-        affine=np.asarray(affine), u_kind=u.kind, u_names=list(u.names), aux=aux.record(u.factors),
+        affine=np.asarray(affine), aux=aux.record(u.factors),
         subjects=subjects, runs=run_table, tr=float(metas[0].tr), parameters=parameters,
         versions=package_versions(), scale=reduced.scale, singular_values=reduced.singular_values,
-        u_factors=u.factor_codes,
     )

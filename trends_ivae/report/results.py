@@ -285,63 +285,27 @@ def _load_prior(res: FitResults) -> Prior | None:
                                         "mean": mean[:, :k], "var": var[:, :k],
                                         "count": np.ones(len(ivae.classes_))})
             return prior
-        u = None   # the dense u is read only where it is labels; concatenated factors are used as codes
-        if prep.u_kind == "discrete":
-            u = np.asarray(prep.u)
-            classes = np.asarray(ivae.classes_) if ivae.classes_ is not None else np.unique(u)
-            mean_c, var_c = ivae.prior_params(classes)
-            pos = np.searchsorted(classes, u)
-            pos = np.clip(pos, 0, len(classes) - 1)
-            known = classes[pos] == u
-            vol_mean = np.where(known[:, None], mean_c[pos], np.nan)
-            vol_var = np.where(known[:, None], var_c[pos], np.nan)
-        elif getattr(ivae, "aux_kind_", None) == "factors":   # fitted on the factors, not their one-hot
-            from ..io.auxiliary import factor_frame
-
-            vol_mean, vol_var = ivae.prior_params(factor_frame(prep.u_factors, prep.aux["factors"]))
-        elif getattr(prep, "u_on_demand", False):   # fitted on the dense one-hot columns: built in row blocks
-            block = max(1, 2 ** 22 // max(len(prep.u_names), 1))
-            parts = [ivae.prior_params(prep.dense_u(slice(a, a + block)))
-                     for a in range(0, prep.n_samples, block)]
-            vol_mean = np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k))
-            vol_var = np.concatenate([v for _, v in parts]) if parts else np.empty((0, k))
-        else:
-            vol_mean, vol_var = ivae.prior_params(np.asarray(prep.u))
+        u = prep.u   # an AuxVariable: the estimator takes it as it is, in row blocks (bounded memory)
+        block = max(1, 2 ** 22 // max(u.shape[1] if len(u.shape) > 1 else 1, 1))
+        parts = [ivae.prior_params(u[a:a + block]) for a in range(0, len(u), block)]
+        vol_mean = np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k))
+        vol_var = np.concatenate([v for _, v in parts]) if parts else np.empty((0, k))
         vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
-        factors = (prep.aux or {}).get("factors") or []
-        fcodes = np.asarray(prep.u_factors)
-        has_time = prep.u_kind == "continuous" and not factors
-        for j, fac in enumerate(factors):
-            name = str(fac.get("name"))
-            levels = [str(v) for v in fac.get("levels", [])]
-            if name == "window":
-                has_time = True
+        groups = u.groupings()
+        has_time = not groups or any(g["name"] == "window" for g in groups)
+        for g in groups:
+            if g["name"] == "window":
                 continue
-            if j >= fcodes.shape[1] or not levels:  # (a continuous u made of one-hot factors too)
-                continue
-            L = len(levels)
+            L = len(g["levels"])
             m = np.full((L, k), np.nan)
             v = np.full((L, k), np.nan)
             cnt = np.zeros(L)
             for lv in range(L):
-                sel = fcodes[:, j] == lv
-                cnt[lv] = sel.sum()
-                if cnt[lv]:
-                    m[lv] = np.nanmean(vol_mean[sel], axis=0)
-                    v[lv] = np.nanmean(vol_var[sel], axis=0)
-            prior.by_factor.append({"name": name, "levels": levels, "mean": m, "var": v, "count": cnt})
-        if not factors and prep.u_kind == "discrete":
-            names = list(map(str, prep.u_names))
-            L = len(names)
-            m = np.full((L, k), np.nan)
-            v = np.full((L, k), np.nan)
-            cnt = np.zeros(L)
-            for lv in range(L):
-                sel = u == lv
+                sel = g["codes"] == lv
                 cnt[lv] = sel.sum()
                 if cnt[lv]:
                     m[lv], v[lv] = np.nanmean(vol_mean[sel], 0), np.nanmean(vol_var[sel], 0)
-            prior.by_factor.append({"name": "u", "levels": names, "mean": m, "var": v, "count": cnt})
+            prior.by_factor.append({"name": g["name"], "levels": g["levels"], "mean": m, "var": v, "count": cnt})
         if has_time and res.runs:
             rs = res.runs[res.subject_run]
             if rs.index is not None:
