@@ -121,8 +121,9 @@ NO_REPORT_HELP = ("do not write report.html beside the results (it is written fo
                   "write it later with 'trends-ivae report DIR')")
 
 
-def add_output_arguments(p: argparse.ArgumentParser | Any) -> None:
-    """``--layout``, ``--no-keep-prepared`` and ``--no-report`` (``fit`` and the BIDS App)."""
+def add_output_arguments(p: Any) -> None:
+    """``--no-keep-prepared`` and ``--no-report``, one meaning in ``fit`` and the BIDS App
+    (``p``: a parser or one of its argument groups)."""
     p.add_argument("--no-keep-prepared", dest="keep_prepared", action="store_false",
                    help="do not keep prepared.h5 with the results")
     p.add_argument("--no-report", dest="report", action="store_false", help=NO_REPORT_HELP)

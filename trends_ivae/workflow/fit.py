@@ -421,16 +421,9 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
 
 def _fit_rows(prepared_path, rows: slice, fit: FitSettings, checkpoint_dir, stream_rows) -> None:
     """Train on ``rows`` of a prepared file and write nothing (a rank other than 0)."""
-    from ..io.auxiliary import concat_factors, factor_frame
-    from ..io.store import n_rows, read_meta, read_rows
+    from ..io.store import n_rows, read_aux, read_rows
 
-    meta = read_meta(prepared_path)
-    factors = (meta["aux"] or {}).get("factors") or []
-    if concat_factors(meta["aux"], meta["u_kind"]):   # the factors' codes, not their one-hot columns
-        share = read_rows(prepared_path, rows, names=("x", "u_factors"))
-        u = factor_frame(share["u_factors"], factors)   # as GroupIVAE.model_u on rank 0
-    else:
-        share = read_rows(prepared_path, rows, names=("x", "u"))
-        u = share["u"]
+    x = read_rows(prepared_path, rows, names=("x",))["x"]
+    u = read_aux(prepared_path, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)
     model = fit.group_ivae(int(fit.n_components), verbose=0)
-    model.fit_rows(share["x"], u, n_rows(prepared_path), checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+    model.fit_rows(x, u, n_rows(prepared_path), checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
