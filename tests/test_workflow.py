@@ -13,7 +13,8 @@ import pytest
 from trends_ivae.io import find_bids_runs, read_prepared
 from trends_ivae.io.settings import PrepareSettings
 from trends_ivae.workflow import (BidsSelection, FitResult, FitSettings, OutputSettings, PrepareRequest,
-                                  WorkflowError, fit_to_folder, participant_stage, prepare_to_file)
+                                  WorkflowError, fit_to_folder, group_stage, participant_stage,
+                                  prepare_to_file)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,16 +86,24 @@ def test_fit_to_folder_errors_are_workflow_errors_and_write_nothing(prepared, tm
     assert not out.exists()
 
 
-def test_participant_stage_keeps_a_matching_share(tmp_path):
-    selection = BidsSelection(bids_dir=SAMPLE, labels=["01"])
-    settings = PrepareSettings()
+def test_the_bids_app_stages_from_python(tmp_path):
+    selection = BidsSelection(bids_dir=SAMPLE, labels=["01", "02"])
+    settings = PrepareSettings.from_options(aux="task+window", window=20, n_dims=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         first = participant_stage(selection, tmp_path, settings)
         again = participant_stage(selection, tmp_path, settings)
-    assert list(first.written) == ["01"] and first.problem() is None
-    assert again.kept == ["01"] and not again.written
-    desc = json.loads((tmp_path / "dataset_description.json").read_text())
-    assert desc["DatasetType"] == "derivative" and desc["SourceDatasets"][0]["URL"] == SAMPLE.as_uri()
-    with pytest.raises(WorkflowError, match="other cleaning options"):
-        participant_stage(selection, tmp_path, PrepareSettings.from_options(high_pass=0.01))
+        assert list(first.written) == ["01", "02"] and first.problem() is None
+        assert again.kept == ["01", "02"] and not again.written
+        desc = json.loads((tmp_path / "dataset_description.json").read_text())
+        assert desc["DatasetType"] == "derivative" and desc["SourceDatasets"][0]["URL"] == SAMPLE.as_uri()
+        with pytest.raises(WorkflowError, match="other cleaning options"):
+            participant_stage(selection, tmp_path, PrepareSettings.from_options(high_pass=0.01))
+        result = group_stage(selection, tmp_path, settings, fit=FIT, output=OutputSettings(report=False))
+    assert result.out_dir == tmp_path and result.n_components == 3
+    assert nib.load(tmp_path / "group" / "desc-ivae_components.nii.gz").shape[-1] == 3
+    assert (tmp_path / "sub-01" / "sub-01_desc-ivae_share.h5").is_file()   # the shares stay
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["command"] == "bids-app group"
+    assert not list(tmp_path.glob(".trends_ivae_group-*"))
+    with pytest.raises(WorkflowError, match="group outputs exist"):
+        group_stage(selection, tmp_path, settings, fit=FIT)
