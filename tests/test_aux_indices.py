@@ -331,7 +331,7 @@ def test_distributed_factors_match_one_process(two_factors, tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with Gloo is not available")
-    from trends_ivae.distributed import fit_on_ranks
+    from _distributed_helpers import fit_on_ranks
 
     d, df = two_factors
     params = dict(n_components=2, max_epochs=3, batch_size=64, hidden_dim=16, random_state=0,
@@ -344,3 +344,19 @@ def test_distributed_factors_match_one_process(two_factors, tmp_path):
         assert est.aux_kind_ == "factors" and est.factor_offsets_.tolist() == [0, 5]
         z[world] = est.transform(d.X, df)
     np.testing.assert_allclose(z[2], z[1], atol=0.05 * z[1].std())
+
+
+def test_iflow_fit_on_an_aux_variable_equals_the_dataframe_path():
+    from trends_ivae import IFlow
+    from trends_ivae.aux_variable import AuxVariable
+
+    d = make_segment_data(n_sources=2, n_obs=2, n_segments=6, n_per_segment=40, n_layers=2, random_state=5)
+    u = AuxVariable.from_factors(np.stack([d.u // 2, d.u % 2], axis=1),
+                                 [{"name": "block", "levels": ["b0", "b1", "b2"]}, {"name": "half", "levels": ["h0", "h1"]}])
+    kw = dict(max_epochs=2, batch_size=64, random_state=0, device="cpu", n_init=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = IFlow(2, **kw).fit(d.X, u)
+        b = IFlow(2, **kw).fit(d.X, u.frame())
+    assert a.aux_kind_ == b.aux_kind_ == "factors"
+    np.testing.assert_array_equal(a.transform(d.X, u), b.transform(d.X, u.frame()))

@@ -36,9 +36,9 @@ class AuxCoding:
             raise ValueError("u is required: the auxiliary variable (1-D labels, a 2-D float array, a "
                              "DataFrame of discrete factors or an AuxVariable)")
         if isinstance(u, AuxVariable):
-            if u.kind == "factors" and (fitting or self.aux_kind_ == "factors"):
+            if u.on_demand and (fitting or self.aux_kind_ == "factors"):   # factors, held as their codes
                 return self._check_aux_factors(u, n_samples, fitting)
-            u = u.data if u.kind != "factors" else u.dense()   # (a model fitted on the one-hot columns)
+            u = u.dense()   # labels or columns (factors: for a model fitted on their one-hot columns)
         if isinstance(u, pd.DataFrame):
             return self._check_factors(u, n_samples, fitting)
         u = np.asarray(u)

@@ -184,6 +184,11 @@ class AuxVariable:
         return len(self.names)
 
     @property
+    def on_demand(self) -> bool:
+        """True when the dense form is not held but built by :meth:`dense` on each call (factors)."""
+        return self.kind == "factors"
+
+    @property
     def shape(self) -> tuple:
         """The shape of :meth:`dense`."""
         return (len(self),) if self.kind == "discrete" else (len(self), self.n_levels)
@@ -200,7 +205,10 @@ class AuxVariable:
         return out if dtype is None else out.astype(dtype)
 
     def take(self, rows: Any) -> "AuxVariable":
-        """u of the samples ``rows`` only (anything that indexes rows); levels unchanged."""
+        """u of the samples ``rows`` only (anything that indexes rows; one index keeps one
+        row); levels unchanged."""
+        if isinstance(rows, (int, np.integer)):
+            rows = [rows]
         return AuxVariable(self.kind, self.data[rows], list(self.names), self.factors,
                            None if self.kind == "factors" else self.factor_codes[rows], self.spec)
 

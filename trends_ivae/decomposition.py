@@ -33,6 +33,7 @@ from .io.export import unmask
 from .io.preparation import prepare, transform_runs
 from .io.settings import PrepareSettings
 from .io.store import PreparedData
+from .model.comm import SINGLE_PROCESS, Comm
 from .nonlinearity import NonlinearityTest, held_out_test
 from .sampling import SampledRun, sample_run
 
@@ -113,10 +114,8 @@ class GroupIVAE(BaseEstimator):
     n_dims : int or None, default=None
         Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
         The iVAE recovers sources far better from as many dimensions as it has
-        components, as group ICA reduces to its number of components: on the
-        simulated benchmark (12 sources, linear response) 12 dimensions gave a
-        time-course MCC of 0.96 and 30 dimensions 0.52 (``docs/benchmarks.md``). More
-        dimensions warn.
+        components, as group ICA reduces to its number of components (figures in
+        ``docs/benchmarks.md``); more dimensions than components warn.
     mask : image or path, optional
         Brain mask; default the intersection of the runs' EPI masks.
     tr : float, optional
@@ -132,13 +131,11 @@ class GroupIVAE(BaseEstimator):
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
     n_init : int, default=3
-        iVAE restarts; the best held-out ELBO is kept. The restarts race (successive
-        halving, ``IVAE(init_epochs=...)``): each trains for the first eighth of the
-        schedule, and only the one with the best held-out ELBO then is trained to the
-        end. On the default simulation, over five data seeds, this picked the restart
-        that three full runs pick on three seeds, a worse one on one and a better one
-        on another, in 40-55 % of the time (``docs/benchmarks.md``). ``ivae_params={"init_epochs": None}`` trains every
-        restart to the end.
+        iVAE restarts; the best held-out ELBO is kept. The restarts race
+        (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
+        schedule (at least 5 epochs), and only the one with the best held-out ELBO then
+        continues to the end; the others are kept as they stood. ``ivae_params={"init_epochs":
+        None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
@@ -331,7 +328,8 @@ class GroupIVAE(BaseEstimator):
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
-                     rows: slice | None = None, stream_rows: int | None = None) -> "GroupIVAE":
+                     rows: slice | None = None, stream_rows: int | None = None,
+                     comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
         """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
 
         Parameters
@@ -347,6 +345,9 @@ class GroupIVAE(BaseEstimator):
             Train with x and u in host memory, moved to the device in chunks of about
             this many rows (:meth:`IVAE.fit`): for data larger than the device's memory;
             same result as the default for the same seed.
+        comm : trends_ivae.model.comm.Comm
+            The process group of a distributed fit (with ``rows``, this rank's share),
+            passed to :meth:`IVAE.fit`; default one process.
         """
         if self.n_components > prepared.n_dims:
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
@@ -355,16 +356,15 @@ class GroupIVAE(BaseEstimator):
         if prepared.n_dims > self.n_components:
             warnings.warn(f"the prepared data have {prepared.n_dims} dimensions for {self.n_components} "
                           "components: the iVAE recovers sources far better from as many dimensions as "
-                          f"components (prepare with n_dims={self.n_components}; on the simulated "
-                          "benchmark 30 dimensions for 12 sources dropped the time-course MCC from 0.96 "
-                          "to 0.52, docs/benchmarks.md)", UserWarning, stacklevel=2)
+                          f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
+                          UserWarning, stacklevel=2)
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
         u_train = u[train]
-        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
         z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
@@ -378,7 +378,6 @@ class GroupIVAE(BaseEstimator):
         self.ivae_ = ivae
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
-        self.raw_components_ = bp.raw_maps.astype(np.float32)
         self.explained_variance_ = bp.explained_variance
         self.total_explained_variance_ = bp.total_explained_variance
         self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
@@ -492,15 +491,16 @@ class GroupIVAE(BaseEstimator):
         return prepared.u
 
     def fit_rows(self, x: np.ndarray, u: AuxVariable | np.ndarray | pd.DataFrame, n_samples: int,
-                 checkpoint_dir: Any = None, stream_rows: int | None = None) -> "GroupIVAE":
+                 checkpoint_dir: Any = None, stream_rows: int | None = None,
+                 comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
         """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
 
         ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
         so that every rank derives the same batch size and number of epochs
-        (:meth:`_make_ivae`). Sets ``ivae_`` only.
+        (:meth:`_make_ivae`). ``comm``: this rank's process group. Sets ``ivae_`` only.
         """
         self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
-                                                         stream_rows=stream_rows)
+                                                         stream_rows=stream_rows, comm=comm)
         return self
 
     @classmethod

@@ -125,6 +125,10 @@ class NonlinearityTest:
             return (f"no evidence that the nonlinear model helps here: linear ICA with the same prior "
                     f"explains held-out {self.grouping}s better ({self.difference:+.3g} nats per volume, "
                     f"{ci}); the linear components are as good")
+        if self.ci_low > 0:
+            return (f"no evidence that the nonlinear model helps here: it explains held-out "
+                    f"{self.grouping}s better by only {self.difference:.3g} nats per volume ({ci}), a "
+                    "negligible gain; the linear components are as good")
         return (f"no evidence that the nonlinear model helps here ({self.difference:+.3g} nats per "
                 f"volume, {ci}); the linear components are as good")
 
@@ -169,6 +173,8 @@ def _take(u: Any, idx: np.ndarray) -> Any:
 def _new_level_keys(u_train: Any, u_test: Any) -> np.ndarray | None:
     """One key per held-out row from the u values the training rows lack; None when
     every held-out level was seen (or u is continuous)."""
+    if getattr(u_train, "on_demand", False):   # an AuxVariable of factors: their labels
+        u_train, u_test = u_train.frame(), u_test.frame()
     if hasattr(u_train, "columns"):
         cols = [c for c in u_train.columns if set(map(str, u_test[c])) - set(map(str, u_train[c]))]
         if not cols:

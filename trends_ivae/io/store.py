@@ -144,7 +144,7 @@ class PreparedData:
             self.singular_values = np.full(self.basis.shape[1], np.nan)
         if not isinstance(self.u, AuxVariable):
             raise TypeError(f"PreparedData.u must be an AuxVariable, got {type(self.u).__name__}")
-        if self.u.kind == "factors" and not AuxVariable.stored_as_factors(
+        if self.u.on_demand and not AuxVariable.stored_as_factors(
                 self.aux, "continuous", self.u.factor_codes.shape, self.u.names):
             raise ValueError("PreparedData.u is factors, but aux does not say so: aux must have "
                              "combine='concat' and u's factors (names and levels)")
@@ -211,7 +211,7 @@ class PreparedData:
     def u_on_demand(self) -> bool:
         """True when u is concatenated factors held as their codes (the one-hot columns
         are built by :meth:`dense_u` on each call)."""
-        return self.u.kind == "factors"
+        return self.u.on_demand
 
     # -- access -----------------------------------------------------------
     def dense_u(self, rows=None) -> np.ndarray:
@@ -225,15 +225,7 @@ class PreparedData:
         return np.flatnonzero(self.subject == idx)
 
     def _subject_index(self, subject: int | str) -> int:
-        if isinstance(subject, (int, np.integer)):
-            if not 0 <= subject < self.n_subjects:
-                raise IndexError(f"subject index {subject} out of range (0..{self.n_subjects - 1})")
-            return int(subject)
-        label = str(subject)
-        label = label[4:] if label.startswith("sub-") else label
-        if label not in self.subjects:
-            raise KeyError(f"no subject {subject!r}; known: {self.subjects}")
-        return self.subjects.index(label)
+        return _subject_index(self.subjects, subject)
 
     def mask_img(self):
         """The mask as a nibabel image."""
@@ -248,16 +240,22 @@ class PreparedData:
         return reconstruct(self.x if x is None else x, self.basis, self.voxel_mean, self.scale)
 
 
+def _subject_index(subjects: list, subject: int | str, where: str = "") -> int:
+    """The index of ``subject`` (an index, or a label with or without ``sub-``) among ``subjects``."""
+    if isinstance(subject, (int, np.integer)):
+        if not 0 <= subject < len(subjects):
+            raise IndexError(f"subject index {subject} out of range (0..{len(subjects) - 1})")
+        return int(subject)
+    label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
+    if label not in subjects:
+        raise KeyError(f"no subject {subject!r}{where}; known: {subjects}")
+    return subjects.index(label)
+
+
 def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    return obj.tolist() if isinstance(obj, np.ndarray) else str(obj)
 
 
 def _dumps(obj) -> str:
@@ -294,13 +292,9 @@ def write_prepared(path: str | Path, data: PreparedData, *, overwrite: bool = Fa
             arr = stored[name] if name in stored else getattr(data, name)
             if arr is None:
                 continue
-            arr = np.asarray(arr)
-            if name == "x":
-                arr = arr.astype(np.float32)
-            elif name == "u":
-                arr = arr.astype(np.int64 if data.u_kind == "discrete" else np.float32)
-            else:
-                arr = arr.astype(np.int64)
+            arr = np.asarray(arr)   # u: int64 labels or float32 columns, as AuxVariable holds them
+            if name != "u":
+                arr = arr.astype(np.float32 if name == "x" else np.int64)
             chunks = (row_chunk,) + arr.shape[1:] if arr.size else None
             if arr.ndim == 2 and arr.shape[1] == 0:
                 f.create_dataset(name, data=arr)
@@ -401,15 +395,7 @@ def read_subject(path: str | Path, subject: int | str) -> dict:
     """
     with _open(path) as f:
         subjects = json.loads(f.attrs["subjects"])
-        if isinstance(subject, (int, np.integer)):
-            idx = int(subject)
-            if not 0 <= idx < len(subjects):
-                raise IndexError(f"subject index {idx} out of range (0..{len(subjects) - 1})")
-        else:
-            label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
-            if label not in subjects:
-                raise KeyError(f"no subject {subject!r} in {str(path)!r}; known: {subjects}")
-            idx = subjects.index(label)
+        idx = _subject_index(subjects, subject, f" in {str(path)!r}")
         runs = [r for r in json.loads(f.attrs["runs"]) if r["subject_index"] == idx]
         start = min(r["start"] for r in runs)
         stop = max(r["start"] + r["n_volumes"] for r in runs)

@@ -26,7 +26,8 @@ from .merge import LAYOUT_DIRS, foreign_group_files, group_targets, merge_group_
 
 __all__ = ["BidsSelection", "ParticipantResult", "participant_stage", "group_stage", "write_description"]
 
-GENERATOR = "identifiable VAE (nonlinear ICA) of fMRI, BIDS App (trends-ivae-bids)"
+#: how the BIDS App names itself in dataset_description.json
+APP = "BIDS App (trends-ivae-bids)"
 
 
 @dataclass
@@ -101,16 +102,12 @@ class ParticipantResult:
 
 
 def write_description(out: Path, selection: BidsSelection) -> None:
-    """OUTPUT_DIR's ``dataset_description.json`` (a derivative of the raw data and the derivatives)."""
-    from .. import __version__
-    from ..atomic import write_json_atomic
+    """OUTPUT_DIR's ``dataset_description.json`` (:func:`trends_ivae.io.outputs.dataset_description`:
+    a derivative of the raw data and of the fMRIPrep derivatives)."""
+    from ..io.outputs import write_dataset_description
 
     sources = [selection.bids_dir] + ([selection.derivatives] if selection.derivatives else [])
-    write_json_atomic(out / "dataset_description.json", {
-        "Name": "trends_ivae: identifiable VAE decomposition", "BIDSVersion": "1.8.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__, "Description": GENERATOR}],
-        "SourceDatasets": [{"URL": Path(s).resolve().as_uri()} for s in sources]})
+    write_dataset_description(out, sources=[Path(s).resolve().as_uri() for s in sources], app=APP)
 
 
 def _share_problem(share, runs, clean: dict) -> str | None:
@@ -293,7 +290,7 @@ def group_stage(selection: BidsSelection, out: Path, settings: PrepareSettings, 
         missing or mismatched shares, a preparation or fit failure, or a failed move
         (OUTPUT_DIR then keeps its previous contents).
     """
-    from ..io.export import ForeignFilesError
+    from ..io.outputs import ForeignFilesError
     from ..io.participant import gather_shares, group_mean_image, read_share_meta
     from ..io.store import write_prepared
 

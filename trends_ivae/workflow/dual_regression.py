@@ -76,11 +76,11 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     import numpy as np
     import pandas as pd
 
-    from .. import GroupIVAE, __version__
-    from ..atomic import write_json_atomic
+    from .. import GroupIVAE
     from ..backprojection import back_project
     from ..io import PrepareError, transform_runs
     from ..io.export import atomic_output_dir, component_names, derivative_stem, unmask
+    from ..io.outputs import write_dataset_description
 
     fit_dir, out = Path(fit_dir), Path(out)
     try:
@@ -96,11 +96,8 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     names = component_names(model.n_components_)
     subjects = list(dict.fromkeys(r.subject for r in runs))
     with atomic_output_dir(out, force=force) as root:
-        write_json_atomic(root / "dataset_description.json", {
-            "Name": "trends_ivae dual regression", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
-                             "Description": "pipelines/dual_regression.py"}],
-            "SourceDatasets": [{"URL": Path(s).resolve().as_uri()} for s in [*sources, fit_dir]]})
+        write_dataset_description(root, sources=[Path(s).resolve().as_uri() for s in [*sources, fit_dir]],
+                                  app="dual regression (pipelines/dual_regression.py)")
         for r, z in zip(runs, zs):
             folder, stem = derivative_stem({**r.entities, "path": str(r.img)}, desc="dualreg")
             (root / folder).mkdir(parents=True, exist_ok=True)

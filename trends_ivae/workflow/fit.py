@@ -266,7 +266,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
                   output: OutputSettings | None = None, command: str = "fit", arguments: Mapping[str, Any] | None = None,
                   source: str | None = None, mean_img: Any = None, rows: slice | None = None,
                   checkpoint_dir: str | Path | None = None, stream_rows: int | None = None,
-                  notify: Notify | None = None) -> FitResult:
+                  comm: Any = None, notify: Notify | None = None) -> FitResult:
     """Prepare (or read), fit a group iVAE, map back, and write ``out_dir``.
 
     Parameters
@@ -294,6 +294,9 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         Checkpoint every epoch here and resume from it.
     stream_rows : int, optional
         Move the data to the device this many rows at a time.
+    comm : trends_ivae.model.comm.Comm, optional
+        The process group to train in (with ``rows``; see :func:`fit_distributed`);
+        default: this process alone.
     notify : callable, optional
         Called with a one-line note on each choice made for the user.
 
@@ -341,7 +344,8 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
     model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
                            **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
     try:
-        model.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, rows=rows, stream_rows=stream_rows)
+        model.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, rows=rows, stream_rows=stream_rows,
+                           **({} if comm is None else {"comm": comm}))
     except (ValueError, RuntimeError) as exc:
         raise WorkflowError(str(exc)) from exc
     except OSError as exc:   # the only files written while fitting are the checkpoints
@@ -403,6 +407,7 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
     except RuntimeError as exc:
         raise WorkflowError(str(exc)) from exc
     try:
+        comm = distributed.ProcessGroupComm()   # passed to the fit explicitly
         rank0 = distributed.rank() == 0
         meta = read_meta(prepared_path)
         try:   # every rank needs the count (rank 0's fit_to_folder finds the same, and says it)
@@ -412,18 +417,20 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
         rows = distributed.row_share(n_rows(prepared_path))
         if rank0:
             return fit_to_folder(prepared_path, out_dir, fit=fit, output=output, rows=rows,
-                                 checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, notify=notify, **kwargs)
-        _fit_rows(prepared_path, rows, replace(fit, n_components=n), checkpoint_dir, stream_rows)
+                                 checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm, notify=notify,
+                                 **kwargs)
+        _fit_rows(prepared_path, rows, replace(fit, n_components=n), checkpoint_dir, stream_rows, comm)
         return None
     finally:
         distributed.shutdown()
 
 
-def _fit_rows(prepared_path, rows: slice, fit: FitSettings, checkpoint_dir, stream_rows) -> None:
+def _fit_rows(prepared_path, rows: slice, fit: FitSettings, checkpoint_dir, stream_rows, comm) -> None:
     """Train on ``rows`` of a prepared file and write nothing (a rank other than 0)."""
     from ..io.store import n_rows, read_aux, read_rows
 
     x = read_rows(prepared_path, rows, names=("x",))["x"]
     u = read_aux(prepared_path, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)
     model = fit.group_ivae(int(fit.n_components), verbose=0)
-    model.fit_rows(x, u, n_rows(prepared_path), checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+    model.fit_rows(x, u, n_rows(prepared_path), checkpoint_dir=checkpoint_dir, stream_rows=stream_rows,
+                   comm=comm)
