@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..io.settings import PrepareSettings
+    from ..workflow import FitResult, FitSettings, PrepareRequest
 
 from ._common import Default, count_or_auto, existing_dir, existing_file, is_auto, training_verbosity, wants_progress
 
@@ -237,7 +241,7 @@ def runs_from_args(args: argparse.Namespace) -> list:
                            subjects=args.subject, participants=args.participants)
 
 
-def prepare_settings(args: argparse.Namespace, n_dims: int | str):
+def prepare_settings(args: argparse.Namespace, n_dims: int | str) -> "PrepareSettings":
     """The :class:`~trends_ivae.io.settings.PrepareSettings` of the prepare options.
 
     Raises
@@ -256,7 +260,7 @@ def prepare_settings(args: argparse.Namespace, n_dims: int | str):
         cache_dir=args.cache_dir, scheduler=args.scheduler, dask_address=args.dask_address, denoise=args.denoise)
 
 
-def prepare_request(args: argparse.Namespace, n_dims: int | str):
+def prepare_request(args: argparse.Namespace, n_dims: int | str) -> "PrepareRequest":
     """The :class:`~trends_ivae.workflow.PrepareRequest` of the input and prepare options.
 
     ``choose_aux`` is set when ``--aux`` was left at a :class:`~._common.Default`.
@@ -273,7 +277,7 @@ def prepare_request(args: argparse.Namespace, n_dims: int | str):
                           choose_aux=isinstance(args.aux, Default))
 
 
-def fit_settings(args: argparse.Namespace, n_jobs: int = 1):
+def fit_settings(args: argparse.Namespace, n_jobs: int = 1) -> "FitSettings":
     """The :class:`~trends_ivae.workflow.FitSettings` of the model options."""
     from ..workflow import FitSettings
 
@@ -290,14 +294,14 @@ def arguments_record(args: argparse.Namespace, **resolved: Any) -> dict:
     return record | resolved
 
 
-def notifier(prog: str):
+def notifier(prog: str) -> Callable[[str], None]:
     """A ``notify`` for the workflows: each note on stderr after the command's name."""
     def notify(message: str) -> None:
         print(f"{prog}: {message}", file=sys.stderr)
     return notify
 
 
-def print_fit_result(result, prog: str) -> None:
+def print_fit_result(result: "FitResult", prog: str) -> None:
     """The fit's summary line, and where the report is (or, on stderr, why it failed)."""
     print(f"wrote {result.out_dir}: {result.summary}, {result.seconds:.1f} s")
     if result.nonlinearity is not None:
