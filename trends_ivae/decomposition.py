@@ -11,6 +11,13 @@ and maps the result back to the brain (:mod:`trends_ivae.backprojection`):
 - effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
 - sign and order: each map flipped so its strongest peak is positive, components
   sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+
+Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
+reading a fit folder back in :mod:`.fit_output`, u of new runs in
+:func:`.io.auxiliary.aux_for_runs`, synthetic runs in :mod:`.sampling`, the held-out
+test in :mod:`.nonlinearity`. The module stays near 500 lines because ``GroupIVAE`` is
+one scikit-learn estimator with 26 flat parameters, and its docstring and ``__init__``
+document and store them (about 150 lines).
 """
 from __future__ import annotations
 
@@ -25,38 +32,24 @@ from sklearn.base import BaseEstimator
 
 from .backprojection import back_project
 from .estimator import IVAE
-from .estimator_base import SourceEstimator
 from .flow_estimator import IFlow
 from .aux_variable import AuxVariable
 from .io.bids import RunSpec, runs_from_files
+from .io.docs import fill_doc
 from .io.export import unmask
 from .io.preparation import prepare, transform_runs
 from .io.settings import PrepareSettings
 from .io.store import PreparedData
 from .model.comm import SINGLE_PROCESS, Comm
-from .nonlinearity import NonlinearityTest, held_out_test
+from .fit_output import load_group_ivae
+from .group_training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
+from .io.auxiliary import aux_for_runs
+from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
-
-#: IVAE settings that differ from the array-level defaults for fMRI: an encoder q(z|x)
-#: (new subjects need no u), a learned observation-noise variance (fMRI is noisy), the
-#: plain ELBO without a variance anneal, and the first restart started at the linear ICA
-#: solution of the reduced data (``init="ica"``); docs/benchmarks.md has the figures.
-GROUP_IVAE_DEFAULTS = {"encoder_uses_aux": False, "decoder_var": None, "n_iwae": 1,
-                       "decoder_var_start": None, "init": "ica"}
-
-#: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
-MIN_STEPS = 3000
-
-#: IFlow settings for fMRI: batches of at most a quarter of the training split and
-#: enough epochs for about FLOW_MIN_STEPS optimiser steps (see ``_make_ivae``)
-FLOW_MIN_STEPS = 600
-
-#: the estimators ``GroupIVAE(estimator=...)`` builds
-ESTIMATORS = {"vae": IVAE, "flow": IFlow}
 
 #: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
@@ -91,6 +84,7 @@ class SubjectMaps(Sequence):
         return self._bp.subject_maps(i).astype(np.float32)
 
 
+@fill_doc
 class GroupIVAE(BaseEstimator):
     """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
 
@@ -101,13 +95,10 @@ class GroupIVAE(BaseEstimator):
     aux : str, default="task+window"
         The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
         segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
-    window, step : int or None
-        Sliding-window length and step in volumes (``window`` needed by ``aux`` terms
-        ``window``; default 20 volumes).
-    hrf_delay : float, default=0.0
-        Seconds added to event onsets before labelling volumes.
-    min_event_duration : float or None
-        Lengthen shorter events (e.g. zero-duration ones) to this many seconds.
+    %(window)s
+    %(step)s
+    %(hrf_delay)s
+    %(min_event_duration)s
     aux_combine : {"concat", "product"}, default="concat"
         Several factors as concatenated one-hot columns (the prior is an MLP of them), or
         as one discrete label per combination (needs many volumes per combination).
@@ -116,16 +107,15 @@ class GroupIVAE(BaseEstimator):
         The iVAE recovers sources far better from as many dimensions as it has
         components, as group ICA reduces to its number of components (figures in
         ``docs/benchmarks.md``); more dimensions than components warn.
-    mask : image or path, optional
-        Brain mask; default the intersection of the runs' EPI masks.
-    tr : float, optional
-        Repetition time, overriding sidecars and headers.
-    confounds : list of str, optional
-        Confound columns to regress out.
-    detrend, standardize, high_pass, low_pass, smoothing_fwhm
-        Cleaning (nilearn.signal.clean / image smoothing).
-    whiten : bool
-        Scale the reduced components to unit variance.
+    %(mask)s
+    %(tr)s
+    %(confounds)s
+    %(detrend)s
+    %(standardize)s
+    %(high_pass)s
+    %(low_pass)s
+    %(smoothing_fwhm)s
+    %(whiten)s
     resample_to_first : bool
         Resample runs on other grids to the first run's grid.
     prior : {"gauss", "laplace", "normal"}, default="gauss"
@@ -150,9 +140,8 @@ class GroupIVAE(BaseEstimator):
         ICA solution), see ``GROUP_IVAE_DEFAULTS``.
     device : str, default="auto"
     random_state : int or None
-    n_jobs : int, default=1
-        Subjects prepared in parallel.
-    verbose : int, default=0
+    %(n_jobs)s
+    %(verbose)s
 
     Attributes
     ----------
@@ -253,53 +242,10 @@ class GroupIVAE(BaseEstimator):
         return PrepareSettings.from_options(**options)
 
     def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
-        """The array-level estimator, its training length fitted to the data size unless given.
-
-        ``estimator="flow"`` gives an :class:`IFlow` (``ivae_params`` are its
-        parameters), with batches of at most a quarter of the training split and
-        enough epochs for about :data:`FLOW_MIN_STEPS` steps.
-
-        fMRI studies are small next to the paper's 40k samples: a few hundred volumes
-        give a handful of steps per epoch. Unless ``ivae_params`` sets them, the batch
-        is capped at a quarter of the training split and the epochs are raised (at most
-        400) to reach about :data:`MIN_STEPS` optimiser steps per restart.
-        """
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
-        if self.estimator == "flow":
-            return self._make_flow(n_samples)
-        params = dict(GROUP_IVAE_DEFAULTS)
-        params.update(self.ivae_params or {})
-        defaults = IVAE().get_params()
-        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
-        if "batch_size" not in params:
-            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
-        if "max_epochs" not in params:
-            steps_per_epoch = max(1, n_train // params["batch_size"])
-            epochs = int(np.ceil(MIN_STEPS / steps_per_epoch))
-            if epochs > defaults["max_epochs"]:
-                params["max_epochs"] = min(400, epochs)
-                params.setdefault("patience", max(defaults["patience"], params["max_epochs"] // 6))
-        if "init_epochs" not in params and self.n_init > 1:   # the restarts race for 1/8 of the schedule
-            params["init_epochs"] = max(5, params.get("max_epochs", defaults["max_epochs"]) // 8)
-        return IVAE(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
-                    random_state=self.random_state, verbose=self.verbose, **params)
-
-    def _make_flow(self, n_samples: int) -> IFlow:
-        params = dict(self.ivae_params or {})
-        defaults = IFlow().get_params()
-        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
-        if "batch_size" not in params:
-            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
-        if "max_epochs" not in params:
-            steps_per_epoch = max(1, n_train // params["batch_size"])
-            params["max_epochs"] = int(min(400, max(defaults["max_epochs"],
-                                                    np.ceil(FLOW_MIN_STEPS / steps_per_epoch))))
-        if self.prior == "normal":
-            raise ValueError("estimator='flow' needs an identifiable prior ('gauss' or 'laplace'); "
-                             "prior='normal' is the vanilla VAE baseline")
-        return IFlow(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
-                     random_state=self.random_state, verbose=self.verbose, **params)
+        """The array-level estimator for ``n_samples`` rows (:func:`~trends_ivae.group_training.make_estimator`)."""
+        return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
+                              n_init=self.n_init, params=self.ivae_params, device=self.device,
+                              random_state=self.random_state, verbose=self.verbose)
 
     # --------------------------------------------------------------------- fit
     def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
@@ -421,27 +367,9 @@ class GroupIVAE(BaseEstimator):
             if not hasattr(self, "prepared_"):
                 raise ValueError("test_nonlinearity needs prepared data: pass them or fit first")
             prepared = self.prepared_
-        by_subject = prepared.n_subjects >= 2
-        groups = (np.asarray(prepared.subjects, dtype=object)[prepared.subject] if by_subject
-                  else np.asarray(prepared.run).astype(str))
-        n_groups = len(np.unique(groups))
-        n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
-        est = self._make_ivae(max(n_train, 2)).set_params(n_init=1)
-        if "init_epochs" in est.get_params():
-            est.set_params(init_epochs=None)
-        if self.prior == "normal":
-            result = NonlinearityTest("untestable", grouping="subject" if by_subject else "run",
-                                      estimator=type(est).__name__,
-                                      reason="the vanilla VAE (prior='normal') has no identifiable "
-                                             "linear counterpart")
-        else:
-            result = held_out_test(est, prepared.x, self.model_u(prepared), groups, n_folds=n_folds,
-                                   confidence=confidence, n_importance=n_importance,
-                                   negligible=negligible, grouping="subject" if by_subject else "run",
-                                   random_state=self.random_state)
-        logger.info("nonlinearity test: %s", result.summary())
-        self.nonlinearity_test_ = result
-        return result
+        self.nonlinearity_test_ = group_test(self, prepared, n_folds=n_folds, confidence=confidence,
+                                             n_importance=n_importance, negligible=negligible)
+        return self.nonlinearity_test_
 
     def sample(self, events: Any = None, *, n_volumes: int | None = None, condition: str | None = None,
                subject: str | None = None, like_run: int = 0, noise: bool = True,
@@ -507,52 +435,14 @@ class GroupIVAE(BaseEstimator):
     def load(cls, out_dir: Any, device: str = "auto") -> "GroupIVAE":
         """Rebuild a fitted GroupIVAE from a ``trends-ivae fit`` output folder, for ``transform``.
 
-        Reads ``out_dir/model/ivae.pt`` (the IVAE), ``out_dir/prepared.h5`` (mask, basis,
-        cleaning settings) and ``out_dir/model/config.json`` (the parameters), in any
-        ``--layout``. The maps and time courses of the fit are not recomputed
-        (``components_`` etc. are absent); ``transform``, ``inverse_transform`` and
-        ``score`` work as after ``fit``.
-
-        Parameters
-        ----------
-        out_dir : path
-            The folder ``trends-ivae fit`` wrote (with ``prepared.h5``, i.e. without
-            ``--no-keep-prepared``).
-        device : str, default="auto"
-
-        Returns
-        -------
-        GroupIVAE
-
-        Raises
-        ------
-        FileNotFoundError
-            A required file is missing (the message names it).
+        The folder ``trends-ivae fit`` wrote, with ``prepared.h5`` (fit without
+        ``--no-keep-prepared``), in any ``--layout``
+        (:func:`~trends_ivae.fit_output.load_group_ivae`). The maps and time courses are
+        not recomputed (``components_`` etc. are absent); ``transform``,
+        ``inverse_transform``, ``score``, ``sample`` and ``test_nonlinearity`` work as
+        after ``fit``. A missing file is a ``FileNotFoundError`` naming it.
         """
-        import json
-        from pathlib import Path
-
-        from .io.store import read_prepared
-
-        root = Path(out_dir)
-        files = {"model": root / "model" / "ivae.pt", "prepared": root / "prepared.h5",
-                 "config": root / "model" / "config.json"}
-        for what, path in files.items():
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: {root} is not a complete trends-ivae fit output"
-                                        + (" (fit with --keep-prepared)" if what == "prepared" else ""))
-        config = json.loads(files["config"].read_text())
-        valid = cls().get_params()
-        params = {k: v for k, v in config.get("model", {}).items() if k in valid}
-        params["device"] = device
-        model = cls(**params)
-        model.prepared_ = read_prepared(files["prepared"])
-        model.ivae_ = SourceEstimator.load(files["model"], device=device)   # an IVAE or an IFlow
-        model.mask_img_ = model.prepared_.mask_img()
-        model.runs_ = model.prepared_.runs
-        model.n_components_ = model.ivae_.n_components
-        model.elbo_ = getattr(model.ivae_, "elbo_", None)
-        return model
+        return load_group_ivae(cls, out_dir, device=device)
 
     @property
     def masker_(self):
@@ -577,24 +467,9 @@ class GroupIVAE(BaseEstimator):
         been seen in fit)."""
         if not needed:
             return [None] * len(xs)
-        from .io.auxiliary import RunMeta, build_aux
-
-        p = self.prepared_
-        us = []
-        for i, (r, x) in enumerate(zip(runs, xs)):
-            meta = RunMeta(name=r.name, subject=r.subject, run=str(r.entities.get("run", i + 1)),
-                           n_volumes=x.shape[0], tr=self.tr or r.tr or p.tr, events=r.events,
-                           participant=r.participant)
-            aux = build_aux(p.aux["spec"], [meta], window=p.aux.get("window"), step=p.aux.get("step"),
-                            hrf_delay=self.hrf_delay, min_duration=self.min_event_duration,
+        return aux_for_runs(self.prepared_, runs, [x.shape[0] for x in xs], tr=self.tr,
+                            hrf_delay=self.hrf_delay, min_event_duration=self.min_event_duration,
                             combine=self.aux_combine)
-            missing = aux.unknown_levels(p.u)
-            if missing:
-                raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
-                                 "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
-                                 "default, transforms any run; scoring always needs known levels)")
-            us.append(aux.aligned_to(p.u))
-        return us
 
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""

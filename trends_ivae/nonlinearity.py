@@ -51,7 +51,7 @@ from .model.priors import LookupPrior
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "VERDICTS"]
+__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "group_test", "VERDICTS"]
 
 #: the test's possible answers
 VERDICTS = ("helps", "no evidence", "linear better", "untestable")
@@ -308,3 +308,31 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
                             linear_score=float(np.mean([lin_scores[g] for g in order])),
                             group_differences=[float(v) for v in d], groups=[str(g) for g in order],
                             n_folds=k, **base)
+
+
+def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float = 0.95,
+               n_importance: int = 8, negligible: float = 0.01) -> NonlinearityTest:
+    """:func:`held_out_test` of a :class:`~trends_ivae.GroupIVAE`'s estimator on prepared data.
+
+    The estimator is the one ``group`` fits (``group._make_ivae``), with one restart
+    trained to the end; the groups are the subjects, or the runs when there is one
+    subject. The vanilla VAE (``prior="normal"``) is untestable.
+    """
+    by_subject = prepared.n_subjects >= 2
+    grouping = "subject" if by_subject else "run"
+    groups = (np.asarray(prepared.subjects, dtype=object)[prepared.subject] if by_subject
+              else np.asarray(prepared.run).astype(str))
+    n_groups = len(np.unique(groups))
+    n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
+    est = group._make_ivae(max(n_train, 2)).set_params(n_init=1)
+    if "init_epochs" in est.get_params():
+        est.set_params(init_epochs=None)
+    if group.prior == "normal":
+        result = NonlinearityTest("untestable", grouping=grouping, estimator=type(est).__name__,
+                                  reason="the vanilla VAE (prior='normal') has no identifiable linear counterpart")
+    else:
+        result = held_out_test(est, prepared.x, group.model_u(prepared), groups, n_folds=n_folds,
+                               confidence=confidence, n_importance=n_importance, negligible=negligible,
+                               grouping=grouping, random_state=group.random_state)
+    logger.info("nonlinearity test: %s", result.summary())
+    return result

@@ -42,7 +42,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ __all__ = [
     "task_labels",
     "window_labels",
     "build_aux",
+    "aux_for_runs",
     "parse_aux_spec",
     "REST",
 ]
@@ -393,3 +394,33 @@ def build_aux(
     labels = labels.reshape(-1).astype(np.int64)
     names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
     return AuxVariable.discrete(labels, names, factors=factor_info, factor_codes=codes, spec=spec_str)
+
+
+def aux_for_runs(prepared: Any, runs: Sequence[Any], n_volumes: Sequence[int], *, tr: float | None = None,
+                 hrf_delay: float = 0.0, min_event_duration: float | None = None,
+                 combine: str = "concat") -> list[AuxVariable]:
+    """u of new runs (RunSpecs) in the layout of ``prepared``'s u, for a fitted model.
+
+    Built as during prepare (``prepared.aux``'s spec, window and step; the given HRF
+    delay, minimum event duration and combination).
+
+    Raises
+    ------
+    ValueError
+        A run has u levels that ``prepared`` lacks (the message names the run).
+    """
+    us = []
+    for i, (r, n) in enumerate(zip(runs, n_volumes)):
+        meta = RunMeta(name=r.name, subject=r.subject, run=str(r.entities.get("run", i + 1)),
+                       n_volumes=int(n), tr=tr or r.tr or prepared.tr, events=r.events,
+                       participant=r.participant)
+        aux = build_aux(prepared.aux["spec"], [meta], window=prepared.aux.get("window"),
+                        step=prepared.aux.get("step"), hrf_delay=hrf_delay, min_duration=min_event_duration,
+                        combine=combine)
+        missing = aux.unknown_levels(prepared.u)
+        if missing:
+            raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
+                             "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
+                             "default, transforms any run; scoring always needs known levels)")
+        us.append(aux.aligned_to(prepared.u))
+    return us
