@@ -1,4 +1,4 @@
-"""torch is imported only by the commands that train: ``--help``, ``prepare``, ``simulate``,
+"""torch is imported only by the commands that train: ``--help``, ``prepare``, ``simulate``, ``report``,
 the parsing of ``report`` and the BIDS App's participant level never load it (each is run
 in a fresh interpreter, as from the shell)."""
 from __future__ import annotations
@@ -54,3 +54,15 @@ def test_bids_app_participant_level_does_not_import_torch(tmp_path):
 
 def test_the_workflow_package_imports_no_torch(tmp_path):
     assert not _loads_torch("import trends_ivae.workflow, trends_ivae.cli.options", tmp_path)
+
+
+def test_report_of_a_fit_does_not_import_torch(tmp_path):
+    from trends_ivae.cli.main import main
+
+    out = tmp_path / "fit"
+    assert main(["fit", "--bids", str(SAMPLE), "--out", str(out), "--n-components", "3", "--n-init", "1",
+                 "--max-epochs", "5", "--no-report", "-q"]) == 0
+    assert (out / "model" / "prior.npz").is_file()
+    assert not _loads_torch(_main(["report", str(out)]), tmp_path)
+    page = (out / "report.html").read_text()
+    assert "learned prior is not shown" not in page and "prior" in page

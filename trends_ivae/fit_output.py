@@ -1,14 +1,38 @@
-"""A ``trends-ivae fit`` output folder read back into a fitted estimator."""
+"""A ``trends-ivae fit`` output folder: read back into a fitted estimator, and the
+learned prior written for readers without torch (``model/prior.npz``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .atomic import atomic_path
 from .estimator_base import SourceEstimator
 from .io.store import read_prepared
 
-__all__ = ["load_group_ivae"]
+__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE"]
+
+#: the learned prior per distinct u, beside the model (read by the report with numpy only)
+PRIOR_TABLE = "prior.npz"
+
+
+def write_prior_table(path: Any, estimator: SourceEstimator, u: Any) -> None:
+    """Write p(z|u)'s mean and variance for every distinct row of ``u`` to ``path`` (npz).
+
+    Arrays: ``codes`` (n_samples,) int32, the distinct row of each sample; ``mean`` and
+    ``var`` (n_distinct, n_components) float32, in the estimator's component order and
+    signs (:meth:`SourceEstimator.prior_params`). ``mean[codes]`` is the prior mean of
+    every volume.
+    """
+    data = np.asarray(u.data)
+    flat = data.reshape(len(data), -1)
+    _, first, codes = np.unique(flat, axis=0, return_index=True, return_inverse=True)
+    mean, var = estimator.prior_params(u.take(first))
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
+        np.savez_compressed(tmp, codes=codes.reshape(-1).astype(np.int32),
+                            mean=np.asarray(mean, np.float32), var=np.asarray(var, np.float32))
 
 
 def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:

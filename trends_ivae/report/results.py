@@ -3,7 +3,8 @@
 Everything the report shows comes from files in ``OUT`` (see ``docs/cli.md``):
 ``model/config.json``, ``model/elbo.tsv``, ``group/desc-ivae_*``, the per-run
 ``*_desc-ivae_timeseries.tsv`` (+ ``.json``), ``prepared.h5`` (optional: u, its factors
-and the run table) and ``model/ivae.pt`` (optional: the learned prior p(z|u)). A missing
+and the run table) and ``model/prior.npz`` (optional: the learned prior p(z|u); older fits:
+``model/ivae.pt``, which needs torch). A missing
 optional file removes the sections that need it; it never stops the report.
 """
 from __future__ import annotations
@@ -113,7 +114,8 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
         Subject label (with or without ``sub-``) whose first run is shown per component;
         default the first subject.
     load_prior : bool
-        Load ``model/ivae.pt`` (needs torch) to summarise the learned prior.
+        Summarise the learned prior, from ``model/prior.npz`` (numpy only), or for fits
+        written without it from ``model/ivae.pt`` (needs torch).
 
     Returns
     -------
@@ -258,13 +260,20 @@ def _match_prepared_runs(runs: list[RunSeries], prepared: Any) -> None:
                 rs.tr = float(prepared.runs[i]["tr"])
 
 
-def _load_prior(res: FitResults) -> Prior | None:
-    """Summarise p(z|u) from ``model/ivae.pt`` and the prepared u (None when impossible)."""
-    model_path = res.out_dir / "model" / "ivae.pt"
-    if not model_path.is_file():
-        res.notes.append("no model/ivae.pt: the learned prior is not shown.")
+def _prior_per_volume(res: FitResults) -> tuple[np.ndarray, np.ndarray] | None:
+    """p(z|u)'s mean and variance per volume from ``model/prior.npz`` (numpy only), or None."""
+    path = res.out_dir / "model" / "prior.npz"
+    if not path.is_file():
         return None
-    prep = res.prepared
+    with np.load(path) as table:
+        codes, mean, var = table["codes"], table["mean"], table["var"]
+    if res.prepared is None or len(codes) != len(res.prepared.u):
+        return None
+    return mean[codes], var[codes]
+
+
+def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same from ``model/ivae.pt`` (loads torch): for fits written before ``prior.npz``."""
     try:
         from ..estimator_base import SourceEstimator
 
@@ -275,22 +284,35 @@ def _load_prior(res: FitResults) -> Prior | None:
         res.notes.append(f"model/ivae.pt could not be loaded ({type(exc).__name__}: {exc}): "
                          "the learned prior is not shown.")
         return None
+    u = res.prepared.u   # an AuxVariable: the estimator takes it as it is, in row blocks (bounded memory)
+    block = max(1, 2 ** 22 // max(u.shape[1] if len(u.shape) > 1 else 1, 1))
+    parts = [ivae.prior_params(u[a:a + block]) for a in range(0, len(u), block)]
+    k = res.n_components
+    return (np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k)),
+            np.concatenate([v for _, v in parts]) if parts else np.empty((0, k)))
+
+
+def _load_prior(res: FitResults) -> Prior | None:
+    """Summarise p(z|u) per factor level and over time (None when impossible).
+
+    Read from ``model/prior.npz`` (written by fit; no torch), else from ``model/ivae.pt``.
+    """
+    model_path = res.out_dir / "model" / "ivae.pt"
+    prep = res.prepared
+    if prep is None:
+        res.notes.append("no prepared.h5: the learned prior is not shown.")
+        return None
+    if not model_path.is_file() and not (res.out_dir / "model" / "prior.npz").is_file():
+        res.notes.append("no model/ivae.pt: the learned prior is not shown.")
+        return None
     k = res.n_components
     prior = Prior()
     try:
-        if prep is None:
-            if ivae.classes_ is not None:
-                mean, var = ivae.prior_params(ivae.classes_)
-                prior.by_factor.append({"name": "u", "levels": [str(c) for c in ivae.classes_],
-                                        "mean": mean[:, :k], "var": var[:, :k],
-                                        "count": np.ones(len(ivae.classes_))})
-            return prior
-        u = prep.u   # an AuxVariable: the estimator takes it as it is, in row blocks (bounded memory)
-        block = max(1, 2 ** 22 // max(u.shape[1] if len(u.shape) > 1 else 1, 1))
-        parts = [ivae.prior_params(u[a:a + block]) for a in range(0, len(u), block)]
-        vol_mean = np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k))
-        vol_var = np.concatenate([v for _, v in parts]) if parts else np.empty((0, k))
-        vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
+        per_volume = _prior_per_volume(res) or _prior_from_model(res, model_path)
+        if per_volume is None:
+            return None
+        vol_mean, vol_var = per_volume[0][:, :k], per_volume[1][:, :k]
+        u = prep.u
         groups = u.groupings()
         has_time = not groups or any(g["name"] == "window" for g in groups)
         for g in groups:

@@ -245,12 +245,14 @@ def _model_files(model, config: dict, prepared, keep_prepared: bool) -> Callable
     """The writer of ``model/`` (checkpoint, configuration, ELBO curve) and ``prepared.h5``."""
     import json
 
+    from ..fit_output import PRIOR_TABLE, write_prior_table
     from ..io.store import write_prepared
 
     def extra(root: Path) -> None:
         mdir = root / "model"
         mdir.mkdir(parents=True, exist_ok=True)
         model.ivae_.save(mdir / "ivae.pt")
+        write_prior_table(mdir / PRIOR_TABLE, model.ivae_, prepared.u)
         (mdir / "config.json").write_text(json.dumps(config, indent=2, default=str))
         hist = model.ivae_.history_
         lines = ["epoch\ttrain_elbo\tval_elbo"]
