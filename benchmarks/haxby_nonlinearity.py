@@ -53,7 +53,7 @@ def _fit(version, run_ids, k, seed, estimator):
     runs, mask = _runs(version, run_ids)
     g = GroupIVAE(n_components=k, aux="task+window", window=20, hrf_delay=5.0, mask=mask, tr=2.5,
                   random_state=seed, estimator=estimator)
-    prepared = prepare(runs, **g._prepare_kwargs())
+    prepared = prepare(runs, g.prepare_settings(), mask=g.mask, tr=g.tr)
     g.fit_prepared(prepared)
     mask_arr = np.asarray(g.mask_img_.dataobj) > 0
     return g, prepared, np.asarray(g.components_, np.float64), mask_arr

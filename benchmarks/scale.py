@@ -147,10 +147,49 @@ def cohort(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- ddp
+def compare_world_sizes(*, n_sources: int = 5, n_segments: int = 40, n_per_segment: int = 1000,
+                        seeds=(1, 2, 3), max_epochs: int | None = None, n_init: int = 1,
+                        model_seed: int = 0) -> list[dict]:
+    """MCC of one process vs two Gloo processes on the iVAE paper's synthetic data.
+
+    The rows stay in segment order (as a prepared file is in subject order); each rank
+    takes every other row (``trends_ivae.distributed.row_share``). The ranks are started
+    by ``tests/_distributed_helpers.fit_on_ranks`` (torch.multiprocessing, Gloo).
+
+    Returns
+    -------
+    list of dict
+        Per data seed: ``seed``, ``mcc1``, ``mcc2``, ``s1``, ``s2`` (seconds).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _distributed_helpers import fit_on_ranks  # noqa: PLC0415
+
+    from trends_ivae import IVAE  # noqa: PLC0415
+    from trends_ivae.metrics import mcc  # noqa: PLC0415
+    from trends_ivae.simulate import make_segment_data  # noqa: PLC0415
+
+    rows = []
+    for seed in seeds:
+        d = make_segment_data(n_sources=n_sources, n_segments=n_segments, n_per_segment=n_per_segment,
+                              n_layers=3, random_state=seed)
+        params = dict(n_components=n_sources, n_init=n_init, random_state=model_seed, device="cpu")
+        if max_epochs is not None:
+            params["max_epochs"] = max_epochs
+        res = {"seed": seed}
+        with tempfile.TemporaryDirectory() as tmp:
+            for world in (1, 2):
+                t0 = time.perf_counter()
+                path = os.path.join(tmp, f"w{world}.pt")
+                fit_on_ranks(d.X, d.u, params, world, path)
+                res[f"s{world}"] = time.perf_counter() - t0
+                est = IVAE.load(path, device="cpu")
+                res[f"mcc{world}"] = float(mcc(est.transform(d.X, d.u), d.S).score)
+        rows.append(res)
+    return rows
+
+
 def ddp(args: argparse.Namespace) -> int:
     """One process vs two Gloo processes on the paper's synthetic data."""
-    from trends_ivae.distributed import compare_world_sizes  # noqa: PLC0415
-
     res = compare_world_sizes(n_sources=args.n_sources, n_segments=args.n_segments,
                               n_per_segment=args.n_per_segment, seeds=args.seeds, max_epochs=args.epochs,
                               n_init=args.n_init)

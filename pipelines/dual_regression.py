@@ -18,12 +18,12 @@ across voxels (stage 2). Writes::
     DR_OUT/sub-<label>/func/sub-<label>_desc-dualreg_components.nii.gz              subject z-maps, 4-D
 
 Component ``icNN`` is the fit's ``icNN``. Runs must be on the fit's grid (or the fit
-prepared with ``--resample-to-first``).
+prepared with ``--resample-to-first``). This script parses and checks argv; the work is
+:func:`trends_ivae.workflow.dual_regression_to_folder`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -65,53 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.exists() and not args.force:
         parser.error(f"{str(out)!r} exists; pass --force to overwrite it")
 
-    import nibabel as nib  # heavy imports after parsing
-    import numpy as np
-    import pandas as pd
-
-    from trends_ivae import GroupIVAE, __version__
-    from trends_ivae.backprojection import back_project
-    from trends_ivae.io import PrepareError, find_bids_runs, runs_from_files, transform_runs
-    from trends_ivae.io.export import atomic_output_dir, component_names, derivative_stem, unmask
+    from trends_ivae.io import PrepareError, find_bids_runs, runs_from_files  # heavy imports after parsing
+    from trends_ivae.workflow import WorkflowError, dual_regression_to_folder
 
     try:
         runs = (find_bids_runs(args.bids, task=args.task, participant_label=args.participant_label)
                 if args.bids else runs_from_files(args.func))
-        model = GroupIVAE.load(fit_dir, device=args.device)
-        p = model.prepared_
-        xs = transform_runs(runs, p)
-    except (PrepareError, FileNotFoundError, ValueError) as exc:
+        result = dual_regression_to_folder(fit_dir, runs, out, sources=[args.bids or Path(args.func[0]).parent],
+                                           device=args.device, force=args.force)
+    except (PrepareError, WorkflowError) as exc:
         print(f"dual_regression.py: error: {exc}", file=sys.stderr)
         return 1
-    if model.ivae_.model_.uses_aux:
-        zs = model.transform(runs)                       # the encoder needs u: built from the events
-    else:
-        zs = [model.ivae_.transform(x, None) for x in xs]
-    names = component_names(model.n_components_)
-    subjects = list(dict.fromkeys(r.subject for r in runs))
-    with atomic_output_dir(out, force=args.force) as root:
-        desc = {"Name": "trends_ivae dual regression", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
-                "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
-                                 "Description": "pipelines/dual_regression.py"}],
-                "SourceDatasets": [{"URL": Path(args.bids or Path(args.func[0]).parent).resolve().as_uri()},
-                                   {"URL": fit_dir.resolve().as_uri()}]}
-        (root / "dataset_description.json").write_text(json.dumps(desc, indent=2) + "\n")
-        for r, z in zip(runs, zs):
-            folder, stem = derivative_stem({**r.entities, "path": str(r.img)}, desc="dualreg")
-            (root / folder).mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(z, columns=names).to_csv(root / folder / f"{stem}_timeseries.tsv", sep="\t",
-                                                  index=False, float_format="%.6g")
-        for s in subjects:
-            idx = [i for i, r in enumerate(runs) if r.subject == s]
-            x = np.concatenate([xs[i] * p.scale for i in idx])
-            z = np.concatenate([zs[i] for i in idx])
-            bp = back_project([x], [z], p.basis, sort=False, fix_signs=False)
-            img = unmask(bp.subject_maps(0), model.mask_img_, intent="z score",
-                         descrip="trends_ivae dual regression subject z-maps")
-            folder = root / f"sub-{s}" / "func"
-            folder.mkdir(parents=True, exist_ok=True)
-            nib.save(img, folder / f"sub-{s}_desc-dualreg_components.nii.gz")
-    print(f"wrote {out}: {len(runs)} run(s) of {len(subjects)} subject(s), {len(names)} components")
+    print(f"wrote {out}: {result.n_runs} run(s) of {result.n_subjects} subject(s), {result.n_components} components")
     return 0
 
 

@@ -22,8 +22,10 @@ to the TOML file; see ``pipelines/configs/`` and ``docs/pipelines.md``)::
     [output]     dir (required here or by --out), layout = "bids"|"melodic"|"gift", force, keep_prepared, report
 
 An unknown section or key is an error naming it and the nearest valid one. The
-configuration becomes a ``trends-ivae fit`` command (printed with ``--dry-run``), so
-every option has the meaning and the checks documented in ``docs/cli.md``.
+configuration becomes the arguments of a ``trends-ivae fit`` command (printed with
+``--dry-run``), checked as the command checks them (:func:`trends_ivae.cli.fit.fit_job`), so
+every option has the meaning and the checks documented in ``docs/cli.md``; the fit then
+runs in-process through :func:`trends_ivae.workflow.fit_to_folder`.
 """
 from __future__ import annotations
 
@@ -190,9 +192,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print("trends-ivae " + " ".join(shlex.quote(a) for a in fit_argv))
         return 0
-    from trends_ivae.cli.main import main as trends_ivae_main  # heavy imports after parsing
+    return run_fit(fit_argv[1:])
 
-    return trends_ivae_main(fit_argv)
+
+def run_fit(fit_argv: Sequence[str], prog: str = "group_ivae.py") -> int:
+    """Check ``trends-ivae fit`` arguments as the command does and run the fit workflow
+    (:func:`trends_ivae.workflow.fit_to_folder`); the exit code (2: bad options)."""
+    from trends_ivae.cli.fit import fit_job  # heavy imports after parsing
+    from trends_ivae.cli.options import print_fit_result
+    from trends_ivae.io import PrepareError
+    from trends_ivae.workflow import WorkflowError, fit_to_folder
+
+    try:
+        job = fit_job(fit_argv)
+        result = fit_to_folder(job.data, job.out, **job.kwargs)
+    except (PrepareError, WorkflowError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print_fit_result(result, prog)
+    return 0
 
 
 if __name__ == "__main__":

@@ -226,19 +226,52 @@ def test_old_model_files_still_load(two_factors, tmp_path):
     np.testing.assert_allclose(back.transform(d.X, d.u), est.transform(d.X, d.u), atol=1e-6)
 
 
-def test_factor_frame_matches_build_aux_concat_columns():
-    from trends_ivae.io.auxiliary import RunMeta, build_aux, concat_factors, factor_frame
+def test_aux_variable_factors_encode_as_build_aux_concat_columns():
+    from trends_ivae.io.auxiliary import RunMeta, build_aux
 
     runs = [RunMeta(name=f"r{i}", subject=s, run="1", n_volumes=30, tr=2.0) for i, s in enumerate("ab")]
     aux = build_aux("subject+window", runs, window=10)
-    assert aux.kind == "continuous" and concat_factors({"combine": "concat", "factors": aux.factors}, aux.kind)
-    frame = factor_frame(aux.factor_codes, aux.factors)
+    assert aux.kind == "factors" and aux.store_kind == "continuous"
     est = IVAE(1)
-    est._encode_u(frame, fitting=True, device=torch.device("cpu"))
-    idx = est._encode_u(frame, device=torch.device("cpu"))
+    est._encode_u(aux, fitting=True, device=torch.device("cpu"))
+    idx = est._encode_u(aux, device=torch.device("cpu"))
     assert idx.shape == (60, 2)
-    np.testing.assert_array_equal(_onehot(idx, aux.values.shape[1]).numpy(), aux.values)
+    np.testing.assert_array_equal(_onehot(idx, aux.dense().shape[1]).numpy(), aux.dense())
     assert [f"{n}={lv}" for n, c in zip(est.factor_names_, est.factor_classes_) for lv in c] == aux.names
+    framed = IVAE(1)   # the DataFrame of the same factors gives the same coding
+    framed._encode_u(aux.frame(), fitting=True, device=torch.device("cpu"))
+    np.testing.assert_array_equal(framed._encode_u(aux.frame(), device=torch.device("cpu")).numpy(), idx.numpy())
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype
+               for a, b in zip(framed.factor_classes_, est.factor_classes_))
+
+
+def test_ivae_fit_on_an_aux_variable_equals_the_dataframe_and_label_paths():
+    """The same seed gives the same model from u as an AuxVariable as from its DataFrame of
+    factors (factors) or its 1-D codes (labels); new rows in another level order map by name."""
+    from trends_ivae.aux_variable import AuxVariable
+
+    d = make_segment_data(n_sources=2, n_obs=3, n_segments=6, n_per_segment=50, n_layers=2, random_state=4)
+    kw = dict(max_epochs=3, batch_size=64, hidden_dim=8, random_state=0, device="cpu", n_init=1)
+    codes = np.stack([d.u // 2, d.u % 2], axis=1)
+    factors = [{"name": "block", "levels": ["b0", "b1", "b2"]}, {"name": "half", "levels": ["h0", "h1"]}]
+    u = AuxVariable.from_factors(codes, factors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = IVAE(2, **kw).fit(d.X, u)
+        b = IVAE(2, **kw).fit(d.X, u.frame())
+    assert a.aux_kind_ == b.aux_kind_ == "factors"
+    np.testing.assert_array_equal(a.transform(d.X, u), b.transform(d.X, u.frame()))
+    assert a.elbo_ == b.elbo_
+    np.testing.assert_array_equal(a.prior_params(u)[0], b.prior_params(u.frame())[0])
+    flipped = AuxVariable.from_factors(codes[:, ::-1], factors[::-1])   # the same u, factors swapped
+    np.testing.assert_array_equal(a.transform(d.X, flipped), a.transform(d.X, u))
+    labels = AuxVariable.discrete(d.u, [f"s{k}" for k in range(6)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = IVAE(2, **kw).fit(d.X, labels)
+        e = IVAE(2, **kw).fit(d.X, d.u)
+    np.testing.assert_array_equal(c.transform(d.X, labels), e.transform(d.X, d.u))
+    assert c.aux_kind_ == "discrete"
 
 
 # ------------------------------------------------------------------ GroupIVAE
@@ -298,7 +331,7 @@ def test_distributed_factors_match_one_process(two_factors, tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with Gloo is not available")
-    from trends_ivae.distributed import fit_on_ranks
+    from _distributed_helpers import fit_on_ranks
 
     d, df = two_factors
     params = dict(n_components=2, max_epochs=3, batch_size=64, hidden_dim=16, random_state=0,
@@ -311,3 +344,19 @@ def test_distributed_factors_match_one_process(two_factors, tmp_path):
         assert est.aux_kind_ == "factors" and est.factor_offsets_.tolist() == [0, 5]
         z[world] = est.transform(d.X, df)
     np.testing.assert_allclose(z[2], z[1], atol=0.05 * z[1].std())
+
+
+def test_iflow_fit_on_an_aux_variable_equals_the_dataframe_path():
+    from trends_ivae import IFlow
+    from trends_ivae.aux_variable import AuxVariable
+
+    d = make_segment_data(n_sources=2, n_obs=2, n_segments=6, n_per_segment=40, n_layers=2, random_state=5)
+    u = AuxVariable.from_factors(np.stack([d.u // 2, d.u % 2], axis=1),
+                                 [{"name": "block", "levels": ["b0", "b1", "b2"]}, {"name": "half", "levels": ["h0", "h1"]}])
+    kw = dict(max_epochs=2, batch_size=64, random_state=0, device="cpu", n_init=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = IFlow(2, **kw).fit(d.X, u)
+        b = IFlow(2, **kw).fit(d.X, u.frame())
+    assert a.aux_kind_ == b.aux_kind_ == "factors"
+    np.testing.assert_array_equal(a.transform(d.X, u), b.transform(d.X, u.frame()))

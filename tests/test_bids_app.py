@@ -58,6 +58,9 @@ def test_participant_and_group_write_a_valid_derivative(app_out, bids):
         assert f["x"].shape == (160, 6)
     assert not list(app_out.glob(".trends_ivae_group-*"))
     assert (app_out / "report.html").is_file()
+    from trends_ivae.io.export import read_manifest
+
+    assert "report.html" in read_manifest(app_out)          # built in place, and listed as the tool's own
 
 
 def test_gathered_shares_equal_prepare(bids, tmp_path):
@@ -83,6 +86,7 @@ def test_group_alone_does_everything(app_out, bids, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"wrote {out}:" in printed and ".trends_ivae_group-" not in printed   # the final path only
     assert not list(out.glob("sub-*/*_share.h5"))          # shares computed in a temporary folder
+    assert not (out / "report.html").exists()                # --no-report: as in fit, no report.html
     a, b = read_prepared(out / "prepared.h5"), read_prepared(app_out / "prepared.h5")
     np.testing.assert_allclose(a.x, b.x, atol=1e-4 * np.abs(b.x).max())
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
+from _distributed_helpers import fit_on_ranks, free_port
 from trends_ivae import IVAE
-from trends_ivae.distributed import Comm, fit_on_ranks, free_port, row_share
+from trends_ivae.distributed import ProcessGroupComm, row_share
+from trends_ivae.model.comm import SINGLE_PROCESS, Comm
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import make_segment_data
 
@@ -29,11 +31,33 @@ def test_row_share_covers_every_row_once():
         row_share(10, 2, 2)
 
 
-def test_comm_is_the_identity_without_a_process_group():
-    c = Comm()
+def test_the_default_comm_is_one_process():
+    group = ProcessGroupComm.__new__(ProcessGroupComm)   # what a rank of two would hold
+    group.rank, group.world, group.active = 1, 2, True
+    assert isinstance(group, Comm)                        # both implement the protocol
+    c = SINGLE_PROCESS
+    assert isinstance(c, Comm)
     assert not c.active and c.world == 1 and c.rank == 0
-    assert c.sum(2.5) == 2.5 and c.gather("a") == ["a"]
+    assert c.sum(2.5) == 2.5 and c.gather("a") == ["a"] and c.any(True) and not c.any(False)
     np.testing.assert_array_equal(c.sum_array(np.arange(3)), np.arange(3.0))
+
+
+def test_process_group_comm_needs_a_group():
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="process group"):
+        ProcessGroupComm()
+
+
+def test_fit_does_not_look_for_a_process_group(monkeypatch):
+    """The estimator takes its communicator as an argument: it never asks torch.distributed."""
+    def refuse(*a, **k):
+        raise AssertionError("the estimator read the process group")
+
+    for name in ("is_initialized", "get_world_size", "get_rank"):
+        monkeypatch.setattr(dist, name, refuse)
+    d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=40, n_layers=2, random_state=0,
+                          n_draws_for_threshold=50)
+    IVAE(2, max_epochs=1, batch_size=64, hidden_dim=8, device="cpu", random_state=0).fit(d.X, d.u)
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
@@ -56,13 +80,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_comm_shares_are_the_row_share(monkeypatch):
-    """What Comm.owns / local_rows compute is the strided share that ranks read."""
+    """What ProcessGroupComm.owns / local_rows compute is the strided share that ranks read."""
     import torch
 
     n, world = 23, 3
     rows = torch.arange(n)
     for r in range(world):
-        c = Comm()
+        c = ProcessGroupComm.__new__(ProcessGroupComm)   # the arithmetic only, no group
         c.world, c.rank, c.active = world, r, True
         mine = c.owns(rows)
         assert c.local_rows(rows[mine]).tolist() == list(range(len(range(r, n, world))))

@@ -79,6 +79,24 @@ def test_save_load_round_trip(fitted, tiny, tmp_path):
         fitted.reorder([1, 0], [-1, 1])
 
 
+def test_model_file_with_the_removed_annealing_options_still_loads(fitted, tiny, tmp_path):
+    """Files written while IVAE had kl_start and entropy_start (inactive, removed) load; the keys are ignored."""
+    import torch
+
+    from trends_ivae.model import TrainConfig
+
+    path = tmp_path / "old.pt"
+    fitted.save(path)
+    state = torch.load(path, weights_only=True)
+    state["params"].update(kl_start=1.0, entropy_start=1.0)
+    state["train_config"].update(kl_start=1.0, entropy_start=1.0)
+    torch.save(state, path)
+    back = IVAE.load(path, device="cpu")
+    assert "kl_start" not in back.get_params() and "entropy_start" not in back.get_params()
+    assert back._train_config == TrainConfig.from_dict(state["train_config"])
+    np.testing.assert_array_equal(back.transform(tiny.X, tiny.u), fitted.transform(tiny.X, tiny.u))
+
+
 def test_load_rejects_other_files(tmp_path):
     import torch
     torch.save({"x": 1}, tmp_path / "other.pt")
@@ -151,7 +169,7 @@ def test_diverging_fit_never_returns_nan(tiny):
     assert np.isfinite(est.elbo_)
 
 
-def test_successive_halving_option(tiny):
+def test_restart_race_option(tiny):
     est = IVAE(2, n_init=3, init_epochs=1, n_iwae=2, **{**FAST, "max_epochs": 3}).fit(tiny.X, tiny.u)
     assert est.n_iter_ == 3 and est.restart_elbos_.shape == (3,)
     assert np.isfinite(est.restart_elbos_).all()
@@ -159,6 +177,6 @@ def test_successive_halving_option(tiny):
 
 
 @pytest.mark.parametrize("kw", [dict(init_epochs=0), dict(n_iwae=0)])
-def test_bad_halving_or_iwae(tiny, kw):
+def test_bad_race_or_iwae(tiny, kw):
     with pytest.raises(ValueError):
         IVAE(2, **FAST, **kw).fit(tiny.X, tiny.u)

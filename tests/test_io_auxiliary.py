@@ -90,34 +90,35 @@ def _metas():
 def test_build_aux_factors_and_product():
     u = build_aux("task", _metas())
     assert u.kind == "discrete" and u.names == ["rest", "a", "b"]
-    assert list(u.values) == [0, 1, 0, 0, 0, 0, 2, 2, 2, 0, 0, 0]
+    assert list(u.data) == [0, 1, 0, 0, 0, 0, 2, 2, 2, 0, 0, 0]
     u = build_aux("subject", _metas())
-    assert u.names == ["sub-01", "sub-02"] and list(u.values) == [0] * 8 + [1] * 4
+    assert u.names == ["sub-01", "sub-02"] and list(u.data) == [0] * 8 + [1] * 4
     u = build_aux("run", _metas())
-    assert u.names == ["run-1", "run-2"] and list(u.values) == [0] * 4 + [1] * 4 + [0] * 4
+    assert u.names == ["run-1", "run-2"] and list(u.data) == [0] * 4 + [1] * 4 + [0] * 4
     u = build_aux("group", _metas())
-    assert u.names == ["control", "patient"] and list(u.values) == [1] * 8 + [0] * 4
+    assert u.names == ["control", "patient"] and list(u.data) == [1] * 8 + [0] * 4
     u = build_aux("window", _metas(), window=2)
     assert u.names[:2] == ["sub-01_run-1_w000", "sub-01_run-1_w001"] and len(u.names) == 6
-    assert list(u.values) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert list(u.data) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     u = build_aux("task+subject", _metas(), combine="product")
     assert u.names == ["rest|sub-01", "rest|sub-02", "a|sub-01", "b|sub-01", "b|sub-02"]
-    assert list(u.values) == [0, 2, 0, 0, 0, 0, 3, 3, 4, 1, 1, 1]
-    assert u.values.dtype == np.int64 and u.factor_codes.shape == (12, 2)
+    assert list(u.data) == [0, 2, 0, 0, 0, 0, 3, 3, 4, 1, 1, 1]
+    assert u.data.dtype == np.int64 and u.factor_codes.shape == (12, 2)
     assert u.factors[0] == {"name": "task", "levels": ["rest", "a", "b"]}
 
 
 def test_build_aux_concat_is_continuous_and_the_default():
     for kw in ({}, {"combine": "concat"}):
         u = build_aux("task+subject", _metas(), **kw)
-        assert u.kind == "continuous" and u.values.shape == (12, 5) and u.values.dtype == np.float32
+        assert u.kind == "factors" and u.store_kind == "continuous"
+        assert u.dense().shape == (12, 5) and u.dense().dtype == np.float32
         assert u.names == ["task=rest", "task=a", "task=b", "subject=sub-01", "subject=sub-02"]
-        assert np.all(u.values.sum(1) == 2)
+        assert np.all(u.dense().sum(1) == 2)
 
 
 def test_one_factor_is_discrete_whatever_combine_says():
     a, b = build_aux("subject", _metas(), combine="concat"), build_aux("subject", _metas(), combine="product")
-    assert a.kind == b.kind == "discrete" and a.names == b.names and list(a.values) == list(b.values)
+    assert a.kind == b.kind == "discrete" and a.names == b.names and list(a.data) == list(b.data)
 
 
 def test_build_aux_errors():

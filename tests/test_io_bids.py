@@ -14,6 +14,20 @@ def test_parse_entities():
                    "space": "MNI152NLin2009cAsym", "desc": "preproc"}
 
 
+def test_parse_entities_of_names_that_are_not_plain_bids():
+    assert parse_entities("a.nii.gz") == {} and parse_entities("my_func.nii.gz") == {}
+    assert parse_entities("sub-01.nii.gz") == {"sub": "01"}                  # no suffix
+    assert parse_entities("/x/sub-02_echo_bold.nii") == {"sub": "02"}      # a part without a value
+
+
+def test_runs_outside_their_subject_folder_are_skipped(tmp_path):
+    root = tmp_path / "ds"
+    write_run(root / "sub-01" / "func" / "sub-01_task-x_bold.nii.gz", n_volumes=8)
+    write_run(root / "sub-01" / "func" / "sub-02_task-x_bold.nii.gz", n_volumes=8)   # misfiled
+    write_run(root / "derivatives" / "sub-03" / "func" / "sub-03_task-x_bold.nii.gz", n_volumes=8)
+    assert [r.subject for r in find_bids_runs(root)] == ["01"]
+
+
 def test_find_bids_runs_and_filters(tmp_path):
     root = make_bids(tmp_path / "ds", n_subjects=3, n_runs=2, n_volumes=12, sessions=["a", "b"])
     runs = find_bids_runs(root)

@@ -27,7 +27,7 @@ def prepared(bids):
 def test_prepare_outputs(prepared, bids):
     d = prepared
     assert d.x.shape == (240, 6) and d.x.dtype == np.float32
-    assert d.u.dtype == np.int64 and d.u.max() == len(d.u_names) - 1
+    assert d.u.kind == "discrete" and d.u.data.dtype == np.int64 and d.u.data.max() == len(d.u_names) - 1
     assert d.subjects == ["01", "02", "03"]
     assert list(np.bincount(d.subject)) == [80, 80, 80]
     assert list(d.volume[:3]) == [0, 1, 2] and d.volume[40] == 0 and d.run[40] == 1
@@ -250,6 +250,6 @@ def test_real_localizer_mni_with_mask_and_tr_override(tmp_path):
     assert 6000 < d.n_voxels <= 6443
     levels = d.aux["factors"][0]["levels"]
     assert levels[0] == "rest" and len(levels) == 11  # 10 conditions + rest
-    assert (d.u > 0).sum() >= 60  # zero-duration events each mark a volume
+    assert (d.u.data > 0).sum() >= 60  # zero-duration events each mark a volume
     out = write_prepared(tmp_path / "prepared.h5", d)
     assert read_prepared(out).n_voxels == d.n_voxels

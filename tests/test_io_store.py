@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from trends_ivae.aux_variable import AuxVariable
 from trends_ivae.io import store
 from trends_ivae.io.store import (FORMAT_VERSION, PreparedData, iter_subjects, read_prepared,
                                   read_subject, write_prepared)
@@ -17,7 +18,9 @@ def _data(kind="discrete"):
     mask[1:3, 1:4, :] = 1
     nvox = int(mask.sum())
     n, d = 30, 4
-    u = rng.integers(0, 3, n).astype(np.int64) if kind == "discrete" else rng.normal(size=(n, 2)).astype(np.float32)
+    codes = np.zeros((n, 1), np.int64)
+    u = (AuxVariable.discrete(rng.integers(0, 3, n), ["rest", "face", "house"], factor_codes=codes)
+         if kind == "discrete" else AuxVariable.continuous(rng.normal(size=(n, 2)), ["c0", "c1"], factor_codes=codes))
     runs = [
         {"subject": "01", "subject_index": 0, "run": "1", "file": "a.nii", "n_volumes": 10, "tr": 2.0, "start": 0, "entities": {}},
         {"subject": "01", "subject_index": 0, "run": "2", "file": "b.nii", "n_volumes": 10, "tr": 2.0, "start": 10, "entities": {}},
@@ -28,10 +31,8 @@ def _data(kind="discrete"):
         subject=np.repeat([0, 1], [20, 10]), run=np.repeat([0, 1, 2], 10), volume=np.tile(np.arange(10), 3),
         basis=np.linalg.qr(rng.normal(size=(nvox, d)))[0].astype(np.float32),
         voxel_mean=rng.normal(size=nvox).astype(np.float32), mask=mask, affine=np.diag([3.0, 3, 3, 1]),
-        u_kind=kind, u_names=["rest", "face", "house"] if kind == "discrete" else ["c0", "c1"],
         aux={"spec": "task"}, subjects=["01", "02"], runs=runs, tr=2.0,
         parameters={"n_dims": d, "clean": {"detrend": True}}, versions=store.package_versions(),
-        u_factors=np.zeros((n, 1), np.int64),
     )
 
 
@@ -40,9 +41,11 @@ def test_round_trip(tmp_path, kind):
     data = _data(kind)
     path = write_prepared(tmp_path / "prepared.h5", data)
     back = read_prepared(path)
-    for name in ("x", "u", "subject", "run", "volume", "basis", "voxel_mean", "mask", "affine", "scale", "u_factors"):
+    for name in ("x", "subject", "run", "volume", "basis", "voxel_mean", "mask", "affine", "scale", "u_factors"):
         np.testing.assert_array_equal(getattr(back, name), getattr(data, name))
-    assert back.u.dtype == (np.int64 if kind == "discrete" else np.float32)
+    assert back.u.kind == kind and back.u.names == data.u.names
+    np.testing.assert_array_equal(back.u.data, data.u.data)
+    assert back.u.data.dtype == (np.int64 if kind == "discrete" else np.float32)
     for name in ("u_kind", "u_names", "aux", "subjects", "runs", "tr", "parameters"):
         assert getattr(back, name) == getattr(data, name)
     assert back.versions["format_version"] == FORMAT_VERSION
@@ -84,7 +87,11 @@ def test_refuses_overwrite_and_leaves_nothing_partial(tmp_path, monkeypatch):
 
 def test_shape_checks():
     data = _data()
-    with pytest.raises(ValueError, match="u has"):
+    with pytest.raises(ValueError, match="u has 5 rows"):
         dataclasses.replace(data, u=data.u[:5])
-    with pytest.raises(ValueError, match="u is None"):     # only concatenated factors may omit u
+    with pytest.raises(TypeError, match="must be an AuxVariable"):
         dataclasses.replace(data, u=None)
+    factors = AuxVariable.from_factors(np.zeros((30, 2), np.int64), [{"name": "a", "levels": ["x"]},
+                                                                    {"name": "b", "levels": ["y"]}])
+    with pytest.raises(ValueError, match="aux does not say so"):   # factors need their levels in aux
+        dataclasses.replace(data, u=factors)

@@ -45,17 +45,17 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
     X, U = data
     full = train_model(MC, TC, X, U, seed=5)
     ckpt = tmp_path / "run.pt"
-    original = train_mod._save_checkpoint
+    original = train_mod.save_checkpoint
 
-    def crash_after_two(path, *args):
-        original(path, *args)
-        if args[7] == 2:                                    # epoch
+    def crash_after_two(path, state):
+        original(path, state)
+        if state.epoch == 2:
             raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_two)
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         train_model(MC, TC, X, U, seed=5, checkpoint_path=ckpt)
-    monkeypatch.setattr(train_mod, "_save_checkpoint", original)
+    monkeypatch.setattr(train_mod, "save_checkpoint", original)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 2 and {"model", "optimizer", "config", "step"} <= state.keys()
     assert IVAEConfig.from_dict(state["config"]) == MC
@@ -128,7 +128,7 @@ def test_bad_posterior_name():
         IVAEConfig(n_features=2, n_components=2, n_aux=2, posterior="banded")
 
 
-def test_successive_halving_continues_only_the_best_restart(data):
+def test_restart_race_continues_only_the_best_restart(data):
     X, U = data
     tc = TrainConfig(max_epochs=5, batch_size=64, patience=100)
     results = fit_restarts(MC, tc, X, U, n_init=3, seed=0, init_epochs=2)
@@ -144,7 +144,7 @@ def test_successive_halving_continues_only_the_best_restart(data):
     assert _same_state(alone.model, results[winner].model)
 
 
-def test_successive_halving_resumes_from_checkpoints(data, tmp_path):
+def test_restart_race_resumes_from_checkpoints(data, tmp_path):
     X, U = data
     tc = TrainConfig(max_epochs=4, batch_size=64, patience=100)
     a = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1)

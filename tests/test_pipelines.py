@@ -143,3 +143,56 @@ def test_nipype_workflow_node_feeds_the_next_node(tmp_path, monkeypatch):
     assert result.n == 2
     # the default out_dir is in the node's working folder; connected, nipype keeps all of it
     assert Path(result.model).is_file() and Path(result.model).is_relative_to(tmp_path / "wf" / "ivae")
+
+
+def _record_fit_calls(monkeypatch):
+    """Replace workflow.fit_to_folder by a recorder (no fit runs)."""
+    import trends_ivae.workflow as workflow
+
+    calls = []
+
+    def fake(data, out, **kwargs):
+        calls.append((data, out, kwargs))
+        return workflow.FitResult(out_dir=out, n_components=kwargs["fit"].n_components, summary="(recorded)",
+                                  seconds=0.0)
+
+    monkeypatch.setattr(workflow, "fit_to_folder", fake)
+    return calls
+
+
+def test_the_pipeline_and_the_nipype_node_call_the_fit_workflow(tmp_path, monkeypatch):
+    from trends_ivae.workflow import PrepareRequest
+
+    calls = _record_fit_calls(monkeypatch)
+    assert _run(group_ivae, [str(CONFIGS / "rest_study.toml"), "--out", str(tmp_path / "o"), *FAST]) == 0
+    (data, out, kwargs), = calls
+    assert isinstance(data, PrepareRequest) and out == tmp_path / "o"
+    assert data.settings.aux.spec == "window" and data.settings.aux.window == 30
+    assert data.settings.clean.high_pass == 0.01 and data.settings.reduction.n_dims == 6
+    assert kwargs["fit"].n_components == 3 and kwargs["output"].layout == "melodic"
+    assert kwargs["output"].report is False
+    pytest.importorskip("nipype")
+    from trends_ivae.nipype import GroupIVAEFit
+
+    node = GroupIVAEFit(bids_dir=str(SAMPLE), n_components=2, n_dims=4, out_dir=str(tmp_path / "n"))
+    node._run_interface(None)
+    data, out, kwargs = calls[-1]
+    assert isinstance(data, PrepareRequest) and out == tmp_path / "n"
+    assert kwargs["fit"].n_components == 2 and data.settings.reduction.n_dims == 4
+
+
+def test_dual_regression_calls_its_workflow(task_fit, tmp_path, monkeypatch):
+    import trends_ivae.workflow as workflow
+
+    calls = []
+
+    def fake(fit_dir, runs, out, **kwargs):
+        calls.append((fit_dir, runs, out, kwargs))
+        return workflow.DualRegressionResult(out_dir=out, n_runs=len(runs), n_subjects=1, n_components=3)
+
+    monkeypatch.setattr(workflow, "dual_regression_to_folder", fake)
+    assert _run(dual_regression, [str(task_fit), "--bids", str(SAMPLE), "--participant-label", "03",
+                                  "--out", str(tmp_path / "dr")]) == 0
+    (fit_dir, runs, out, kwargs), = calls
+    assert fit_dir == task_fit and [r.subject for r in runs] == ["03"] and out == tmp_path / "dr"
+    assert kwargs["device"] == "cpu" and kwargs["force"] is False

@@ -225,7 +225,8 @@ def test_bids_app_group_force_failing_mid_move_keeps_the_old_results(bids, tmp_p
 # --------------------------------------------------------------- the same with two Gloo ranks
 _DDP_SCRIPT = r"""
 import sys
-from trends_ivae.distributed import fit_on_ranks
+sys.path.insert(0, sys.argv[4])   # tests/, for _distributed_helpers
+from _distributed_helpers import fit_on_ranks
 from trends_ivae.simulate import make_segment_data
 
 d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,
@@ -244,14 +245,15 @@ def test_sigkill_of_a_distributed_fit_resumes_to_the_uninterrupted_result(tmp_pa
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with Gloo is not available")
+    from _distributed_helpers import fit_on_ranks
     from trends_ivae import IVAE
-    from trends_ivae.distributed import fit_on_ranks
     from trends_ivae.simulate import make_segment_data
 
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT)
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(EPOCHS), str(tmp_path / "killed.pt")],
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(EPOCHS), str(tmp_path / "killed.pt"),
+                             str(Path(__file__).resolve().parent)],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     first = ckpt / "restart00.pt"

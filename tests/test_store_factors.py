@@ -13,7 +13,7 @@ import pytest
 
 from _fmri_fixtures import make_bids
 from trends_ivae.cli.main import main
-from trends_ivae.io import auxiliary
+from trends_ivae import aux_variable
 from trends_ivae.io.auxiliary import RunMeta, build_aux, task_labels, window_labels
 from trends_ivae.io.store import (FORMAT_VERSION, read_prepared, read_rows, read_subject,
                                   write_prepared)
@@ -62,13 +62,13 @@ def test_dense_u_on_demand_equals_build_aux(prepared_file):
     metas = [RunMeta(name=r["file"], subject=r["subject"], run=r["run"], n_volumes=r["n_volumes"],
                      tr=r["tr"], events=r["events"]) for r in prep.runs]
     aux = build_aux("task+window", metas, window=WINDOW, combine="concat")
-    assert aux.dense_on_demand and aux.names == prep.u_names
+    assert aux.kind == prep.u.kind == "factors" and aux.names == prep.u_names
     np.testing.assert_array_equal(aux.factor_codes, prep.u_factors)
     ref = _reference_u(prep)
     assert len(prep.u_names) == 3 + 2 * 2 * (40 // WINDOW)     # rest/face/house + windows of 4 runs
-    np.testing.assert_array_equal(aux.values, ref)
-    np.testing.assert_array_equal(prep.u, ref)
-    assert prep.u.dtype == np.float32
+    np.testing.assert_array_equal(aux.dense(), ref)
+    np.testing.assert_array_equal(prep.dense_u(), ref)
+    assert prep.dense_u().dtype == np.float32
     np.testing.assert_array_equal(prep.dense_u(slice(5, 50, 3)), ref[5:50:3])
     np.testing.assert_array_equal(read_rows(prepared_file, slice(1, None, 2), names=("u", "u_factors"))["u"],
                                   ref[1::2])
@@ -82,7 +82,7 @@ def test_dense_u_on_demand_equals_build_aux(prepared_file):
 
 def test_format_1_file_with_dense_u_still_reads(prepared_file, tmp_path):
     prep = read_prepared(prepared_file)
-    dense = prep.u
+    dense = prep.dense_u()
     old = tmp_path / "v1.h5"
     old.write_bytes(prepared_file.read_bytes())
     with h5py.File(old, "a") as f:             # the previous layout: dense u written, format 1
@@ -90,7 +90,7 @@ def test_format_1_file_with_dense_u_still_reads(prepared_file, tmp_path):
         f.attrs["format_version"] = 1
     back = read_prepared(old)
     assert back.u_on_demand                    # the dense u is not loaded, only u_factors
-    np.testing.assert_array_equal(back.u, dense)
+    np.testing.assert_array_equal(back.dense_u(), dense)
     np.testing.assert_array_equal(read_rows(old, slice(0, None, 3), names=("u",))["u"], dense[::3])
     np.testing.assert_array_equal(read_subject(old, 0)["u"], dense[:80])
     with h5py.File(old, "a") as f:
@@ -106,7 +106,7 @@ def test_fit_and_report_never_build_the_dense_u(prepared_file, tmp_path, monkeyp
     def refuse(*a, **k):
         raise AssertionError("the dense one-hot u was built")
 
-    monkeypatch.setattr(auxiliary, "onehot_columns", refuse)
+    monkeypatch.setattr(aux_variable, "onehot_columns", refuse)
     out = tmp_path / "fit"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,7 +129,7 @@ def test_report_prior_of_a_model_fitted_on_dense_columns(prepared_file, tmp_path
 
     prep = read_prepared(prepared_file)
     est = IVAE(2, max_epochs=1, batch_size=32, hidden_dim=8, n_init=1, random_state=0,
-               device="cpu").fit(prep.x, prep.u)
+               device="cpu").fit(prep.x, prep.dense_u())
     assert est.aux_kind_ == "continuous"
     (tmp_path / "model").mkdir()
     est.save(tmp_path / "model" / "ivae.pt")
@@ -137,7 +137,26 @@ def test_report_prior_of_a_model_fitted_on_dense_columns(prepared_file, tmp_path
                                 n_components=2)
     prior = _load_prior(res)
     assert prior is not None, res.notes
-    mean, _ = est.prior_params(prep.u)
+    mean, _ = est.prior_params(prep.u)   # the factors' one-hot columns, built for this model
+    np.testing.assert_array_equal(mean, est.prior_params(prep.dense_u())[0])
     task = prior.by_factor[0]
     assert task["name"] == "task"
     np.testing.assert_allclose(task["mean"][0], mean[prep.u_factors[:, 0] == 0].mean(0), rtol=1e-5)
+
+
+def test_u_round_trips_through_the_store_as_one_type(prepared_file, tmp_path):
+    """The AuxVariable of prepare, written and read back: same kind, names, factors and codes;
+    rows read alone (read_aux) are the same rows."""
+    from trends_ivae.aux_variable import AuxVariable
+    from trends_ivae.io.store import read_aux
+
+    prep = read_prepared(prepared_file)
+    assert isinstance(prep.u, AuxVariable) and prep.u.kind == "factors" and prep.u.spec == "task+window"
+    back = read_prepared(write_prepared(tmp_path / "again.h5", prep))
+    assert (back.u.kind, back.u.names, back.u.factors) == (prep.u.kind, prep.u.names, prep.u.factors)
+    np.testing.assert_array_equal(back.u.data, prep.u.data)
+    part = read_aux(prepared_file, slice(3, 100, 7))
+    assert part.kind == "factors"
+    np.testing.assert_array_equal(part.data, prep.u.data[3:100:7])
+    taken = prep.u[10:20]
+    np.testing.assert_array_equal(taken.dense(), prep.dense_u(slice(10, 20)))

@@ -1,9 +1,12 @@
 """The auxiliary variable u as the models take it: integer level indices.
 
 :class:`AuxCoding` is the part of every array-level estimator that checks u and
-encodes it: 1-D labels as (n, 1) level indices, a ``DataFrame`` of discrete factors
-as (n, F) column indices of their concatenated one-hot layout (never built), a 2-D
-float u as it is. The coding learned at fit (``classes_``, ``factor_names_``,
+encodes it: 1-D labels as (n, 1) level indices, discrete factors (an
+:class:`~trends_ivae.aux_variable.AuxVariable` of kind ``"factors"``, or a
+``DataFrame`` with one column per factor) as (n, F) column indices of their
+concatenated one-hot layout (never built), a 2-D float u as it is. An
+``AuxVariable`` of kind ``"discrete"`` or ``"continuous"`` is its ``data`` (level
+indices or columns). The coding learned at fit (``classes_``, ``factor_names_``,
 ``factor_classes_``, ``factor_offsets_``, ``n_aux_``, ``aux_kind_``) is applied to
 new u at transform time, with errors that name the unseen labels.
 """
@@ -16,6 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .aux_variable import AuxVariable
+
 __all__ = ["AuxCoding", "IdentifiabilityWarning"]
 
 
@@ -26,10 +31,14 @@ class IdentifiabilityWarning(UserWarning):
 class AuxCoding:
     """Mixin: checks and encodes u (see the module docstring)."""
 
-    def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray | pd.DataFrame:
+    def _check_u(self, u: Any, n_samples: int, fitting: bool) -> np.ndarray | pd.DataFrame | AuxVariable:
         if u is None:
-            raise ValueError("u is required: the auxiliary variable (1-D labels, a 2-D float array or a "
-                             "DataFrame of discrete factors)")
+            raise ValueError("u is required: the auxiliary variable (1-D labels, a 2-D float array, a "
+                             "DataFrame of discrete factors or an AuxVariable)")
+        if isinstance(u, AuxVariable):
+            if u.on_demand and (fitting or self.aux_kind_ == "factors"):   # factors, held as their codes
+                return self._check_aux_factors(u, n_samples, fitting)
+            u = u.dense()   # labels or columns (factors: for a model fitted on their one-hot columns)
         if isinstance(u, pd.DataFrame):
             return self._check_factors(u, n_samples, fitting)
         u = np.asarray(u)
@@ -83,6 +92,40 @@ class AuxCoding:
                 raise ValueError(f"u factor {name!r} has missing labels (NaN or None)")
         return u
 
+    def _check_aux_factors(self, u: AuxVariable, n_samples: int, fitting: bool) -> AuxVariable:
+        """Discrete factors as an AuxVariable: rows, and at transform the fitted factors."""
+        if len(u) != n_samples:
+            raise ValueError(f"X and u must have the same number of rows: X has {n_samples}, u has {len(u)}")
+        if not fitting:
+            names = [f["name"] for f in u.factors]
+            missing = [c for c in self.factor_names_ if c not in names]
+            if missing:
+                raise ValueError(f"u lacks the factors {missing}; the model was fitted with the "
+                                 f"factors {self.factor_names_}")
+        return u
+
+    @staticmethod
+    def _factor_levels(u: pd.DataFrame | AuxVariable) -> tuple[list, list[np.ndarray]]:
+        """The factors' names and levels (a categorical column's categories, used or not;
+        else its sorted labels)."""
+        if isinstance(u, AuxVariable):
+            return [f["name"] for f in u.factors], [np.asarray(f["levels"], dtype=object) for f in u.factors]
+        return list(u.columns), [AuxCoding._column_classes(u[c]) for c in u.columns]
+
+    def _factor_codes(self, u: pd.DataFrame | AuxVariable, j: int) -> np.ndarray:
+        """Each row's level number among the fitted levels of factor ``j``; an unseen label is a ValueError."""
+        name, classes = self.factor_names_[j], self.factor_classes_[j]
+        if isinstance(u, pd.DataFrame):
+            return self._column_codes(u[name], classes, name)
+        k = [f["name"] for f in u.factors].index(name)
+        levels = np.asarray(u.factors[k]["levels"], dtype=object)
+        lookup = pd.Index(classes).get_indexer(levels)
+        codes = lookup[u.data[:, k]]
+        if (codes < 0).any():
+            unknown = pd.unique(levels[u.data[:, k][codes < 0]])[:10]
+            raise ValueError(f"u factor {name!r} has labels not seen during fit: {list(unknown)}")
+        return codes.astype(np.int64)
+
     @staticmethod
     def _column_classes(col: pd.Series) -> np.ndarray:
         """A factor's levels: a categorical column's categories (in order, used or not), else its sorted labels."""
@@ -109,22 +152,22 @@ class AuxCoding:
         sizes = np.array([len(c) for c in self.factor_classes_], dtype=np.int64)
         self.factor_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
-    def _encode_u(self, u: np.ndarray | pd.DataFrame, fitting: bool = False,
+    def _encode_u(self, u: np.ndarray | pd.DataFrame | AuxVariable, fitting: bool = False,
                   device: torch.device | None = None) -> torch.Tensor:
         """u on the device (or on ``device``) as the model takes it.
 
-        1-D labels: (n, 1) level indices; a DataFrame of factors: (n, F) column indices
-        of the concatenated one-hot layout (level + the factor's offset); both as
+        1-D labels: (n, 1) level indices; factors (a DataFrame or an AuxVariable): (n, F)
+        column indices of the concatenated one-hot layout (level + the factor's offset); both as
         float32 (exact below 2**24) so that they travel in one tensor with X. A 2-D
         float u: as it is.
         """
         device = self.device_ if device is None else device
-        if isinstance(u, pd.DataFrame):
+        if isinstance(u, (pd.DataFrame, AuxVariable)):
             if fitting:
-                self._set_factors(list(u.columns), [self._column_classes(u[c]) for c in u.columns])
-            codes = np.empty(u.shape, dtype=np.int64)
-            for j, (name, classes) in enumerate(zip(self.factor_names_, self.factor_classes_)):
-                codes[:, j] = self._column_codes(u[name], classes, name) + self.factor_offsets_[j]
+                self._set_factors(*self._factor_levels(u))
+            codes = np.empty((len(u), len(self.factor_names_)), dtype=np.int64)
+            for j in range(len(self.factor_names_)):
+                codes[:, j] = self._factor_codes(u, j) + self.factor_offsets_[j]
             return torch.as_tensor(codes, dtype=torch.float32, device=device)
         if u.ndim == 1:
             if fitting:
@@ -146,15 +189,15 @@ class AuxCoding:
             return len(self.factor_names_)
         return 1 if self.aux_kind_ == "discrete" else int(self.n_aux_)
 
-    def _fit_aux_coding(self, u: np.ndarray | pd.DataFrame, comm: Any, host: torch.device | None
+    def _fit_aux_coding(self, u: np.ndarray | pd.DataFrame | AuxVariable, comm: Any, host: torch.device | None
                         ) -> torch.Tensor:
         """Learn u's coding (on every rank: the union of their labels) and encode it."""
-        factors = isinstance(u, pd.DataFrame)
+        factors = isinstance(u, (pd.DataFrame, AuxVariable))
         self.aux_kind_ = "factors" if factors else ("discrete" if u.ndim == 1 else "continuous")
         self.classes_ = self.factor_names_ = self.factor_classes_ = self.factor_offsets_ = None
         if comm.active and factors:   # one coding per factor for all ranks: the union of their labels
-            names = list(u.columns)
-            gathered = comm.gather([self._column_classes(u[c]) for c in names])
+            names, levels = self._factor_levels(u)
+            gathered = comm.gather(levels)
             classes = []
             for j in range(len(names)):
                 cands = [g[j] for g in gathered]
@@ -186,10 +229,12 @@ class AuxCoding:
             return Ut[:, j].long().cpu().numpy()
         return None
 
-    def _warn_identifiability(self, u: np.ndarray) -> None:
+    def _warn_identifiability(self, u: np.ndarray | pd.DataFrame | AuxVariable) -> None:
         if self.prior == "normal":
             return
-        if isinstance(u, pd.DataFrame):   # distinct rows of the factors' codes
+        if isinstance(u, AuxVariable):   # distinct rows of the factors' codes
+            n_points = u.distinct()
+        elif isinstance(u, pd.DataFrame):
             n_points = len(u.drop_duplicates())
         else:
             n_points = len(np.unique(u)) if u.ndim == 1 else len(np.unique(u, axis=0))

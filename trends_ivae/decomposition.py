@@ -11,6 +11,13 @@ and maps the result back to the brain (:mod:`trends_ivae.backprojection`):
 - effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
 - sign and order: each map flipped so its strongest peak is positive, components
   sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+
+Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
+reading a fit folder back in :mod:`.fit_output`, u of new runs in
+:func:`.io.auxiliary.aux_for_runs`, synthetic runs in :mod:`.sampling`, the held-out
+test in :mod:`.nonlinearity`. The module stays near 500 lines because ``GroupIVAE`` is
+one scikit-learn estimator with 26 flat parameters, and its docstring and ``__init__``
+document and store them (about 150 lines).
 """
 from __future__ import annotations
 
@@ -25,39 +32,28 @@ from sklearn.base import BaseEstimator
 
 from .backprojection import back_project
 from .estimator import IVAE
-from .estimator_base import SourceEstimator
 from .flow_estimator import IFlow
-from .io.auxiliary import concat_factors, factor_frame
+from .aux_variable import AuxVariable
 from .io.bids import RunSpec, runs_from_files
+from .io.docs import fill_doc
 from .io.export import unmask
 from .io.preparation import prepare, transform_runs
+from .io.settings import PrepareSettings
 from .io.store import PreparedData
-from .nonlinearity import NonlinearityTest, held_out_test
+from .model.comm import SINGLE_PROCESS, Comm
+from .fit_output import load_group_ivae
+from .group_training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
+from .io.auxiliary import aux_for_runs
+from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
 
-#: IVAE settings that differ from the array-level defaults for fMRI: an encoder q(z|x)
-#: (new subjects need no u), a learned observation-noise variance (fMRI is noisy), the
-#: plain ELBO without a variance anneal, and the first restart started at the linear ICA
-#: solution of the reduced data (``init="ica"``); docs/benchmarks.md has the figures.
-GROUP_IVAE_DEFAULTS = {"encoder_uses_aux": False, "decoder_var": None, "n_iwae": 1,
-                       "decoder_var_start": None, "init": "ica"}
-
-#: optimiser steps per restart that small studies are trained for (see ``_make_ivae``)
-MIN_STEPS = 3000
-
-#: IFlow settings for fMRI: batches of at most a quarter of the training split and
-#: enough epochs for about FLOW_MIN_STEPS optimiser steps (see ``_make_ivae``)
-FLOW_MIN_STEPS = 600
-
-#: the estimators ``GroupIVAE(estimator=...)`` builds
-ESTIMATORS = {"vae": IVAE, "flow": IFlow}
-
+#: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
-                   "n_dims", "mask", "tr", "confounds", "detrend", "standardize", "high_pass",
+                   "n_dims", "confounds", "detrend", "standardize", "high_pass",
                    "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
 
 
@@ -88,6 +84,7 @@ class SubjectMaps(Sequence):
         return self._bp.subject_maps(i).astype(np.float32)
 
 
+@fill_doc
 class GroupIVAE(BaseEstimator):
     """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
 
@@ -98,45 +95,37 @@ class GroupIVAE(BaseEstimator):
     aux : str, default="task+window"
         The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
         segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
-    window, step : int or None
-        Sliding-window length and step in volumes (``window`` needed by ``aux`` terms
-        ``window``; default 20 volumes).
-    hrf_delay : float, default=0.0
-        Seconds added to event onsets before labelling volumes.
-    min_event_duration : float or None
-        Lengthen shorter events (e.g. zero-duration ones) to this many seconds.
+    %(window)s
+    %(step)s
+    %(hrf_delay)s
+    %(min_event_duration)s
     aux_combine : {"concat", "product"}, default="concat"
         Several factors as concatenated one-hot columns (the prior is an MLP of them), or
         as one discrete label per combination (needs many volumes per combination).
     n_dims : int or None, default=None
         Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
         The iVAE recovers sources far better from as many dimensions as it has
-        components, as group ICA reduces to its number of components: on the
-        simulated benchmark (12 sources, linear response) 12 dimensions gave a
-        time-course MCC of 0.96 and 30 dimensions 0.52 (``docs/benchmarks.md``). More
-        dimensions warn.
-    mask : image or path, optional
-        Brain mask; default the intersection of the runs' EPI masks.
-    tr : float, optional
-        Repetition time, overriding sidecars and headers.
-    confounds : list of str, optional
-        Confound columns to regress out.
-    detrend, standardize, high_pass, low_pass, smoothing_fwhm
-        Cleaning (nilearn.signal.clean / image smoothing).
-    whiten : bool
-        Scale the reduced components to unit variance.
+        components, as group ICA reduces to its number of components (figures in
+        ``docs/benchmarks.md``); more dimensions than components warn.
+    %(mask)s
+    %(tr)s
+    %(confounds)s
+    %(detrend)s
+    %(standardize)s
+    %(high_pass)s
+    %(low_pass)s
+    %(smoothing_fwhm)s
+    %(whiten)s
     resample_to_first : bool
         Resample runs on other grids to the first run's grid.
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
     n_init : int, default=3
-        iVAE restarts; the best held-out ELBO is kept. The restarts race (successive
-        halving, ``IVAE(init_epochs=...)``): each trains for the first eighth of the
-        schedule, and only the one with the best held-out ELBO then is trained to the
-        end. On the default simulation, over five data seeds, this picked the restart
-        that three full runs pick on three seeds, a worse one on one and a better one
-        on another, in 40-55 % of the time (``docs/benchmarks.md``). ``ivae_params={"init_epochs": None}`` trains every
-        restart to the end.
+        iVAE restarts; the best held-out ELBO is kept. The restarts race
+        (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
+        schedule (at least 5 epochs), and only the one with the best held-out ELBO then
+        continues to the end; the others are kept as they stood. ``ivae_params={"init_epochs":
+        None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
@@ -151,9 +140,8 @@ class GroupIVAE(BaseEstimator):
         ICA solution), see ``GROUP_IVAE_DEFAULTS``.
     device : str, default="auto"
     random_state : int or None
-    n_jobs : int, default=1
-        Subjects prepared in parallel.
-    verbose : int, default=0
+    %(n_jobs)s
+    %(verbose)s
 
     Attributes
     ----------
@@ -243,60 +231,21 @@ class GroupIVAE(BaseEstimator):
         return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
                                subjects=listify(subjects))
 
-    def _prepare_kwargs(self) -> dict:
-        kwargs = {name: getattr(self, name) for name in _PREPARE_PARAMS}
-        if kwargs["n_dims"] is None:   # as many dimensions as components
-            kwargs["n_dims"] = self.n_components
-        return kwargs
+    def prepare_settings(self) -> PrepareSettings:
+        """The prepare settings these (flat, scikit-learn) parameters stand for.
+
+        ``n_dims=None`` is ``n_components`` (as many dimensions as components).
+        """
+        options = {name: getattr(self, name) for name in _PREPARE_PARAMS}
+        if options["n_dims"] is None:
+            options["n_dims"] = self.n_components
+        return PrepareSettings.from_options(**options)
 
     def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
-        """The array-level estimator, its training length fitted to the data size unless given.
-
-        ``estimator="flow"`` gives an :class:`IFlow` (``ivae_params`` are its
-        parameters), with batches of at most a quarter of the training split and
-        enough epochs for about :data:`FLOW_MIN_STEPS` steps.
-
-        fMRI studies are small next to the paper's 40k samples: a few hundred volumes
-        give a handful of steps per epoch. Unless ``ivae_params`` sets them, the batch
-        is capped at a quarter of the training split and the epochs are raised (at most
-        400) to reach about :data:`MIN_STEPS` optimiser steps per restart.
-        """
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
-        if self.estimator == "flow":
-            return self._make_flow(n_samples)
-        params = dict(GROUP_IVAE_DEFAULTS)
-        params.update(self.ivae_params or {})
-        defaults = IVAE().get_params()
-        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
-        if "batch_size" not in params:
-            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
-        if "max_epochs" not in params:
-            steps_per_epoch = max(1, n_train // params["batch_size"])
-            epochs = int(np.ceil(MIN_STEPS / steps_per_epoch))
-            if epochs > defaults["max_epochs"]:
-                params["max_epochs"] = min(400, epochs)
-                params.setdefault("patience", max(defaults["patience"], params["max_epochs"] // 6))
-        if "init_epochs" not in params and self.n_init > 1:   # the restarts race for 1/8 of the schedule
-            params["init_epochs"] = max(5, params.get("max_epochs", defaults["max_epochs"]) // 8)
-        return IVAE(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
-                    random_state=self.random_state, verbose=self.verbose, **params)
-
-    def _make_flow(self, n_samples: int) -> IFlow:
-        params = dict(self.ivae_params or {})
-        defaults = IFlow().get_params()
-        n_train = n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
-        if "batch_size" not in params:
-            params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
-        if "max_epochs" not in params:
-            steps_per_epoch = max(1, n_train // params["batch_size"])
-            params["max_epochs"] = int(min(400, max(defaults["max_epochs"],
-                                                    np.ceil(FLOW_MIN_STEPS / steps_per_epoch))))
-        if self.prior == "normal":
-            raise ValueError("estimator='flow' needs an identifiable prior ('gauss' or 'laplace'); "
-                             "prior='normal' is the vanilla VAE baseline")
-        return IFlow(self.n_components, prior=self.prior, n_init=self.n_init, device=self.device,
-                     random_state=self.random_state, verbose=self.verbose, **params)
+        """The array-level estimator for ``n_samples`` rows (:func:`~trends_ivae.group_training.make_estimator`)."""
+        return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
+                              n_init=self.n_init, params=self.ivae_params, device=self.device,
+                              random_state=self.random_state, verbose=self.verbose)
 
     # --------------------------------------------------------------------- fit
     def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
@@ -321,11 +270,12 @@ class GroupIVAE(BaseEstimator):
         self
         """
         runs = self._runs(imgs, events, confounds, subjects)
-        prepared = prepare(runs, **self._prepare_kwargs(), verbose=self.verbose)
+        prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
-                     rows: slice | None = None, stream_rows: int | None = None) -> "GroupIVAE":
+                     rows: slice | None = None, stream_rows: int | None = None,
+                     comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
         """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
 
         Parameters
@@ -341,6 +291,9 @@ class GroupIVAE(BaseEstimator):
             Train with x and u in host memory, moved to the device in chunks of about
             this many rows (:meth:`IVAE.fit`): for data larger than the device's memory;
             same result as the default for the same seed.
+        comm : trends_ivae.model.comm.Comm
+            The process group of a distributed fit (with ``rows``, this rank's share),
+            passed to :meth:`IVAE.fit`; default one process.
         """
         if self.n_components > prepared.n_dims:
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
@@ -349,17 +302,15 @@ class GroupIVAE(BaseEstimator):
         if prepared.n_dims > self.n_components:
             warnings.warn(f"the prepared data have {prepared.n_dims} dimensions for {self.n_components} "
                           "components: the iVAE recovers sources far better from as many dimensions as "
-                          f"components (prepare with n_dims={self.n_components}; on the simulated "
-                          "benchmark 30 dimensions for 12 sources dropped the time-course MCC from 0.96 "
-                          "to 0.52, docs/benchmarks.md)", UserWarning, stacklevel=2)
+                          f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
+                          UserWarning, stacklevel=2)
         self.prepared_ = prepared
         ivae = self._make_ivae(prepared.n_samples)
         u = self.model_u(prepared)
-        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape,
-                    "factors " + "+".join(map(str, u.columns)) if isinstance(u, pd.DataFrame) else prepared.u_kind)
+        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
-        u_train = u.iloc[train] if isinstance(u, pd.DataFrame) else u[train]
-        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+        u_train = u[train]
+        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
         z = ivae.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
@@ -373,7 +324,6 @@ class GroupIVAE(BaseEstimator):
         self.ivae_ = ivae
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
-        self.raw_components_ = bp.raw_maps.astype(np.float32)
         self.explained_variance_ = bp.explained_variance
         self.total_explained_variance_ = bp.total_explained_variance
         self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
@@ -417,27 +367,9 @@ class GroupIVAE(BaseEstimator):
             if not hasattr(self, "prepared_"):
                 raise ValueError("test_nonlinearity needs prepared data: pass them or fit first")
             prepared = self.prepared_
-        by_subject = prepared.n_subjects >= 2
-        groups = (np.asarray(prepared.subjects, dtype=object)[prepared.subject] if by_subject
-                  else np.asarray(prepared.run).astype(str))
-        n_groups = len(np.unique(groups))
-        n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
-        est = self._make_ivae(max(n_train, 2)).set_params(n_init=1)
-        if "init_epochs" in est.get_params():
-            est.set_params(init_epochs=None)
-        if self.prior == "normal":
-            result = NonlinearityTest("untestable", grouping="subject" if by_subject else "run",
-                                      estimator=type(est).__name__,
-                                      reason="the vanilla VAE (prior='normal') has no identifiable "
-                                             "linear counterpart")
-        else:
-            result = held_out_test(est, prepared.x, self.model_u(prepared), groups, n_folds=n_folds,
-                                   confidence=confidence, n_importance=n_importance,
-                                   negligible=negligible, grouping="subject" if by_subject else "run",
-                                   random_state=self.random_state)
-        logger.info("nonlinearity test: %s", result.summary())
-        self.nonlinearity_test_ = result
-        return result
+        self.nonlinearity_test_ = group_test(self, prepared, n_folds=n_folds, confidence=confidence,
+                                             n_importance=n_importance, negligible=negligible)
+        return self.nonlinearity_test_
 
     def sample(self, events: Any = None, *, n_volumes: int | None = None, condition: str | None = None,
                subject: str | None = None, like_run: int = 0, noise: bool = True,
@@ -480,83 +412,37 @@ class GroupIVAE(BaseEstimator):
         return out
 
     @staticmethod
-    def model_u(prepared: PreparedData) -> np.ndarray | pd.DataFrame:
-        """The u that the iVAE is fitted with, from the prepared data.
-
-        Several discrete factors combined by ``concat`` (u is then their one-hot columns,
-        which the prepared data do not hold: :attr:`PreparedData.u_on_demand`) become a
-        DataFrame of the factors (:func:`~trends_ivae.io.auxiliary.factor_frame` of
-        ``u_factors``): the IVAE holds them as (n, n_factors) indices and fits the same
-        model as on the dense columns, in O(n x n_factors) memory. Any other u is
-        ``prepared.u`` as it is.
-        """
-        if concat_factors(prepared.aux, prepared.u_kind):
-            return factor_frame(prepared.u_factors, prepared.aux["factors"])
+    def model_u(prepared: PreparedData) -> AuxVariable:
+        """The u that the iVAE is fitted with: ``prepared.u`` (concatenated factors as their
+        codes, which the IVAE holds as (n, n_factors) indices and fits the same model as on
+        the dense columns, in O(n x n_factors) memory)."""
         return prepared.u
 
-    def fit_rows(self, x: np.ndarray, u: np.ndarray | pd.DataFrame, n_samples: int,
-                 checkpoint_dir: Any = None, stream_rows: int | None = None) -> "GroupIVAE":
+    def fit_rows(self, x: np.ndarray, u: AuxVariable | np.ndarray | pd.DataFrame, n_samples: int,
+                 checkpoint_dir: Any = None, stream_rows: int | None = None,
+                 comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
         """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
 
-        ``u`` is this share's rows of :meth:`model_u` (a DataFrame of factors for
-        concatenated factors). ``n_samples`` is the number of rows of the whole data set,
+        ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
         so that every rank derives the same batch size and number of epochs
-        (:meth:`_make_ivae`). Sets ``ivae_`` only.
+        (:meth:`_make_ivae`). ``comm``: this rank's process group. Sets ``ivae_`` only.
         """
         self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
-                                                         stream_rows=stream_rows)
+                                                         stream_rows=stream_rows, comm=comm)
         return self
 
     @classmethod
     def load(cls, out_dir: Any, device: str = "auto") -> "GroupIVAE":
         """Rebuild a fitted GroupIVAE from a ``trends-ivae fit`` output folder, for ``transform``.
 
-        Reads ``out_dir/model/ivae.pt`` (the IVAE), ``out_dir/prepared.h5`` (mask, basis,
-        cleaning settings) and ``out_dir/model/config.json`` (the parameters), in any
-        ``--layout``. The maps and time courses of the fit are not recomputed
-        (``components_`` etc. are absent); ``transform``, ``inverse_transform`` and
-        ``score`` work as after ``fit``.
-
-        Parameters
-        ----------
-        out_dir : path
-            The folder ``trends-ivae fit`` wrote (with ``prepared.h5``, i.e. without
-            ``--no-keep-prepared``).
-        device : str, default="auto"
-
-        Returns
-        -------
-        GroupIVAE
-
-        Raises
-        ------
-        FileNotFoundError
-            A required file is missing (the message names it).
+        The folder ``trends-ivae fit`` wrote, with ``prepared.h5`` (fit without
+        ``--no-keep-prepared``), in any ``--layout``
+        (:func:`~trends_ivae.fit_output.load_group_ivae`). The maps and time courses are
+        not recomputed (``components_`` etc. are absent); ``transform``,
+        ``inverse_transform``, ``score``, ``sample`` and ``test_nonlinearity`` work as
+        after ``fit``. A missing file is a ``FileNotFoundError`` naming it.
         """
-        import json
-        from pathlib import Path
-
-        from .io.store import read_prepared
-
-        root = Path(out_dir)
-        files = {"model": root / "model" / "ivae.pt", "prepared": root / "prepared.h5",
-                 "config": root / "model" / "config.json"}
-        for what, path in files.items():
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: {root} is not a complete trends-ivae fit output"
-                                        + (" (fit with --keep-prepared)" if what == "prepared" else ""))
-        config = json.loads(files["config"].read_text())
-        valid = cls().get_params()
-        params = {k: v for k, v in config.get("model", {}).items() if k in valid}
-        params["device"] = device
-        model = cls(**params)
-        model.prepared_ = read_prepared(files["prepared"])
-        model.ivae_ = SourceEstimator.load(files["model"], device=device)   # an IVAE or an IFlow
-        model.mask_img_ = model.prepared_.mask_img()
-        model.runs_ = model.prepared_.runs
-        model.n_components_ = model.ivae_.n_components
-        model.elbo_ = getattr(model.ivae_, "elbo_", None)
-        return model
+        return load_group_ivae(cls, out_dir, device=device)
 
     @property
     def masker_(self):
@@ -576,38 +462,14 @@ class GroupIVAE(BaseEstimator):
         runs = self._runs(imgs, events, confounds)
         return runs, transform_runs(runs, self.prepared_, tr=self.tr)
 
-    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool
-               ) -> list[np.ndarray | pd.DataFrame | None]:
-        """u for new runs when ``needed`` (its levels must have been seen in fit), in the
-        form the fitted IVAE takes (a DataFrame of factors for a factors model)."""
+    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool) -> list[AuxVariable | None]:
+        """u for new runs when ``needed``, in the layout of the fit's u (its levels must have
+        been seen in fit)."""
         if not needed:
             return [None] * len(xs)
-        from .io.auxiliary import RunMeta, build_aux
-
-        p = self.prepared_
-        us = []
-        for i, (r, x) in enumerate(zip(runs, xs)):
-            meta = RunMeta(name=r.name, subject=r.subject, run=str(r.entities.get("run", i + 1)),
-                           n_volumes=x.shape[0], tr=self.tr or r.tr or p.tr, events=r.events,
-                           participant=r.participant)
-            aux = build_aux(p.aux["spec"], [meta], window=p.aux.get("window"), step=p.aux.get("step"),
-                            hrf_delay=self.hrf_delay, min_duration=self.min_event_duration,
+        return aux_for_runs(self.prepared_, runs, [x.shape[0] for x in xs], tr=self.tr,
+                            hrf_delay=self.hrf_delay, min_event_duration=self.min_event_duration,
                             combine=self.aux_combine)
-            lookup = {name: k for k, name in enumerate(p.u_names)}
-            missing = sorted({n for n in aux.names if n not in lookup})
-            if missing:
-                raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
-                                 "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
-                                 "default, transforms any run; scoring always needs known levels)")
-            if getattr(self.ivae_, "aux_kind_", None) == "factors":   # the IVAE maps level names
-                us.append(factor_frame(aux.factor_codes, aux.factors))
-            elif aux.kind == "continuous":   # concatenated one-hot columns: placed by column name
-                u = np.zeros((x.shape[0], len(p.u_names)), np.float32)
-                u[:, [lookup[name] for name in aux.names]] = aux.values
-                us.append(u)
-            else:
-                us.append(np.array([lookup[aux.names[v]] for v in aux.values], dtype=np.int64))
-        return us
 
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""

@@ -17,10 +17,19 @@ process would compute on all rows:
 So a fit on ``W`` ranks is the one-process fit, up to the order of floating-point
 sums (the all-reduce), which can make long runs drift apart slowly.
 
-:class:`Comm` is what :func:`~trends_ivae.model.train.train_model` asks of the group
-(passed in as ``comm=``, so that ``model/`` itself knows nothing of process groups);
-with one process (no process group) every operation is the identity, and training
-is exactly the single-device loop.
+:class:`ProcessGroupComm` implements :class:`trends_ivae.model.comm.Comm`, what the
+estimators and the training loop ask of the group. It is an explicit argument
+(``IVAE.fit(X, u, comm=...)``, passed down to
+:func:`~trends_ivae.model.train.fit_restarts` and
+:func:`~trends_ivae.model.train.train_model`): nothing in the estimators or in
+``model/`` looks for a process group by itself, and without ``comm`` a fit is the
+one-process fit (:data:`trends_ivae.model.comm.SINGLE_PROCESS`) whatever groups exist.
+Whoever starts the group builds the communicator::
+
+    device = init_from_env("auto")
+    comm = ProcessGroupComm()
+    share = row_share(n_rows, comm.rank, comm.world)
+    IVAE(...).fit(X[share], u[share], comm=comm)
 
 Launch (see ``docs/scale.md``)::
 
@@ -28,8 +37,8 @@ Launch (see ``docs/scale.md``)::
     torchrun --nproc-per-node 2 -m trends_ivae.cli.main fit --prepared prep/prepared.h5 \
         --out results/ --distributed [--checkpoint-dir ckpt/]
 
-:func:`compare_world_sizes` fits the paper's synthetic data with one process and with
-two Gloo processes (``benchmarks/scale.py ddp``).
+``benchmarks/scale.py ddp`` fits the paper's synthetic data with one process and with
+two Gloo processes; ``tests/_distributed_helpers.py`` starts Gloo groups for the tests.
 """
 from __future__ import annotations
 
@@ -37,13 +46,15 @@ import datetime
 import os
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Comm", "is_distributed", "rank", "world_size", "row_share", "init_from_env", "shutdown",
-           "group_was_used",
-           "free_port", "compare_world_sizes"]
+from .model.comm import SINGLE_PROCESS, Comm, SingleProcess
+
+__all__ = ["Comm", "ProcessGroupComm", "SingleProcess", "SINGLE_PROCESS", "rank", "world_size",
+           "row_share", "init_from_env", "shutdown", "group_was_used"]
 
 
 _GROUP_USED = False
@@ -52,11 +63,6 @@ _GROUP_USED = False
 def group_was_used() -> bool:
     """True once :func:`init_from_env` has created a process group in this process."""
     return _GROUP_USED
-
-
-def is_distributed() -> bool:
-    """True inside an initialised process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
@@ -76,9 +82,9 @@ def row_share(n_rows: int, rank_: int | None = None, world: int | None = None) -
     a segment-labelled data set segment by segment), so contiguous blocks would give
     each rank its own subjects and its own u labels, and each rank's updates would pull
     towards its half of the data. Every ``world``-th row gives every rank every subject
-    and label. On the paper's synthetic data (seed 2, 3 restarts) two ranks on
-    contiguous blocks reached an MCC of 0.629, on shuffled rows 0.822, one process 0.883
-    (``docs/benchmarks.md``). h5py reads a strided selection chunk by chunk.
+    and label (``docs/benchmarks.md`` compares the two). h5py reads a strided selection
+    chunk by chunk. ``rank_`` and ``world`` default to this process's in the current
+    process group (rank 0 of 1 without one).
     """
     r = rank() if rank_ is None else rank_
     w = world_size() if world is None else world
@@ -146,12 +152,25 @@ class _Objective(nn.Module):
         return getattr(self.model, method)(*args, **kwargs)
 
 
-class Comm:
-    """The collective operations training needs; identities with a single process."""
+class ProcessGroupComm:
+    """:class:`~trends_ivae.model.comm.Comm` over the initialised ``torch.distributed`` group.
+
+    Built by the caller that started the group (:func:`init_from_env`), once, and passed
+    to ``fit`` as ``comm``; ``rank`` and ``world`` are read from the group then. With a
+    group of one process every operation is the identity.
+
+    Raises
+    ------
+    RuntimeError
+        No process group is initialised.
+    """
 
     def __init__(self) -> None:
-        self.world = world_size()
-        self.rank = rank()
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("ProcessGroupComm needs an initialised process group "
+                               "(trends_ivae.distributed.init_from_env under torchrun)")
+        self.world = dist.get_world_size()
+        self.rank = dist.get_rank()
         self.active = self.world > 1
 
     def objective(self, model: nn.Module) -> Callable[..., Any]:
@@ -181,10 +200,8 @@ class Comm:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item())
 
-    def sum_array(self, value):
+    def sum_array(self, value: Any) -> np.ndarray:
         """Elementwise sum over ranks of a numpy array (float64)."""
-        import numpy as np
-
         arr = np.asarray(value, dtype=np.float64)
         if not self.active:
             return arr
@@ -204,99 +221,8 @@ class Comm:
         dist.all_gather_object(out, obj)
         return out
 
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
     @staticmethod
     def _device() -> torch.device:
         if dist.get_backend() == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for MASTER_PORT)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str,
-               fit_kwargs: dict | None = None) -> None:
-    """One rank of :func:`fit_on_ranks`: join the group, fit on its rows, rank 0 saves the model."""
-    import numpy as np
-
-    from .estimator import IVAE
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank_),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank_))
-    torch.set_num_threads(1)
-    init_from_env("cpu")
-    try:
-        share = row_share(len(X), rank_, world)
-        u_share = u.iloc[share] if hasattr(u, "iloc") else np.asarray(u)[share]   # a DataFrame of factors
-        est = IVAE(**params).fit(np.asarray(X)[share], u_share, **(fit_kwargs or {}))
-        if rank_ == 0:
-            est.save(out)
-    finally:
-        shutdown()
-
-
-def fit_on_ranks(X, u, params: dict, world: int, out: str, start_method: str = "fork",
-                 fit_kwargs: dict | None = None) -> None:
-    """Fit ``IVAE(**params)`` on ``X, u`` with ``world`` Gloo processes on this machine; save to ``out``.
-
-    Each process takes its share of the rows (:func:`row_share`); rank 0 saves the fitted
-    model (:meth:`IVAE.save`). ``fit_kwargs`` go to :meth:`IVAE.fit` on every rank (e.g.
-    ``checkpoint_dir``). For tests and benchmarks; real runs use ``torchrun``.
-    """
-    import torch.multiprocessing as mp
-
-    mp.start_processes(_fit_share, args=(world, free_port(), X, u, params, out, fit_kwargs), nprocs=world,
-                       join=True, start_method=start_method)
-
-
-def compare_world_sizes(*, n_sources: int = 5, n_segments: int = 40, n_per_segment: int = 1000,
-                        seeds=(1, 2, 3), max_epochs: int | None = None, n_init: int = 1,
-                        model_seed: int = 0) -> list[dict]:
-    """MCC of one process vs two Gloo processes on the iVAE paper's synthetic data.
-
-    The rows stay in segment order (as a prepared file is in subject order); each rank
-    takes every other row (:func:`row_share`).
-
-    Returns
-    -------
-    list of dict
-        Per data seed: ``seed``, ``mcc1``, ``mcc2``, ``s1``, ``s2`` (seconds).
-    """
-    import tempfile
-    import time
-
-    import numpy as np
-
-    from .estimator import IVAE
-    from .metrics import mcc
-    from .simulate import make_segment_data
-
-    rows = []
-    for seed in seeds:
-        d = make_segment_data(n_sources=n_sources, n_segments=n_segments, n_per_segment=n_per_segment,
-                              n_layers=3, random_state=seed)
-        X, u, S = d.X, d.u, d.S
-        params = dict(n_components=n_sources, n_init=n_init, random_state=model_seed, device="cpu")
-        if max_epochs is not None:
-            params["max_epochs"] = max_epochs
-        res = {"seed": seed}
-        with tempfile.TemporaryDirectory() as tmp:
-            for world in (1, 2):
-                t0 = time.perf_counter()
-                path = os.path.join(tmp, f"w{world}.pt")
-                fit_on_ranks(X, u, params, world, path)
-                res[f"s{world}"] = time.perf_counter() - t0
-                est = IVAE.load(path, device="cpu")
-                res[f"mcc{world}"] = float(mcc(est.transform(X, u), S).score)
-        rows.append(res)
-    return rows

@@ -16,8 +16,10 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .estimator_base import SourceEstimator, cpu_threads
+from .estimator_base import SourceEstimator
 from .model import IVAEConfig, IVAEModel, TrainConfig, fit_restarts
+from .model.comm import SINGLE_PROCESS, Comm
+from .threads import cpu_threads
 
 __all__ = ["IVAE", "IdentifiabilityWarning"]
 
@@ -44,9 +46,8 @@ class IVAE(SourceEstimator):
         Hidden non-linearity (xtanh is tanh(y) + 0.1 y).
     decoder_var : float or None, default=1e-3
         Fixed observation-noise variance of p(x|z) in units of the standardised data;
-        None learns it. Small values matter: recovery happens in the low-noise regime.
-        At 1e-2 the posterior spread of the true sources on the paper's benchmark is
-        as wide as the sources themselves, and a learned variance settles there too.
+        None learns it. Small values matter: recovery happens in the low-noise regime
+        (see docs/benchmarks.md).
     learn_prior_mean : bool, default=True
         Learn u-dependent prior means (needed for uncentred sources).
     encoder_uses_aux : bool, default=True
@@ -69,9 +70,8 @@ class IVAE(SourceEstimator):
         ``decoder_var``. Ignored when the variance is learned (``decoder_var=None``).
     patience : int, default=30
         Epochs without a better held-out ELBO (after the warm-up) before stopping.
-    warmup_frac, kl_start, entropy_start, val_frac, grad_clip :
-        Training settings, see :class:`trends_ivae.model.TrainConfig` (by default the
-        KL and the entropy keep their full weight from the first step).
+    warmup_frac, val_frac, grad_clip :
+        Training settings, see :class:`trends_ivae.model.TrainConfig`.
     n_init : int, default=1
         Restarts with different seeds; ``select`` decides which one is kept.
     init : {"ica", "random"}, default="ica"
@@ -87,17 +87,17 @@ class IVAE(SourceEstimator):
         one, the restart whose components best match all the others' (ICASSO-style,
         :mod:`trends_ivae.consensus`).
     init_epochs : int or None, default=None
-        With ``n_init > 1``: race the restarts for their first ``init_epochs`` epochs
-        (of a schedule spanning ``max_epochs``) and train only the one with the best
-        held-out ELBO on to ``max_epochs`` (a race; with ``select="central"`` the
-        restarts are compared as they stand). None trains every restart fully.
+        With ``n_init > 1``: the restarts race. Every restart trains for its first
+        ``init_epochs`` epochs (of a schedule spanning ``max_epochs``), and only the one
+        with the best held-out ELBO then continues to ``max_epochs``; the others are
+        kept as they stood (with ``select="central"`` all are compared as they stand).
+        None trains every restart fully.
     n_iwae : int, default=4
         Importance samples K of the training objective: 1 is the ELBO (analytical
         KL); K > 1 the importance-weighted bound of Burda et al. (2016), a tighter
         lower bound of log p(x|u) that costs about K decoder passes per sample. The
-        held-out criterion for early stopping and restart selection stays the ELBO.
-        On the synthetic benchmark K = 4 reaches a higher MCC in the same wall time
-        than the ELBO with more epochs (docs/benchmarks.md).
+        held-out criterion for early stopping and restart selection stays the ELBO
+        (docs/benchmarks.md compares K).
     device : {"auto", "cpu", "cuda", "mps"} or str
         "auto" picks CUDA, then MPS, then CPU.
     amp : bool
@@ -180,7 +180,6 @@ class IVAE(SourceEstimator):
                  decoder_var: float | None = 1e-3, learn_prior_mean: bool = True,
                  encoder_uses_aux: bool = True, posterior: str = "full", standardize: bool = True,
                  max_epochs: int = 80, batch_size: int = 256, lr: float = 5e-3, warmup_frac: float = 0.3,
-                 kl_start: float = 1.0, entropy_start: float = 1.0,
                  decoder_var_start: float | None = 1e-2, val_frac: float = 0.1,
                  patience: int = 30, grad_clip: float = 10.0, n_init: int = 1,
                  init_epochs: int | None = None, n_iwae: int = 4,
@@ -201,8 +200,6 @@ class IVAE(SourceEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.warmup_frac = warmup_frac
-        self.kl_start = kl_start
-        self.entropy_start = entropy_start
         self.decoder_var_start = decoder_var_start
         self.val_frac = val_frac
         self.patience = patience
@@ -230,14 +227,13 @@ class IVAE(SourceEstimator):
                         encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior,
                         linear_skip=self._linear_start_used(), linear_decoder=self.linear_decoder)
         tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-                         warmup_frac=self.warmup_frac, kl_start=self.kl_start,
-                         entropy_start=self.entropy_start, decoder_var_start=self.decoder_var_start,
+                         warmup_frac=self.warmup_frac, decoder_var_start=self.decoder_var_start,
                          val_frac=self.val_frac, patience=self.patience, grad_clip=self.grad_clip,
                          amp=self.amp, n_iwae=self.n_iwae)
         return mc, tc
 
     def fit(self, X: Any, u: Any, checkpoint_dir: str | os.PathLike | None = None,
-            stream_rows: int | None = None) -> "IVAE":
+            stream_rows: int | None = None, comm: Comm = SINGLE_PROCESS) -> "IVAE":
         """Fit the iVAE to observations ``X`` with auxiliary variable ``u``.
 
         Parameters
@@ -263,26 +259,30 @@ class IVAE(SourceEstimator):
             from it block by block, and the standardisation statistics in two passes.
             Gives the same model as the default (everything on the device) for the
             same ``random_state`` and device.
+        comm : trends_ivae.model.comm.Comm
+            The process group of a distributed fit (a
+            :class:`trends_ivae.distributed.ProcessGroupComm`): ``X`` and ``u`` are then
+            this rank's rows (:func:`trends_ivae.distributed.row_share`), and every rank
+            fits the model one process would fit on all rows. Default: one process.
 
         Returns
         -------
         self
         """
-        Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows)
+        Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows, comm)
         if self.init_epochs is not None and not 1 <= self.init_epochs:
             raise ValueError(f"init_epochs must be None or >= 1, got {self.init_epochs}")
         if int(self.n_iwae) < 1:
             raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
         if self.init not in ("random", "ica"):
             raise ValueError(f"init must be 'random' or 'ica', got {self.init!r}")
-        comm = self._comm
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):
             init_first = self._linear_init(Xt, Ut, seed) if self._linear_start_used() else None
             results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
                                    checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
-                                   init_epochs=self.init_epochs, comm=comm if comm.active else None,
+                                   init_epochs=self.init_epochs, comm=comm,
                                    stream_rows=stream_rows, device=self.device_, init_first=init_first,
                                    elbo_offset=self._log_det_standardize)
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}, a larger decoder_var or "
@@ -293,8 +293,7 @@ class IVAE(SourceEstimator):
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``z ~ p(z|u)`` and ``x ~ p(x|z)`` for each row of ``u``; returns ``(X, Z)``."""
         self._check_fitted()
-        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
-        u = self._check_u(u, u.shape[0], fitting=False)
+        u = self._check_u(u, len(u), fitting=False)
         Ut = self._encode_u(u)
         g = torch.Generator(device=self.device_)
         g.manual_seed(int(check_random_state(random_state).randint(0, 2**31 - 1)))

@@ -6,17 +6,17 @@
 auxiliary variable as integer indices, standardises ``X``, moves the whole dataset to
 the training device once, picks the restart to return by consensus
 (:mod:`trends_ivae.consensus`), keeps the CPU thread count of a fit small for a small
-model, and converts results back to numpy. A subclass supplies the model and its
-training (``_fit_models``) and the fields it saves (``_model_state`` /
-``_restore_model``).
+model (:mod:`trends_ivae.threads`), and converts results back to numpy. Save and load
+come from one state description (:mod:`trends_ivae.estimator_file`). A subclass
+supplies the model and its training (its ``fit``) and the fields it saves
+(``_model_state`` / ``_restore_model``). A distributed fit gets its process group as
+the explicit ``comm`` argument (:class:`~trends_ivae.model.comm.Comm`).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,46 +24,21 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from ._version import __version__
 from .aux_codes import AuxCoding, IdentifiabilityWarning
 from .consensus import consensus, warn_collinear
 from .disk_rows import _INFER_ROWS, DiskRows as _DiskRows, on_disk as _on_disk
+from .estimator_file import read_model_file, restore_estimator, save_estimator
 from .model import resolve_device
+from .model.comm import SINGLE_PROCESS, Comm
+from .threads import fit_threads
 
-__all__ = ["IdentifiabilityWarning", "SourceEstimator", "cpu_threads"]
-
-
-
-
-#: models with fewer parameters than this train on one CPU thread by default: their
-#: matrix products are too small to gain from a second thread, and on a busy machine a
-#: second thread slowed a 5-epoch fit from 9.9 s to 24.5 s (docs/benchmarks.md)
-SMALL_MODEL_PARAMS = 1_000_000
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` and restore the caller's setting
-    afterwards (``n=None``: leave it as it is)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+__all__ = ["IdentifiabilityWarning", "SourceEstimator"]
 
 
 class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     """Base class of the array-level estimators (not for direct use).
 
-    Subclasses set ``_FORMAT`` and implement ``_fit_models``, ``_model_state`` and
+    Subclasses set ``_FORMAT`` and implement ``fit``, ``_model_state`` and
     ``_restore_model``; every learned attribute common to them is documented on
     :class:`~trends_ivae.estimator.IVAE`.
     """
@@ -256,8 +231,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     def prior_params(self, u: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of p(z|u) for each row of ``u``, each (n, n_components)."""
         self._check_fitted()
-        u = u if isinstance(u, pd.DataFrame) else np.asarray(u)
-        u = self._check_u(u, u.shape[0], fitting=False)
+        u = self._check_u(u, len(u), fitting=False)
         mean, var = self.model_.prior.variance(self._encode_u(u))
         mean = mean.float().cpu().numpy()[:, self.component_order_] * self.component_signs_
         return mean, var.float().cpu().numpy()[:, self.component_order_]
@@ -288,19 +262,16 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
                 isinstance(self.n_threads, (int, np.integer)) and self.n_threads >= 1):
             raise ValueError(f"n_threads must be 'auto', None or a positive integer, got {self.n_threads!r}")
 
-    def _threads_for(self, model: torch.nn.Module | None = None, n_params: int | None = None) -> int | None:
-        """The intra-op thread count a fit runs with (None: the caller's)."""
-        if self.n_threads != "auto":
-            return self.n_threads
-        if self.device_.type != "cpu":
-            return None
-        n = _n_params(model) if model is not None else n_params
-        return 1 if n is not None and n < SMALL_MODEL_PARAMS else None
+    def _threads_for(self, model: torch.nn.Module) -> int | None:
+        """The intra-op thread count a fit of ``model`` runs with (:func:`~trends_ivae.threads.fit_threads`)."""
+        return fit_threads(self.n_threads, self.device_, model)
 
-    def _prepare_fit(self, X: Any, u: Any, stream_rows: int | None, comm: Any = None
+    def _prepare_fit(self, X: Any, u: Any, stream_rows: int | None, comm: Comm = SINGLE_PROCESS
                      ) -> tuple[Any, torch.Tensor, int, int]:
         """Validate ``X`` and ``u``, learn the standardisation and u's coding, and put
         both on the device (on the host with ``stream_rows``; ``X`` may stay on disk).
+        In a distributed fit (``comm``) ``X`` and ``u`` are this rank's rows and the
+        statistics are those of all ranks' rows.
 
         Returns ``(Xt, Ut, seed, n_all)``: the standardised rows, u's indices, the
         fit's seed and the number of rows on all ranks.
@@ -315,9 +286,6 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_components ({self.n_components}) is larger than the number of "
                              f"features of X ({n_features})")
         self._check_common_params()
-        if comm is None:
-            from .distributed import Comm
-            comm = Comm()   # a distributed fit (torchrun): X, u are this rank's rows
         self._comm = comm
         n_all = int(round(comm.sum(n_samples)))   # the batches are drawn over every rank's rows
         n_train = n_all - int(round(n_all * self.val_frac))
@@ -401,7 +369,6 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
                              weights=np.r_[1.0, np.delete(ok, best)].astype(float))
         self.stability_ = cons.stability.astype(float)
         self.restart_agreement_ = cons.agreement
-        self.restart_centrality_ = cons.centrality
         warn_collinear(zs[best], stacklevel=4)
         return best
 
@@ -437,89 +404,34 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return best
 
     # ---------------------------------------------------------------- save/load
-    #: learned attributes written by :meth:`save` and read back by :meth:`load`,
-    #: besides the model's own (``_model_state``): name -> (to file, from file)
-    _ARRAY = (lambda a: None if a is None else np.asarray(a).tolist(),
-              lambda v: None if v is None else np.asarray(v))
-    _SAVED = {
-        "classes_": _ARRAY,
-        "n_aux_": (int, int),
-        "x_mean_": (torch.as_tensor, lambda t: t.numpy()),
-        "x_scale_": (torch.as_tensor, lambda t: t.numpy()),
-        "component_order_": (lambda a: a.tolist(), lambda v: np.asarray(v, dtype=int)),
-        "component_signs_": (lambda a: a.tolist(), lambda v: np.asarray(v, dtype=float)),
-        "history_": (dict, dict),
-        "elbo_": (float, float),
-        "restart_elbos_": (lambda a: [float(v) for v in a], np.asarray),
-        "diverged_": (lambda a: [bool(v) for v in a], lambda v: np.asarray(v, dtype=bool)),
-        "stability_": _ARRAY,
-        "restart_agreement_": (float, float),
-        "n_iter_": (int, int),
-        "n_features_in_": (int, int),
-    }
-
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted model (weights, configuration, preprocessing) to ``path``."""
+        """Write the fitted model (weights, configuration, preprocessing) to ``path``
+        (:func:`~trends_ivae.estimator_file.save_estimator`)."""
         self._check_fitted()
-        state = {"format": self._FORMAT, "version": __version__, "params": dict(self.get_params()),
-                 "factors": None if self.aux_kind_ != "factors" else {
-                     "names": list(self.factor_names_), "classes": [c.tolist() for c in self.factor_classes_]},
-                 **{name: dump(getattr(self, name)) for name, (dump, _) in self._SAVED.items()},
-                 **self._model_state()}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        save_estimator(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "SourceEstimator":
         """Rebuild an estimator written by :meth:`save` (``weights_only`` loading).
 
         Called on the base class, it returns whichever estimator the file holds.
+
+        Raises
+        ------
+        ValueError
+            The file is not a readable model file, or holds another estimator than ``cls``.
         """
+        # The one import of the concrete estimators from this module, at call time: the
+        # base class's load must know every file format, and the formats are defined by
+        # the subclasses (tests/test_layers.py names this edge as the one allowed).
         from . import estimator, flow_estimator  # noqa: F401 - register the estimators
 
-        import pickle
-
-        try:   # tensors and plain containers only: a pickle carrying code is refused, never run
-            state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise ValueError(f"{str(path)!r} is not a readable trends_ivae model file ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); refit, or use the "
-                             "model/ivae.pt of a complete fit output") from None
+        state = read_model_file(path)
         kinds = {c._FORMAT: c for c in _subclasses(SourceEstimator)}
-        fmt = state.get("format") if isinstance(state, dict) else None
+        fmt = state.get("format")
         if fmt not in kinds or not issubclass(kinds[fmt], cls):
             raise ValueError(f"{path} is not a trends_ivae {cls.__name__} file")
-        kind = kinds[fmt]
-        params = {k: v for k, v in state["params"].items() if k in kind._get_param_names()}
-        est = kind(**{**params, "device": device})
-        est.device_ = resolve_device(device)
-        for name, (_, undump) in cls._SAVED.items():
-            if name in state:
-                setattr(est, name, undump(state[name]))
-        legacy = {"classes": "classes_", "n_aux": "n_aux_", "x_mean": "x_mean_", "x_scale": "x_scale_",
-                  "order": "component_order_", "signs": "component_signs_", "history": "history_",
-                  "elbo": "elbo_", "restart_elbos": "restart_elbos_", "diverged": "diverged_",
-                  "n_iter": "n_iter_"}
-        for old, name in legacy.items():   # files written before the state description
-            if old in state and name not in state:
-                setattr(est, name, cls._SAVED[name][1](state[old]))
-        if "n_features_in_" not in state:
-            est.n_features_in_ = int(state["config"]["n_features"])
-        if "stability_" not in state:
-            old = state.get("stability")
-            est.stability_ = np.full(est.n_components, np.nan if old is None else float(old))
-            est.restart_agreement_ = float("nan") if old is None else float(old)
-        est.factor_names_ = est.factor_classes_ = est.factor_offsets_ = None
-        if state.get("factors") is not None:
-            est._set_factors(list(state["factors"]["names"]), [np.asarray(c) for c in state["factors"]["classes"]])
-        est._restore_model(state)
-        est.aux_kind_ = est.model_.config.aux_kind
-        est.model_.to(est.device_).eval()
-        est.loss_curve_ = [-v for v in est.history_["train_elbo"]]
-        return est
+        return restore_estimator(kinds[fmt], state, device)
 
     def _model_state(self) -> dict:   # pragma: no cover - abstract
         raise NotImplementedError

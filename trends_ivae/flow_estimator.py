@@ -17,9 +17,11 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .estimator_base import SourceEstimator, cpu_threads
+from .estimator_base import SourceEstimator
+from .model.comm import SINGLE_PROCESS, Comm
 from .model.flow import FlowConfig, FlowModel
 from .model.flow_train import FlowTrainConfig, train_flow
+from .threads import cpu_threads
 
 __all__ = ["IFlow", "IdentifiabilityWarning"]
 
@@ -138,20 +140,22 @@ class IFlow(SourceEstimator):
         st, _, _ = self._linear_solution(Xt, Ut, seed, method={"ica": "auto"}.get(self.init, self.init))
         return torch.as_tensor(st.unmixing, device=Xt.device), torch.as_tensor(st.offset, device=Xt.device)
 
-    def fit(self, X: Any, u: Any, checkpoint_dir: Any = None, stream_rows: int | None = None) -> "IFlow":
+    def fit(self, X: Any, u: Any, checkpoint_dir: Any = None, stream_rows: int | None = None,
+            comm: Comm = SINGLE_PROCESS) -> "IFlow":
         """Fit the flow to ``X`` (n_samples, n_components) with auxiliary variable ``u``.
 
-        ``u`` takes the forms :meth:`trends_ivae.IVAE.fit` takes. The flow trains with
-        the whole dataset on the device: ``checkpoint_dir`` and ``stream_rows`` (VAE
-        options) must stay None. Returns ``self``.
+        ``u`` takes the forms :meth:`trends_ivae.IVAE.fit` takes. The flow trains in one
+        process with the whole dataset on the device: ``checkpoint_dir`` and
+        ``stream_rows`` (VAE options) must stay None, and ``comm`` a one-process group.
+        Returns ``self``.
         """
         for name, value in (("checkpoint_dir", checkpoint_dir), ("stream_rows", stream_rows)):
             if value is not None:
                 raise ValueError(f"IFlow has no {name} option (a flow fit takes seconds to minutes and "
                                  "keeps the data on the device); use the VAE estimator for it")
-        Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows=None)
-        if self._comm.active:
+        if comm.active:
             raise ValueError("IFlow does not train on several processes; use IVAE for a distributed fit")
+        Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows=None)
         if self.n_features_in_ != self.n_components:
             raise ValueError(f"the flow is square: n_components ({self.n_components}) must equal the number "
                              f"of features of X ({self.n_features_in_}); reduce X to n_components dimensions")

@@ -11,8 +11,9 @@ Use it as a node in a Nipype workflow::
     res = fit.run()
     res.outputs.out_dir, res.outputs.group_maps, res.outputs.mix
 
-The interface runs ``trends-ivae fit`` in-process (same options, same checks; see
-``docs/cli.md``) into ``out_dir`` (default ``ivae`` in the node's working folder, or
+The interface turns its inputs into ``trends-ivae fit`` options, checked as the command
+checks them (:func:`trends_ivae.cli.fit.fit_job`; see ``docs/cli.md``), and runs
+:func:`trends_ivae.workflow.fit_to_folder` in-process into ``out_dir`` (default ``ivae`` in the node's working folder, or
 ``ivae.ica`` for the MELODIC layout). Importing this module needs ``nipype``.
 
 In a Workflow, Nipype deletes the files of a node's working folder that no connected
@@ -99,11 +100,17 @@ class GroupIVAEFit(BaseInterface):
         return argv
 
     def _run_interface(self, runtime):
-        from .cli.main import main
+        from .cli.fit import fit_job
+        from .io import PrepareError
+        from .workflow import WorkflowError, fit_to_folder
 
-        code = main(self._argv())
-        if code:
-            raise RuntimeError(f"trends-ivae fit failed with exit code {code}")
+        try:
+            job = fit_job(self._argv()[1:])
+            if job.distributed:
+                raise WorkflowError("--distributed runs under torchrun, not in a Nipype node")
+            fit_to_folder(job.data, job.out, **job.kwargs)
+        except (PrepareError, WorkflowError) as exc:
+            raise RuntimeError(f"trends-ivae fit: {exc}") from exc
         return runtime
 
     def _list_outputs(self) -> dict:

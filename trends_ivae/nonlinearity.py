@@ -51,7 +51,7 @@ from .model.priors import LookupPrior
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "VERDICTS"]
+__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "group_test", "VERDICTS"]
 
 #: the test's possible answers
 VERDICTS = ("helps", "no evidence", "linear better", "untestable")
@@ -125,6 +125,10 @@ class NonlinearityTest:
             return (f"no evidence that the nonlinear model helps here: linear ICA with the same prior "
                     f"explains held-out {self.grouping}s better ({self.difference:+.3g} nats per volume, "
                     f"{ci}); the linear components are as good")
+        if self.ci_low > 0:
+            return (f"no evidence that the nonlinear model helps here: it explains held-out "
+                    f"{self.grouping}s better by only {self.difference:.3g} nats per volume ({ci}), a "
+                    "negligible gain; the linear components are as good")
         return (f"no evidence that the nonlinear model helps here ({self.difference:+.3g} nats per "
                 f"volume, {ci}); the linear components are as good")
 
@@ -169,6 +173,8 @@ def _take(u: Any, idx: np.ndarray) -> Any:
 def _new_level_keys(u_train: Any, u_test: Any) -> np.ndarray | None:
     """One key per held-out row from the u values the training rows lack; None when
     every held-out level was seen (or u is continuous)."""
+    if getattr(u_train, "on_demand", False):   # an AuxVariable of factors: their labels
+        u_train, u_test = u_train.frame(), u_test.frame()
     if hasattr(u_train, "columns"):
         cols = [c for c in u_train.columns if set(map(str, u_test[c])) - set(map(str, u_train[c]))]
         if not cols:
@@ -302,3 +308,31 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
                             linear_score=float(np.mean([lin_scores[g] for g in order])),
                             group_differences=[float(v) for v in d], groups=[str(g) for g in order],
                             n_folds=k, **base)
+
+
+def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float = 0.95,
+               n_importance: int = 8, negligible: float = 0.01) -> NonlinearityTest:
+    """:func:`held_out_test` of a :class:`~trends_ivae.GroupIVAE`'s estimator on prepared data.
+
+    The estimator is the one ``group`` fits (``group._make_ivae``), with one restart
+    trained to the end; the groups are the subjects, or the runs when there is one
+    subject. The vanilla VAE (``prior="normal"``) is untestable.
+    """
+    by_subject = prepared.n_subjects >= 2
+    grouping = "subject" if by_subject else "run"
+    groups = (np.asarray(prepared.subjects, dtype=object)[prepared.subject] if by_subject
+              else np.asarray(prepared.run).astype(str))
+    n_groups = len(np.unique(groups))
+    n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
+    est = group._make_ivae(max(n_train, 2)).set_params(n_init=1)
+    if "init_epochs" in est.get_params():
+        est.set_params(init_epochs=None)
+    if group.prior == "normal":
+        result = NonlinearityTest("untestable", grouping=grouping, estimator=type(est).__name__,
+                                  reason="the vanilla VAE (prior='normal') has no identifiable linear counterpart")
+    else:
+        result = held_out_test(est, prepared.x, group.model_u(prepared), groups, n_folds=n_folds,
+                               confidence=confidence, n_importance=n_importance, negligible=negligible,
+                               grouping=grouping, random_state=group.random_state)
+    logger.info("nonlinearity test: %s", result.summary())
+    return result

@@ -70,8 +70,8 @@ def _reference_u(model, like_run: int) -> pd.DataFrame:
         raise ValueError(f"like_run must be in 0..{len(p.runs) - 1}, got {like_run}")
     u = model.model_u(p)
     rows = np.flatnonzero(np.asarray(p.run) == like_run)
-    if isinstance(u, pd.DataFrame):
-        return u.iloc[rows].reset_index(drop=True)
+    if u.on_demand:   # factors: their labels, one column each
+        return u.take(rows).frame()
     if p.u_kind != "discrete":
         raise ValueError("sampling needs a discrete u (task, window, subject or run factors); this model "
                          "was fitted with a continuous u")
@@ -167,7 +167,7 @@ def run_u(model, *, events: Any = None, n_volumes: int | None = None, condition:
 def _model_u(model, u: pd.DataFrame) -> Any:
     """``u`` in the form the fitted estimator takes."""
     p = model.prepared_
-    if isinstance(model.model_u(p), pd.DataFrame):
+    if model.model_u(p).on_demand:   # a model of the factors takes their labels
         return u
     lookup = {str(name): k for k, name in enumerate(p.u_names)}
     return np.array([lookup[str(v)] for v in u.iloc[:, 0]], dtype=np.int64)

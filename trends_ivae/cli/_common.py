@@ -1,4 +1,8 @@
-"""Helpers shared by the subcommands: argument types, logging, refusing to overwrite."""
+"""Helpers shared by the subcommands: argument types, logging, refusing to overwrite.
+
+The option groups that several commands share, and argv -> settings, are in
+:mod:`trends_ivae.cli.options`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -31,33 +35,9 @@ class Default(str):
     """A string option's default value, told apart from the same value typed by the user.
 
     ``parser.set_defaults(aux=Default("task+window"))``: ``isinstance(args.aux, Default)``
-    then says that the user did not choose it, so the tool may choose better for the data
-    (and says so); ``--help`` shows it as the plain string.
+    then says that the user did not choose it, so the workflow may choose better for the
+    data and say so (``PrepareRequest.choose_aux``); ``--help`` shows it as the plain string.
     """
-
-
-def resolve_default_aux(args: argparse.Namespace, has_events: list[bool], prog: str) -> None:
-    """Without events in any run, the default u ``task+window`` becomes ``window``, and says so.
-
-    A ``--aux`` the user typed is kept (a ``task`` factor then fails, naming the run
-    without events). The choice is printed on stderr and recorded in ``args.chosen``
-    (``model/config.json``, ``arguments.chosen``).
-    """
-    if not isinstance(args.aux, Default) or not has_events or any(has_events):
-        return
-    factors = [f for f in str(args.aux).split("+") if f != "task"]
-    if len(factors) == len(str(args.aux).split("+")):
-        return
-    chosen = "+".join(factors) or "window"
-    reason = (f"no run has events (resting state?), so u is --aux {chosen} instead of the default "
-              f"--aux {args.aux}")
-    if "window" in chosen.split("+"):
-        reason += f" (sliding windows of {args.window} volumes)"
-    print(f"{prog}: note: {reason}; pass --aux to choose u yourself", file=sys.stderr)
-    args.aux = chosen
-    chosen_dict = getattr(args, "chosen", None) or {}
-    chosen_dict["aux"] = {"value": chosen, "reason": reason}
-    args.chosen = chosen_dict
 
 
 def count_or_auto(text: str) -> int | str:
@@ -71,33 +51,8 @@ def count_or_auto(text: str) -> int | str:
 
 
 def is_auto(value) -> bool:
+    """True for ``auto`` (a count estimated from the data)."""
     return isinstance(value, str) and value.lower() == "auto"
-
-
-def resolve_auto_components(args: argparse.Namespace, parameters: dict, n_dims: int, prog: str,
-                            announce: bool = True) -> str | None:
-    """``--n-components auto``: set ``args.n_components`` to the estimated model order.
-
-    The estimate is Minka's Laplace approximation on the MIGP spectrum that the prepare
-    stage recorded (:func:`trends_ivae.io.order.order_from_parameters`), at most
-    ``n_dims``; it is printed on stderr and recorded in ``args.chosen["n_components"]``.
-    Returns an error message instead when the spectrum is missing (None when all is well).
-    """
-    if not is_auto(args.n_components):
-        return None
-    from ..io.order import order_from_parameters
-
-    try:
-        order = order_from_parameters(parameters, max_order=n_dims)
-    except ValueError as exc:
-        return f"--n-components auto: {exc}"
-    args.n_components = order.n_components
-    if announce:
-        print(f"{prog}: --n-components auto: {order.describe()}", file=sys.stderr)
-    chosen = getattr(args, "chosen", None) or {}
-    chosen["n_components"] = order.to_dict()
-    args.chosen = chosen
-    return None
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -115,12 +70,12 @@ def add_quiet_option(parser: argparse.ArgumentParser) -> None:
 
 def wants_progress(args: argparse.Namespace) -> bool:
     """Progress bars: on a terminal (stderr), unless ``-q``."""
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    return not args.quiet and sys.stderr.isatty()
 
 
 def training_verbosity(args: argparse.Namespace) -> int:
     """The ``verbose`` the iVAE trains with: ``-v`` as given; else 1 (a bar) on a terminal, 0 otherwise."""
-    if getattr(args, "verbose", 0) > 0:
+    if args.verbose > 0:
         return args.verbose
     return 1 if wants_progress(args) else 0
 
@@ -167,3 +122,14 @@ def check_writable(parser: argparse.ArgumentParser, folder: str | Path, what: st
         os.unlink(probe)
     except OSError as exc:
         parser.error(f"{what} {str(target)!r} cannot be written: {str(anc)!r}: {exc.strerror or exc}")
+
+
+def refuse_foreign_files(parser: argparse.ArgumentParser, out_dir: Path,
+                         within: list[str] | None = None) -> None:
+    """Stop (``parser.error``) when ``--force`` would replace a folder holding files the tool did
+    not write: they are named, and nothing is deleted (``within``: only these parts of it)."""
+    from ..io.outputs import ForeignFilesError, foreign_files
+
+    foreign = foreign_files(out_dir, within=within)
+    if foreign:
+        parser.error(str(ForeignFilesError(out_dir, foreign)))

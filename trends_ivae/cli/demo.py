@@ -1,8 +1,8 @@
 """``trends-ivae demo``: fit the shipped sample data and say where the results are.
 
-Runs ``trends-ivae fit`` on ``sample_data/bids`` (a small simulated BIDS dataset with
-known truth: 3 task-locked and several non-stationary resting sources) with u from
-task blocks and sliding windows, writes ``demo_output/`` and compares the recovered time
+Runs :func:`trends_ivae.workflow.fit_to_folder`, as ``trends-ivae fit`` does, on
+``sample_data/bids`` (a small simulated BIDS dataset with known truth: 3 task-locked and
+several non-stationary resting sources) with u from task blocks and sliding windows, writes ``demo_output/`` and compares the recovered time
 courses with the truth. Without the repository's ``sample_data`` (an installed package),
 it simulates the same kind of dataset first.
 """
@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ._common import HELP_FORMATTER, setup_logging
+from ._common import HELP_FORMATTER, refuse_foreign_files, setup_logging
+from .options import arguments_record, print_fit_result
 
 DEFAULT_OUT = "demo_output"
 
@@ -49,13 +50,16 @@ def _is_demo_output(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .fit import fit_and_write, refuse_foreign_files  # after parsing
-
+    """Run ``trends-ivae demo``; returns the exit code."""
     out = Path(args.out)
     if out.exists() and not _is_demo_output(out):
         parser.error(f"{str(out)!r} exists and is not a trends_ivae output; choose another --out")
     refuse_foreign_files(parser, out)   # an earlier demo output is replaced, nothing else in it
     setup_logging(0)
+    from ..io import PrepareError, find_bids_runs  # after parsing
+    from ..io.settings import PrepareSettings
+    from ..workflow import FitSettings, OutputSettings, PrepareRequest, WorkflowError, fit_to_folder
+
     tmp = None
     bids = sample_bids_dir()
     if bids is None:
@@ -66,24 +70,23 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         bids = write_bids(simulate_fmri(FMRISimParams(n_subjects=4, n_volumes=160, n_components=8,
                                                       seed=2024)), tmp / "bids")
     print(f"trends-ivae demo: fitting {args.n_components} components on {bids}")
-    fit_args = argparse.Namespace(
-        command="demo", bids=str(bids), task=None, session=None, run=None, participant_label=None,
-        space=None, func=None, events=None, confounds_file=None, subject=None, participants=None,
-        prepared=None, out=str(out), aux="task+window", aux_combine="concat", window=20, step=None,
-        hrf_delay=0.0, min_event_duration=None, tr=None, mask=None, resample_to_first=False,
-        confounds=None, detrend=True, standardize=False, high_pass=None, low_pass=None,
-        smoothing_fwhm=None, n_dims=args.n_components, whiten=False, n_keep=None,
-        subject_dims=None, n_jobs=1, cache_dir=None, n_components=args.n_components, prior="gauss",
-        device=args.device, seed=args.seed, n_init=args.n_init, max_epochs=None, batch_size=None,
-        keep_prepared=True, checkpoint_dir=None, force=True, verbose=args.verbose,
-        quiet=args.verbose == 0,
-    )
     try:
-        code = fit_and_write(fit_args, out, source=str(bids))
-        if code == 0:
-            _compare_with_truth(out, bids)
-            _print_next_steps(out)
-        return code
+        try:
+            request = PrepareRequest(runs=find_bids_runs(bids),
+                                     settings=PrepareSettings.from_options(aux="task+window", window=20,
+                                                                           n_dims=args.n_components),
+                                     verbose=args.verbose, progress=args.verbose > 0 and sys.stderr.isatty())
+            fit = FitSettings(n_components=args.n_components, device=args.device, seed=args.seed,
+                              n_init=args.n_init, verbose=args.verbose)
+            result = fit_to_folder(request, out, fit=fit, output=OutputSettings(force=True), command="demo",
+                                   arguments=arguments_record(args, bids=str(bids)), source=str(bids))
+        except (WorkflowError, PrepareError) as exc:
+            print(f"trends-ivae demo: error: {exc}", file=sys.stderr)
+            return 1
+        print_fit_result(result, "trends-ivae demo")
+        _compare_with_truth(out, bids)
+        _print_next_steps(out)
+        return 0
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,11 @@
 """``trends-ivae``: the command-line entry point.
 
 Each subcommand lives in its own module of :mod:`trends_ivae.cli` and exposes
-``add_parser(subparsers)`` and ``run(args) -> int``. Heavy imports happen inside
-``run``, after parsing, so ``--help`` is fast.
+``add_parser(subparsers)`` and ``run(args, parser) -> int`` (the exit code). The modules
+import only argparse helpers at import time; numpy, nilearn and the workflows load in
+``run``, after parsing, so ``--help`` is fast. torch is imported only by the commands
+that train (``fit``, ``demo``; ``fit --device`` to check the device): ``prepare``,
+``simulate`` and ``report`` never load it (``tests/test_cli_imports.py``).
 """
 from __future__ import annotations
 
@@ -25,17 +28,11 @@ SUBCOMMANDS = {
 
 
 def _available_subcommands() -> dict:
-    modules = {}
-    for name, module_name in SUBCOMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"trends_ivae.cli.{module_name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"trends_ivae.cli.{module_name}":
-                raise
-    return modules
+    return {name: importlib.import_module(f"trends_ivae.cli.{module}") for name, module in SUBCOMMANDS.items()}
 
 
-def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The ``trends-ivae`` parser, and its subcommand modules by name."""
     parser = argparse.ArgumentParser(
         prog="trends-ivae",
         description="Identifiable nonlinear ICA (iVAE) for fMRI.",
@@ -49,7 +46,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
+def format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings as one readable line (no source excerpt) on the command line."""
     return f"trends-ivae: {category.__name__}: {message}\n"
 
@@ -58,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trends-ivae`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
     import warnings
 
-    warnings.formatwarning = _format_warning
-    parser, modules = _build_parser()
+    warnings.formatwarning = format_warning
+    parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -76,11 +73,12 @@ def _exit_if_distributed(code: int) -> None:
     at interpreter exit, after every output was written and the group destroyed
     ("terminate called without an active exception", a native thread still joinable
     when its destructor ran), and torchrun then reported the whole job as failed. The
-    outputs are complete and flushed at this point, so the process exits directly.
+    outputs are complete and flushed at this point, so the process exits directly. A
+    command that never imported :mod:`trends_ivae.distributed` used no group (and so
+    does not load torch here).
     """
-    from .. import distributed
-
-    if distributed.group_was_used():
+    distributed = sys.modules.get("trends_ivae.distributed")
+    if distributed is not None and distributed.group_was_used():
         import logging
         import os
 

@@ -18,19 +18,22 @@ _LAZY = {
     # bids
     "RunSpec": "bids", "find_bids_runs": "bids", "runs_from_files": "bids", "parse_entities": "bids",
     # images
-    "PrepareError": "images", "load_4d": "images", "load_mask": "images", "resolve_tr": "images",
+    "PrepareError": "errors", "load_4d": "images", "load_mask": "images", "resolve_tr": "images",
     # auxiliary
     "AuxVariable": "auxiliary", "RunMeta": "auxiliary", "build_aux": "auxiliary",
     "task_labels": "auxiliary", "window_labels": "auxiliary", "read_events": "auxiliary",
+    # settings
+    "CleanSettings": "settings", "AuxSpec": "settings", "ReductionSettings": "settings",
+    "ComputeSettings": "settings", "PrepareSettings": "settings",
     # cleaning
-    "CleanSettings": "cleaning", "clean_run": "cleaning", "read_confounds": "cleaning",
+    "clean_run": "cleaning", "read_confounds": "cleaning",
     # reduction
     "MIGP": "reduction", "pca_basis": "reduction", "project": "reduction",
     "reconstruct": "reduction", "subspace_distance": "reduction",
     # store
     "PreparedData": "store", "write_prepared": "store", "read_prepared": "store",
     "read_subject": "store", "iter_subjects": "store", "FORMAT_VERSION": "store",
-    "read_rows": "store", "n_rows": "store",
+    "read_rows": "store", "n_rows": "store", "read_aux": "store",
     # parallel (joblib / Dask)
     "run_tasks": "parallel", "TaskFailures": "parallel",
     # the model order

@@ -29,28 +29,27 @@ combination, which needs many volumes per combination (task × 20-volume windows
 ~8, and the iVAE recovers far less: ``docs/benchmarks.md``, issue 5). A single factor
 is always discrete labels, whatever ``combine`` says.
 
-Discrete u is stored as int64 labels ``0..K-1`` with ``names[k]`` the level name.
-Concatenated one-hot columns are never stored: ``AuxVariable.values`` builds them from
-``factor_codes`` when read (:func:`onehot_columns`), and the prepared store keeps only
-the factors' codes (``u_factors``).
-
-The model never sees the concatenated one-hot columns as such: for several factors
-combined by ``concat``, :class:`~trends_ivae.decomposition.GroupIVAE` passes the
-:class:`~trends_ivae.estimator.IVAE` a DataFrame of the factors
-(:func:`factor_frame` of ``factor_codes``), which it holds as (n, n_factors) integer
-indices into those columns; the result is the model of the dense columns.
+u is an :class:`~trends_ivae.aux_variable.AuxVariable`. Discrete u holds int64 labels
+``0..K-1`` with ``names[k]`` the level name. Several factors combined by ``concat``
+are the kind ``"factors"``: their codes only; the one-hot columns are built when asked
+for (:meth:`~trends_ivae.aux_variable.AuxVariable.dense`), and the prepared store keeps
+only the codes (``u_factors``). The estimators take that u as it is and hold it as
+(n, n_factors) indices into the one-hot columns; the result is the model of the dense
+columns.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .images import PrepareError
+from ..aux_variable import AuxVariable
+from .errors import PrepareError
+from .settings import AuxSpec, parse_aux_spec
 
 __all__ = [
     "AuxVariable",
@@ -59,10 +58,8 @@ __all__ = [
     "task_labels",
     "window_labels",
     "build_aux",
+    "aux_for_runs",
     "parse_aux_spec",
-    "concat_factors",
-    "factor_frame",
-    "onehot_columns",
     "REST",
 ]
 
@@ -82,79 +79,6 @@ class RunMeta:
     tr: float
     events: object = None
     participant: dict = field(default_factory=dict)
-
-
-@dataclass
-class AuxVariable:
-    """An auxiliary variable for all volumes of all runs, concatenated.
-
-    Attributes
-    ----------
-    values : ndarray
-        ``(n,)`` int64 labels ``0..K-1`` (discrete) or ``(n, p)`` float32 (continuous).
-        Several factors combined by ``concat`` are held as ``factor_codes`` only
-        (``values=None`` when constructed, see :attr:`dense_on_demand`): reading
-        ``values`` then builds their ``(n, sum K_i)`` one-hot columns, each time.
-    kind : {'discrete', 'continuous'}
-    names : list of str
-        Level names (discrete, ``names[k]`` for label ``k``) or column names (continuous).
-    spec : str
-        The spec it was built from, e.g. ``"task+window"``.
-    factors : list of dict
-        For each factor: ``{"name": ..., "levels": [...]}``.
-    factor_codes : ndarray
-        ``(n, n_factors)`` int64, each factor's own label per volume (kept so that, for
-        example, task labels are known even when u is the window).
-    """
-
-    values: np.ndarray | None = field(repr=False)
-    kind: str
-    names: list
-    spec: str
-    factors: list
-    factor_codes: np.ndarray
-
-    def __post_init__(self):
-        if self.__dict__.get("_values") is None and self.kind != "continuous":
-            raise ValueError("AuxVariable: values=None is only for concatenated one-hot factors")
-
-    @property
-    def n_levels(self) -> int:
-        """Number of levels (discrete) or columns (continuous)."""
-        return len(self.names)
-
-    @property
-    def dense_on_demand(self) -> bool:
-        """True when ``values`` is not held but built from ``factor_codes`` when read."""
-        return self.__dict__.get("_values") is None
-
-
-def _get_values(self) -> np.ndarray:
-    values = self.__dict__.get("_values")
-    return onehot_columns(self.factor_codes, self.factors) if values is None else values
-
-
-def _set_values(self, values) -> None:
-    self.__dict__["_values"] = values
-
-
-# A property over the dataclass field (set after the class is made, so that the field
-# keeps no default and ``AuxVariable(values, ...)`` is unchanged).
-AuxVariable.values = property(_get_values, _set_values,
-                              doc="u per volume; concatenated factors' one-hot columns are built on each read.")
-
-
-def parse_aux_spec(spec: str | Sequence[str]) -> list[str]:
-    """Split ``"task+window"`` (or a list of factor names) into factor names."""
-    if isinstance(spec, str):
-        parts = [p.strip() for p in spec.split("+")]
-    else:
-        parts = [str(p).strip() for p in spec]
-    if not parts or any(not p for p in parts):
-        raise PrepareError(f"aux spec {spec!r} is malformed; use e.g. 'task', 'window', 'task+subject'")
-    if len(set(parts)) != len(parts):
-        raise PrepareError(f"aux spec {spec!r} repeats a factor")
-    return parts
 
 
 #: the condition of every event in an events table without ``trial_type``
@@ -355,7 +279,7 @@ def _run_sort_key(value: str) -> tuple:
 
 
 def build_aux(
-    spec: str | Sequence[str],
+    spec: AuxSpec | str | Sequence[str],
     runs: Sequence[RunMeta],
     *,
     window: int | None = None,
@@ -368,30 +292,41 @@ def build_aux(
 
     Parameters
     ----------
-    spec : str or list of str
-        Factors joined with ``+``: ``task``, ``window``, ``subject``, ``run`` or a
-        participants column; see the module docstring.
+    spec : AuxSpec, or str or list of str
+        The whole :class:`~trends_ivae.io.settings.AuxSpec`, or its factors joined with
+        ``+`` (``task``, ``window``, ``subject``, ``run`` or a participants column; see
+        the module docstring) with the other fields as the keywords below.
     runs : list of RunMeta
         Metadata of each run (no voxel data).
-    window, step : int, optional
-        Window length and step in volumes (``step`` defaults to ``window``). Required
-        when the spec contains ``window``.
-    hrf_delay, min_duration : float
-        Passed to :func:`task_labels`.
-    combine : {'concat', 'product'}
-        Several factors as concatenated one-hot columns (continuous u), or their
-        discrete product. One factor gives discrete labels either way.
+    window, step, hrf_delay, combine
+        As in :class:`~trends_ivae.io.settings.AuxSpec`; only with a spec string.
+    min_duration : float, optional
+        ``AuxSpec.min_event_duration``; only with a spec string.
 
     Returns
     -------
     AuxVariable
-        For several factors combined by ``concat``, only ``factor_codes`` is held
-        ((n, n_factors) integers); ``values`` builds the one-hot columns when read.
+        Discrete labels (one factor, or the product of several), or for several
+        factors combined by ``concat`` the factors (:class:`~trends_ivae.aux_variable.AuxVariable`
+        of kind ``"factors"``: their codes; the one-hot columns are built only when asked for).
+
+    Raises
+    ------
+    PrepareError
+        A factor that needs what a run lacks (events, a window length, a participants
+        column), or keywords given with an ``AuxSpec``.
     """
-    factors = parse_aux_spec(spec)
-    if combine not in ("product", "concat"):
-        raise PrepareError(f"combine={combine!r}; use 'product' or 'concat'")
-    spec_str = "+".join(factors)
+    flat = dict(window=window, step=step, hrf_delay=hrf_delay, min_event_duration=min_duration, combine=combine)
+    if isinstance(spec, AuxSpec):
+        if flat != dict(window=None, step=None, hrf_delay=0.0, min_event_duration=None, combine="concat"):
+            raise PrepareError("build_aux: give window, step, ... in the AuxSpec or with a spec string, not both")
+        aux = spec
+    else:
+        aux = AuxSpec(spec, **flat)
+    window, step, hrf_delay, min_duration = aux.window, aux.step, aux.hrf_delay, aux.min_event_duration
+    combine = aux.combine
+    factors = aux.factors
+    spec_str = aux.spec
     per_factor_strings: list[list[np.ndarray]] = []
     level_orders: list[list[str]] = []
     for factor in factors:
@@ -453,106 +388,39 @@ def build_aux(
     factor_info = [{"name": f, "levels": list(map(str, o))} for f, o in zip(factors, level_orders)]
 
     if combine == "concat" and len(factors) > 1:   # the one-hot columns are built when asked for
-        return AuxVariable(None, "continuous", onehot_names(factor_info), spec_str, factor_info, codes)
+        return AuxVariable.from_factors(codes, factor_info, spec=spec_str)
 
     combos, labels = np.unique(codes, axis=0, return_inverse=True)
     labels = labels.reshape(-1).astype(np.int64)
     names = ["|".join(level_orders[j][c] for j, c in enumerate(row)) for row in combos]
-    return AuxVariable(labels, "discrete", names, spec_str, factor_info, codes)
+    return AuxVariable.discrete(labels, names, factors=factor_info, factor_codes=codes, spec=spec_str)
 
 
-def take_rows(u: AuxVariable, rows: np.ndarray) -> AuxVariable:
-    """u of the volumes ``rows`` only (e.g. those a denoising strategy keeps); levels unchanged."""
-    rows = np.asarray(rows)
-    values = None if u.dense_on_demand else np.asarray(u.values)[rows]
-    return AuxVariable(values, u.kind, list(u.names), u.spec, u.factors, np.asarray(u.factor_codes)[rows])
+def aux_for_runs(prepared: Any, runs: Sequence[Any], n_volumes: Sequence[int], *, tr: float | None = None,
+                 hrf_delay: float = 0.0, min_event_duration: float | None = None,
+                 combine: str = "concat") -> list[AuxVariable]:
+    """u of new runs (RunSpecs) in the layout of ``prepared``'s u, for a fitted model.
 
+    Built as during prepare (``prepared.aux``'s spec, window and step; the given HRF
+    delay, minimum event duration and combination).
 
-def concat_factors(aux: dict | None, u_kind: str) -> bool:
-    """True when u is the concatenated one-hot columns of several discrete factors.
-
-    Parameters
-    ----------
-    aux : dict or None
-        The prepared store's ``aux`` (``spec``, ``factors``, ``combine``, ...).
-    u_kind : {'discrete', 'continuous'}
-
-    Returns
-    -------
-    bool
-        ``combine == "concat"`` with more than one factor (u is then continuous).
+    Raises
+    ------
+    ValueError
+        A run has u levels that ``prepared`` lacks (the message names the run).
     """
-    aux = aux or {}
-    return u_kind == "continuous" and aux.get("combine") == "concat" and len(aux.get("factors") or []) > 1
-
-
-def _check_codes(factor_codes: np.ndarray, factors: Sequence[dict]) -> np.ndarray:
-    """``factor_codes`` as an array of shape (n, len(factors)), else a ValueError."""
-    codes = np.asarray(factor_codes)
-    if codes.ndim != 2 or codes.shape[1] != len(factors):
-        raise ValueError(f"factor codes of shape {codes.shape} do not match {len(factors)} factors")
-    return codes
-
-
-def onehot_names(factors: Sequence[dict]) -> list[str]:
-    """The names of the concatenated one-hot columns of ``factors`` (``{"name", "levels"}``
-    each): ``f"{name}={level}"``, factor by factor (the ``u_names`` of ``combine="concat"``)."""
-    return [f"{f['name']}={lv}" for f in factors for lv in f["levels"]]
-
-
-def factor_frame(factor_codes: np.ndarray, factors: Sequence[dict]) -> pd.DataFrame:
-    """The factors of u as a DataFrame of categorical columns, one per factor.
-
-    Parameters
-    ----------
-    factor_codes : ndarray of shape (n, n_factors), int
-        Each factor's level number per volume (``AuxVariable.factor_codes``, the
-        prepared store's ``u_factors``).
-    factors : list of dict
-        ``{"name", "levels"}`` per factor, in column order.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Column ``name`` holds ``levels[code]`` as a categorical whose categories are all
-        of ``levels`` in order (also those no row uses), so that
-        :class:`~trends_ivae.estimator.IVAE` lays the factors out exactly as the
-        concatenated one-hot columns of :func:`build_aux`. Built from the codes
-        without materialising the labels.
-    """
-    codes = _check_codes(factor_codes, factors)
-    return pd.DataFrame({str(f["name"]): pd.Categorical.from_codes(codes[:, j], categories=list(f["levels"]))
-                         for j, f in enumerate(factors)})
-
-
-def onehot_columns(factor_codes: np.ndarray, factors: Sequence[dict], rows=None) -> np.ndarray:
-    """The concatenated one-hot columns of discrete factors (u of ``combine="concat"``).
-
-    Parameters
-    ----------
-    factor_codes : ndarray of shape (n, n_factors), int
-        Each factor's level number per volume (``AuxVariable.factor_codes``, the
-        prepared store's ``u_factors``).
-    factors : list of dict
-        ``{"name", "levels"}`` per factor, in column order.
-    rows : index, optional
-        Only these rows (anything that indexes the first axis of ``factor_codes``).
-
-    Returns
-    -------
-    ndarray of shape (n_rows, sum K_i), float32
-        Factor ``j``'s ``K_j`` columns side by side in factor order, a 1 in column
-        ``offset_j + code`` (the column names are ``f"{name}={level}"``). This is
-        ``n_rows x sum K_i`` floats: meant for small data or a block of rows.
-    """
-    codes = _check_codes(factor_codes, factors)
-    if rows is not None:
-        codes = codes[rows]
-    sizes = np.array([len(f["levels"]) for f in factors], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    out = np.zeros((codes.shape[0], int(sizes.sum())), dtype=np.float32)
-    if codes.size:
-        if (codes < 0).any() or (codes >= sizes).any():
-            raise ValueError("factor codes out of range of the factors' levels")
-        out[np.arange(codes.shape[0])[:, None], codes + offsets] = 1.0
-    return out
+    us = []
+    for i, (r, n) in enumerate(zip(runs, n_volumes)):
+        meta = RunMeta(name=r.name, subject=r.subject, run=str(r.entities.get("run", i + 1)),
+                       n_volumes=int(n), tr=tr or r.tr or prepared.tr, events=r.events,
+                       participant=r.participant)
+        aux = build_aux(prepared.aux["spec"], [meta], window=prepared.aux.get("window"),
+                        step=prepared.aux.get("step"), hrf_delay=hrf_delay, min_duration=min_event_duration,
+                        combine=combine)
+        missing = aux.unknown_levels(prepared.u)
+        if missing:
+            raise ValueError(f"{r.name}: u levels {missing[:5]} were not seen during fit, so u "
+                             "cannot be built for this run (an encoder q(z|x), the GroupIVAE "
+                             "default, transforms any run; scoring always needs known levels)")
+        us.append(aux.aligned_to(prepared.u))
+    return us

@@ -6,12 +6,21 @@ path or an in-memory nibabel image), its events and confounds (paths or
 DataFrames), its BIDS entities (``sub``, ``ses``, ``task``, ``run``, ...), the
 participant's row of ``participants.tsv`` and the sidecar's ``RepetitionTime``.
 
-BIDS layout understood here: ``sub-<label>/[ses-<label>/]func/*_bold.nii[.gz]``
+BIDS layout understood here: ``sub-<label>/[ses-<label>/]func/sub-<label>*_bold.nii[.gz]``
 (raw or fMRIPrep-style derivatives, where files carry ``_space-``/``_desc-``
 entities), events in ``<same stem>_events.tsv``, sidecar in ``<same stem>_bold.json``
 with the inheritance principle for the top-level ``task-<label>_bold.json`` and
 ``task-<label>_events.tsv``, and ``participants.tsv`` at the root. The
 ``derivatives/``, ``sourcedata/`` and hidden folders are skipped.
+
+The files are found and their names parsed by nilearn
+(:func:`nilearn.interfaces.bids.get_bids_files`,
+:func:`~nilearn.interfaces.bids.parse_bids_filename`). Written here: the filters
+(nilearn's take one exact label per entity; these take lists, and run numbers compare
+as integers), the companions of a run (its events, sidecar and confounds, with the
+derivatives' raw-name fallback and the top-level inheritance, which nilearn does not
+resolve per run) and ``participants.tsv`` (see ``docs/architecture.md``, "Where we use
+the field's libraries and where not").
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import pandas as pd
+from nilearn.interfaces.bids import get_bids_files, parse_bids_filename
 
 from .images import ImageLike, PrepareError, image_name
 
@@ -31,7 +41,6 @@ __all__ = ["RunSpec", "find_bids_runs", "runs_from_files", "parse_entities"]
 
 TableLike = Union[str, Path, pd.DataFrame, np.ndarray]
 
-_ENTITY = re.compile(r"(?:^|_)([a-zA-Z0-9]+)-([a-zA-Z0-9.+]+?)(?=_|$)")
 _BOLD_SUFFIX = re.compile(r"_bold\.nii(\.gz)?$")
 
 
@@ -76,9 +85,20 @@ class RunSpec:
 
 
 def parse_entities(filename: str | Path) -> dict:
-    """BIDS ``key-value`` entities of a file name (``sub-01_task-rest_bold.nii.gz``)."""
-    stem = Path(filename).name.split(".")[0]
-    return {k: v for k, v in _ENTITY.findall(stem)}
+    """BIDS ``key-value`` entities of a file name (``sub-01_task-rest_bold.nii.gz``).
+
+    Parsed by :func:`nilearn.interfaces.bids.parse_bids_filename`; parts without a
+    value (``..._echo_bold``) and the suffix are left out, a name without a suffix
+    (``sub-01.nii.gz``) keeps its last entity, and a name that is not BIDS
+    (``a.nii.gz``) has none.
+    """
+    stem, _, ext = Path(filename).name.partition(".")
+    if "-" in stem.rpartition("_")[2]:   # no suffix (``sub-01.nii.gz``): the last part is an entity too
+        stem += "_none"
+    ref = parse_bids_filename(stem + "." + ext)   # nilearn expects an extension after the suffix
+    # nilearn >= 0.13: ref["entities"]; before, the entities sit in ref itself, named in "file_fields"
+    entities = ref["entities"] if "entities" in ref else {f: ref.get(f) for f in ref.get("file_fields", [])}
+    return {k: v for k, v in entities.items() if k and v}
 
 
 def _read_json(path: Path) -> dict:
@@ -164,6 +184,12 @@ def _find_confounds(bold: Path) -> Path | None:
     return None
 
 
+def _bold_files(root: Path) -> list[Path]:
+    """Every ``sub-*/[ses-*/]func/sub-*_bold.nii[.gz]`` under ``root`` (nilearn's search), sorted."""
+    found = get_bids_files(root, file_tag="bold", file_type="nii*", modality_folder="func")
+    return sorted(Path(f) for f in found if _BOLD_SUFFIX.search(Path(f).name) and Path(f).is_file())
+
+
 def find_bids_runs(
     bids_dir: str | Path,
     *,
@@ -209,44 +235,35 @@ def find_bids_runs(
     participants = _read_participants(root)
 
     found: list[RunSpec] = []
-    for sub_dir in sorted(root.glob("sub-*")):
-        if not sub_dir.is_dir():
+    for bold in _bold_files(root):
+        ent = parse_entities(bold.name)
+        label = ent.get("sub")
+        if label is None or bold.relative_to(root).parts[0] != f"sub-{label}":
             continue
-        label = sub_dir.name[4:]
         if subjects is not None and label not in subjects:
             continue
-        func_dirs = [sub_dir / "func"] + sorted(sub_dir.glob("ses-*/func"))
-        for func_dir in func_dirs:
-            if not func_dir.is_dir():
-                continue
-            bolds = sorted(list(func_dir.glob("*_bold.nii.gz")) + list(func_dir.glob("*_bold.nii")))
-            for bold in bolds:
-                ent = parse_entities(bold.name)
-                if ent.get("sub", label) != label:
-                    continue
-                ent["sub"] = label
-                if tasks is not None and ent.get("task") not in tasks:
-                    continue
-                if sessions is not None and ent.get("ses") not in sessions:
-                    continue
-                if runs_wanted is not None and not _same_run(ent.get("run", ""), runs_wanted):
-                    continue
-                if space is not None and ent.get("space") != space:
-                    continue
-                sidecar_tr = None
-                sidecar = _inherited(root, bold, "bold.json", ent)
-                if sidecar is not None:
-                    meta = _read_json(sidecar)
-                    if "RepetitionTime" in meta:
-                        sidecar_tr = meta["RepetitionTime"]
-                found.append(RunSpec(
-                    img=bold,
-                    events=_inherited(root, bold, "events.tsv", ent),
-                    confounds=_find_confounds(bold) if with_confounds else None,
-                    entities=ent,
-                    participant=dict(participants.get(label, {})),
-                    tr=sidecar_tr,
-                ))
+        if tasks is not None and ent.get("task") not in tasks:
+            continue
+        if sessions is not None and ent.get("ses") not in sessions:
+            continue
+        if runs_wanted is not None and not _same_run(ent.get("run", ""), runs_wanted):
+            continue
+        if space is not None and ent.get("space") != space:
+            continue
+        sidecar_tr = None
+        sidecar = _inherited(root, bold, "bold.json", ent)
+        if sidecar is not None:
+            meta = _read_json(sidecar)
+            if "RepetitionTime" in meta:
+                sidecar_tr = meta["RepetitionTime"]
+        found.append(RunSpec(
+            img=bold,
+            events=_inherited(root, bold, "events.tsv", ent),
+            confounds=_find_confounds(bold) if with_confounds else None,
+            entities=ent,
+            participant=dict(participants.get(label, {})),
+            tr=sidecar_tr,
+        ))
     if not found:
         filters = {k: v for k, v in dict(task=tasks, session=sessions, run=runs_wanted,
                                          participant_label=subjects, space=space).items() if v}
@@ -269,8 +286,7 @@ def _what_exists(root: Path, filters: dict) -> str:
     """``"; tasks there: a, b"`` for each filter given, from all BOLD files under ``root``."""
     if not filters:
         return ""
-    bolds = [p for pattern in ("sub-*/func/*_bold.nii*", "sub-*/ses-*/func/*_bold.nii*")
-             for p in root.glob(pattern)]
+    bolds = _bold_files(root)
     parts = []
     for name in filters:
         entity, plural = _FILTER_ENTITIES[name]

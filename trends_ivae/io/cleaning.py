@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from .images import ImageLike, PrepareError, image_name, load_4d
+from .settings import DENOISE_STRATEGIES, CleanSettings
 
 __all__ = [
     "CleanSettings",
@@ -38,54 +38,6 @@ __all__ = [
     "denoise_confounds",
     "DENOISE_STRATEGIES",
 ]
-
-
-@dataclass
-class CleanSettings:
-    """How runs are cleaned; stored in ``prepared.h5`` so new data can be cleaned alike.
-
-    Attributes
-    ----------
-    detrend : bool, default=True
-        Remove a linear trend per voxel and run.
-    standardize : bool or str, default=False
-        False, True (``'zscore_sample'``) or any nilearn strategy (``'psc'``, ...).
-    high_pass, low_pass : float, optional
-        Butterworth cut-offs in Hz (need the TR).
-    smoothing_fwhm : float, optional
-        Gaussian smoothing in mm, applied before masking.
-    confounds : list of str, optional
-        Confound columns to regress out, by name (shell-style patterns allowed, e.g.
-        ``"a_comp_cor_0*"``). None: every column of a run's confounds table when it
-        has one.
-    resample : bool, default=False
-        Resample runs whose grid differs from the mask's (continuous interpolation)
-        instead of refusing them.
-    denoise : str, optional
-        A nilearn fMRIPrep denoising strategy (:data:`DENOISE_STRATEGIES`): the
-        confounds, and the volumes to keep, come from
-        ``nilearn.interfaces.fmriprep.load_confounds_strategy`` on the run's fMRIPrep
-        file (:func:`denoise_confounds`); the censored volumes are dropped. Instead of
-        ``confounds``.
-    """
-
-    detrend: bool = True
-    standardize: Any = False
-    high_pass: float | None = None
-    low_pass: float | None = None
-    smoothing_fwhm: float | None = None
-    confounds: list | None = None
-    resample: bool = False
-    denoise: str | None = None
-
-    def to_dict(self) -> dict:
-        """A JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CleanSettings":
-        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def confound_columns(confounds, names: Sequence[str] | None, n_volumes: int,
@@ -103,8 +55,6 @@ def confounds_summary(columns_per_run: Sequence[Sequence[str]]) -> dict:
         seen.extend(c for c in cols if c not in seen)
     return {"columns": seen, "n_runs": int(sum(bool(c) for c in columns_per_run)),
             "n_runs_total": len(columns_per_run)}
-#: nilearn's preset fMRIPrep denoising strategies (``load_confounds_strategy``)
-DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "ica_aroma")
 
 
 def denoise_confounds(img, strategy: str, n_volumes: int,

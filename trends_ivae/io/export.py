@@ -14,30 +14,26 @@ Layout written by :func:`write_derivatives`::
 ``run``, ``space``, ...) without its suffix (``bold``) and without its ``desc``.
 
 Everything is written into a temporary folder next to ``OUT`` and moved into place at the
-end (:func:`atomic_output_dir`); an existing ``OUT`` is refused before any work unless
-``force``. ``OUT/.trends_ivae_outputs.json`` (:data:`MANIFEST_NAME`) lists every file the
-tool wrote there; ``force`` replaces a folder only when it holds nothing else
-(:func:`foreign_files`): a file a user put in it is never deleted, the write is refused
-and names it. This module is independent of the prepared store: it takes plain arrays, a
+end; an existing ``OUT`` is refused before any work unless ``force``, and replaced only
+when it holds nothing but the tool's own files (:mod:`trends_ivae.io.outputs`, whose
+names are re-exported here). This module is independent of the prepared store: it takes plain arrays, a
 mask image and run descriptions (dicts). numpy, nibabel, pandas and json only.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .._version import __version__
 from ..backprojection import EXPLAINED_VARIANCE_DEFINITION   # numpy only
+from .naming import component_names, derivative_stem, run_entities
+from .outputs import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, foreign_files, read_manifest,
+                      record_outputs, remove_own_outputs, write_dataset_description)
 
 __all__ = [
     "write_derivatives",
@@ -61,22 +57,7 @@ STABILITY_DEFINITION = ("ICASSO-style stability index of the component across re
                         "every other converged restart, on up to 5000 volumes; 1 means every restart found it; "
                         "n/a with a single restart")
 
-#: BIDS entity order (BIDS specification, appendix "Entity table")
-ENTITY_ORDER = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc",
-                "stain", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part",
-                "proc", "hemi", "space", "split", "recording", "chunk", "seg", "res", "den",
-                "label", "desc")
-_EXTENSIONS = (".nii.gz", ".nii", ".dtseries.nii", ".func.gii", ".tsv.gz", ".tsv", ".json", ".h5")
-_LABEL = re.compile(r"^[A-Za-z0-9]+$")
-
-
 # ----------------------------------------------------------------------------- helpers
-def component_names(n_components: int, prefix: str = "ic") -> list[str]:
-    """``ic01, ic02, ...`` (three digits from 100 components on)."""
-    width = max(2, len(str(n_components)))
-    return [f"{prefix}{i + 1:0{width}d}" for i in range(n_components)]
-
-
 def load_mask(mask_img: nib.spatialimages.SpatialImage | str | os.PathLike) -> nib.Nifti1Image:
     """A 3-D mask image (a path or an image); voxels > 0 are in the mask."""
     img = nib.load(str(mask_img)) if isinstance(mask_img, (str, os.PathLike)) else mask_img
@@ -145,50 +126,6 @@ def unmask(maps: np.ndarray, mask_img: nib.spatialimages.SpatialImage | str | os
     return img
 
 
-def run_entities(run: Mapping[str, Any]) -> dict[str, str]:
-    """BIDS entities of an input run, in BIDS order, without ``desc``.
-
-    ``run`` may name the input file (``path`` or ``stem``, whose ``key-value`` parts are
-    parsed) and/or give entities directly (``sub``, ``ses``, ``task``, ``run``, ...;
-    these win). ``sub`` is required. A ``sub-`` prefix on the label is accepted.
-    """
-    ents: dict[str, str] = {}
-    name = run.get("stem") or (Path(str(run["path"])).name if run.get("path") else None)
-    if name:
-        for ext in _EXTENSIONS:
-            if name.endswith(ext):
-                name = name[: -len(ext)]
-                break
-        for part in name.split("_"):
-            if "-" in part:
-                key, _, value = part.partition("-")
-                if key in ENTITY_ORDER and _LABEL.match(value):
-                    ents[key] = value
-    for key in ENTITY_ORDER:
-        if run.get(key) not in (None, ""):
-            value = str(run[key])
-            if value.startswith(f"{key}-"):
-                value = value[len(key) + 1:]
-            if not _LABEL.match(value):
-                raise ValueError(f"BIDS label {key}={value!r} must be alphanumeric")
-            ents[key] = value
-    if "sub" not in ents:
-        raise ValueError(f"a run needs a subject label ('sub', or a BIDS file name in 'path'); got {dict(run)}")
-    ents.pop("desc", None)
-    return {k: ents[k] for k in ENTITY_ORDER if k in ents}
-
-
-def derivative_stem(run: Mapping[str, Any], desc: str = "ivae") -> tuple[Path, str]:
-    """``(relative folder, file stem)`` of a run's outputs, e.g.
-    ``(sub-01/ses-1/func, sub-01_ses-1_task-rest_run-2_desc-ivae)``."""
-    ents = run_entities(run)
-    folder = Path(f"sub-{ents['sub']}")
-    if "ses" in ents:
-        folder = folder / f"ses-{ents['ses']}"
-    stem = "_".join(f"{k}-{v}" for k, v in ents.items()) + f"_desc-{desc}"
-    return folder / "func", stem
-
-
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -207,147 +144,6 @@ def _jsonable(obj: Any) -> Any:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
-
-
-#: the file in an output folder that lists (relative POSIX paths) what the tool wrote there
-MANIFEST_NAME = ".trends_ivae_outputs.json"
-
-
-class ForeignFilesError(FileExistsError):
-    """An output folder to be replaced holds files the tool did not write (``files``)."""
-
-    def __init__(self, folder: Path, files: Sequence[str]) -> None:
-        self.folder, self.files = Path(folder), list(files)
-        shown = ", ".join(self.files[:10]) + (f", ... ({len(self.files)} in all)" if len(self.files) > 10 else "")
-        super().__init__(f"{self.folder} holds files trends-ivae did not write: {shown}; --force replaces "
-                         "only the tool's own outputs and never deletes other files: move them out of "
-                         "the folder, or choose another output folder")
-
-
-def read_manifest(out_dir: str | os.PathLike) -> set[str] | None:
-    """The files (relative POSIX paths) the tool wrote in ``out_dir``, or None without a
-    readable :data:`MANIFEST_NAME`."""
-    try:
-        data = json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
-        return {str(f) for f in data["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_manifest(out_dir: Path, files: set[str]) -> None:
-    tmp = out_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"written_by": f"trends_ivae {__version__}", "files": sorted(files)}, indent=1) + "\n")
-    os.replace(tmp, out_dir / MANIFEST_NAME)
-
-
-def _files_under(root: Path) -> list[str]:
-    """Every file and symbolic link under ``root`` (relative POSIX paths; links not followed)."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        for name in files + [d for d in dirs if (here / d).is_symlink()]:
-            found.append((here / name).relative_to(root).as_posix())
-    return sorted(found)
-
-
-def record_outputs(out_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], *,
-                   replace: bool = False) -> None:
-    """Add ``paths`` (inside ``out_dir``, absolute or relative to it) to its manifest (or,
-    with ``replace``, make them the whole manifest); the manifest is replaced atomically."""
-    out = Path(out_dir)
-    files = set() if replace else (read_manifest(out) or set())
-    for p in paths:
-        p = Path(p)
-        files.add((p.relative_to(out) if p.is_absolute() else p).as_posix())
-    _write_manifest(out, files)
-
-
-def foreign_files(out_dir: str | os.PathLike, within: Sequence[str] | None = None) -> list[str]:
-    """The files under ``out_dir`` that the tool did not write (not in its manifest).
-
-    Without a manifest every file counts as foreign. ``within``: only look at these
-    relative paths (files or folders). An empty folder holds none. ``out_dir`` itself
-    being a file is reported as ``["."]``.
-    """
-    out = Path(out_dir)
-    if not out.exists() and not out.is_symlink():
-        return []
-    if not out.is_dir() or out.is_symlink():
-        return ["."]
-    ours = read_manifest(out) or set()
-    tops = [out / w for w in within] if within is not None else [out]
-    found: list[str] = []
-    for top in tops:
-        if top.is_dir() and not top.is_symlink():
-            found += [(top / f).relative_to(out).as_posix() for f in _files_under(top)]
-        elif top.exists() or top.is_symlink():
-            found.append(top.relative_to(out).as_posix())
-    return sorted({f for f in found if f not in ours and f != MANIFEST_NAME})
-
-
-def remove_own_outputs(folder: str | os.PathLike) -> list[str]:
-    """Delete the files of ``folder``'s manifest, the manifest and the folders left empty;
-    the files that remain (none unless a user added some meanwhile) are kept, with
-    ``folder``, and returned (a warning names them)."""
-    root = Path(folder)
-    for rel in sorted(read_manifest(root) or ()):
-        target = root / rel
-        if target.is_file() or target.is_symlink():
-            target.unlink()
-    (root / MANIFEST_NAME).unlink(missing_ok=True)
-    for here, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):   # deepest first
-        with contextlib.suppress(OSError):
-            Path(here).rmdir()   # only when empty
-    left = _files_under(root) if root.exists() else []
-    if left:
-        import warnings
-
-        warnings.warn(f"kept files trends-ivae did not write in {root}: {', '.join(left[:10])}", UserWarning,
-                      stacklevel=3)
-    return left
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder next to ``out_dir``; on success it replaces ``out_dir``.
-
-    An existing ``out_dir`` raises ``FileExistsError`` at entry unless ``force``; with
-    ``force``, it raises :class:`ForeignFilesError` when ``out_dir`` holds files that the
-    tool did not write (:func:`foreign_files`), so nothing a user put there is ever
-    deleted. The new folder gets a manifest (:data:`MANIFEST_NAME`) of every file in it.
-    On an exception (a full disk while writing, a failed final move) the temporary folder
-    is removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
-    aside for the final rename, and moved back when that rename fails.
-    """
-    out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
-    foreign = foreign_files(out)
-    if foreign:
-        raise ForeignFilesError(out, foreign)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        _write_manifest(tmp, set(_files_under(tmp)) - {MANIFEST_NAME})
-        foreign = foreign_files(out)   # again: a long fit gives a user time to add files
-        if foreign:
-            raise ForeignFilesError(out, foreign)
-        old = None
-        if out.exists() or out.is_symlink():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name[-8:]}"
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old is not None:   # put the previous output back where it was
-                os.replace(old, out)
-            raise
-        if old is not None:
-            remove_own_outputs(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- writer
@@ -483,16 +279,7 @@ def write_derivatives(
     params = dict(params or {})
 
     with atomic_output_dir(out, force=force) as root:
-        desc: dict[str, Any] = {
-            "Name": "trends_ivae: identifiable VAE decomposition",
-            "BIDSVersion": "1.8.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
-                             "Description": "identifiable VAE (nonlinear ICA) of fMRI"}],
-        }
-        if source:
-            desc["SourceDatasets"] = [{"URL": str(source)}]
-        _write_json(root / "dataset_description.json", desc)
+        write_dataset_description(root, sources=[str(source)] if source else [])
 
         group = root / "group"
         group.mkdir()

@@ -13,6 +13,8 @@ from typing import Any, Union
 import nibabel as nib
 import numpy as np
 
+from .errors import PrepareError
+
 logger = logging.getLogger(__name__)
 
 ImageLike = Union[str, Path, nib.spatialimages.SpatialImage]
@@ -27,10 +29,6 @@ __all__ = [
     "check_same_grid",
     "resolve_tr",
 ]
-
-
-class PrepareError(ValueError):
-    """Bad input to the prepare stage; the message names the file and the problem."""
 
 
 def image_name(img: Any) -> str:

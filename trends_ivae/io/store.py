@@ -26,24 +26,27 @@ tr, start, entities), ``tr``, ``parameters`` (JSON, incl. the cleaning settings)
 ``versions`` (JSON: package versions). Rows are ordered subject by subject, so a
 subject's rows are contiguous and can be read alone (:func:`read_subject`).
 
-Several discrete factors combined by ``concat`` (u is then their one-hot columns side
-by side, ``u_names`` ``"task=face"``, ...) have no ``u`` dataset: the columns are
-``u_factors`` with the factors' levels of ``aux``, and a dense ``(n, sum K_i)`` u, whose
-width grows with the cohort for per-run windows, is built only on demand
-(:meth:`PreparedData.dense_u`, :func:`~trends_ivae.io.auxiliary.onehot_columns`).
-Format 1 (the same layout, but with the dense ``u`` written for concatenated factors
-too) is still read; its dense ``u`` is then not loaded either.
+In memory u is one :class:`~trends_ivae.aux_variable.AuxVariable` (``PreparedData.u``);
+:meth:`~trends_ivae.aux_variable.AuxVariable.from_store` and ``store_arrays`` map it
+to and from these datasets and attributes. Several discrete factors combined by
+``concat`` (``u_kind`` 'continuous', ``u_names`` ``"task=face"``, ...) have no ``u``
+dataset: they are ``u_factors`` with the factors' levels of ``aux``, and a dense
+``(n, sum K_i)`` u, whose width grows with the cohort for per-run windows, is built
+only on demand (:meth:`PreparedData.dense_u`). Format 1 (the same layout, but with the
+dense ``u`` written for concatenated factors too) is still read; its dense ``u`` is
+then not loaded either.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from ..atomic import atomic_path
+from ..aux_variable import AuxVariable
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,6 +58,7 @@ __all__ = [
     "iter_subjects",
     "read_rows",
     "read_meta",
+    "read_aux",
     "n_rows",
     "package_versions",
 ]
@@ -87,12 +91,10 @@ class PreparedData:
     ----------
     x : ndarray, shape (n, d), float32
         Reduced data, all runs of all subjects concatenated (subject by subject).
-    u : ndarray, shape (n,) int64 or (n, p) float32
-        Auxiliary variable. For several factors combined by ``concat`` it may be given
-        as None (as :func:`read_prepared` and ``prepare`` do): the one-hot columns are
-        then not held, and reading ``u`` builds them from ``u_factors`` each time
-        (``n x sum K_i`` floats; see :meth:`dense_u` and :attr:`u_on_demand`). Code
-        that can use the factors should read ``u_factors`` instead.
+    u : AuxVariable
+        The auxiliary variable, one row per volume (discrete labels, discrete factors
+        held as their codes, or continuous columns); ``u_kind``, ``u_names``,
+        ``u_factors`` and :meth:`dense_u` are views of it.
     subject, run, volume : ndarray, shape (n,), int64
         Subject index, run index (into ``runs``) and volume index within the run.
     basis : ndarray, shape (n_voxels, d), float32
@@ -100,9 +102,6 @@ class PreparedData:
     voxel_mean : ndarray, shape (n_voxels,), float32
     mask : ndarray, 3-D uint8
     affine : ndarray, shape (4, 4)
-    u_kind : {'discrete', 'continuous'}
-    u_names : list of str
-        Level names (discrete) or column names (continuous).
     aux : dict
         The u spec: ``spec``, ``factors`` (name and levels), ``combine``, ``window``, ...
     subjects : list of str
@@ -118,12 +117,10 @@ class PreparedData:
     scale : ndarray, shape (d,)
         Whitening scale (ones when not whitened).
     singular_values : ndarray, shape (d,)
-    u_factors : ndarray, shape (n, n_factors), int64
-        Each factor's own labels.
     """
 
     x: np.ndarray
-    u: np.ndarray | None = field(repr=False)
+    u: AuxVariable = field(repr=False)
     subject: np.ndarray
     run: np.ndarray
     volume: np.ndarray
@@ -131,8 +128,6 @@ class PreparedData:
     voxel_mean: np.ndarray
     mask: np.ndarray
     affine: np.ndarray
-    u_kind: str
-    u_names: list
     aux: dict
     subjects: list
     runs: list
@@ -141,25 +136,23 @@ class PreparedData:
     versions: dict = field(default_factory=dict)
     scale: np.ndarray | None = None
     singular_values: np.ndarray | None = None
-    u_factors: np.ndarray | None = None
 
     def __post_init__(self):
         if self.scale is None:
             self.scale = np.ones(self.basis.shape[1], dtype=np.float32)
         if self.singular_values is None:
             self.singular_values = np.full(self.basis.shape[1], np.nan)
-        if self.u_factors is None:
-            self.u_factors = np.zeros((self.x.shape[0], 0), dtype=np.int64)
+        if not isinstance(self.u, AuxVariable):
+            raise TypeError(f"PreparedData.u must be an AuxVariable, got {type(self.u).__name__}")
+        if self.u.on_demand and not AuxVariable.stored_as_factors(
+                self.aux, "continuous", self.u.factor_codes.shape, self.u.names):
+            raise ValueError("PreparedData.u is factors, but aux does not say so: aux must have "
+                             "combine='concat' and u's factors (names and levels)")
         n = self.x.shape[0]
-        if self.u_on_demand and not _u_from_factors(self.aux, self.u_kind, self.u_factors, self.u_names):
-            raise ValueError("PreparedData.u is None, but u is not concatenated factors whose "
-                             "u_factors and aux['factors'] give its columns")
         for name in _ROW_DATASETS:
-            arr = self.__dict__["_u"] if name == "u" else getattr(self, name)
-            if arr is None:
-                continue
-            if arr.shape[0] != n:
-                raise ValueError(f"PreparedData.{name} has {arr.shape[0]} rows, x has {n}")
+            length = len(self.u) if name in ("u", "u_factors") else getattr(self, name).shape[0]
+            if length != n:
+                raise ValueError(f"PreparedData.{name} has {length} rows, x has {n}")
         if self.basis.shape[1] != self.x.shape[1]:
             raise ValueError(f"basis has {self.basis.shape[1]} columns, x has {self.x.shape[1]}")
         if int(self.mask.sum()) != self.basis.shape[0]:
@@ -200,25 +193,31 @@ class PreparedData:
         return np.asarray(self.singular_values, float) ** 2 / float(total)
 
     @property
+    def u_kind(self) -> str:
+        """The store's kind of u: ``"discrete"`` or ``"continuous"`` (also for concatenated factors)."""
+        return self.u.store_kind
+
+    @property
+    def u_names(self) -> list:
+        """Level names (discrete) or column names (continuous; ``"name=level"`` for factors)."""
+        return self.u.names
+
+    @property
+    def u_factors(self) -> np.ndarray:
+        """``(n, n_factors)`` int64: each factor's own level per volume."""
+        return self.u.factor_codes
+
+    @property
     def u_on_demand(self) -> bool:
-        """True when u (concatenated factors' one-hot columns) is not held but built from
-        ``u_factors`` on each read of ``u``."""
-        return self.__dict__.get("_u") is None
+        """True when u is concatenated factors held as their codes (the one-hot columns
+        are built by :meth:`dense_u` on each call)."""
+        return self.u.on_demand
 
     # -- access -----------------------------------------------------------
     def dense_u(self, rows=None) -> np.ndarray:
-        """u as an array, of all rows or of ``rows`` (anything that indexes rows).
-
-        The held u, or for concatenated factors held as ``u_factors`` only, their
-        one-hot columns built now (``len(rows) x sum K_i`` float32, in the order of
-        ``u_names``): for small data or blocks of rows.
-        """
-        u = self.__dict__.get("_u")
-        if u is not None:
-            return u if rows is None else u[rows]
-        from .auxiliary import onehot_columns
-
-        return onehot_columns(self.u_factors, self.aux["factors"], rows)
+        """u as an array, of all rows or of ``rows``
+        (:meth:`~trends_ivae.aux_variable.AuxVariable.dense`): for small data or blocks of rows."""
+        return self.u.dense(rows)
 
     def subject_rows(self, subject: int | str) -> np.ndarray:
         """Row indices of one subject (index or label)."""
@@ -226,15 +225,7 @@ class PreparedData:
         return np.flatnonzero(self.subject == idx)
 
     def _subject_index(self, subject: int | str) -> int:
-        if isinstance(subject, (int, np.integer)):
-            if not 0 <= subject < self.n_subjects:
-                raise IndexError(f"subject index {subject} out of range (0..{self.n_subjects - 1})")
-            return int(subject)
-        label = str(subject)
-        label = label[4:] if label.startswith("sub-") else label
-        if label not in self.subjects:
-            raise KeyError(f"no subject {subject!r}; known: {self.subjects}")
-        return self.subjects.index(label)
+        return _subject_index(self.subjects, subject)
 
     def mask_img(self):
         """The mask as a nibabel image."""
@@ -249,42 +240,22 @@ class PreparedData:
         return reconstruct(self.x if x is None else x, self.basis, self.voxel_mean, self.scale)
 
 
-def _get_u(self) -> np.ndarray:
-    return self.dense_u()
-
-
-def _set_u(self, value) -> None:
-    self.__dict__["_u"] = value
-
-
-# A property over the dataclass field (set after the class is made, so that the field
-# keeps no default and ``PreparedData(x=..., u=..., ...)`` is unchanged).
-PreparedData.u = property(_get_u, _set_u, doc="The auxiliary variable (see the class docstring).")
-
-
-def _u_from_factors(aux: dict | None, u_kind: str, u_factors, u_names) -> bool:
-    """True when u is concatenated factors whose one-hot columns ``u_factors`` and the
-    factors' levels in ``aux`` give (in the order of ``u_names``): then u is not stored."""
-    from .auxiliary import concat_factors, onehot_names
-
-    if not concat_factors(aux, u_kind):
-        return False
-    factors = aux["factors"]
-    if u_factors is None or len(u_factors.shape) != 2 or u_factors.shape[1] != len(factors):
-        return False
-    return list(map(str, u_names)) == onehot_names(factors)
+def _subject_index(subjects: list, subject: int | str, where: str = "") -> int:
+    """The index of ``subject`` (an index, or a label with or without ``sub-``) among ``subjects``."""
+    if isinstance(subject, (int, np.integer)):
+        if not 0 <= subject < len(subjects):
+            raise IndexError(f"subject index {subject} out of range (0..{len(subjects) - 1})")
+        return int(subject)
+    label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
+    if label not in subjects:
+        raise KeyError(f"no subject {subject!r}{where}; known: {subjects}")
+    return subjects.index(label)
 
 
 def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    return obj.tolist() if isinstance(obj, np.ndarray) else str(obj)
 
 
 def _dumps(obj) -> str:
@@ -312,53 +283,41 @@ def write_prepared(path: str | Path, data: PreparedData, *, overwrite: bool = Fa
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--force) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            n = data.n_samples
-            row_chunk = max(1, min(n, 8192))
-            opts = dict(compression="gzip", compression_opts=compression_level, shuffle=True)
-            factors_only = _u_from_factors(data.aux, data.u_kind, data.u_factors, data.u_names)
-            for name in _ROW_DATASETS:
-                if name == "u" and factors_only:   # concatenated factors: u_factors holds them
-                    continue
-                arr = np.asarray(data.__dict__["_u"] if name == "u" else getattr(data, name))
-                if name == "x":
-                    arr = arr.astype(np.float32)
-                elif name == "u":
-                    arr = arr.astype(np.int64 if data.u_kind == "discrete" else np.float32)
-                else:
-                    arr = arr.astype(np.int64)
-                chunks = (row_chunk,) + arr.shape[1:] if arr.size else None
-                if arr.ndim == 2 and arr.shape[1] == 0:
-                    f.create_dataset(name, data=arr)
-                else:
-                    f.create_dataset(name, data=arr, chunks=chunks, **opts)
-            nv, d = data.basis.shape
-            f.create_dataset("basis", data=np.asarray(data.basis, np.float32),
-                             chunks=(max(1, min(nv, 16384)), d), **opts)
-            f.create_dataset("voxel_mean", data=np.asarray(data.voxel_mean, np.float32), **opts)
-            f.create_dataset("scale", data=np.asarray(data.scale, np.float32))
-            f.create_dataset("singular_values", data=np.asarray(data.singular_values, np.float64))
-            f.create_dataset("mask", data=np.asarray(data.mask, np.uint8), **opts)
-            f.create_dataset("affine", data=np.asarray(data.affine, np.float64))
-            a = f.attrs
-            a["format_version"] = FORMAT_VERSION
-            a["u_kind"] = data.u_kind
-            a["u_names"] = _dumps(list(map(str, data.u_names)))
-            a["aux"] = _dumps(data.aux)
-            a["subjects"] = _dumps(list(map(str, data.subjects)))
-            a["runs"] = _dumps(data.runs)
-            a["tr"] = float(data.tr)
-            a["parameters"] = _dumps(data.parameters)
-            a["versions"] = _dumps(data.versions or package_versions())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    stored = data.u.store_arrays()   # no "u" for concatenated factors: u_factors holds them
+    with atomic_path(path, suffix=".tmp.h5") as tmp, h5py.File(tmp, "w") as f:
+        n = data.n_samples
+        row_chunk = max(1, min(n, 8192))
+        opts = dict(compression="gzip", compression_opts=compression_level, shuffle=True)
+        for name in _ROW_DATASETS:
+            arr = stored[name] if name in stored else getattr(data, name)
+            if arr is None:
+                continue
+            arr = np.asarray(arr)   # u: int64 labels or float32 columns, as AuxVariable holds them
+            if name != "u":
+                arr = arr.astype(np.float32 if name == "x" else np.int64)
+            chunks = (row_chunk,) + arr.shape[1:] if arr.size else None
+            if arr.ndim == 2 and arr.shape[1] == 0:
+                f.create_dataset(name, data=arr)
+            else:
+                f.create_dataset(name, data=arr, chunks=chunks, **opts)
+        nv, d = data.basis.shape
+        f.create_dataset("basis", data=np.asarray(data.basis, np.float32),
+                         chunks=(max(1, min(nv, 16384)), d), **opts)
+        f.create_dataset("voxel_mean", data=np.asarray(data.voxel_mean, np.float32), **opts)
+        f.create_dataset("scale", data=np.asarray(data.scale, np.float32))
+        f.create_dataset("singular_values", data=np.asarray(data.singular_values, np.float64))
+        f.create_dataset("mask", data=np.asarray(data.mask, np.uint8), **opts)
+        f.create_dataset("affine", data=np.asarray(data.affine, np.float64))
+        a = f.attrs
+        a["format_version"] = FORMAT_VERSION
+        a["u_kind"] = data.u_kind
+        a["u_names"] = _dumps(list(map(str, data.u_names)))
+        a["aux"] = _dumps(data.aux)
+        a["subjects"] = _dumps(list(map(str, data.subjects)))
+        a["runs"] = _dumps(data.runs)
+        a["tr"] = float(data.tr)
+        a["parameters"] = _dumps(data.parameters)
+        a["versions"] = _dumps(data.versions or package_versions())
     return path
 
 
@@ -386,39 +345,42 @@ def _meta(f) -> dict:
     )
 
 
-def _factors_only(f, meta: dict | None = None) -> bool:
+def _factors_only(f, meta: dict) -> bool:
     """True when the file's u is concatenated factors given by ``u_factors`` (the dense
     ``u``, absent from format 2, is then neither read nor needed)."""
-    meta = _meta(f) if meta is None else meta
-    factors_only = _u_from_factors(meta["aux"], meta["u_kind"], f["u_factors"], meta["u_names"])
+    factors_only = AuxVariable.stored_as_factors(meta["aux"], meta["u_kind"], f["u_factors"].shape, meta["u_names"])
     if not factors_only and "u" not in f:
         raise ValueError(f"{f.filename!r} has no dataset 'u' and its u is not concatenated factors")
     return factors_only
 
 
-def _read_u(f, start: int, stop: int, step: int, factors_only: bool, meta: dict) -> np.ndarray:
-    if not factors_only:
-        return f["u"][start:stop:step]
-    from .auxiliary import onehot_columns
-
-    return onehot_columns(f["u_factors"][start:stop:step], meta["aux"]["factors"])
+def _aux_rows(f, meta: dict, rows: slice = slice(None)) -> AuxVariable:
+    """u of the rows ``rows`` of an open file."""
+    u = None if _factors_only(f, meta) else f["u"][rows]
+    return AuxVariable.from_store(u, meta["u_kind"], meta["u_names"], meta["aux"], f["u_factors"][rows])
 
 
 def read_prepared(path: str | Path) -> PreparedData:
     """Read a whole ``prepared.h5`` written by :func:`write_prepared` (format 1 or 2).
 
-    Concatenated factors' u is not read (format 1 stored it dense): ``u`` of the result
-    is then built on demand from ``u_factors`` (:attr:`PreparedData.u_on_demand`).
+    Concatenated factors' u is read as their codes (format 1 stored it dense too; that
+    is not read): ``u`` of the result is an ``AuxVariable`` of kind ``"factors"``.
     """
     with _open(path) as f:
         meta = _meta(f)
-        factors_only = _factors_only(f, meta)
-        arrays = {name: f[name][()] for name in _ROW_DATASETS if not (name == "u" and factors_only)}
-        if factors_only:
-            arrays["u"] = None
+        arrays = {name: f[name][()] for name in _ROW_DATASETS if name not in ("u", "u_factors")}
+        arrays["u"] = _aux_rows(f, meta)
         for name in ("basis", "voxel_mean", "scale", "singular_values", "mask", "affine"):
             arrays[name] = f[name][()]
+        meta = {k: v for k, v in meta.items() if k not in ("u_kind", "u_names")}
         return PreparedData(**arrays, **meta)
+
+
+def read_aux(path: str | Path, rows: slice = slice(None)) -> AuxVariable:
+    """u of the rows ``rows`` (a slice, possibly strided) of a prepared file, as an
+    ``AuxVariable`` (concatenated factors as their codes), without reading ``x``."""
+    with _open(path) as f:
+        return _aux_rows(f, _meta(f), rows)
 
 
 def read_subject(path: str | Path, subject: int | str) -> dict:
@@ -433,21 +395,12 @@ def read_subject(path: str | Path, subject: int | str) -> dict:
     """
     with _open(path) as f:
         subjects = json.loads(f.attrs["subjects"])
-        if isinstance(subject, (int, np.integer)):
-            idx = int(subject)
-            if not 0 <= idx < len(subjects):
-                raise IndexError(f"subject index {idx} out of range (0..{len(subjects) - 1})")
-        else:
-            label = str(subject)[4:] if str(subject).startswith("sub-") else str(subject)
-            if label not in subjects:
-                raise KeyError(f"no subject {subject!r} in {str(path)!r}; known: {subjects}")
-            idx = subjects.index(label)
+        idx = _subject_index(subjects, subject, f" in {str(path)!r}")
         runs = [r for r in json.loads(f.attrs["runs"]) if r["subject_index"] == idx]
         start = min(r["start"] for r in runs)
         stop = max(r["start"] + r["n_volumes"] for r in runs)
         meta = _meta(f)
-        factors_only = _factors_only(f, meta)
-        out = {name: (_read_u(f, start, stop, 1, factors_only, meta) if name == "u" else f[name][start:stop])
+        out = {name: (_aux_rows(f, meta, slice(start, stop)).dense() if name == "u" else f[name][start:stop])
                for name in _ROW_DATASETS if name != "subject"}
     out.update(subject=subjects[idx], index=idx)
     return out
@@ -482,7 +435,7 @@ def read_rows(path: str | Path, rows: slice,
     (:func:`trends_ivae.distributed.row_share`): only those rows are kept in memory.
     For concatenated factors ``"u"`` is their one-hot columns built from these rows'
     ``u_factors`` (rows x all the levels): ask for ``"u_factors"`` instead where the
-    factors do (``fit --distributed`` does).
+    factors do, or :func:`read_aux` (``fit --distributed`` does).
     """
     with _open(path) as f:
         n = int(f["x"].shape[0])
@@ -493,6 +446,5 @@ def read_rows(path: str | Path, rows: slice,
         if unknown:
             raise KeyError(f"not row datasets: {unknown}; known: {list(_ROW_DATASETS)}")
         meta = _meta(f) if "u" in names else None
-        factors_only = "u" in names and _factors_only(f, meta)
-        return {k: (_read_u(f, start, stop, step, factors_only, meta) if k == "u" else f[k][start:stop:step])
+        return {k: (_aux_rows(f, meta, slice(start, stop, step)).dense() if k == "u" else f[k][start:stop:step])
                 for k in names}

@@ -118,30 +118,49 @@ class IVAEConfig(DictConfig):
 class TrainConfig(DictConfig):
     """How one restart is trained.
 
+    A checkpoint or model file stores it as a dict (:meth:`to_dict`); :meth:`from_dict`
+    ignores keys it does not know, such as ``kl_start`` and ``entropy_start`` of files
+    written before those (inactive) options were removed.
+
     Attributes
     ----------
     max_epochs : int
-        Upper bound on passes over the training split.
+        Upper bound on passes over the training split; the learning-rate schedule
+        spans ``max_epochs`` epochs even when training stops earlier.
     batch_size : int
-        Mini-batch size; indices are drawn on the device.
+        Mini-batch size (at most the training split's size); the batch indices are
+        drawn on the device, and an epoch is ``n_train // batch_size`` batches.
     lr : float
-        Peak Adam learning rate (cosine decay to ``lr * lr_final_ratio``).
+        Peak Adam learning rate: a linear warm-up over the first ``min(200,
+        max(1, total_steps // 50))`` steps, then a cosine decay to ``lr * lr_final_ratio``.
+    lr_final_ratio : float
+        The learning rate at the last step, as a fraction of ``lr``.
     warmup_frac : float
-        Fraction of the steps over which the KL weight and the decoder variance are
-        annealed (KL weight from ``kl_start`` to 1, decoder variance from
-        ``decoder_var_start`` to the model's ``decoder_var``).
+        Fraction of all steps over which the decoder variance is annealed from
+        ``decoder_var_start`` to the model's ``decoder_var``; during it every epoch
+        counts as an improvement (no early stopping, the latest state is the best).
+    decoder_var_start : float or None
+        Observation-noise variance at the first step (None: the model's own from the
+        start). Ignored when the model learns its variance (``decoder_var=None``).
     val_frac : float
-        Held-out fraction for early stopping and for choosing between restarts.
+        Held-out fraction for early stopping and for choosing between restarts (0: no
+        split; the training ELBO is used instead).
     patience : int
         Epochs without improvement of the held-out ELBO (after the warm-up) before
         stopping.
     grad_clip : float
-        Maximum gradient norm.
+        Maximum norm of the gradient of all parameters together.
+    weight_decay : float
+        Adam's L2 penalty.
     amp : bool
-        bfloat16 autocast on CUDA.
+        bfloat16 autocast on CUDA (ignored on other devices).
+    eval_batch_size : int
+        Rows per forward pass when evaluating the held-out ELBO (memory only; the
+        value does not depend on it).
     n_iwae : int
         Importance samples of the training bound (1: the ELBO with an analytical KL;
-        K > 1: the importance-weighted bound, see :meth:`IVAEModel.iwae`).
+        K > 1: the importance-weighted bound, see :meth:`IVAEModel.iwae`). The
+        held-out criterion is the ELBO either way.
     """
 
     max_epochs: int = 80
@@ -149,8 +168,6 @@ class TrainConfig(DictConfig):
     lr: float = 5e-3
     lr_final_ratio: float = 0.05
     warmup_frac: float = 0.3
-    kl_start: float = 1.0
-    entropy_start: float = 1.0
     decoder_var_start: float | None = 1e-2
     val_frac: float = 0.1
     patience: int = 30

@@ -20,7 +20,8 @@ import torch
 from .config import DictConfig
 from .flow import FlowConfig, FlowModel
 from .priors import init_lookup_prior
-from .train import _lr_lambda, _Progress, make_generator, split_indices
+from .progress import Progress
+from .train import _lr_lambda, make_generator, split_indices
 
 __all__ = ["FlowTrainConfig", "FlowResult", "train_flow"]
 
@@ -83,7 +84,7 @@ def _mean_loglik(model: FlowModel, X: torch.Tensor, U: torch.Tensor, idx: torch.
 
 def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: torch.Tensor, U: torch.Tensor,
            train_idx: torch.Tensor, val_idx: torch.Tensor, gen: torch.Generator, state: dict,
-           progress: _Progress, deadline: float | None, splines: bool = True) -> bool:
+           progress: Progress, deadline: float | None, splines: bool = True) -> bool:
     """Train ``params`` for ``epochs``; keep the best held-out state in ``state``.
     ``splines=False``: the splines are the identity and stay so (not in ``params``), so
     the model is evaluated without them. Returns False when the loss became non-finite."""
@@ -153,7 +154,7 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
     gen = make_generator(device, seed + 1)
     state = {"epoch": 0, "best": -math.inf, "best_state": None, "history": {"train_elbo": [], "val_elbo": []}}
     deadline = None if max_seconds is None else t0 + max_seconds
-    progress = _Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset)
+    progress = Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset)
     linear = [model.unmixing, model.offset, *model.prior.parameters()]
     linear_epochs = tc.linear_epochs + (0 if config.transforms else tc.max_epochs)
     ok = _phase(model, linear, tc, linear_epochs, X, U, train_idx, val_idx, gen, state, progress, deadline,

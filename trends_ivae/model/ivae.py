@@ -26,10 +26,10 @@ then loses ``½ (Σ_i log (JᵀJ)_ii − log det JᵀJ)`` nats per sample (Hadam
 inequality), which is zero only when the columns of J are orthogonal. The ELBO with
 a diagonal q therefore rewards decoders with orthogonal Jacobian columns rather
 than the true mixing ("VAEs pursue PCA directions by accident", Rolinek et al.
-2019). On the paper's synthetic setting this gap is 5–6 nats per sample at the true
-sources, more than the whole difference between the true log-likelihood and the
-ELBO that training reaches, so the plain diagonal ELBO prefers wrong sources (MCC
-0.5–0.7). With a full Σ the ELBO is tight in this limit and its maximiser is the
+2019); on the paper's synthetic setting the gap at the true sources is larger than
+the whole gap between the true log-likelihood and the ELBO that training reaches, so
+the plain diagonal ELBO prefers wrong sources (figures in docs/benchmarks.md). With a
+full Σ the ELBO is tight in this limit and its maximiser is the
 maximum-likelihood iVAE, which the identifiability theorem is about. The cost is
 n(n-1)/2 extra encoder outputs and a triangular product per sample.
 """
@@ -172,14 +172,11 @@ class IVAEModel(nn.Module):
     def elbo_terms(self, x: torch.Tensor, u: torch.Tensor, *,
                    generator: torch.Generator | None = None,
                    decoder_logvar: torch.Tensor | None = None,
-                   entropy_weight: float = 1.0,
                    eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction log-likelihood (B,) and KL (B,) from one reparameterised sample.
 
-        ``decoder_logvar`` overrides the model's observation log-variance and
-        ``entropy_weight`` scales the posterior entropy H(q) inside the KL
-        (``KL + (1 - w) H(q)``); both serve annealing and leave the ELBO unchanged
-        at their defaults. ``eps`` (B, n): the standard normal noise of the
+        ``decoder_logvar`` overrides the model's observation log-variance (the
+        training's variance anneal). ``eps`` (B, n): the standard normal noise of the
         reparameterisation, drawn by the caller (default: drawn here with ``generator``).
         """
         mu, logvar, offdiag = self.encode_full(x, u)             # (B, n), (B, n), (B, n(n-1)/2)
@@ -195,9 +192,6 @@ class IVAEModel(nn.Module):
             kl = (self.prior.cross_entropy_from_gaussian(mu, marg_var, u, z)
                   - 0.5 * (_LOG_2PI + 1.0 + logvar)).sum(-1)
         log_px = self._log_px(x, z, decoder_logvar)
-        if entropy_weight != 1.0:
-            entropy = 0.5 * (_LOG_2PI + 1.0 + logvar).sum(-1)     # log det Σ = Σ_i logvar_i
-            kl = kl + (1.0 - entropy_weight) * entropy
         return log_px, kl
 
     def iwae(self, x: torch.Tensor, u: torch.Tensor, n_samples: int, *,

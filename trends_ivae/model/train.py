@@ -1,27 +1,35 @@
-"""Training: device choice, one restart, several restarts, checkpoints.
+"""Training: device choice, one restart, several restarts.
 
-This module owns the device, the seeds, autocast and the checkpoint
-``{model, optimizer, scheduler, config, train_config, step, ...}``, as nanoGPT's
-``train.py`` does. The whole dataset lives on the device as one tensor and
-mini-batch indices are drawn there with a device generator: no DataLoader.
+This module owns the device, the seeds, autocast and the training loop, as nanoGPT's
+``train.py`` does. A restart's live state is one :class:`~.checkpoint.TrainState`
+(saved and restored whole, :mod:`.checkpoint`); its mini-batches come from
+:class:`~.batches.EpochBatches` (the dataset on the device as one tensor, indices
+drawn there with a device generator, or streamed in chunks). The process group, if
+any, is the explicit ``comm`` argument (:mod:`.comm`).
 """
 from __future__ import annotations
 
 import copy
-import itertools
+import functools
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
+from .batches import EpochBatches, take_rows
+from .checkpoint import CheckpointError, TrainState, load_checkpoint, save_checkpoint
+from .comm import SINGLE_PROCESS, Comm
 from .config import IVAEConfig, TrainConfig
 from .ivae import IVAEModel
+from .progress import Progress
+
+__all__ = ["resolve_device", "make_generator", "split_indices", "TrainResult", "evaluate_elbo",
+           "train_model", "fit_restarts", "CheckpointError", "load_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,15 +105,14 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_elbo(model: IVAEModel, X, U, idx: torch.Tensor, batch_size: int, seed: int = 0,
-                  comm=None) -> float:
+def evaluate_elbo(model: IVAEModel, X: Any, U: torch.Tensor, idx: torch.Tensor, batch_size: int, seed: int = 0,
+                  comm: Comm = SINGLE_PROCESS) -> float:
     """Mean ELBO per sample over the global rows ``idx`` (one posterior sample, fixed seed).
 
     With ``comm`` (a distributed fit) ``idx`` holds global row numbers; this rank
     evaluates the ones it holds with the noise a single process would draw for them,
     and the sum is taken over ranks: the same figure as one process on all rows.
     """
-    comm = _SingleProcess() if comm is None else comm
     model.eval()
     dev = next(model.parameters()).device   # X, U may live on the host (streamed training)
     g = make_generator(dev, seed)
@@ -118,68 +125,10 @@ def evaluate_elbo(model: IVAEModel, X, U, idx: torch.Tensor, batch_size: int, se
             mine = comm.owns(rows)
             rows, eps = comm.local_rows(rows[mine]), eps[mine.to(dev)]
         if rows.numel():
-            xu = _take_rows(X, U, rows)
+            xu = take_rows(X, U, rows)
             total += float(model.elbo(xu[0].to(dev), xu[1].to(dev), eps=eps).double().sum())
     model.train()
     return comm.sum(total) / max(idx.numel(), 1)
-
-
-def _take_rows(X, U, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows ``rows`` of ``X`` and ``U``: tensors are indexed, row sources read (sorted) and reordered."""
-    if isinstance(X, torch.Tensor):
-        r = rows.to(X.device)
-        return X[r], U[r.to(U.device)]
-    import numpy as np
-
-    r = rows.cpu().numpy()
-    order = np.argsort(r, kind="stable")
-    xs = torch.as_tensor(np.asarray(X[r[order]], dtype=np.float32))
-    x = torch.empty_like(xs)
-    x[torch.as_tensor(order)] = xs
-    return x, U[rows.to(U.device)]
-
-
-class _Progress:
-    """Training progress on stderr, off when ``verbose`` is 0 or less.
-
-    On a terminal a tqdm bar (epochs, with the ELBOs); elsewhere (logs) plain lines: the
-    last epoch of each restart, every epoch with ``verbose > 1``, and the outcome.
-    """
-
-    def __init__(self, verbose: int, desc: str, total: int, offset: float = 0.0) -> None:
-        # offset: added to every ELBO shown, so that it reads in the data's units (per volume)
-        self.verbose, self.desc, self.total, self.offset = verbose, desc, total, offset
-        self.tty = sys.stderr.isatty()
-        self.bar = None
-        if self.verbose > 0 and self.tty:
-            import shutil
-
-            from tqdm import tqdm
-
-            cols, rows = shutil.get_terminal_size()   # 80 x 24 where a terminal reports 0 x 0
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, leave=True,
-                            ncols=cols, nrows=rows)
-
-    def update(self, epoch: int, train: float, val: float) -> None:
-        if self.verbose <= 0:
-            return
-        elbo = f"ELBO per volume train {train + self.offset:.3f} val {val + self.offset:.3f}"
-        if self.bar is not None:
-            self.bar.set_postfix_str(elbo, refresh=False)
-            self.bar.update(epoch - self.bar.n)
-        elif self.verbose > 1 or epoch == self.total:
-            sys.stderr.write(f"{self.desc} epoch {epoch}/{self.total} {elbo}\n")
-            sys.stderr.flush()
-
-    def close(self, message: str = "") -> None:
-        if self.verbose <= 0:
-            return
-        if self.bar is not None:
-            self.bar.set_postfix_str(message, refresh=False)
-            self.bar.close()
-        else:
-            sys.stderr.write(f"{self.desc} {message}\n")
-            sys.stderr.flush()
 
 
 def _make_adam(model: IVAEModel, tc: TrainConfig) -> torch.optim.Adam:
@@ -199,54 +148,98 @@ def _lr_lambda(total_steps: int, final_ratio: float, warm: int) -> Callable[[int
     return f
 
 
-class _SingleProcess:
-    """The collectives of a one-process group (identities): the default ``comm``.
-
-    A distributed fit passes :class:`trends_ivae.distributed.Comm` instead (same
-    methods); this module never imports ``torch.distributed`` itself.
-    """
-
-    rank, world, active = 0, 1, False
-
-    def objective(self, model):
-        return lambda method, *a, **kw: getattr(model, method)(*a, **kw)
-
-    def sum(self, value) -> float:
-        return float(value)
-
-    def any(self, flag: bool) -> bool:
-        return bool(flag)
-
-    def gather(self, obj) -> list:
-        return [obj]
-
-    def owns(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(rows, dtype=torch.bool)
-
-    def local_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows
+def _new_state(model_config: IVAEConfig, tc: TrainConfig, seed: int, device: torch.device,
+               total_steps: int, init: Callable[[IVAEModel], None] | None) -> TrainState:
+    """A fresh restart: weights from ``seed``, optimiser, schedule and the batch generator."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = IVAEModel(model_config).to(device)
+    if init is not None:
+        init(model)
+    opt = _make_adam(model, tc)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
+    return TrainState(model=model, optimizer=opt, scheduler=sched, generator=make_generator(device, seed + 1),
+                      model_config=model_config, train_config=tc, seed=seed)
 
 
-def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
-                U: torch.Tensor, *, seed: int, split_seed: int | None = None,
-                verbose: int = 0, desc: str = "iVAE",
+class _DecoderVarianceAnneal:
+    """The decoder's log-variance at each step: linear in the step from ``log(decoder_var_start)``
+    to the model's fixed value over the ``warm_steps`` warm-up steps; None (the model's own)
+    when there is nothing to anneal (no start value, or a learned variance)."""
+
+    def __init__(self, model: IVAEModel, tc: TrainConfig, warm_steps: int) -> None:
+        self.target = model.decoder_logvar.detach().clone()   # the fresh model's: a fixed variance is a buffer
+        self.start = None
+        if tc.decoder_var_start is not None and model.config.decoder_var is not None:
+            self.start = torch.full_like(self.target, math.log(tc.decoder_var_start))
+        self.warm_steps = warm_steps
+
+    def __call__(self, step: int) -> torch.Tensor | None:
+        if self.start is None:
+            return None
+        frac = min(1.0, step / self.warm_steps) if self.warm_steps > 0 else 1.0
+        return self.start + (self.target - self.start) * frac
+
+
+def _train_epoch(state: TrainState, batches: EpochBatches, objective: Callable[..., Any],
+                 anneal: _DecoderVarianceAnneal, scale: float, device: torch.device) -> torch.Tensor:
+    """One pass over the training batches: an optimiser step per batch; the summed bound (float64)."""
+    tc, model, opt, gen = state.train_config, state.model, state.optimizer, state.generator
+    use_amp = tc.amp and device.type == "cuda"
+    eps_shape = ((tc.n_iwae,) if tc.n_iwae > 1 else ()) + (batches.batch_size, state.model_config.n_components)
+    params = [p for p in model.parameters() if p.requires_grad]
+    epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for batch in batches.epoch(gen):   # the epoch's permutation comes first from ``gen``, then each batch's noise
+        eps = torch.randn(eps_shape, generator=gen, device=device)
+        if batch.mine is not None:
+            eps = eps[..., batch.mine, :]
+        dec_logvar = anneal(state.step)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            if tc.n_iwae > 1:
+                bound = objective("iwae", batch.x, batch.u, tc.n_iwae, eps=eps, decoder_logvar=dec_logvar)
+                loss = -bound.sum() * scale
+            else:
+                log_px, kl = objective("elbo_terms", batch.x, batch.u, eps=eps, decoder_logvar=dec_logvar)
+                elbo = log_px - kl
+                bound = elbo.detach()
+                loss = -elbo.sum() * scale
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
+        opt.step()
+        state.scheduler.step()
+        state.step += 1
+        epoch_sum += bound.detach().sum().double()
+    return epoch_sum
+
+
+def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: torch.Tensor, *,
+                seed: int, split_seed: int | None = None, verbose: int = 0, desc: str = "iVAE",
                 checkpoint_path: str | os.PathLike | None = None,
                 max_seconds: float | None = None, stop_epoch: int | None = None,
-                resume: dict | None = None, comm=None, stream_rows: int | None = None,
+                resume: dict | None = None, comm: Comm = SINGLE_PROCESS, stream_rows: int | None = None,
                 device: str | torch.device | None = None,
                 init: Callable[[IVAEModel], None] | None = None, elbo_offset: float = 0.0) -> TrainResult:
-    """Train one restart on device-resident ``X`` (N, d) and ``U`` (N, m).
+    """Train one restart on ``X`` (N, d) and ``U`` (N, m), by default resident on the device.
 
     Parameters
     ----------
+    model_config, train_config : IVAEConfig, TrainConfig
+        The model to build and how to train it.
+    X, U : tensor
+        The (standardised) rows and u's layout (level indices or continuous columns).
     seed : int
         Seeds the initial weights, the mini-batch order and the reparameterisation noise.
     split_seed : int, optional
         Seeds the train / validation split (default: ``seed``); restarts share it so
         that their held-out ELBOs are comparable.
+    verbose : int
+        Progress on stderr (0: none), labelled ``desc``.
     checkpoint_path : path, optional
-        Written atomically after every epoch; when it exists at the start, training
-        resumes from it and finishes as an uninterrupted run would.
+        Written atomically after every epoch (:func:`~.checkpoint.save_checkpoint`); when
+        it exists at the start, training resumes from it and finishes as an
+        uninterrupted run would.
     max_seconds : float, optional
         Stop after this much wall time (the best state so far is kept).
     stop_epoch : int, optional
@@ -255,23 +248,23 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
         best state so far.
     resume : dict, optional
         A ``resume_state`` to continue from (a checkpoint file, when it exists, wins).
-    comm : trends_ivae.distributed.Comm, optional
-        The process group of a distributed fit. ``X``, ``U`` are then this rank's rows,
-        every ``world``-th row of the data (:func:`trends_ivae.distributed.row_share`).
-        Every rank draws the same global split, batch order and noise as one process
-        would (one generator, same seed on every rank), computes the objective of the
-        rows of each global batch that it holds, scaled so that DDP's averaged
-        gradient is the one-process gradient of the whole batch; ELBOs are summed over
-        ranks, and rank 0 alone writes the checkpoint. The result is the one-process
-        fit, up to floating-point summation order. Default: one process.
+    comm : Comm
+        The process group (:mod:`.comm`; default one process). In a distributed fit
+        ``X``, ``U`` are this rank's rows, every ``world``-th row of the data
+        (:func:`trends_ivae.distributed.row_share`). Every rank draws the same global
+        split, batch order and noise as one process would (one generator, same seed on
+        every rank), computes the objective of the rows of each global batch that it
+        holds, scaled so that DDP's averaged gradient is the one-process gradient of the
+        whole batch; ELBOs are summed over ranks, and rank 0 alone writes the
+        checkpoint. The result is the one-process fit, up to floating-point summation
+        order.
     stream_rows : int, optional
         Streamed training, for data larger than the device's memory: ``X`` and ``U``
         stay where they are and each epoch's rows go to ``device`` in chunks of about
         this many rows (whole batches). ``X`` may then also be a row source that is not
         in memory at all, e.g. an ``h5py.Dataset`` (each chunk's rows are read in
-        increasing order). Default: one gather per epoch on the device holding ``X``.
-        The batches, and so the results, are the same either way (same device, same
-        seed).
+        increasing order). The batches, and so the results, are the same as without it
+        (same device, same seed).
     device : torch.device, optional
         Where to train (default: ``X.device``); with ``stream_rows``, the device the
         chunks go to.
@@ -281,8 +274,18 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     elbo_offset : float
         Added to the ELBOs the progress display shows (e.g. ``-sum(log scale)`` of a
         standardisation, so that they read in the data's units as the results do).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        ``X`` is not a tensor without ``stream_rows``, or a rank's rows are not its share.
+    CheckpointError
+        ``checkpoint_path`` exists but is not a checkpoint of this model.
     """
-    comm = _SingleProcess() if comm is None else comm
     tc = train_config
     device = X.device if device is None and isinstance(X, torch.Tensor) else torch.device(device or "cpu")
     if not isinstance(X, torch.Tensor) and stream_rows is None:
@@ -296,114 +299,33 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
     # the split, the batches and the noise are drawn over all rows, identically on every rank
     train_idx, val_idx = split_indices(n_all, tc.val_frac,
                                        seed if split_seed is None else split_seed, device)
-    n_train = train_idx.numel()
-    batch_size = min(tc.batch_size, n_train)
-    steps_per_epoch = max(1, n_train // batch_size)
-    total_steps = tc.max_epochs * steps_per_epoch
+    batches = EpochBatches(X, U, train_idx, min(tc.batch_size, train_idx.numel()), device, comm=comm,
+                           stream_rows=stream_rows)
+    total_steps = tc.max_epochs * batches.steps
     warm_steps = int(tc.warmup_frac * total_steps)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = IVAEModel(model_config).to(device)
-    if init is not None:
-        init(model)
-    opt = _make_adam(model, tc)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
-    gen = make_generator(device, seed + 1)
-    target_logvar = model.decoder_logvar.detach().clone()
-    start_logvar = None
-    if tc.decoder_var_start is not None and model_config.decoder_var is not None:
-        start_logvar = torch.full_like(target_logvar, math.log(tc.decoder_var_start))
-
-    history: dict[str, list[float]] = {"train_elbo": [], "val_elbo": []}
-    best_val, best_state, bad_epochs, epoch, step = -math.inf, None, 0, 0, 0
+    state = _new_state(model_config, tc, seed, device, total_steps, init)
+    anneal = _DecoderVarianceAnneal(state.model, tc, warm_steps)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, device, model_config)
-    elif resume is not None:
-        state = resume
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        g_state = state["generator"]
-        gen.set_state(g_state.cpu() if device.type == "cpu" else g_state)
-        history, epoch, step = state["history"], state["epoch"], state["step"]
-        best_val, bad_epochs = state["best_val"], state["bad_epochs"]
-        best_state = state["best_state"]
-        logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", epoch)
+    saved = load_checkpoint(ckpt, device, model_config) if ckpt is not None and ckpt.exists() else resume
+    if saved is not None:
+        state.restore(saved, device)
+        logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", state.epoch)
 
-    use_amp = tc.amp and device.type == "cuda"
-    progress = _Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
+    model = state.model
+    progress = Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
     diverged = False
     model.train()
     objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
-    d = X.shape[1]
-    n_latent = model_config.n_components
-    streamed = stream_rows is not None
-    XU = torch.cat([X, U], dim=1) if not streamed else None   # one gather per epoch, then views
-    chunk_steps = steps_per_epoch if not streamed else max(1, int(stream_rows) // batch_size)
-    eps_shape = ((tc.n_iwae,) if tc.n_iwae > 1 else ()) + (batch_size, n_latent)
-    scale = comm.world / batch_size   # DDP averages over ranks: the gradient of the global batch mean
-    params = [p for p in model.parameters() if p.requires_grad]
+    scale = comm.world / batches.batch_size   # DDP averages over ranks: the gradient of the global batch mean
     end_epoch = tc.max_epochs if stop_epoch is None else min(tc.max_epochs, stop_epoch)
-    while epoch < end_epoch and bad_epochs < tc.patience:
-        perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
-        rows = perm[:steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
-        if comm.active:   # this rank's rows of every global batch, in batch order
-            mine = comm.owns(rows)
-            counts = mine.sum(1).tolist()
-            rows = comm.local_rows(rows[mine])
-        else:
-            mine, counts, rows = None, [batch_size] * steps_per_epoch, rows.reshape(-1)
-        offsets = [0, *itertools.accumulate(counts)]   # where each batch's rows start in ``rows``
-        epoch_sum = torch.zeros((), device=device, dtype=torch.float64)
-        annealed = warm_steps > 0 and step < warm_steps
-        for b in range(steps_per_epoch):
-            if b % chunk_steps == 0:   # the next chunk of this epoch's rows (resident: the whole epoch)
-                chunk = rows[offsets[b]:offsets[min(b + chunk_steps, steps_per_epoch)]]
-                if streamed:
-                    xc, uc = _take_rows(X, U, chunk)
-                    XUp = torch.cat([xc, uc.to(xc.dtype)], dim=1).to(device, non_blocking=True)
-                else:
-                    XUp = XU[chunk]
-                b0 = offsets[b]
-            xu = XUp[offsets[b] - b0:offsets[b + 1] - b0]
-            xb, ub = xu[:, :d], xu[:, d:]
-            eps = torch.randn(eps_shape, generator=gen, device=device)
-            if mine is not None:
-                eps = eps[..., mine[b], :]
-            kl_w, ent_w, dec_logvar = 1.0, 1.0, None
-            if annealed:
-                frac = min(1.0, step / warm_steps)
-                kl_w = tc.kl_start + (1.0 - tc.kl_start) * frac
-                ent_w = tc.entropy_start + (1.0 - tc.entropy_start) * frac
-            if start_logvar is not None:
-                frac = min(1.0, step / warm_steps) if warm_steps > 0 else 1.0
-                dec_logvar = start_logvar + (target_logvar - start_logvar) * frac
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                if tc.n_iwae > 1:
-                    bound = objective("iwae", xb, ub, tc.n_iwae, eps=eps, decoder_logvar=dec_logvar)
-                    loss = -bound.sum() * scale
-                else:
-                    log_px, kl = objective("elbo_terms", xb, ub, eps=eps, decoder_logvar=dec_logvar,
-                                           entropy_weight=ent_w)
-                    bound = (log_px - kl).detach()
-                    loss = -(log_px - kl_w * kl).sum() * scale
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
-            opt.step()
-            sched.step()
-            step += 1
-            epoch_sum += bound.detach().sum().double()
-        train_elbo = comm.sum(epoch_sum) / (steps_per_epoch * batch_size)
-        epoch += 1
+    while state.epoch < end_epoch and state.bad_epochs < tc.patience:
+        epoch_sum = _train_epoch(state, batches, objective, anneal, scale, device)
+        train_elbo = comm.sum(epoch_sum) / (batches.steps * batches.batch_size)
+        state.epoch += 1
         if not math.isfinite(train_elbo):
             diverged = True
-            logger.warning("%s diverged (non-finite ELBO) at epoch %d", desc, epoch)
+            logger.warning("%s diverged (non-finite ELBO) at epoch %d", desc, state.epoch)
             break
         if val_idx.numel():
             val_elbo = evaluate_elbo(model, X, U, val_idx, tc.eval_batch_size, seed=seed + 2, comm=comm)
@@ -411,171 +333,83 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Te
             val_elbo = train_elbo
         if not math.isfinite(val_elbo):
             diverged = True
-            logger.warning("%s diverged (non-finite held-out ELBO) at epoch %d", desc, epoch)
+            logger.warning("%s diverged (non-finite held-out ELBO) at epoch %d", desc, state.epoch)
             break
-        history["train_elbo"].append(train_elbo)
-        history["val_elbo"].append(val_elbo)
-        progress.update(epoch, train_elbo, val_elbo)
-        annealing = warm_steps > 0 and step < warm_steps
-        if val_elbo > best_val or annealing:
-            best_val, bad_epochs = val_elbo, 0
-            best_state = copy.deepcopy(model.state_dict())
+        state.history["train_elbo"].append(train_elbo)
+        state.history["val_elbo"].append(val_elbo)
+        progress.update(state.epoch, train_elbo, val_elbo)
+        annealing = warm_steps > 0 and state.step < warm_steps
+        if val_elbo > state.best_val or annealing:
+            state.best_val, state.bad_epochs = val_elbo, 0
+            state.best_state = copy.deepcopy(model.state_dict())
         else:
-            bad_epochs += 1
+            state.bad_epochs += 1
         if ckpt is not None and comm.rank == 0:   # every rank's generator is in the same state
-            _save_checkpoint(ckpt, model, opt, sched, gen, model_config, tc, history,
-                             epoch, step, best_val, bad_epochs, best_state, seed)
-        if bad_epochs >= tc.patience:
+            save_checkpoint(ckpt, state)
+        if state.bad_epochs >= tc.patience:
             break
         if max_seconds is not None and comm.any(time.perf_counter() - t0 > max_seconds):
             break
-    paused = (not diverged and end_epoch <= epoch < tc.max_epochs and bad_epochs < tc.patience)
-    resume_state = (copy.deepcopy(_checkpoint_state(model, opt, sched, gen, model_config, tc, history,
-                                                    epoch, step, best_val, bad_epochs, best_state, seed))
-                    if paused else None)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    paused = (not diverged and end_epoch <= state.epoch < tc.max_epochs and state.bad_epochs < tc.patience)
+    resume_state = copy.deepcopy(state.checkpoint()) if paused else None
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     model.eval()
     seconds = time.perf_counter() - t0
+    best_val = state.best_val
     progress.close("diverged" if diverged else
                    f"done: best held-out ELBO per volume {best_val + elbo_offset:.3f} ({seconds:.1f} s)")
-    if best_state is None:
+    if state.best_state is None:
         best_val = -math.inf
-    return TrainResult(model=model, best_val_elbo=best_val, history=history, n_epochs=epoch,
-                       n_steps=step, diverged=diverged, seed=seed, seconds=seconds,
+    return TrainResult(model=model, best_val_elbo=best_val, history=state.history, n_epochs=state.epoch,
+                       n_steps=state.step, diverged=diverged, seed=seed, seconds=seconds,
                        resume_state=resume_state)
 
-
-class CheckpointError(ValueError):
-    """A file in a checkpoint folder that is not a usable trends-ivae checkpoint."""
-
-
-#: what every checkpoint written by :func:`_save_checkpoint` holds
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "generator", "config", "history", "epoch",
-                   "step", "best_val", "bad_epochs", "best_state")
-
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
-                    model_config: IVAEConfig | None = None) -> dict:
-    """Read a checkpoint written by :func:`train_model`, running nothing in it.
-
-    The file is read with ``weights_only=True``: tensors and plain containers only,
-    so a pickle that carries code is refused, never executed.
-
-    Raises
-    ------
-    CheckpointError
-        Naming the file, when it is not a readable checkpoint (truncated, not a torch
-        file, holds objects other than tensors), lacks a checkpoint's entries, or was
-        written for a model of another shape than ``model_config``.
-    """
-    import pickle
-    import warnings
-
-    path = Path(path)
-    advice = "delete it to start this restart afresh, or use another --checkpoint-dir"
-    try:
-        with warnings.catch_warnings():   # torch's remarks on a foreign pickle's protocol
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint (it holds objects "
-                              f"other than tensors, and those are never loaded); {advice}") from None
-    except Exception as exc:  # noqa: BLE001 - zip, EOF and I/O errors all mean the same here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        reason = f"it cannot be read, truncated or not a torch file: {first}"
-        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint ({reason}); "
-                              f"{advice}") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise CheckpointError(f"{str(path)!r} is not a usable trends-ivae checkpoint (it lacks "
-                              f"{', '.join(missing)}); {advice}")
-    if model_config is not None and isinstance(state["config"], dict):
-        want = model_config.to_dict()
-        diff = [f"{k} {state['config'].get(k)!r} instead of {want[k]!r}"
-                for k in ("n_features", "n_components", "n_aux", "aux_kind", "prior")
-                if state["config"].get(k) != want[k]]
-        if diff:
-            raise CheckpointError(f"{str(path)!r} is a checkpoint of another model ({'; '.join(diff)}); "
-                                  f"{advice}")
-    return state
-
-
-def _save_checkpoint(path: Path, model, opt, sched, gen, model_config, tc, history, epoch, step,
-                     best_val, bad_epochs, best_state, seed) -> None:
-    state = _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step,
-                              best_val, bad_epochs, best_state, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _checkpoint_state(model, opt, sched, gen, model_config, tc, history, epoch, step, best_val,
-                      bad_epochs, best_state, seed) -> dict:
-    return {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "generator": gen.get_state(),
-        "config": model_config.to_dict(),
-        "train_config": tc.to_dict(),
-        "history": history,
-        "epoch": epoch,
-        "step": step,
-        "best_val": best_val,
-        "bad_epochs": bad_epochs,
-        "best_state": best_state,
-        "seed": seed,
-    }
-
-
-def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.Tensor,
+def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: Any,
                  U: torch.Tensor, *, n_init: int, seed: int, verbose: int = 0,
                  checkpoint_dir: str | os.PathLike | None = None,
                  max_seconds: float | None = None, init_epochs: int | None = None,
-                 comm=None, stream_rows: int | None = None,
+                 comm: Comm = SINGLE_PROCESS, stream_rows: int | None = None,
                  device: str | torch.device | None = None,
                  init_first: Callable[[IVAEModel], None] | None = None,
                  elbo_offset: float = 0.0) -> list[TrainResult]:
     """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
 
-    ``init_first`` starts the first restart (e.g. at a linear ICA solution); the
-    others start at random. ``elbo_offset`` is passed to :func:`train_model`.
+    Restart ``i`` (from 0) has the seed ``seed + 1000 (i + 1)``; all share the split
+    seed ``seed``. ``init_first`` starts the first restart (e.g. at a linear ICA
+    solution); the others start at random. ``X``, ``U``, ``verbose``, ``max_seconds``,
+    ``comm``, ``stream_rows``, ``device`` and ``elbo_offset`` are passed to
+    :func:`train_model`.
 
-    With ``init_epochs`` (and ``n_init > 1``) the restarts race: each runs its first
-    ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and only the one
-    with the best held-out ELBO so far is trained on to ``max_epochs`` (successive
-    halving down to one). The others are returned as they stood after the race.
+    With ``init_epochs`` (and ``n_init > 1``) the restarts race: every restart trains
+    for its first ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and
+    only the one with the best held-out ELBO so far continues to ``max_epochs``. The
+    others are returned as they stood after ``init_epochs``.
 
-    A diverged restart is retried once with a quarter of the learning rate and a new
-    seed before it is reported as diverged. With ``checkpoint_dir`` every restart
-    checkpoints to ``restartNN.pt`` and a rerun resumes each phase from there.
+    A diverged restart is retried once with a quarter of the learning rate and the
+    seed plus 7 before it is reported as diverged. With ``checkpoint_dir`` every
+    restart checkpoints to ``restartNN.pt`` and a rerun resumes each phase from there.
     """
     race = init_epochs is not None and n_init > 1 and init_epochs < train_config.max_epochs
     stop = init_epochs if race else None
+    run = functools.partial(train_model, model_config, X=X, U=U, split_seed=seed, verbose=verbose,
+                            max_seconds=max_seconds, comm=comm, stream_rows=stream_rows, device=device,
+                            elbo_offset=elbo_offset)
     results, ckpts, tcs = [], [], []
-    split_seed = seed
     for i in range(n_init):
         restart_seed = seed + 1000 * (i + 1)
         ckpt = Path(checkpoint_dir) / f"restart{i:02d}.pt" if checkpoint_dir is not None else None
         desc = f"iVAE restart {i + 1}/{n_init}"
         tc = train_config
-        res = train_model(model_config, tc, X, U, seed=restart_seed, split_seed=split_seed,
-                          verbose=verbose, desc=desc, checkpoint_path=ckpt, max_seconds=max_seconds,
-                          stop_epoch=stop, init=init_first if i == 0 else None,
-                          comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
+        res = run(tc, seed=restart_seed, desc=desc, checkpoint_path=ckpt, stop_epoch=stop,
+                  init=init_first if i == 0 else None)
         if res.diverged:
             tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
             logger.warning("%s diverged; retrying with lr=%g", desc, tc.lr)
-            if ckpt is not None and ckpt.exists() and (comm is None or comm.rank == 0):
+            if ckpt is not None and ckpt.exists() and comm.rank == 0:
                 ckpt.unlink()
-            if comm is not None:
-                comm.gather(None)   # every rank past the unlink before anyone resumes
-            res = train_model(model_config, tc, X, U, seed=restart_seed + 7, split_seed=split_seed,
-                              verbose=verbose, desc=desc + " (retry)", checkpoint_path=ckpt,
-                              max_seconds=max_seconds, stop_epoch=stop,
-                              comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
+            comm.gather(None)   # every rank past the unlink before anyone resumes
+            res = run(tc, seed=restart_seed + 7, desc=desc + " (retry)", checkpoint_path=ckpt, stop_epoch=stop)
         results.append(res)
         ckpts.append(ckpt)
         tcs.append(tc)
@@ -584,11 +418,8 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: torch.T
         best = max(range(n_init), key=lambda i: scores[i])
         r = results[best]
         if math.isfinite(scores[best]) and r.resume_state is not None:
-            cont = train_model(model_config, tcs[best], X, U, seed=r.seed, split_seed=split_seed,
-                               verbose=verbose, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
-                               checkpoint_path=ckpts[best], max_seconds=max_seconds,
-                               resume=r.resume_state,
-                               comm=comm, stream_rows=stream_rows, device=device, elbo_offset=elbo_offset)
+            cont = run(tcs[best], seed=r.seed, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
+                       checkpoint_path=ckpts[best], resume=r.resume_state)
             cont.seconds += r.seconds
             results[best] = cont
         for res in results:

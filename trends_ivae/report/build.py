@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_text_atomic
 from .results import FitResults, load_results
 
 __all__ = ["build_report"]
@@ -420,10 +421,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
             f"<header><h1>{html.escape(title)}</h1><p>{k} components · identifiable VAE (iVAE) · "
             f"built {time.strftime('%Y-%m-%d %H:%M')} in {time.perf_counter() - t0:.1f} s</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n</body>\n</html>\n")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page)
     if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
         from ..io.export import record_outputs
 

@@ -3,7 +3,8 @@
 Everything the report shows comes from files in ``OUT`` (see ``docs/cli.md``):
 ``model/config.json``, ``model/elbo.tsv``, ``group/desc-ivae_*``, the per-run
 ``*_desc-ivae_timeseries.tsv`` (+ ``.json``), ``prepared.h5`` (optional: u, its factors
-and the run table) and ``model/ivae.pt`` (optional: the learned prior p(z|u)). A missing
+and the run table) and ``model/prior.npz`` (optional: the learned prior p(z|u); older fits:
+``model/ivae.pt``, which needs torch). A missing
 optional file removes the sections that need it; it never stops the report.
 """
 from __future__ import annotations
@@ -113,7 +114,8 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
         Subject label (with or without ``sub-``) whose first run is shown per component;
         default the first subject.
     load_prior : bool
-        Load ``model/ivae.pt`` (needs torch) to summarise the learned prior.
+        Summarise the learned prior, from ``model/prior.npz`` (numpy only), or for fits
+        written without it from ``model/ivae.pt`` (needs torch).
 
     Returns
     -------
@@ -258,13 +260,20 @@ def _match_prepared_runs(runs: list[RunSeries], prepared: Any) -> None:
                 rs.tr = float(prepared.runs[i]["tr"])
 
 
-def _load_prior(res: FitResults) -> Prior | None:
-    """Summarise p(z|u) from ``model/ivae.pt`` and the prepared u (None when impossible)."""
-    model_path = res.out_dir / "model" / "ivae.pt"
-    if not model_path.is_file():
-        res.notes.append("no model/ivae.pt: the learned prior is not shown.")
+def _prior_per_volume(res: FitResults) -> tuple[np.ndarray, np.ndarray] | None:
+    """p(z|u)'s mean and variance per volume from ``model/prior.npz`` (numpy only), or None."""
+    path = res.out_dir / "model" / "prior.npz"
+    if not path.is_file():
         return None
-    prep = res.prepared
+    with np.load(path) as table:
+        codes, mean, var = table["codes"], table["mean"], table["var"]
+    if res.prepared is None or len(codes) != len(res.prepared.u):
+        return None
+    return mean[codes], var[codes]
+
+
+def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same from ``model/ivae.pt`` (loads torch): for fits written before ``prior.npz``."""
     try:
         from ..estimator_base import SourceEstimator
 
@@ -275,73 +284,50 @@ def _load_prior(res: FitResults) -> Prior | None:
         res.notes.append(f"model/ivae.pt could not be loaded ({type(exc).__name__}: {exc}): "
                          "the learned prior is not shown.")
         return None
+    u = res.prepared.u   # an AuxVariable: the estimator takes it as it is, in row blocks (bounded memory)
+    block = max(1, 2 ** 22 // max(u.shape[1] if len(u.shape) > 1 else 1, 1))
+    parts = [ivae.prior_params(u[a:a + block]) for a in range(0, len(u), block)]
+    k = res.n_components
+    return (np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k)),
+            np.concatenate([v for _, v in parts]) if parts else np.empty((0, k)))
+
+
+def _load_prior(res: FitResults) -> Prior | None:
+    """Summarise p(z|u) per factor level and over time (None when impossible).
+
+    Read from ``model/prior.npz`` (written by fit; no torch), else from ``model/ivae.pt``.
+    """
+    model_path = res.out_dir / "model" / "ivae.pt"
+    prep = res.prepared
+    if prep is None:
+        res.notes.append("no prepared.h5: the learned prior is not shown.")
+        return None
+    if not model_path.is_file() and not (res.out_dir / "model" / "prior.npz").is_file():
+        res.notes.append("no model/ivae.pt: the learned prior is not shown.")
+        return None
     k = res.n_components
     prior = Prior()
     try:
-        if prep is None:
-            if ivae.classes_ is not None:
-                mean, var = ivae.prior_params(ivae.classes_)
-                prior.by_factor.append({"name": "u", "levels": [str(c) for c in ivae.classes_],
-                                        "mean": mean[:, :k], "var": var[:, :k],
-                                        "count": np.ones(len(ivae.classes_))})
-            return prior
-        u = None   # the dense u is read only where it is labels; concatenated factors are used as codes
-        if prep.u_kind == "discrete":
-            u = np.asarray(prep.u)
-            classes = np.asarray(ivae.classes_) if ivae.classes_ is not None else np.unique(u)
-            mean_c, var_c = ivae.prior_params(classes)
-            pos = np.searchsorted(classes, u)
-            pos = np.clip(pos, 0, len(classes) - 1)
-            known = classes[pos] == u
-            vol_mean = np.where(known[:, None], mean_c[pos], np.nan)
-            vol_var = np.where(known[:, None], var_c[pos], np.nan)
-        elif getattr(ivae, "aux_kind_", None) == "factors":   # fitted on the factors, not their one-hot
-            from ..io.auxiliary import factor_frame
-
-            vol_mean, vol_var = ivae.prior_params(factor_frame(prep.u_factors, prep.aux["factors"]))
-        elif getattr(prep, "u_on_demand", False):   # fitted on the dense one-hot columns: built in row blocks
-            block = max(1, 2 ** 22 // max(len(prep.u_names), 1))
-            parts = [ivae.prior_params(prep.dense_u(slice(a, a + block)))
-                     for a in range(0, prep.n_samples, block)]
-            vol_mean = np.concatenate([m for m, _ in parts]) if parts else np.empty((0, k))
-            vol_var = np.concatenate([v for _, v in parts]) if parts else np.empty((0, k))
-        else:
-            vol_mean, vol_var = ivae.prior_params(np.asarray(prep.u))
-        vol_mean, vol_var = vol_mean[:, :k], vol_var[:, :k]
-        factors = (prep.aux or {}).get("factors") or []
-        fcodes = np.asarray(prep.u_factors)
-        has_time = prep.u_kind == "continuous" and not factors
-        for j, fac in enumerate(factors):
-            name = str(fac.get("name"))
-            levels = [str(v) for v in fac.get("levels", [])]
-            if name == "window":
-                has_time = True
+        per_volume = _prior_per_volume(res) or _prior_from_model(res, model_path)
+        if per_volume is None:
+            return None
+        vol_mean, vol_var = per_volume[0][:, :k], per_volume[1][:, :k]
+        u = prep.u
+        groups = u.groupings()
+        has_time = not groups or any(g["name"] == "window" for g in groups)
+        for g in groups:
+            if g["name"] == "window":
                 continue
-            if j >= fcodes.shape[1] or not levels:  # (a continuous u made of one-hot factors too)
-                continue
-            L = len(levels)
+            L = len(g["levels"])
             m = np.full((L, k), np.nan)
             v = np.full((L, k), np.nan)
             cnt = np.zeros(L)
             for lv in range(L):
-                sel = fcodes[:, j] == lv
-                cnt[lv] = sel.sum()
-                if cnt[lv]:
-                    m[lv] = np.nanmean(vol_mean[sel], axis=0)
-                    v[lv] = np.nanmean(vol_var[sel], axis=0)
-            prior.by_factor.append({"name": name, "levels": levels, "mean": m, "var": v, "count": cnt})
-        if not factors and prep.u_kind == "discrete":
-            names = list(map(str, prep.u_names))
-            L = len(names)
-            m = np.full((L, k), np.nan)
-            v = np.full((L, k), np.nan)
-            cnt = np.zeros(L)
-            for lv in range(L):
-                sel = u == lv
+                sel = g["codes"] == lv
                 cnt[lv] = sel.sum()
                 if cnt[lv]:
                     m[lv], v[lv] = np.nanmean(vol_mean[sel], 0), np.nanmean(vol_var[sel], 0)
-            prior.by_factor.append({"name": "u", "levels": names, "mean": m, "var": v, "count": cnt})
+            prior.by_factor.append({"name": g["name"], "levels": g["levels"], "mean": m, "var": v, "count": cnt})
         if has_time and res.runs:
             rs = res.runs[res.subject_run]
             if rs.index is not None:

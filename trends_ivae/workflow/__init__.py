@@ -1,0 +1,45 @@
+"""The workflow layer: typed functions between the library and the command line.
+
+Each workflow does one user-level job from settings objects to files on disk, and is
+what every front end calls: ``trends-ivae prepare|fit|demo``, ``trends-ivae-bids``,
+``pipelines/*.py`` and the Nipype node (:mod:`trends_ivae.nipype`).
+
+:func:`prepare_to_file`
+    runs -> ``OUT/prepared.h5`` and ``OUT/prepare_config.json``.
+:func:`fit_to_folder`
+    prepared data, a prepared file or runs -> a fitted GroupIVAE -> an output folder
+    (BIDS derivatives, MELODIC or GIFT layout), the report, a :class:`FitResult`.
+:func:`fit_distributed`
+    the same as one rank of a torchrun job.
+:func:`participant_stage`, :func:`group_stage`
+    the BIDS App's two levels.
+:func:`dual_regression_to_folder`
+    a fitted model applied to new runs (time courses and subject maps), no refit.
+
+The settings travel whole: :class:`trends_ivae.io.settings.PrepareSettings` (cleaning, u,
+reduction, compute) inside a :class:`PrepareRequest` with the runs, mask and TR;
+:class:`FitSettings` (the model); :class:`OutputSettings` (layout, report, force). A
+problem the user can fix raises :class:`WorkflowError` (one line, naming the option or
+file); the command line prints it and exits 1. Choices made for the user (u for
+resting data, ``n_components="auto"``) are announced through ``notify`` and recorded.
+
+Importing this package is cheap: torch, nilearn and matplotlib load inside the
+functions that need them, so only the workflows that train import torch.
+"""
+from __future__ import annotations
+
+from .bids_app import BidsSelection, ParticipantResult, group_stage, participant_stage
+from .choices import Notify, auto_components, resting_aux
+from .dual_regression import DualRegressionResult, dual_regression_to_folder
+from .fit import (FitResult, FitSettings, OutputSettings, WorkflowError, fit_distributed, fit_to_folder,
+                  summary_line, write_report)
+from .prepare import PrepareRequest, PrepareResult, prepare_data, prepare_to_file
+
+__all__ = [
+    "PrepareRequest", "PrepareResult", "prepare_data", "prepare_to_file",
+    "FitSettings", "OutputSettings", "FitResult", "WorkflowError", "fit_to_folder", "fit_distributed",
+    "summary_line", "write_report",
+    "BidsSelection", "ParticipantResult", "participant_stage", "group_stage",
+    "DualRegressionResult", "dual_regression_to_folder",
+    "Notify", "auto_components", "resting_aux",
+]

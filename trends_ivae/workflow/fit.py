@@ -1,0 +1,438 @@
+"""Fit to a folder: prepared data (or runs) -> GroupIVAE -> a written output folder.
+
+:func:`fit_to_folder` is what ``trends-ivae fit``, ``trends-ivae demo``, the BIDS App's
+group stage, the pipelines and the Nipype node run. It takes typed settings, never an
+``argparse.Namespace``; a problem the user can fix raises :class:`WorkflowError` with a
+one-line message (the command line prints it and exits 1), and nothing partial is left
+in the output folder. torch is imported here only when a fit runs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .choices import Notify, auto_components
+
+__all__ = ["FitSettings", "OutputSettings", "FitResult", "WorkflowError", "fit_to_folder",
+           "fit_distributed", "summary_line", "write_report"]
+
+
+class WorkflowError(Exception):
+    """A problem with the input or the output that the user can fix; the message says which.
+
+    The message names the command-line option it concerns (``--prepared``,
+    ``--n-components``, ``--checkpoint-dir``), as the workflows mirror the command line.
+    """
+
+
+@dataclass
+class FitSettings:
+    """The model options of a fit (``trends-ivae fit``'s "model" group).
+
+    Attributes
+    ----------
+    n_components : int or "auto", default=10
+        Number of components; ``"auto"``: Minka's estimate on the prepare stage's MIGP
+        spectrum, at most the reduced dimension (:mod:`trends_ivae.io.order`).
+    prior : {"gauss", "laplace", "normal"}, default="gauss"
+        The conditional prior p(z|u); ``"normal"`` is the vanilla VAE.
+    estimator : {"vae", "flow"}, default="vae"
+        The iVAE (``IVAE``) or the exact-likelihood flow (``IFlow``).
+    device : str, default="auto"
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    seed : int, default=0
+        The random seed (``random_state``).
+    n_init : int, default=3
+        Restarts.
+    max_epochs, batch_size : int, optional
+        Passed to the estimator when given; None: GroupIVAE's choice for the data size.
+    nonlinearity_test : bool, default=False
+        After the fit, the held-out nonlinearity test (``GroupIVAE.test_nonlinearity``:
+        the model against its linear counterpart on held-out subjects, 4 more fits); its
+        answer goes into the maps' sidecars, ``model/config.json`` and the report.
+    verbose : int, default=0
+        Training verbosity (1: a progress bar, 2: a line per epoch).
+    n_jobs : int, default=1
+        Parallel jobs of GroupIVAE's own prepare steps.
+    """
+
+    n_components: int | str = 10
+    prior: str = "gauss"
+    estimator: str = "vae"
+    device: str = "auto"
+    seed: int = 0
+    n_init: int = 3
+    max_epochs: int | None = None
+    batch_size: int | None = None
+    nonlinearity_test: bool = False
+    verbose: int = 0
+    n_jobs: int = 1
+
+    def ivae_params(self) -> dict:
+        """The estimator keyword arguments that were given (GroupIVAE fills in the rest)."""
+        params = {}
+        if self.max_epochs is not None:
+            params["max_epochs"] = self.max_epochs
+        if self.batch_size is not None:
+            params["batch_size"] = self.batch_size
+        return params
+
+    def group_ivae(self, n_components: int, verbose: int | None = None, **params: Any):
+        """A ``GroupIVAE`` with these settings (``params``: further constructor arguments)."""
+        from ..decomposition import GroupIVAE
+
+        return GroupIVAE(n_components=n_components, prior=self.prior, n_init=self.n_init,
+                         estimator=self.estimator, ivae_params=self.ivae_params(), device=self.device,
+                         random_state=self.seed, verbose=self.verbose if verbose is None else verbose,
+                         **params)
+
+
+@dataclass
+class OutputSettings:
+    """What is written and how.
+
+    Attributes
+    ----------
+    layout : {"bids", "melodic", "gift"}, default="bids"
+        BIDS derivatives, an FSL MELODIC ``*.ica`` folder, or GIFT file names
+        (:func:`trends_ivae.io.layouts.write_layout`).
+    keep_prepared : bool, default=True
+        Copy the prepared data into the folder as ``prepared.h5``.
+    report : bool, default=True
+        Write ``report.html`` once the outputs are in place (BIDS layout only; the other
+        layouts never get one). A failed report is :attr:`FitResult.report_error`; the
+        outputs are kept.
+    force : bool, default=False
+        Replace an existing folder of the tool's own outputs (never a user's files).
+    """
+
+    layout: str = "bids"
+    keep_prepared: bool = True
+    report: bool = True
+    force: bool = False
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_to_folder` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The folder written.
+    n_components : int
+        Components fitted (after ``"auto"``).
+    summary : str
+        The one-line result (:func:`summary_line`).
+    seconds : float
+        Wall time of the preparation (if any), the fit and the writing.
+    chosen : dict
+        Choices made for the user, by name (``aux``, ``n_components``), as recorded in
+        ``model/config.json`` under ``arguments.chosen``.
+    report : Path or None
+        The report written, if any.
+    report_error : str or None
+        Why the report failed (the outputs are complete).
+    nonlinearity : dict or None
+        The held-out nonlinearity test (``NonlinearityTest.to_dict()``; ``summary`` is its
+        answer in one line), when asked for.
+    """
+
+    out_dir: Path
+    n_components: int
+    summary: str
+    seconds: float
+    chosen: dict = field(default_factory=dict)
+    report: Path | None = None
+    report_error: str | None = None
+    nonlinearity: dict | None = None
+
+
+class _RunMaps(Sequence):
+    """Each run's subject maps, made when indexed (the writer then holds one at a time)."""
+
+    def __init__(self, subject_maps, subject_of_run: list[int]) -> None:
+        self._maps, self._subject = subject_maps, subject_of_run
+
+    def __len__(self) -> int:
+        return len(self._subject)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._maps[self._subject[i]]
+
+
+def summary_line(model, prepared, n_components: int) -> str:
+    """The fit's one-line result: the variance all components explain, the ELBO per volume
+    (data units, as ``model/elbo.tsv`` and the report) and the stability across restarts, or
+    why there is none (one restart)."""
+    n_init = int(getattr(model.ivae_, "n_init", 0) or 0)
+    stability = model.restart_agreement_
+    if n_init < 2 or stability is None or not math.isfinite(float(stability)):
+        stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
+    else:
+        stab = f"stability across {n_init} restarts {stability:.2f}"
+    total = getattr(model, "total_explained_variance_", None)
+    explained = (f"together explaining {100 * total:.1f}% of the cleaned data's variance; "
+                 if total is not None and math.isfinite(float(total)) else "")
+    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
+            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
+
+
+def _read(path: str | Path):
+    from ..io.store import read_prepared
+
+    try:
+        return read_prepared(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise WorkflowError(f"cannot use --prepared {str(path)!r}: {exc}") from exc
+
+
+def _n_components(requested: int | str, prepared, where: str, chosen: dict, notify: Notify | None) -> int:
+    """``requested`` resolved against ``prepared`` (``"auto"``) and checked against its dimension."""
+    try:
+        n = auto_components(requested, prepared.parameters, prepared.n_dims, chosen, notify)
+    except ValueError as exc:
+        raise WorkflowError(f"{exc}{where and f' ({where})'}") from None
+    if n > prepared.n_dims:
+        dim = f"of {where} ({prepared.n_dims})" if where else \
+            f"({prepared.n_dims}, lowered from --n-dims by the data size)"
+        raise WorkflowError(f"--n-components ({n}) is larger than the reduced dimension {dim}")
+    return n
+
+
+def write_report(out_dir: str | Path) -> tuple[Path | None, str | None]:
+    """Build ``out_dir/report.html``; (the page, None), or (None, why it failed). Never raises."""
+    try:
+        from .. import report
+
+        return Path(report.build_report(out_dir)), None
+    except Exception as exc:  # noqa: BLE001 - the outputs are written; a report failure must not lose them
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _config(command, arguments, model, prepared, fit: FitSettings, seconds: float,
+            nonlinearity: dict | None) -> dict:
+    from .. import __version__
+
+    return {
+        "command": command,
+        "arguments": dict(arguments),
+        "model": {k: v for k, v in model.get_params().items() if k not in ("mask",)},
+        "ivae": model.ivae_.get_params(),
+        "prepare": prepared.parameters,
+        "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
+        "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
+                    "total_explained_variance": model.total_explained_variance_,
+                    "explained_variance_unit": "fraction of the cleaned data's variance (0 to 1)",
+                    "estimator": fit.estimator,
+                    "stability": model.restart_agreement_,
+                    "component_stability": [float(v) for v in model.stability_],
+                    "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
+                    "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
+                    "seconds": seconds, "nonlinearity_test": nonlinearity},
+        "version": __version__,
+        "versions": prepared.versions,
+    }
+
+
+def _model_files(model, config: dict, prepared, keep_prepared: bool) -> Callable[[Path], None]:
+    """The writer of ``model/`` (checkpoint, configuration, ELBO curve) and ``prepared.h5``."""
+    import json
+
+    from ..fit_output import PRIOR_TABLE, write_prior_table
+    from ..io.store import write_prepared
+
+    def extra(root: Path) -> None:
+        mdir = root / "model"
+        mdir.mkdir(parents=True, exist_ok=True)
+        model.ivae_.save(mdir / "ivae.pt")
+        write_prior_table(mdir / PRIOR_TABLE, model.ivae_, prepared.u)
+        (mdir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        hist = model.ivae_.history_
+        lines = ["epoch\ttrain_elbo\tval_elbo"]
+        lines += [f"{i + 1}\t{t:.6g}\t{v:.6g}" for i, (t, v) in enumerate(zip(hist["train_elbo"], hist["val_elbo"]))]
+        (mdir / "elbo.tsv").write_text("\n".join(lines) + "\n")
+        if keep_prepared:
+            write_prepared(root / "prepared.h5", prepared)
+
+    return extra
+
+
+def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = None,
+                  output: OutputSettings | None = None, command: str = "fit", arguments: Mapping[str, Any] | None = None,
+                  source: str | None = None, mean_img: Any = None, rows: slice | None = None,
+                  checkpoint_dir: str | Path | None = None, stream_rows: int | None = None,
+                  comm: Any = None, notify: Notify | None = None) -> FitResult:
+    """Prepare (or read), fit a group iVAE, map back, and write ``out_dir``.
+
+    Parameters
+    ----------
+    data : PreparedData, path of a prepared.h5, or PrepareRequest
+        What to fit; a request is prepared first (:func:`trends_ivae.workflow.prepare_data`).
+    out_dir : path
+        The output folder; written whole at the end (:func:`trends_ivae.io.layouts.write_layout`).
+    fit : FitSettings, optional
+        The model options (default: ``FitSettings()``).
+    output : OutputSettings, optional
+        Layout, ``prepared.h5``, report, ``force`` (default: ``OutputSettings()``).
+    command : str, default="fit"
+        What ran, recorded in ``model/config.json``.
+    arguments : mapping, optional
+        The command-line arguments that led here, recorded in ``model/config.json``
+        (``arguments``) with the resolved ``n_components``, ``aux`` and ``chosen``.
+    source : str, optional
+        The source dataset, recorded in ``dataset_description.json``.
+    mean_img : niimg, optional
+        A mean EPI image for the MELODIC layout's background.
+    rows : slice, optional
+        Train on these rows only (rank 0 of a distributed fit).
+    checkpoint_dir : path, optional
+        Checkpoint every epoch here and resume from it.
+    stream_rows : int, optional
+        Move the data to the device this many rows at a time.
+    comm : trends_ivae.model.comm.Comm, optional
+        The process group to train in (with ``rows``; see :func:`fit_distributed`);
+        default: this process alone.
+    notify : callable, optional
+        Called with a one-line note on each choice made for the user.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    WorkflowError
+        Unreadable prepared data, a preparation failure, more components than
+        dimensions, a fit or checkpoint failure, or outputs that cannot be written
+        (the previous contents of ``out_dir`` are then untouched).
+    """
+    from ..io.errors import PrepareError
+    from ..io.layouts import write_layout
+    from .prepare import PrepareRequest, prepare_data
+
+    fit = fit or FitSettings()
+    output = output or OutputSettings()
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    chosen: dict = {}
+    resolved: dict = {}
+    try:
+        if isinstance(data, (str, Path)):
+            prepared = _read(data)
+            where = repr(str(data))
+        elif isinstance(data, PrepareRequest):
+            prepared = prepare_data(data, chosen=chosen, notify=notify)
+            where = ""
+            if "aux" in chosen:
+                resolved["aux"] = chosen["aux"]["value"]
+        else:
+            prepared, where = data, "the prepared data"
+    except PrepareError as exc:
+        raise WorkflowError(str(exc)) from exc
+    n_components = _n_components(fit.n_components, prepared, where, chosen, notify)
+    record = {**(arguments or {}), **resolved, "n_components": n_components}
+    if chosen:
+        record["chosen"] = {**(record.get("chosen") or {}), **chosen}
+
+    from ..decomposition import GroupIVAE
+
+    model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
+                           **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
+    try:
+        model.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, rows=rows, stream_rows=stream_rows,
+                           **({} if comm is None else {"comm": comm}))
+    except (ValueError, RuntimeError) as exc:
+        raise WorkflowError(str(exc)) from exc
+    except OSError as exc:   # the only files written while fitting are the checkpoints
+        raise WorkflowError(f"could not write a checkpoint in {str(checkpoint_dir)!r}: {exc} "
+                            "(free some space and rerun: training resumes from the last checkpoint)") from exc
+
+    fit_seconds = time.perf_counter() - t0
+    nonlinearity = model.test_nonlinearity(prepared).to_dict() if fit.nonlinearity_test else None
+    config = _config(command, record, model, prepared, fit, fit_seconds, nonlinearity)
+    runs = [{**r.get("entities", {}), "sub": r["subject"], "path": r.get("file"), "tr": r.get("tr")}
+            for r in prepared.runs]
+    for r in runs:
+        if not r["path"] or str(r["path"]).startswith("<"):
+            r.pop("path")
+    subject_maps = _RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs])
+    try:
+        write_layout(output.layout, out_dir, mask_img=model.mask_img_, mean_img=mean_img,
+                     group_maps=model.components_, effect_maps=model.effects_, runs=runs,
+                     timecourses=model.timecourses_, subject_maps=subject_maps,
+                     params=config["model"] | {"ivae": config["ivae"]},
+                     explained_variance=model.explained_variance_,
+                     total_explained_variance=model.total_explained_variance_,
+                     stability=model.stability_, source=source,
+                     extra=_model_files(model, config, prepared, output.keep_prepared), force=output.force,
+                     nonlinearity_test=nonlinearity)
+    except (OSError, ValueError) as exc:
+        kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
+        raise WorkflowError(f"could not write {str(out_dir)!r}: {exc}{kept}") from exc
+    result = FitResult(out_dir=out_dir, n_components=n_components,
+                       summary=summary_line(model, prepared, n_components),
+                       seconds=time.perf_counter() - t0, chosen=chosen, nonlinearity=nonlinearity)
+    if output.report and output.layout == "bids":
+        result.report, result.report_error = write_report(out_dir)
+    return result
+
+
+def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitSettings,
+                    output: OutputSettings | None = None, checkpoint_dir: str | Path | None = None,
+                    stream_rows: int | None = None, notify: Notify | None = None,
+                    **kwargs: Any) -> FitResult | None:
+    """:func:`fit_to_folder` as one rank of a torchrun job (``fit --distributed``).
+
+    Every rank trains on its share of the prepared file's rows
+    (:func:`trends_ivae.distributed.row_share`); rank 0 also writes ``out_dir`` and
+    returns its :class:`FitResult`, the other ranks return None. ``kwargs`` go to
+    :func:`fit_to_folder`. The process group is set up from torchrun's environment and
+    shut down on return.
+
+    Raises
+    ------
+    WorkflowError
+        No usable process group, or as :func:`fit_to_folder`.
+    """
+    from .. import distributed
+    from ..io.store import n_rows, read_meta
+
+    try:
+        distributed.init_from_env(fit.device)
+    except RuntimeError as exc:
+        raise WorkflowError(str(exc)) from exc
+    try:
+        comm = distributed.ProcessGroupComm()   # passed to the fit explicitly
+        rank0 = distributed.rank() == 0
+        meta = read_meta(prepared_path)
+        try:   # every rank needs the count (rank 0's fit_to_folder finds the same, and says it)
+            n = auto_components(fit.n_components, meta["parameters"], int(meta["parameters"]["n_dims"]), {})
+        except ValueError as exc:
+            raise WorkflowError(str(exc)) from None
+        rows = distributed.row_share(n_rows(prepared_path))
+        if rank0:
+            return fit_to_folder(prepared_path, out_dir, fit=fit, output=output, rows=rows,
+                                 checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm, notify=notify,
+                                 **kwargs)
+        _fit_rows(prepared_path, rows, replace(fit, n_components=n), checkpoint_dir, stream_rows, comm)
+        return None
+    finally:
+        distributed.shutdown()
+
+
+def _fit_rows(prepared_path, rows: slice, fit: FitSettings, checkpoint_dir, stream_rows, comm) -> None:
+    """Train on ``rows`` of a prepared file and write nothing (a rank other than 0)."""
+    from ..io.store import n_rows, read_aux, read_rows
+
+    x = read_rows(prepared_path, rows, names=("x",))["x"]
+    u = read_aux(prepared_path, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)
+    model = fit.group_ivae(int(fit.n_components), verbose=0)
+    model.fit_rows(x, u, n_rows(prepared_path), checkpoint_dir=checkpoint_dir, stream_rows=stream_rows,
+                   comm=comm)
