@@ -182,16 +182,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     def score(self, X: Any, u: Any) -> float:
         """Mean ELBO per sample in the units of ``X``: a lower bound of log p(x|u) for the
         VAE, the exact log p(x|u) for the flow."""
-        self._check_fitted()
-        X = self._check_X(X)
-        u = self._check_u(u, X.shape[0], fitting=False)
-        Xt, Ut = self._to_device(X), self._encode_u(u)
-        g = torch.Generator(device=self.device_)
-        g.manual_seed(0)
-        self.model_.eval()
-        total = sum(float(self.model_.elbo(Xt[s], Ut[s], generator=g).double().sum())
-                    for s in (slice(i, i + _INFER_ROWS) for i in range(0, X.shape[0], _INFER_ROWS)))
-        return total / X.shape[0] + self._log_det_standardize
+        return float(self.score_samples(X, u).mean())
 
     @torch.no_grad()
     def score_samples(self, X: Any, u: Any, n_importance: int = 1, random_state: int = 0) -> np.ndarray:

@@ -141,15 +141,15 @@ def run_u(model, *, events: Any = None, n_volumes: int | None = None, condition:
             labels = np.full(n, str(condition), dtype=object)
         else:
             name = str(events) if not isinstance(events, pd.DataFrame) else "<events>"
-            labels = task_labels(read_events(events, name=name), n, tr,
-                                 hrf_delay=float((p.aux or {}).get("hrf_delay") or 0.0),
+            out_events = read_events(events, name=name)
+            labels = task_labels(out_events, n, tr, hrf_delay=float((p.aux or {}).get("hrf_delay") or 0.0),
                                  min_duration=(p.aux or {}).get("min_event_duration"), name=name)
         unknown = sorted(set(map(str, labels)) - set(known))
         if unknown:
             raise ValueError(f"task labels {unknown[:5]} were not seen during fit (known: {known})")
         u[TASK] = pd.Categorical(labels, categories=u[TASK].cat.categories) if hasattr(u[TASK], "cat") else labels
-        out_events = _events_frame(np.asarray(labels, dtype=object), tr) if events is None else \
-            read_events(events, name=str(events) if not isinstance(events, pd.DataFrame) else "<events>")
+        if events is None:
+            out_events = _events_frame(np.asarray(labels, dtype=object), tr)
     elif TASK in u.columns:
         out_events = _events_frame(np.asarray(u[TASK].astype(str), dtype=object), tr)
     if subject is not None:
@@ -215,14 +215,13 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
     X, Z = model.ivae_.sample(_model_u(model, u), random_state=seed)
     if not noise:
         X = model.ivae_.inverse_transform(Z)
-    basis = np.asarray(p.basis, dtype=np.float64)                       # (n_voxels, d)
-    data = (np.asarray(X, np.float64) * np.asarray(p.scale, np.float64)) @ basis.T
+    data = p.reconstruct(X)                                             # (n_volumes, n_voxels)
     resid_var = _residual_variance(p)
     if noise and resid_var > 0:
+        basis = np.asarray(p.basis, dtype=np.float64)
         e = np.random.default_rng(seed).normal(scale=np.sqrt(resid_var), size=data.shape)
-        data += e - (e @ basis) @ basis.T                               # orthogonal to the basis
-    data += np.asarray(p.voxel_mean, np.float64)[None, :]
-    img = unmask(data.astype(np.float32), p.mask_img(), descrip="trends_ivae synthetic run")
+        data = data + (e - (e @ basis) @ basis.T).astype(np.float32)    # orthogonal to the basis
+    img = unmask(data, p.mask_img(), descrip="trends_ivae synthetic run")
     img.header.set_xyzt_units("mm", "sec")
     img.header["pixdim"][4] = tr
     sidecar = {"Synthetic": True, "RepetitionTime": tr, "TaskName": "synthetic",
