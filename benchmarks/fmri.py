@@ -173,7 +173,7 @@ def _canica_fit(imgs, k, seed, *, mask=None, tr=None, smoothing_fwhm=6.0):
 def _fastica_fit(prepared, k, seed):
     import numpy as np
     from sklearn.decomposition import FastICA
-    from trends_ivae.backprojection import back_project
+    from trends_ivae.group.backprojection import back_project
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -212,7 +212,7 @@ def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, 
     if method == "canica":
         return _canica_fit([r.img for r in runs], k, seed, mask=mask, tr=tr, smoothing_fwhm=smoothing_fwhm)
     if method == "fastica":
-        from trends_ivae.io import prepare
+        from trends_ivae.reduction.prepare import prepare
 
         prepared = prepare(runs, aux="run", n_dims=k, mask=mask, tr=tr)
         return _fastica_fit(prepared, k, seed)
@@ -225,7 +225,7 @@ def _sim_worker(queue, method, bids_dir, seed, window, hrf_delay, n_init):
     warnings.simplefilter("ignore")
     try:
         import numpy as np
-        from trends_ivae.io import find_bids_runs
+        from trends_ivae.data.bids import find_bids_runs
         from trends_ivae.metrics import mcc
         from trends_ivae.simulate.fmri import load_truth
 
@@ -282,7 +282,7 @@ def run_isolated(target, *args, timeout: float = 1800) -> dict:
 # ----------------------------------------------------------------------------- real data
 def haxby_runs(run_ids, root: Path = HAXBY):
     """RunSpecs (one subject, events attached, TR 2.5) and the brain mask path."""
-    from trends_ivae.io import runs_from_files
+    from trends_ivae.data.bids import runs_from_files
 
     bold = root / "sub001" / "BOLD"
     dirs = [bold / f"task001_run{i:03d}" for i in run_ids]

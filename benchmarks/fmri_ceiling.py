@@ -33,7 +33,8 @@ from pathlib import Path
 
 def ceiling(seed: int, nonlinear: bool, root: Path) -> dict:
     """Cross-validated supervised read-out scores for one simulated data set."""
-    from trends_ivae.io import find_bids_runs, prepare
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.reduction.prepare import prepare
     from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
     from trends_ivae.simulate.fmri import load_truth
 
@@ -86,7 +87,7 @@ def prepared_ceiling(prepared, truth, *, folds: int = 4, maps: bool = True) -> d
                                 for k in range(S.shape[1])]) for s in np.unique(groups)]
         out[name] = float(np.mean(per_subject))
     if maps:
-        from trends_ivae.backprojection import back_project
+        from trends_ivae.group.backprojection import back_project
 
         spec = importlib.util.spec_from_file_location("bench_fmri", Path(__file__).with_name("fmri.py"))
         bench = importlib.util.module_from_spec(spec)

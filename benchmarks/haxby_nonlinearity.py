@@ -36,7 +36,7 @@ VERSIONS = {"25mm": ("bold_25mm.nii.gz", Path("sub001") / "masks" / "25mm" / "br
 
 
 def _runs(version: str, run_ids):
-    from trends_ivae.io import runs_from_files
+    from trends_ivae.data.bids import runs_from_files
 
     fname, mask = VERSIONS[version]
     dirs = [HAXBY / "sub001" / "BOLD" / f"task001_run{i:03d}" for i in run_ids]
@@ -48,7 +48,7 @@ def _runs(version: str, run_ids):
 def _fit(version, run_ids, k, seed, estimator):
     import numpy as np
     from trends_ivae import GroupIVAE
-    from trends_ivae.io.preparation import prepare
+    from trends_ivae.reduction.prepare import prepare
 
     runs, mask = _runs(version, run_ids)
     g = GroupIVAE(n_components=k, aux="task+window", window=20, hrf_delay=5.0, mask=mask, tr=2.5,

@@ -6,7 +6,7 @@ configuration in its own subprocess and reads that process's peak resident memor
 (``VmHWM`` of /proc/self/status at its end; the data are generated in a
 subprocess too):
 
-* ``trends_ivae``: ``trends_ivae.io.prepare`` (module ``trends_ivae.io.preparation``) (EPI-mask intersection, detrend,
+* ``trends_ivae``: ``trends_ivae.reduction.prepare`` (module ``trends_ivae.reduction.prepare``) (EPI-mask intersection, detrend,
   z-score, MIGP to d dimensions, projection of every subject, n_jobs=1);
 * ``nilearn CanICA``: what ``CanICA.fit`` does before its ICA -- the embedded
   ``MultiNiftiMasker`` fit (multi-EPI mask), ``_mask_and_reduce`` (per-subject
@@ -104,7 +104,8 @@ def _worker(tool: str, files: list[str], n_dims: int) -> dict:
     base_kb = _peak_rss_kb()
     t0 = time.perf_counter()
     if tool == "trends_ivae":
-        from trends_ivae.io import prepare, runs_from_files
+        from trends_ivae.reduction.prepare import prepare
+        from trends_ivae.data.bids import runs_from_files
 
         data = prepare(runs_from_files(files), aux="subject", n_dims=n_dims, detrend=True,
                        standardize=True, tr=TR)

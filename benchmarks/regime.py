@@ -176,7 +176,9 @@ def _cell_dir(work: Path, name: str, seed: int) -> Path:
 
 def cell_stage(params: dict, out: Path, *, ceiling_folds: int = 4) -> dict:
     """Simulate, write, prepare (task+window and window) and compute the ceiling of a cell."""
-    from trends_ivae.io import find_bids_runs, prepare, write_prepared
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.reduction.prepare import prepare
+    from trends_ivae.data.store import write_prepared
     from trends_ivae.simulate.fmri import FMRISimParams, load_truth, simulate_fmri, write_bids
 
     t0 = time.perf_counter()
@@ -208,7 +210,7 @@ def _steps_budget(n_rows: int, steps: int | None) -> dict:
     with the batch size GroupIVAE would choose; {} where its default is not longer."""
     import math
 
-    from trends_ivae.estimator import IVAE
+    from trends_ivae.estimators.ivae import IVAE
 
     if not steps:
         return {}
@@ -224,7 +226,7 @@ def _flow_budget(n_rows: int, steps: int | None) -> dict:
     optimiser steps (its default aims at 600 per restart, ``FLOW_MIN_STEPS``)."""
     import math
 
-    from trends_ivae.flow_estimator import IFlow
+    from trends_ivae.estimators.flow import IFlow
 
     if not steps:
         return {}
@@ -243,7 +245,8 @@ def method_stage(method: str, cell: Path, k: int, model_seed: int, *, n_init: in
     """Fit ``method`` on a cell's files and score it against the truth."""
     import numpy as np
 
-    from trends_ivae.io import find_bids_runs, read_prepared
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.data.store import read_prepared
     from trends_ivae.metrics import mcc
     from trends_ivae.simulate.fmri import load_truth
 
@@ -450,7 +453,9 @@ def _preimport() -> None:  # noqa: F401 - imports only
     import torch  # noqa: F401
 
     import trends_ivae  # noqa: F401
-    from trends_ivae.io import find_bids_runs, prepare, read_prepared  # noqa: F401
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.reduction.prepare import prepare
+    from trends_ivae.data.store import read_prepared  # noqa: F401
     from trends_ivae.simulate import fmri  # noqa: F401
 
     _bench_fmri()

@@ -153,7 +153,7 @@ def compare_world_sizes(*, n_sources: int = 5, n_segments: int = 40, n_per_segme
     """MCC of one process vs two Gloo processes on the iVAE paper's synthetic data.
 
     The rows stay in segment order (as a prepared file is in subject order); each rank
-    takes every other row (``trends_ivae.distributed.row_share``). The ranks are started
+    takes every other row (``trends_ivae.estimators.distributed.row_share``). The ranks are started
     by ``tests/_distributed_helpers.fit_on_ranks`` (torch.multiprocessing, Gloo).
 
     Returns

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from sklearn.decomposition import FastICA
 
-    from trends_ivae.linear_start import linear_start
+    from trends_ivae.estimators.linear_start import linear_start
     from trends_ivae.metrics import mcc
-    from trends_ivae.model import resolve_device
+    from trends_ivae.estimators.nn import resolve_device
     from trends_ivae.simulate import make_segment_data
 
     size = dict(n_segments=10, n_per_segment=500) if args.quick else dict(n_segments=40, n_per_segment=1000)

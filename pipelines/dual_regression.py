@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.exists() and not args.force:
         parser.error(f"{str(out)!r} exists; pass --force to overwrite it")
 
-    from trends_ivae.io import PrepareError, find_bids_runs, runs_from_files  # heavy imports after parsing
+    from trends_ivae.data.errors import PrepareError
+    from trends_ivae.data.bids import find_bids_runs, runs_from_files  # heavy imports after parsing
     from trends_ivae.workflow import WorkflowError, dual_regression_to_folder
 
     try:

@@ -200,7 +200,7 @@ def run_fit(fit_argv: Sequence[str], prog: str = "group_ivae.py") -> int:
     (:func:`trends_ivae.workflow.fit_to_folder`); the exit code (2: bad options)."""
     from trends_ivae.cli.fit import fit_job  # heavy imports after parsing
     from trends_ivae.cli.options import print_fit_result
-    from trends_ivae.io import PrepareError
+    from trends_ivae.data.errors import PrepareError
     from trends_ivae.workflow import WorkflowError, fit_to_folder
 
     try:

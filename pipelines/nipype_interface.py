@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Example: the group iVAE fit as a node of a Nipype workflow (needs ``trends-ivae[nipype]``).
 
-The interface itself is :class:`trends_ivae.nipype.GroupIVAEFit`; this script builds a
+The interface itself is :class:`trends_ivae.interfaces.nipype.GroupIVAEFit`; this script builds a
 one-node workflow around it::
 
     python pipelines/nipype_interface.py sample_data/bids work/ --n-components 8
@@ -17,7 +17,7 @@ def build_workflow(bids_dir: str, base_dir: str, **inputs):
     """A Nipype workflow with one ``GroupIVAEFit`` node named ``ivae``."""
     from nipype import Node, Workflow
 
-    from trends_ivae.nipype import GroupIVAEFit
+    from trends_ivae.interfaces.nipype import GroupIVAEFit
 
     wf = Workflow(name="trends_ivae", base_dir=base_dir)
     wf.add_nodes([Node(GroupIVAEFit(bids_dir=bids_dir, **inputs), name="ivae")])

@@ -2,7 +2,7 @@
 
 Real runs start their ranks with ``torchrun`` (``trends-ivae fit --distributed``); these
 helpers start them with ``torch.multiprocessing`` and pass each rank's
-:class:`~trends_ivae.distributed.ProcessGroupComm` to ``IVAE.fit`` explicitly, as the
+:class:`~trends_ivae.estimators.distributed.ProcessGroupComm` to ``IVAE.fit`` explicitly, as the
 command line does.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 import numpy as np
 import torch
 
-from trends_ivae.distributed import ProcessGroupComm, init_from_env, row_share, shutdown
+from trends_ivae.estimators.distributed import ProcessGroupComm, init_from_env, row_share, shutdown
 
 
 def free_port() -> int:
@@ -26,7 +26,7 @@ def free_port() -> int:
 def _fit_share(rank_: int, world: int, port: int, X, u, params: dict, out: str,
                fit_kwargs: dict | None = None) -> None:
     """One rank of :func:`fit_on_ranks`: join the group, fit on its rows, rank 0 saves the model."""
-    from trends_ivae.estimator import IVAE
+    from trends_ivae.estimators.ivae import IVAE
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank_),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank_))
@@ -47,7 +47,7 @@ def fit_on_ranks(X, u, params: dict, world: int, out: str, start_method: str = "
                  fit_kwargs: dict | None = None) -> None:
     """Fit ``IVAE(**params)`` on ``X, u`` with ``world`` Gloo processes; rank 0 saves it to ``out``.
 
-    Each process takes its share of the rows (:func:`~trends_ivae.distributed.row_share`);
+    Each process takes its share of the rows (:func:`~trends_ivae.estimators.distributed.row_share`);
     ``fit_kwargs`` go to :meth:`IVAE.fit` on every rank (e.g. ``checkpoint_dir``).
     """
     import torch.multiprocessing as mp

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from trends_ivae import IVAE
-from trends_ivae import estimator as estimator_mod
+from trends_ivae.estimators import ivae as estimator_mod
 from trends_ivae.metrics import mcc
-from trends_ivae.model import IVAEConfig, IVAEModel
-from trends_ivae.model.priors import LOG_SCALE_MAX, LOG_SCALE_MIN
+from trends_ivae.estimators.nn import IVAEConfig, IVAEModel
+from trends_ivae.estimators.nn.priors import LOG_SCALE_MAX, LOG_SCALE_MIN
 from trends_ivae.simulate import make_segment_data
 
 
@@ -201,7 +201,7 @@ def test_streamed_factor_fit_is_the_resident_fit(two_factors, factor_fit):
 
 
 def test_identifiability_warning_counts_distinct_factor_rows(two_factors):
-    from trends_ivae.estimator import IdentifiabilityWarning
+    from trends_ivae.estimators.ivae import IdentifiabilityWarning
 
     d, df = two_factors
     few = pd.DataFrame({"a": d.u % 2, "b": d.u % 2})          # 2 distinct rows < 2 * 2 + 1
@@ -227,7 +227,7 @@ def test_old_model_files_still_load(two_factors, tmp_path):
 
 
 def test_aux_variable_factors_encode_as_build_aux_concat_columns():
-    from trends_ivae.io.auxiliary import RunMeta, build_aux
+    from trends_ivae.data.auxiliary import RunMeta, build_aux
 
     runs = [RunMeta(name=f"r{i}", subject=s, run="1", n_volumes=30, tr=2.0) for i, s in enumerate("ab")]
     aux = build_aux("subject+window", runs, window=10)
@@ -278,7 +278,7 @@ def test_ivae_fit_on_an_aux_variable_equals_the_dataframe_and_label_paths():
 @pytest.fixture(scope="module")
 def group_fit(tmp_path_factory):
     from trends_ivae import GroupIVAE
-    from trends_ivae.io import find_bids_runs
+    from trends_ivae.data.bids import find_bids_runs
     from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
     sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=60, n_components=2, n_task=1,
@@ -309,8 +309,8 @@ def test_group_ivae_passes_concatenated_factors_as_factors(group_fit):
 
 def test_group_ivae_factors_and_the_report_prior(group_fit, tmp_path):
     """The report's prior summary takes the factors from u_factors (model/ivae.pt + prepared.h5)."""
-    from trends_ivae.io.store import write_prepared
-    from trends_ivae.io.store import read_prepared
+    from trends_ivae.data.store import write_prepared
+    from trends_ivae.data.store import read_prepared
     from trends_ivae.report.results import _load_prior
 
     model, _ = group_fit

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trends_ivae.backprojection import (back_project, effect_maps, explained_variance, peak_signs,
+from trends_ivae.group.backprojection import (back_project, effect_maps, explained_variance, peak_signs,
                                         regression_coefficients, zscore_maps)
 
 

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from trends_ivae.cli.bids_app import main
-from trends_ivae.io import find_bids_runs, prepare, read_prepared
-from trends_ivae.io.participant import (find_runs, gather_shares, share_paths, write_participant_share)
-from trends_ivae.io.reduction import subspace_distance
+from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.reduction.prepare import prepare
+from trends_ivae.data.store import read_prepared
+from trends_ivae.reduction.participant import (find_runs, gather_shares, share_paths, write_participant_share)
+from trends_ivae.reduction.migp import subspace_distance
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
 FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
@@ -58,7 +60,7 @@ def test_participant_and_group_write_a_valid_derivative(app_out, bids):
         assert f["x"].shape == (160, 6)
     assert not list(app_out.glob(".trends_ivae_group-*"))
     assert (app_out / "report.html").is_file()
-    from trends_ivae.io.export import read_manifest
+    from trends_ivae.export.derivatives import read_manifest
 
     assert "report.html" in read_manifest(app_out)          # built in place, and listed as the tool's own
 
@@ -125,7 +127,7 @@ def _fmriprep(bids, root):
 
 def test_fmriprep_derivatives(bids, tmp_path):
     deriv = _fmriprep(bids, tmp_path / "fmriprep")
-    from trends_ivae.io import PrepareError
+    from trends_ivae.data.errors import PrepareError
 
     with pytest.raises(PrepareError, match="--space"):
         find_runs(bids, derivatives=deriv)

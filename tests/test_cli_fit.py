@@ -12,7 +12,7 @@ import pytest
 
 from trends_ivae import GroupIVAE
 from trends_ivae.cli.main import main
-from trends_ivae.io import find_bids_runs
+from trends_ivae.data.bids import find_bids_runs
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
 FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
@@ -153,7 +153,7 @@ def test_demo_fits_the_sample_data(tmp_path, capsys):
 def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
     """fit without --n-dims reduces to --n-components dimensions; prepare alone keeps 30, and
     fitting 3 components on those 30 dimensions warns."""
-    from trends_ivae.io.store import read_prepared
+    from trends_ivae.data.store import read_prepared
 
     fast = ["--n-components", "3", "--n-init", "1", "--max-epochs", "2", "--batch-size", "32", "--no-report"]
     warning = "30 dimensions for 3 components"
@@ -174,7 +174,7 @@ def test_n_dims_defaults_to_the_number_of_components(bids, tmp_path, capsys):
 
 
 def test_explained_variance_is_a_fraction_of_the_cleaned_data(fitted_out):
-    from trends_ivae.io import read_prepared
+    from trends_ivae.data.store import read_prepared
 
     side = json.loads((fitted_out / "group" / "desc-ivae_components.json").read_text())
     shares = np.asarray(side["ExplainedVariance"])
@@ -215,7 +215,7 @@ def test_force_keeps_a_users_file_and_replaces_only_the_tools_outputs(fitted_out
 
 def test_fit_with_the_flow_estimator_writes_a_loadable_iflow(bids, tmp_path):
     from trends_ivae import IFlow
-    from trends_ivae.estimator_base import SourceEstimator
+    from trends_ivae.estimators.base import SourceEstimator
 
     out = tmp_path / "flow"
     args = ["fit", "--bids", str(bids), "--out", str(out), "--estimator", "flow", "--n-components", "3",

@@ -6,7 +6,7 @@ import pytest
 
 from _fmri_fixtures import BLOCK_EVENTS, make_bids, write_events, write_mask, write_run
 from trends_ivae.cli.main import main
-from trends_ivae.io import read_prepared
+from trends_ivae.data.store import read_prepared
 
 
 @pytest.fixture(scope="module")

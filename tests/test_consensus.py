@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from trends_ivae.consensus import CollinearityWarning, consensus, warn_collinear
+from trends_ivae.estimators.consensus import CollinearityWarning, consensus, warn_collinear
 
 
 def _sources(seed, n=2000, k=4):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trends_ivae import GroupIVAE
-from trends_ivae.io import find_bids_runs
+from trends_ivae.data.bids import find_bids_runs
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import FMRISimParams, load_truth, simulate_fmri, write_bids
 
@@ -98,7 +98,7 @@ def test_too_many_components_is_refused(fitted):
 
 
 def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
-    from trends_ivae.io import prepare
+    from trends_ivae.reduction.prepare import prepare
 
     runs = find_bids_runs(bids)
     kw = dict(n_components=N_COMP, aux="task+window", window=20, n_init=1,

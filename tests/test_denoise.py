@@ -14,8 +14,10 @@ import pytest
 from _fmri_fixtures import make_data, write_run
 from trends_ivae.cli.bids_app import main as bids_main
 from trends_ivae.cli.main import main
-from trends_ivae.io import PrepareError, find_bids_runs, prepare
-from trends_ivae.io.cleaning import DENOISE_STRATEGIES, denoise_confounds
+from trends_ivae.data.errors import PrepareError
+from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.reduction.prepare import prepare
+from trends_ivae.data.cleaning import DENOISE_STRATEGIES, denoise_confounds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,8 +14,8 @@ import torch.distributed as dist
 
 from _distributed_helpers import fit_on_ranks, free_port
 from trends_ivae import IVAE
-from trends_ivae.distributed import ProcessGroupComm, row_share
-from trends_ivae.model.comm import SINGLE_PROCESS, Comm
+from trends_ivae.estimators.distributed import ProcessGroupComm, row_share
+from trends_ivae.estimators.nn.comm import SINGLE_PROCESS, Comm
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import make_segment_data
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from trends_ivae import IVAE
-from trends_ivae.estimator import IdentifiabilityWarning
+from trends_ivae.estimators.ivae import IdentifiabilityWarning
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import make_segment_data
 
@@ -83,7 +83,7 @@ def test_model_file_with_the_removed_annealing_options_still_loads(fitted, tiny,
     """Files written while IVAE had kl_start and entropy_start (inactive, removed) load; the keys are ignored."""
     import torch
 
-    from trends_ivae.model import TrainConfig
+    from trends_ivae.estimators.nn import TrainConfig
 
     path = tmp_path / "old.pt"
     fitted.save(path)

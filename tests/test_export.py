@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trends_ivae.io.export import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, component_names,
+from trends_ivae.export.derivatives import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, component_names,
                                    derivative_stem, foreign_files, read_manifest, record_outputs,
                                    run_entities, unmask, write_derivatives)
 

@@ -7,9 +7,9 @@ import torch
 from sklearn.decomposition import FastICA
 
 from trends_ivae import IFlow
-from trends_ivae.linear_start import linear_loglik, linear_start
+from trends_ivae.estimators.linear_start import linear_loglik, linear_start
 from trends_ivae.metrics import mcc
-from trends_ivae.model.flow import FlowConfig, FlowModel
+from trends_ivae.estimators.nn.flow import FlowConfig, FlowModel
 from trends_ivae.simulate import make_segment_data
 
 
@@ -153,7 +153,7 @@ def test_vae_linear_start_stays_at_least_as_good_as_linear_ica_on_linear_data():
 
 
 def test_vae_set_linear_start_is_the_affine_model():
-    from trends_ivae.model import IVAEConfig, IVAEModel
+    from trends_ivae.estimators.nn import IVAEConfig, IVAEModel
 
     model = IVAEModel(IVAEConfig(n_features=3, n_components=3, n_aux=4, linear_skip=True))
     W, b = torch.randn(3, 3) + 3 * torch.eye(3), torch.randn(3)
@@ -168,7 +168,7 @@ def test_vae_set_linear_start_is_the_affine_model():
 def test_loading_an_unusable_model_file_is_a_clear_error_and_runs_nothing(tmp_path, nonlinear, fitted_flow):
     import pickle
 
-    from trends_ivae.estimator_base import SourceEstimator
+    from trends_ivae.estimators.base import SourceEstimator
 
     good = tmp_path / "good.pt"
     fitted_flow.save(good)

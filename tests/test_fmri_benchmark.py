@@ -35,7 +35,8 @@ def test_ivae_beats_temporal_fastica_with_nonlinear_mixing():
     from sklearn.decomposition import FastICA
 
     from trends_ivae import GroupIVAE
-    from trends_ivae.io import prepare, runs_from_files
+    from trends_ivae.reduction.prepare import prepare
+    from trends_ivae.data.bids import runs_from_files
 
     sim = simulate_fmri(**NONLINEAR, seed=1)
     runs = runs_from_files(sim.imgs, events=sim.events, subjects=sim.subjects)

@@ -10,8 +10,8 @@ import pytest
 
 from trends_ivae import GroupIVAE
 from trends_ivae.cli.main import main
-from trends_ivae.io import find_bids_runs
-from trends_ivae.io.layouts import gift_subjects, mean_epi, power_spectra, write_gift, write_layout
+from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.export.layouts import gift_subjects, mean_epi, power_spectra, write_gift, write_layout
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
 FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from trends_ivae.model import IVAEConfig, IVAEModel, TrainConfig, fit_restarts, train_model
-from trends_ivae.model import train as train_mod
+from trends_ivae.estimators.nn import IVAEConfig, IVAEModel, TrainConfig, fit_restarts, train_model
+from trends_ivae.estimators.nn import train as train_mod
 from trends_ivae.simulate import make_segment_data
 
 

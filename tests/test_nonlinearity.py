@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from trends_ivae import IVAE
-from trends_ivae.flow_estimator import IFlow
-from trends_ivae.nonlinearity import NonlinearityTest, held_out_test, linear_counterpart
+from trends_ivae.estimators.flow import IFlow
+from trends_ivae.group.nonlinearity import NonlinearityTest, held_out_test, linear_counterpart
 from trends_ivae.simulate import make_segment_data
 
 

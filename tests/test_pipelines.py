@@ -58,7 +58,7 @@ def test_rest_and_multisite_studies(name, check, tmp_path):
     assert _run(group_ivae, [str(CONFIGS / f"{name}.toml"), "--out", str(out), *FAST]) == 0
     assert (out / check).is_file()
     if name == "multisite_study":
-        from trends_ivae.io import read_prepared
+        from trends_ivae.data.store import read_prepared
 
         p = read_prepared(out / "prepared.h5")
         assert p.u_kind == "continuous" and "site=A" in p.u_names
@@ -103,7 +103,7 @@ def test_dual_regression_reproduces_the_fit(task_fit, tmp_path):
 
 def test_nipype_interface(tmp_path):
     pytest.importorskip("nipype")
-    from trends_ivae.nipype import GroupIVAEFit
+    from trends_ivae.interfaces.nipype import GroupIVAEFit
 
     node = GroupIVAEFit(bids_dir=str(SAMPLE), n_components=3, n_dims=6, n_init=1, max_epochs=4,
                         batch_size=64, layout="melodic", out_dir=str(tmp_path / "n.ica"))
@@ -121,7 +121,7 @@ def test_nipype_workflow_node_feeds_the_next_node(tmp_path, monkeypatch):
     pytest.importorskip("nipype")
     from nipype import Function, Node, Workflow
 
-    from trends_ivae.nipype import GroupIVAEFit
+    from trends_ivae.interfaces.nipype import GroupIVAEFit
 
     def count_volumes(group_maps, out_dir):
         import os
@@ -172,7 +172,7 @@ def test_the_pipeline_and_the_nipype_node_call_the_fit_workflow(tmp_path, monkey
     assert kwargs["fit"].n_components == 3 and kwargs["output"].layout == "melodic"
     assert kwargs["output"].report is False
     pytest.importorskip("nipype")
-    from trends_ivae.nipype import GroupIVAEFit
+    from trends_ivae.interfaces.nipype import GroupIVAEFit
 
     node = GroupIVAEFit(bids_dir=str(SAMPLE), n_components=2, n_dims=4, out_dir=str(tmp_path / "n"))
     node._run_interface(None)

@@ -13,8 +13,8 @@ import pytest
 
 from trends_ivae import GroupIVAE
 from trends_ivae.cli.main import main
-from trends_ivae.io.bids import find_bids_runs
-from trends_ivae.io.cleaning import clean_run
+from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.data.cleaning import clean_run
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "bids"
 

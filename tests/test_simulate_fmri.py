@@ -157,7 +157,7 @@ def test_write_bids_roundtrip(sim, tmp_path, dtype):
 
 def test_write_bids_uncompressed(sim, tmp_path):
     """compress=False writes .nii BOLD images with the same data, found by the BIDS reader."""
-    from trends_ivae.io import find_bids_runs
+    from trends_ivae.data.bids import find_bids_runs
 
     out = write_bids(sim, tmp_path / "bids", compress=False)
     img = nib.load(out / "sub-01" / "func" / "sub-01_task-sim_bold.nii")
@@ -186,7 +186,7 @@ def test_write_bids_refuses_existing(sim, tmp_path):
     with pytest.raises(FileExistsError):
         write_bids(sim, out)
     assert (out / "keep.txt").exists()
-    from trends_ivae.io.export import ForeignFilesError
+    from trends_ivae.export.derivatives import ForeignFilesError
 
     with pytest.raises(ForeignFilesError, match="keep.txt"):   # force never deletes a user's file
         write_bids(sim, out, force=True)

@@ -14,8 +14,8 @@ import pytest
 from _fmri_fixtures import make_bids
 from trends_ivae.cli.main import main
 from trends_ivae import aux_variable
-from trends_ivae.io.auxiliary import RunMeta, build_aux, task_labels, window_labels
-from trends_ivae.io.store import (FORMAT_VERSION, read_prepared, read_rows, read_subject,
+from trends_ivae.data.auxiliary import RunMeta, build_aux, task_labels, window_labels
+from trends_ivae.data.store import (FORMAT_VERSION, read_prepared, read_rows, read_subject,
                                   write_prepared)
 
 WINDOW = 10
@@ -124,7 +124,7 @@ def test_fit_and_report_never_build_the_dense_u(prepared_file, tmp_path, monkeyp
 def test_report_prior_of_a_model_fitted_on_dense_columns(prepared_file, tmp_path):
     """A model fitted on the dense columns (before u became factors) is summarised from
     blocks of rebuilt columns."""
-    from trends_ivae.estimator import IVAE
+    from trends_ivae.estimators.ivae import IVAE
     from trends_ivae.report.results import _load_prior
 
     prep = read_prepared(prepared_file)
@@ -148,7 +148,7 @@ def test_u_round_trips_through_the_store_as_one_type(prepared_file, tmp_path):
     """The AuxVariable of prepare, written and read back: same kind, names, factors and codes;
     rows read alone (read_aux) are the same rows."""
     from trends_ivae.aux_variable import AuxVariable
-    from trends_ivae.io.store import read_aux
+    from trends_ivae.data.store import read_aux
 
     prep = read_prepared(prepared_file)
     assert isinstance(prep.u, AuxVariable) and prep.u.kind == "factors" and prep.u.spec == "task+window"

@@ -29,7 +29,7 @@ def test_streamed_from_disk_equals_resident(tmp_path, store, monkeypatch):
     """X never loaded whole: an h5py dataset (or memmap) read in blocks gives the resident model."""
     import h5py
 
-    from trends_ivae.disk_rows import DiskRows
+    from trends_ivae.estimators.disk_rows import DiskRows
 
     monkeypatch.setattr(DiskRows, "block", 50)   # many blocks on a small file
     d = make_segment_data(n_sources=2, n_segments=6, n_per_segment=100, n_layers=2, random_state=0,

@@ -10,8 +10,9 @@ import nibabel as nib
 import pandas as pd
 import pytest
 
-from trends_ivae.io import find_bids_runs, read_prepared
-from trends_ivae.io.settings import PrepareSettings
+from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.data.store import read_prepared
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.workflow import (BidsSelection, FitResult, FitSettings, OutputSettings, PrepareRequest,
                                   WorkflowError, fit_to_folder, group_stage, participant_stage,
                                   prepare_to_file)

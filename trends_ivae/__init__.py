@@ -23,9 +23,9 @@ from ._version import __version__
 __all__ = ["IVAE", "IFlow", "GroupIVAE", "metrics", "simulate", "__version__"]
 
 _LAZY = {
-    "IVAE": ("trends_ivae.estimator", "IVAE"),
-    "IFlow": ("trends_ivae.flow_estimator", "IFlow"),
-    "GroupIVAE": ("trends_ivae.decomposition", "GroupIVAE"),
+    "IVAE": ("trends_ivae.estimators.ivae", "IVAE"),
+    "IFlow": ("trends_ivae.estimators.flow", "IFlow"),
+    "GroupIVAE": ("trends_ivae.group.group_ivae", "GroupIVAE"),
     "metrics": ("trends_ivae.metrics", None),
     "simulate": ("trends_ivae.simulate", None),
 }

@@ -16,9 +16,9 @@
 
 Every kind also carries ``factor_codes``, each factor's own level per sample (for
 example the task labels when u is the windows), ``factors`` (name and levels) and the
-``spec`` it was built from. The estimators (:class:`~trends_ivae.aux_codes.AuxCoding`)
+``spec`` it was built from. The estimators (:class:`~trends_ivae.estimators.aux_codes.AuxCoding`)
 take an ``AuxVariable`` as they take 1-D labels, a 2-D float array or a DataFrame of
-factors; the prepared store keeps one (:class:`~trends_ivae.io.store.PreparedData`
+factors; the prepared store keeps one (:class:`~trends_ivae.data.store.PreparedData`
 ``.u``) and writes it in its own layout (:meth:`AuxVariable.from_store`,
 :meth:`AuxVariable.store_arrays`). Only this module looks at ``kind``.
 
@@ -91,7 +91,7 @@ class AuxVariable:
     """u for all samples: discrete labels, discrete factors or continuous columns.
 
     Build one with :meth:`discrete`, :meth:`from_factors` or :meth:`continuous` (or
-    :func:`~trends_ivae.io.auxiliary.build_aux` from events and labels).
+    :func:`~trends_ivae.data.auxiliary.build_aux` from events and labels).
 
     Attributes
     ----------

@@ -128,7 +128,7 @@ def refuse_foreign_files(parser: argparse.ArgumentParser, out_dir: Path,
                          within: list[str] | None = None) -> None:
     """Stop (``parser.error``) when ``--force`` would replace a folder holding files the tool did
     not write: they are named, and nothing is deleted (``within``: only these parts of it)."""
-    from ..io.outputs import ForeignFilesError, foreign_files
+    from ..export.outputs import ForeignFilesError, foreign_files
 
     foreign = foreign_files(out_dir, within=within)
     if foreign:

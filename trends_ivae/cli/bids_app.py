@@ -8,7 +8,7 @@ Examples::
         --confounds trans_* rot_* --task rest --aux window --window 30     # fMRIPrep input
 
 ``participant`` writes each selected subject's share of the prepare stage (mask,
-cleaning, subject-level reduction, mean EPI; :mod:`trends_ivae.io.participant`) to
+cleaning, subject-level reduction, mean EPI; :mod:`trends_ivae.reduction.participant`) to
 ``OUTPUT_DIR/sub-<label>/``, so subjects can run as separate cluster jobs. ``group``
 gathers the shares (computing any missing one from the raw data on the way), builds
 the shared basis by MIGP, fits the iVAE, maps back and writes the results into
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bids, out, n_dims = _check_args(args, parser)
     labels = _labels(args, parser, bids, out)
     setup_logging(args.verbose)
-    from ..io.errors import PrepareError
+    from ..data.errors import PrepareError
     from ..workflow import BidsSelection, WorkflowError, group_stage, participant_stage
 
     selection = BidsSelection(bids_dir=bids, derivatives=Path(args.derivatives) if args.derivatives else None,

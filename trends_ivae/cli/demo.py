@@ -56,8 +56,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"{str(out)!r} exists and is not a trends_ivae output; choose another --out")
     refuse_foreign_files(parser, out)   # an earlier demo output is replaced, nothing else in it
     setup_logging(0)
-    from ..io import PrepareError, find_bids_runs  # after parsing
-    from ..io.settings import PrepareSettings
+    from ..data.bids import find_bids_runs  # after parsing
+    from ..data.errors import PrepareError
+    from ..data.settings import PrepareSettings
     from ..workflow import FitSettings, OutputSettings, PrepareRequest, WorkflowError, fit_to_folder
 
     tmp = None

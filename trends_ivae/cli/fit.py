@@ -126,7 +126,7 @@ def _job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FitJob:
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         The runs cannot be found, or a prepare setting is refused.
     """
     n_dims = _check(args, parser)
@@ -151,7 +151,7 @@ def fit_job(argv: Sequence[str]) -> FitJob:
     ------
     SystemExit
         Bad options (exit code 2, the message on stderr), as the command.
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         The runs cannot be found, or a prepare setting is refused.
     """
     from .main import build_parser
@@ -162,7 +162,7 @@ def fit_job(argv: Sequence[str]) -> FitJob:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae fit``; returns the exit code."""
-    from ..io.errors import PrepareError
+    from ..data.errors import PrepareError
     from ..workflow import WorkflowError, fit_distributed, fit_to_folder
 
     prog = f"trends-ivae {args.command}"

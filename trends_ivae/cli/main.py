@@ -74,10 +74,10 @@ def _exit_if_distributed(code: int) -> None:
     ("terminate called without an active exception", a native thread still joinable
     when its destructor ran), and torchrun then reported the whole job as failed. The
     outputs are complete and flushed at this point, so the process exits directly. A
-    command that never imported :mod:`trends_ivae.distributed` used no group (and so
+    command that never imported :mod:`trends_ivae.estimators.distributed` used no group (and so
     does not load torch here).
     """
-    distributed = sys.modules.get("trends_ivae.distributed")
+    distributed = sys.modules.get("trends_ivae.estimators.distributed")
     if distributed is not None and distributed.group_was_used():
         import logging
         import os

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ..io.settings import PrepareSettings
+    from ..data.settings import PrepareSettings
     from ..workflow import FitResult, FitSettings, PrepareRequest
 
 from ._common import Default, count_or_auto, existing_dir, existing_file, is_auto, training_verbosity, wants_progress
 
-#: nilearn's fMRIPrep strategies (trends_ivae.io.settings.DENOISE_STRATEGIES; not imported for --help)
+#: nilearn's fMRIPrep strategies (trends_ivae.data.settings.DENOISE_STRATEGIES; not imported for --help)
 DENOISE_CHOICES = ("simple", "scrubbing", "compcor", "ica_aroma")
 
 
@@ -191,7 +191,7 @@ def check_scheduler_arguments(args: argparse.Namespace, parser: argparse.Argumen
     if args.dask_address and args.scheduler != "dask":
         parser.error("--dask-address goes with --scheduler dask")
     if args.scheduler == "dask":
-        from ..io.parallel import dask_available
+        from ..data.parallel import dask_available
 
         if not dask_available():
             parser.error("--scheduler dask needs dask.distributed: pip install 'trends-ivae[dask]'")
@@ -228,10 +228,10 @@ def runs_from_args(args: argparse.Namespace) -> list:
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         No run matches (the message lists what there is), or a file is unusable.
     """
-    from ..io.bids import find_bids_runs, runs_from_files
+    from ..data.bids import find_bids_runs, runs_from_files
 
     if args.bids:
         return find_bids_runs(args.bids, task=args.task, session=args.session, run=args.run,
@@ -242,14 +242,14 @@ def runs_from_args(args: argparse.Namespace) -> list:
 
 
 def prepare_settings(args: argparse.Namespace, n_dims: int | str) -> "PrepareSettings":
-    """The :class:`~trends_ivae.io.settings.PrepareSettings` of the prepare options.
+    """The :class:`~trends_ivae.data.settings.PrepareSettings` of the prepare options.
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         A value the settings refuse (the message names it).
     """
-    from ..io.settings import PrepareSettings
+    from ..data.settings import PrepareSettings
 
     return PrepareSettings.from_options(
         aux=str(args.aux), window=args.window, step=args.step, hrf_delay=args.hrf_delay,
@@ -267,7 +267,7 @@ def prepare_request(args: argparse.Namespace, n_dims: int | str) -> "PrepareRequ
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         As :func:`runs_from_args` and :func:`prepare_settings`.
     """
     from ..workflow import PrepareRequest

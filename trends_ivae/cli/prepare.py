@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..io.settings import DEFAULT_N_DIMS   # (light: no nilearn, no torch)
+from ..data.settings import DEFAULT_N_DIMS   # (light: no nilearn, no torch)
 from ._common import HELP_FORMATTER, add_common_options, add_quiet_option, check_writable, setup_logging
 from .options import (DENOISE_CHOICES, add_input_arguments, add_prepare_arguments, arguments_record,
                       check_input_arguments, n_dims_of, notifier, prepare_request)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_writable(parser, out_dir, "--out")
     setup_logging(args.verbose)
 
-    from ..io.errors import PrepareError
+    from ..data.errors import PrepareError
     from ..workflow import prepare_to_file
 
     try:

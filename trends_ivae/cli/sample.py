@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import nibabel as nib
 
     from ..atomic import atomic_path, write_json_atomic
-    from ..decomposition import GroupIVAE
+    from ..group.group_ivae import GroupIVAE
 
     setup_logging(args.verbose)
     existing_dir(parser, args.fit_dir, "FIT")

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
 
     if out.exists() and not args.force:
         fail(f"{str(out)!r} exists; use --force to overwrite")
-    from ..io.outputs import ForeignFilesError, foreign_files
+    from ..export.outputs import ForeignFilesError, foreign_files
 
     foreign = foreign_files(out)
     if foreign:

@@ -423,7 +423,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n</body>\n</html>\n")
     write_text_atomic(target, page)
     if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
-        from ..io.export import record_outputs
+        from ..export.derivatives import record_outputs
 
         record_outputs(out, [target.name])
     log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,

@@ -155,13 +155,13 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
         labels = pd.read_csv(labels_path, sep="\t")
         names = [str(n) for n in labels["name"]]
     else:
-        from ..io.export import component_names
+        from ..export.derivatives import component_names
 
         names = component_names(k)
         labels = pd.DataFrame({"index": np.arange(1, k + 1), "name": names})
     if len(names) != k:
         notes.append(f"the labels TSV names {len(names)} components, the maps hold {k}; using ic01...")
-        from ..io.export import component_names
+        from ..export.derivatives import component_names
 
         names = component_names(k)
         labels = pd.DataFrame({"index": np.arange(1, k + 1), "name": names})
@@ -178,7 +178,7 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
     prep_path = out / "prepared.h5"
     if prep_path.is_file():
         try:
-            from ..io import read_prepared
+            from ..data.store import read_prepared
 
             prepared = read_prepared(prep_path)
         except Exception as exc:  # noqa: BLE001 - a damaged optional file only drops sections
@@ -235,7 +235,7 @@ def _read_runs(out: Path, names: list, prepared: Any) -> list[RunSeries]:
 
 def _match_prepared_runs(runs: list[RunSeries], prepared: Any) -> None:
     """Set ``RunSeries.index`` (prepared run table) by entities, else by subject and length."""
-    from ..io.export import derivative_stem
+    from ..export.derivatives import derivative_stem
 
     by_stem = {}
     for i, r in enumerate(prepared.runs):
@@ -275,7 +275,7 @@ def _prior_per_volume(res: FitResults) -> tuple[np.ndarray, np.ndarray] | None:
 def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """The same from ``model/ivae.pt`` (loads torch): for fits written before ``prior.npz``."""
     try:
-        from ..estimator_base import SourceEstimator
+        from ..estimators.base import SourceEstimator
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

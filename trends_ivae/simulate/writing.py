@@ -44,8 +44,8 @@ def write_bids(sim: FMRISimulation, out_dir: str | os.PathLike, *, dtype: str = 
         Data type of the BOLD images (``int16``: rounded intensities, smaller files).
     force : bool
         Replace an existing ``out_dir`` that holds only files this function wrote
-        (:func:`trends_ivae.io.export.atomic_output_dir`; others raise
-        :class:`~trends_ivae.io.export.ForeignFilesError`, nothing is deleted).
+        (:func:`trends_ivae.export.derivatives.atomic_output_dir`; others raise
+        :class:`~trends_ivae.export.derivatives.ForeignFilesError`, nothing is deleted).
     compress : bool, default True
         Gzip the BOLD images (``.nii.gz``); False writes ``.nii``, several times faster
         for large cohorts (the truth images stay compressed).
@@ -55,7 +55,7 @@ def write_bids(sim: FMRISimulation, out_dir: str | os.PathLike, *, dtype: str = 
     Path
         ``out_dir``.
     """
-    from ..io.export import atomic_output_dir   # numpy, nibabel, pandas: no torch
+    from ..export.derivatives import atomic_output_dir   # numpy, nibabel, pandas: no torch
 
     out = Path(out_dir)
     if out.exists() and not force:

@@ -2,7 +2,7 @@
 
 Each workflow does one user-level job from settings objects to files on disk, and is
 what every front end calls: ``trends-ivae prepare|fit|demo``, ``trends-ivae-bids``,
-``pipelines/*.py`` and the Nipype node (:mod:`trends_ivae.nipype`).
+``pipelines/*.py`` and the Nipype node (:mod:`trends_ivae.interfaces.nipype`).
 
 :func:`prepare_to_file`
     runs -> ``OUT/prepared.h5`` and ``OUT/prepare_config.json``.
@@ -16,7 +16,7 @@ what every front end calls: ``trends-ivae prepare|fit|demo``, ``trends-ivae-bids
 :func:`dual_regression_to_folder`
     a fitted model applied to new runs (time courses and subject maps), no refit.
 
-The settings travel whole: :class:`trends_ivae.io.settings.PrepareSettings` (cleaning, u,
+The settings travel whole: :class:`trends_ivae.data.settings.PrepareSettings` (cleaning, u,
 reduction, compute) inside a :class:`PrepareRequest` with the runs, mask and TR;
 :class:`FitSettings` (the model); :class:`OutputSettings` (layout, report, force). A
 problem the user can fix raises :class:`WorkflowError` (one line, naming the option or

@@ -1,7 +1,7 @@
 """The BIDS App's two stages as functions: participant shares, then the group fit.
 
 :func:`participant_stage` writes each selected subject's share of the prepare stage
-(:func:`trends_ivae.io.participant.write_participant_share`) under ``OUTPUT_DIR/sub-<label>/``,
+(:func:`trends_ivae.reduction.participant.write_participant_share`) under ``OUTPUT_DIR/sub-<label>/``,
 keeping existing shares made for the same runs with the same cleaning (a rerun picks up
 where it stopped). :func:`group_stage` gathers the shares (computing missing ones from the
 raw data, not kept), fits the group iVAE with :func:`~trends_ivae.workflow.fit.fit_to_folder`
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io.errors import PrepareError
-from ..io.settings import PrepareSettings
+from ..data.errors import PrepareError
+from ..data.settings import PrepareSettings
 from .choices import Notify, with_resting_aux
 from .fit import FitResult, FitSettings, OutputSettings, WorkflowError, fit_to_folder, write_report
 from .merge import LAYOUT_DIRS, foreign_group_files, group_targets, merge_group_outputs
@@ -59,8 +59,8 @@ class BidsSelection:
     labels: list[str] | None = None
 
     def find(self, with_confounds: bool, labels: Sequence[str] | None = None) -> list:
-        """The selected runs (:func:`trends_ivae.io.participant.find_runs`)."""
-        from ..io.participant import find_runs
+        """The selected runs (:func:`trends_ivae.reduction.participant.find_runs`)."""
+        from ..reduction.participant import find_runs
 
         return find_runs(self.bids_dir, derivatives=self.derivatives, task=self.task, session=self.sessions,
                          participant_label=list(labels) if labels is not None else self.labels,
@@ -102,9 +102,9 @@ class ParticipantResult:
 
 
 def write_description(out: Path, selection: BidsSelection) -> None:
-    """OUTPUT_DIR's ``dataset_description.json`` (:func:`trends_ivae.io.outputs.dataset_description`:
+    """OUTPUT_DIR's ``dataset_description.json`` (:func:`trends_ivae.export.outputs.dataset_description`:
     a derivative of the raw data and of the fMRIPrep derivatives)."""
-    from ..io.outputs import write_dataset_description
+    from ..export.outputs import write_dataset_description
 
     sources = [selection.bids_dir] + ([selection.derivatives] if selection.derivatives else [])
     write_dataset_description(out, sources=[Path(s).resolve().as_uri() for s in sources], app=APP)
@@ -124,9 +124,9 @@ def _share_problem(share, runs, clean: dict) -> str | None:
 def _run_shares(by_subject: dict, out: Path, settings: PrepareSettings, mask: Any, tr: float | None,
                 progress: bool):
     """Write the shares of ``by_subject`` under ``out`` on the chosen scheduler; the outcomes, in order."""
-    from ..io.parallel import run_tasks
-    from ..io.participant import write_participant_share
-    from ..io.progress import progress as bar
+    from ..data.parallel import run_tasks
+    from ..reduction.participant import write_participant_share
+    from ..data.progress import progress as bar
 
     kw = dict(settings=settings, mask=mask, tr=tr, force=True)
     tasks = [(f"sub-{s}", (rs, str(out)), kw) for s, rs in by_subject.items()]
@@ -165,7 +165,7 @@ def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSett
     WorkflowError
         No run for a selected subject, or an existing share made otherwise (without ``force``).
     """
-    from ..io.participant import read_share_meta, share_paths
+    from ..reduction.participant import read_share_meta, share_paths
 
     labels = list(selection.labels or [])
     try:
@@ -204,7 +204,7 @@ def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSett
 
 def _gather_inputs(selection: BidsSelection, out: Path, settings: PrepareSettings):
     """The subjects' shares in ``out`` (read), the subjects without one, and the selected runs."""
-    from ..io.participant import read_share_meta, share_paths
+    from ..reduction.participant import read_share_meta, share_paths
 
     not_found, labels = "", selection.labels
     try:
@@ -290,9 +290,9 @@ def group_stage(selection: BidsSelection, out: Path, settings: PrepareSettings, 
         missing or mismatched shares, a preparation or fit failure, or a failed move
         (OUTPUT_DIR then keeps its previous contents).
     """
-    from ..io.outputs import ForeignFilesError
-    from ..io.participant import gather_shares, group_mean_image, read_share_meta
-    from ..io.store import write_prepared
+    from ..export.outputs import ForeignFilesError
+    from ..reduction.participant import gather_shares, group_mean_image, read_share_meta
+    from ..data.store import write_prepared
 
     fit, output = fit or FitSettings(), output or OutputSettings()
     existing = [str(p) for p in group_targets(out, output.layout) if p.exists()]

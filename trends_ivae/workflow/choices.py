@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..io.settings import PrepareSettings
+    from ..data.settings import PrepareSettings
 
 __all__ = ["Notify", "is_auto", "resting_aux", "with_resting_aux", "auto_components"]
 
@@ -76,7 +76,7 @@ def auto_components(requested: int | str, parameters: dict, n_dims: int, chosen:
     """``requested`` as a count: ``"auto"`` becomes the model order estimated from the data.
 
     The estimate is Minka's Laplace approximation on the MIGP spectrum that the prepare
-    stage recorded in ``parameters`` (:func:`trends_ivae.io.order.order_from_parameters`),
+    stage recorded in ``parameters`` (:func:`trends_ivae.reduction.order.order_from_parameters`),
     at most ``n_dims``; it is announced and recorded in ``chosen["n_components"]``.
 
     Raises
@@ -87,7 +87,7 @@ def auto_components(requested: int | str, parameters: dict, n_dims: int, chosen:
     """
     if not is_auto(requested):
         return int(requested)
-    from ..io.order import order_from_parameters
+    from ..reduction.order import order_from_parameters
 
     try:
         order = order_from_parameters(parameters, max_order=n_dims)

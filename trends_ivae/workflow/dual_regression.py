@@ -77,10 +77,11 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     import pandas as pd
 
     from .. import GroupIVAE
-    from ..backprojection import back_project
-    from ..io import PrepareError, transform_runs
-    from ..io.export import atomic_output_dir, component_names, derivative_stem, unmask
-    from ..io.outputs import write_dataset_description
+    from ..group.backprojection import back_project
+    from ..data.errors import PrepareError
+    from ..reduction.prepare import transform_runs
+    from ..export.derivatives import atomic_output_dir, component_names, derivative_stem, unmask
+    from ..export.outputs import write_dataset_description
 
     fit_dir, out = Path(fit_dir), Path(out)
     try:

@@ -37,7 +37,7 @@ class FitSettings:
     ----------
     n_components : int or "auto", default=10
         Number of components; ``"auto"``: Minka's estimate on the prepare stage's MIGP
-        spectrum, at most the reduced dimension (:mod:`trends_ivae.io.order`).
+        spectrum, at most the reduced dimension (:mod:`trends_ivae.reduction.order`).
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         The conditional prior p(z|u); ``"normal"`` is the vanilla VAE.
     estimator : {"vae", "flow"}, default="vae"
@@ -83,7 +83,7 @@ class FitSettings:
 
     def group_ivae(self, n_components: int, verbose: int | None = None, **params: Any):
         """A ``GroupIVAE`` with these settings (``params``: further constructor arguments)."""
-        from ..decomposition import GroupIVAE
+        from ..group.group_ivae import GroupIVAE
 
         return GroupIVAE(n_components=n_components, prior=self.prior, n_init=self.n_init,
                          estimator=self.estimator, ivae_params=self.ivae_params(), device=self.device,
@@ -99,7 +99,7 @@ class OutputSettings:
     ----------
     layout : {"bids", "melodic", "gift"}, default="bids"
         BIDS derivatives, an FSL MELODIC ``*.ica`` folder, or GIFT file names
-        (:func:`trends_ivae.io.layouts.write_layout`).
+        (:func:`trends_ivae.export.layouts.write_layout`).
     keep_prepared : bool, default=True
         Copy the prepared data into the folder as ``prepared.h5``.
     report : bool, default=True
@@ -185,7 +185,7 @@ def summary_line(model, prepared, n_components: int) -> str:
 
 
 def _read(path: str | Path):
-    from ..io.store import read_prepared
+    from ..data.store import read_prepared
 
     try:
         return read_prepared(path)
@@ -245,8 +245,8 @@ def _model_files(model, config: dict, prepared, keep_prepared: bool) -> Callable
     """The writer of ``model/`` (checkpoint, configuration, ELBO curve) and ``prepared.h5``."""
     import json
 
-    from ..fit_output import PRIOR_TABLE, write_prior_table
-    from ..io.store import write_prepared
+    from ..group.fit_folder import PRIOR_TABLE, write_prior_table
+    from ..data.store import write_prepared
 
     def extra(root: Path) -> None:
         mdir = root / "model"
@@ -276,7 +276,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
     data : PreparedData, path of a prepared.h5, or PrepareRequest
         What to fit; a request is prepared first (:func:`trends_ivae.workflow.prepare_data`).
     out_dir : path
-        The output folder; written whole at the end (:func:`trends_ivae.io.layouts.write_layout`).
+        The output folder; written whole at the end (:func:`trends_ivae.export.layouts.write_layout`).
     fit : FitSettings, optional
         The model options (default: ``FitSettings()``).
     output : OutputSettings, optional
@@ -296,7 +296,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         Checkpoint every epoch here and resume from it.
     stream_rows : int, optional
         Move the data to the device this many rows at a time.
-    comm : trends_ivae.model.comm.Comm, optional
+    comm : trends_ivae.estimators.nn.comm.Comm, optional
         The process group to train in (with ``rows``; see :func:`fit_distributed`);
         default: this process alone.
     notify : callable, optional
@@ -313,8 +313,8 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         dimensions, a fit or checkpoint failure, or outputs that cannot be written
         (the previous contents of ``out_dir`` are then untouched).
     """
-    from ..io.errors import PrepareError
-    from ..io.layouts import write_layout
+    from ..data.errors import PrepareError
+    from ..export.layouts import write_layout
     from .prepare import PrepareRequest, prepare_data
 
     fit = fit or FitSettings()
@@ -341,7 +341,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
     if chosen:
         record["chosen"] = {**(record.get("chosen") or {}), **chosen}
 
-    from ..decomposition import GroupIVAE
+    from ..group.group_ivae import GroupIVAE
 
     model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
                            **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
@@ -391,7 +391,7 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
     """:func:`fit_to_folder` as one rank of a torchrun job (``fit --distributed``).
 
     Every rank trains on its share of the prepared file's rows
-    (:func:`trends_ivae.distributed.row_share`); rank 0 also writes ``out_dir`` and
+    (:func:`trends_ivae.estimators.distributed.row_share`); rank 0 also writes ``out_dir`` and
     returns its :class:`FitResult`, the other ranks return None. ``kwargs`` go to
     :func:`fit_to_folder`. The process group is set up from torchrun's environment and
     shut down on return.
@@ -401,8 +401,8 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
     WorkflowError
         No usable process group, or as :func:`fit_to_folder`.
     """
-    from .. import distributed
-    from ..io.store import n_rows, read_meta
+    from ..estimators import distributed
+    from ..data.store import n_rows, read_meta
 
     try:
         distributed.init_from_env(fit.device)
@@ -429,7 +429,7 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
 
 def _fit_rows(prepared_path, rows: slice, fit: FitSettings, checkpoint_dir, stream_rows, comm) -> None:
     """Train on ``rows`` of a prepared file and write nothing (a rank other than 0)."""
-    from ..io.store import n_rows, read_aux, read_rows
+    from ..data.store import n_rows, read_aux, read_rows
 
     x = read_rows(prepared_path, rows, names=("x",))["x"]
     u = read_aux(prepared_path, rows)   # as GroupIVAE.model_u on rank 0 (factors as their codes)

@@ -27,7 +27,7 @@ def group_targets(out: Path, layout: str) -> list[Path]:
 def foreign_group_files(out: Path, layout: str) -> list[str]:
     """Files among those a group stage replaces (its targets, the per-run outputs, the report)
     that the tool did not write; a ``--force`` run refuses to touch them."""
-    from ..io.outputs import foreign_files
+    from ..export.outputs import foreign_files
 
     if layout != "bids":
         return foreign_files(out / LAYOUT_DIRS[layout])
@@ -51,7 +51,7 @@ def merge_group_outputs(tmp_out: Path, out: Path, layout: str, backup: Path) -> 
     OSError
         A move failed (everything was undone).
     """
-    from ..io.outputs import MANIFEST_NAME, ForeignFilesError, read_manifest, record_outputs
+    from ..export.outputs import MANIFEST_NAME, ForeignFilesError, read_manifest, record_outputs
 
     journal: list[tuple[Path, Path | None]] = []   # (destination, where its old version went)
     foreign = foreign_group_files(out, layout)   # again: files a user added while the group stage ran

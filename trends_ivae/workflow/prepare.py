@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io.settings import PrepareSettings
+from ..data.settings import PrepareSettings
 from .choices import Notify, with_resting_aux
 
 __all__ = ["OUTPUT_NAME", "CONFIG_NAME", "PrepareRequest", "PrepareResult", "prepare_data", "prepare_to_file"]
@@ -27,9 +27,9 @@ class PrepareRequest:
     Attributes
     ----------
     runs : list of RunSpec
-        From :func:`trends_ivae.io.find_bids_runs` or :func:`trends_ivae.io.runs_from_files`.
+        From :func:`trends_ivae.data.find_bids_runs` or :func:`trends_ivae.data.runs_from_files`.
     settings : PrepareSettings, optional
-        Cleaning, u, reduction and compute settings (:class:`trends_ivae.io.settings.PrepareSettings`);
+        Cleaning, u, reduction and compute settings (:class:`trends_ivae.data.settings.PrepareSettings`);
         default: every default.
     mask : path or image, optional
         Brain mask on the runs' grid (default: the intersection of EPI masks).
@@ -73,7 +73,7 @@ class PrepareResult:
 
 
 def prepare_data(request: PrepareRequest, *, chosen: dict | None = None, notify: Notify | None = None):
-    """Mask, clean and reduce the runs of ``request`` (:func:`trends_ivae.io.preparation.prepare`).
+    """Mask, clean and reduce the runs of ``request`` (:func:`trends_ivae.reduction.prepare.prepare`).
 
     Parameters
     ----------
@@ -90,10 +90,10 @@ def prepare_data(request: PrepareRequest, *, chosen: dict | None = None, notify:
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         Input the prepare stage cannot use (the message names the file).
     """
-    from ..io.preparation import prepare
+    from ..reduction.prepare import prepare
 
     runs = list(request.runs)
     settings = request.settings or PrepareSettings()
@@ -131,18 +131,18 @@ def prepare_to_file(request: PrepareRequest, out_dir: str | Path, *, force: bool
 
     Raises
     ------
-    trends_ivae.io.PrepareError
+    trends_ivae.data.PrepareError
         Input the prepare stage cannot use.
     OSError
         The files cannot be written; both are written to temporary names first, so the
         previous ones are then intact.
     """
     from ..atomic import write_json_atomic
-    from ..io.store import write_prepared
+    from ..data.store import write_prepared
 
     data = prepare_data(request, notify=notify)
     if data.parameters.get("order") and notify:
-        from ..io.order import OrderEstimate
+        from ..reduction.order import OrderEstimate
 
         notify(f"--n-dims auto: {OrderEstimate.from_dict(data.parameters['order']).describe()}")
     out_dir = Path(out_dir)

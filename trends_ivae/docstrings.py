@@ -1,0 +1,128 @@
+"""Shared parameter descriptions for the io layer: :data:`docdict` and :func:`fill_doc`.
+
+As nilearn's ``nilearn._utils.docs``: each option of the prepare stage is described once
+here, and a docstring line ``%(name)s`` (alone on its line) is replaced by that
+description, indented as the line was. :mod:`trends_ivae.data.settings` documents its
+dataclasses this way, and the prepare functions their parameters.
+"""
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+__all__ = ["docdict", "fill_doc"]
+
+docdict: dict[str, str] = {}
+
+docdict["confounds"] = """confounds : list of str, optional
+    Confound columns to regress out, by name (shell-style patterns allowed, e.g.
+    ``"a_comp_cor_0*"``). None: every column of a run's confounds table, when the
+    run has one."""
+docdict["detrend"] = """detrend : bool, default=True
+    Remove a linear trend per voxel and run."""
+docdict["standardize"] = """standardize : bool or str, default=False
+    False, True (``'zscore_sample'``) or any nilearn strategy (``'psc'``, ...)."""
+docdict["high_pass"] = """high_pass : float, optional
+    Butterworth high-pass cut-off in Hz (uses the TR)."""
+docdict["low_pass"] = """low_pass : float, optional
+    Butterworth low-pass cut-off in Hz (uses the TR); above ``high_pass``."""
+docdict["smoothing_fwhm"] = """smoothing_fwhm : float, optional
+    Gaussian smoothing in mm, applied before masking."""
+docdict["resample"] = """resample : bool, default=False
+    Resample runs (and the mask) whose grid differs from the first run's instead of
+    refusing them (continuous interpolation for runs, nearest for the mask); the flat
+    option ``resample_to_first``."""
+docdict["denoise"] = """denoise : {"simple", "scrubbing", "compcor", "ica_aroma"}, optional
+    fMRIPrep denoising by nilearn's ``load_confounds_strategy`` on each run's
+    fMRIPrep file, instead of ``confounds``: its confounds are regressed, and the
+    volumes its sample mask censors (non-steady-state volumes; with ``scrubbing``
+    also high-motion ones) are left out of x and of u. The run table keeps each
+    run's acquired volumes and the censored ones."""
+docdict["spec"] = """spec : str, default="task"
+    The factors of u joined with ``+``: ``task`` (BIDS events), ``window``
+    (sliding-window segments), ``subject``, ``run`` or a participants.tsv column
+    (see :mod:`trends_ivae.data.auxiliary`); the flat option ``aux``."""
+docdict["window"] = """window : int, optional
+    Sliding-window length in volumes (needed by the factor ``window``)."""
+docdict["step"] = """step : int, optional
+    Sliding-window step in volumes; default ``window`` (windows side by side)."""
+docdict["hrf_delay"] = """hrf_delay : float, default=0.0
+    Seconds added to event onsets before labelling volumes."""
+docdict["min_event_duration"] = """min_event_duration : float, optional
+    Lengthen shorter events to this many seconds; None: a zero-duration event labels
+    the volume that contains its onset."""
+docdict["combine"] = """combine : {"concat", "product"}, default="concat"
+    Several factors as their one-hot columns side by side (the prior is an MLP of
+    them), or as one discrete label per combination that occurs (needs many volumes
+    per combination); one factor is discrete labels either way. The flat option
+    ``aux_combine``."""
+docdict["n_dims"] = """n_dims : int or "auto", default=30
+    Dimension d of the shared spatial basis (lowered with a warning when the data
+    have fewer voxels or volumes). ``"auto"``: the model order estimated from the
+    group's MIGP spectrum by Minka's Laplace approximation, as MELODIC's ``-d 0``
+    (:mod:`trends_ivae.reduction.order`), recorded in ``parameters["order"]``."""
+docdict["whiten"] = """whiten : bool, default=False
+    Scale each component to unit variance (``scale`` is stored for mapping back)."""
+docdict["n_keep"] = """n_keep : int, optional
+    Rows of MIGP's running matrix (:class:`~trends_ivae.reduction.migp.MIGP`; at least
+    ``n_dims``)."""
+docdict["subject_dims"] = """subject_dims : int, optional
+    Per-subject compression: inside MIGP for ``prepare``; in a participant share the
+    number of subject components kept (lossy, smaller). None: no compression."""
+docdict["n_jobs"] = """n_jobs : int, default=1
+    Workers (subjects in parallel): joblib processes, or the size of a local Dask
+    cluster; -1 for all cores; never 0."""
+docdict["scheduler"] = """scheduler : {"joblib", "dask"}, default="joblib"
+    What runs the per-run and per-subject tasks (:mod:`trends_ivae.data.parallel`);
+    the result does not depend on it."""
+docdict["dask_address"] = """dask_address : str, optional
+    A running Dask scheduler (``tcp://host:8786``) for ``scheduler="dask"``;
+    default: a local cluster of ``n_jobs`` workers."""
+docdict["cache_dir"] = """cache_dir : path, optional
+    Where the cleaned per-subject cache goes (default: a temporary folder, removed
+    at the end). With Dask workers on other machines it must be on a file system
+    they share."""
+docdict["mask"] = """mask : path or nibabel image, optional
+    Brain mask on the functional grid. Default for ``prepare``: the intersection of
+    ``compute_epi_mask`` over all runs; for a participant share: the runs' fMRIPrep
+    brain masks when every run has one, else their EPI masks."""
+docdict["tr"] = """tr : float, optional
+    Repetition time in seconds; overrides the sidecars and the headers."""
+docdict["verbose"] = """verbose : int, default=0
+    >0 logs progress at INFO level through ``logging``."""
+docdict["progress"] = """progress : bool, default=False
+    Progress bars on stderr (tqdm) for the per-run and per-subject passes."""
+docdict["settings"] = """settings : PrepareSettings, optional
+    The cleaning, u, reduction and compute settings
+    (:class:`~trends_ivae.data.settings.PrepareSettings`); default: every default."""
+docdict["options"] = """**options
+    Any setting by its flat name (``aux``, ``window``, ``step``, ``hrf_delay``,
+    ``min_event_duration``, ``aux_combine``, ``confounds``, ``detrend``,
+    ``standardize``, ``high_pass``, ``low_pass``, ``smoothing_fwhm``,
+    ``resample_to_first``, ``denoise``, ``n_dims``, ``whiten``, ``n_keep``,
+    ``subject_dims``, ``n_jobs``, ``scheduler``, ``dask_address``, ``cache_dir``), or
+    one of the parts whole (``clean``, ``aux`` as an :class:`AuxSpec`, ``reduction``,
+    ``compute``), folded into ``settings`` by :meth:`PrepareSettings.from_options`."""
+
+_PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.M)
+_T = TypeVar("_T")
+
+
+def fill_doc(obj: _T) -> _T:
+    """Replace each line ``%(name)s`` of ``obj``'s docstring by ``docdict[name]``, indented alike.
+
+    Raises
+    ------
+    KeyError
+        A placeholder names no entry of :data:`docdict`.
+    """
+    doc = obj.__doc__
+    if doc:
+        def _sub(m: re.Match) -> str:
+            indent, key = m.group(1), m.group(2)
+            if key not in docdict:
+                raise KeyError(f"fill_doc: {getattr(obj, '__qualname__', obj)!r} names no docdict entry {key!r}")
+            return "\n".join(indent + line if line else line for line in docdict[key].splitlines())
+
+        obj.__doc__ = _PLACEHOLDER.sub(_sub, doc)
+    return obj

@@ -1,0 +1,427 @@
+"""Drop-in output layouts for downstream tools: FSL MELODIC (``*.ica``) and GIFT.
+
+Both writers take the same arrays as :func:`~trends_ivae.export.derivatives.write_derivatives`
+(group z-maps, per-run time courses, per-run subject maps, the mask), so component
+``icNN`` is the same component, with the same sign, in every layout.
+
+MELODIC (:func:`write_melodic`), a folder FSLeyes' MELODIC view opens (FSLeyes
+recognises a folder whose name ends in ``.ica`` and which holds ``melodic_IC``,
+``melodic_mix`` and ``melodic_FTmix``) and whose ``melodic_IC.nii.gz`` FSL's
+``dual_regression`` takes as its group maps::
+
+    OUT/melodic_IC.nii.gz    4-D float32 z-maps, one volume per component (pixdim[4] = TR)
+    OUT/melodic_mix          time courses of all runs concatenated (subject by subject),
+                             plain text, one row per volume, one column per component
+    OUT/melodic_FTmix        their power spectra: one row per frequency (1 .. n/2 of the
+                             shortest run), one column per component; the mean over runs
+                             of each run's periodogram (runs truncated to the shortest)
+    OUT/melodic_ICstats      one row per component: percent of the explained variance (the
+                             components' shares, adding up to 100) and percent of the total
+                             (cleaned data's) variance, as MELODIC's first two columns
+    OUT/mask.nii.gz          the mask (uint8)
+    OUT/mean.nii.gz          the background image (see below)
+
+``mean.nii.gz`` is the mean EPI image, for FSLeyes' underlay. The voxel mean kept in
+``prepared.h5`` is about zero (every voxel is centred in time per run before the
+reduction), so it is not a usable underlay: give ``mean_img`` (the group mean of the
+raw runs, :func:`mean_epi` computes it in one streamed pass; the BIDS App has it from
+the participant stage). Without one, the mask itself (as float32) is written, so the
+file FSLeyes looks for exists.
+
+GIFT (:func:`write_gift`), GIFT's file naming with a ``prefix``::
+
+    OUT/<prefix>_agg__component_ica_.nii              aggregate (group) maps, 4-D
+    OUT/<prefix>_mean_component_ica_s_all_.nii        the same maps (GIFT's mean of subjects)
+    OUT/<prefix>_sub001_component_ica_s1_.nii         subject 1, session 1: maps, 4-D
+    OUT/<prefix>_sub001_timecourses_ica_s1_.nii       subject 1, session 1: time courses,
+                                                      a 2-D image (n_volumes, n_components)
+    OUT/<prefix>Mask.nii                              the mask
+    OUT/<prefix>_subjects.tsv                         subNNN / sN -> BIDS subject, run, file
+
+Subjects are numbered 1, 2, ... in the order of first appearance in ``runs`` (three
+digits), sessions are a subject's runs in order (``s1``, ``s2``, ...). GIFT writes
+uncompressed ``.nii``; so do we.
+
+Every NIfTI image of both layouts (maps, mask, mean image) has the input's qform/sform
+codes (e.g. 4, MNI152 for fMRIPrep's ``space-MNI152NLin2009cAsym`` runs), as in the BIDS
+layout: ``space_img`` gives the input image, by default the first run's file when it lies
+on the mask's grid. A mask computed by nilearn carries generic codes (qform 1, sform 2),
+so without this FSLeyes and GIFT would be told the maps are in scanner space.
+
+Both writers write into a temporary folder and move it into place at the end
+(:func:`~trends_ivae.export.derivatives.atomic_output_dir`); an existing folder is refused
+unless ``force``. numpy, nibabel and pandas only (never torch).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .derivatives import _copy_space, _with_input_space, atomic_output_dir, component_names, load_mask, run_entities, unmask
+
+__all__ = ["LAYOUTS", "write_layout", "write_melodic", "write_gift", "power_spectra", "mean_epi", "gift_subjects"]
+
+#: the output layouts ``--layout`` accepts
+LAYOUTS = ("bids", "melodic", "gift")
+
+
+def _check(mask_img, group_maps, timecourses, subject_maps, runs) -> tuple:
+    mimg = load_mask(mask_img)
+    n_vox = int((np.asarray(mimg.dataobj) > 0).sum())
+    group_maps = np.asarray(group_maps)
+    if group_maps.ndim != 2 or group_maps.shape[1] != n_vox:
+        raise ValueError(f"group_maps must be (k, {n_vox}) for this mask, got {group_maps.shape}")
+    k = group_maps.shape[0]
+    timecourses = [np.asarray(t) for t in timecourses]
+    if not timecourses:
+        raise ValueError("no time courses given")
+    for i, t in enumerate(timecourses):
+        if t.ndim != 2 or t.shape[1] != k:
+            raise ValueError(f"timecourses[{i}] must be (n_volumes, {k}), got {t.shape}")
+    if runs is not None and len(runs) != len(timecourses):
+        raise ValueError(f"{len(runs)} runs but {len(timecourses)} time-course arrays")
+    if subject_maps is not None:
+        if not isinstance(subject_maps, Sequence):   # a lazy Sequence stays lazy (shapes checked on use)
+            subject_maps = list(subject_maps)
+        if len(subject_maps) != len(timecourses):
+            raise ValueError(f"{len(timecourses)} runs but {len(subject_maps)} subject maps")
+    return mimg, group_maps, timecourses, subject_maps
+
+
+def power_spectra(timecourses: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean power spectrum of each component over runs (MELODIC's ``melodic_FTmix``).
+
+    Parameters
+    ----------
+    timecourses : sequence of ndarray (n_volumes, k)
+        One array per run. Each is truncated to the shortest run's length ``n``,
+        demeaned, and its periodogram ``|FFT|^2 / n`` taken at frequencies ``1 .. n//2``
+        (the DC term dropped, as MELODIC does).
+
+    Returns
+    -------
+    ndarray (n // 2, k)
+    """
+    n = min(t.shape[0] for t in timecourses)
+    if n < 2:
+        raise ValueError("time courses need at least 2 volumes for a power spectrum")
+    spectra = []
+    for t in timecourses:
+        x = np.asarray(t[:n], dtype=np.float64)
+        x = x - x.mean(axis=0)
+        spectra.append(np.abs(np.fft.rfft(x, axis=0)[1: n // 2 + 1]) ** 2 / n)
+    return np.mean(spectra, axis=0)
+
+
+def mean_epi(imgs: Sequence[Any], mask_img: Any | None = None) -> nib.Nifti1Image:
+    """Group mean EPI: the mean over time of each run, averaged over runs (one run in memory).
+
+    Parameters
+    ----------
+    imgs : sequence of path or nibabel image
+        4-D runs on one grid.
+    mask_img : image or path, optional
+        When given, only its grid is used: runs on another grid raise ``ValueError``.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        3-D float32 on the runs' grid.
+    """
+    total, affine = None, None
+    for img in imgs:
+        image = nib.load(str(img)) if isinstance(img, (str, os.PathLike)) else img
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        m = np.nan_to_num(data.mean(axis=3, dtype=np.float64)) if data.ndim == 4 else data
+        if total is None:
+            total, affine = np.zeros(m.shape), image.affine
+        elif m.shape != total.shape:
+            raise ValueError(f"run {img} has shape {m.shape[:3]}, the first run {total.shape}")
+        total += m
+    if total is None:
+        raise ValueError("no image given")
+    if mask_img is not None and load_mask(mask_img).shape != total.shape:
+        raise ValueError(f"the runs' grid {total.shape} differs from the mask's {load_mask(mask_img).shape}")
+    return nib.Nifti1Image((total / len(imgs)).astype(np.float32), affine)
+
+
+def _background(mean_img, mimg) -> nib.Nifti1Image:
+    if mean_img is None:
+        data = (np.asarray(mimg.dataobj) > 0).astype(np.float32)
+        return _in_space(nib.Nifti1Image(data, mimg.affine), mimg)
+    img = nib.load(str(mean_img)) if isinstance(mean_img, (str, os.PathLike)) else mean_img
+    if img.shape[:3] != mimg.shape[:3]:
+        raise ValueError(f"mean_img has shape {img.shape}, the mask {mimg.shape}")
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4:
+        data = data[..., 0]
+    return _in_space(nib.Nifti1Image(data, mimg.affine), mimg)
+
+
+def _in_space(img: nib.Nifti1Image, mimg) -> nib.Nifti1Image:
+    """``img`` with the qform/sform codes (and spatial units) of the mask ``mimg``."""
+    _copy_space(mimg, img)
+    if isinstance(mimg.header, nib.Nifti1Header):
+        img.header.set_xyzt_units(mimg.header.get_xyzt_units()[0])
+    return img
+
+
+def _mask_image(mimg) -> nib.Nifti1Image:
+    """The mask as uint8 0/1, in the mask's space."""
+    return _in_space(nib.Nifti1Image((np.asarray(mimg.dataobj) > 0).astype(np.uint8), mimg.affine), mimg)
+
+
+def _with_tr(img: nib.Nifti1Image, tr: float | None) -> nib.Nifti1Image:
+    if tr and img.ndim == 4:
+        zooms = img.header.get_zooms()
+        img.header.set_zooms(zooms[:3] + (float(tr),))
+        img.header.set_xyzt_units(img.header.get_xyzt_units()[0], "sec")
+    return img
+
+
+def _savetxt(path: Path, arr: np.ndarray) -> None:
+    np.savetxt(path, np.atleast_2d(arr), fmt="%.8e", delimiter="  ")
+
+
+def write_melodic(
+    out_dir: str | os.PathLike,
+    *,
+    mask_img: Any,
+    group_maps: np.ndarray,
+    timecourses: Sequence[np.ndarray],
+    tr: float | None = None,
+    mean_img: Any | None = None,
+    explained_variance: Sequence[float] | None = None,
+    extra: Callable[[Path], None] | None = None,
+    force: bool = False,
+    space_img: Any | None = None,
+    total_explained_variance: float | None = None,
+) -> Path:
+    """Write a fit as a MELODIC ``*.ica`` folder (see the module docstring).
+
+    Parameters
+    ----------
+    out_dir : path
+        The folder (FSLeyes recognises it when its name ends in ``.ica``).
+    mask_img : image or path
+        3-D mask on the input grid.
+    group_maps : ndarray (k, n_voxels)
+        Group z-maps (``GroupIVAE.components_``).
+    timecourses : sequence of ndarray (n_volumes, k)
+        One per run, in the order they are concatenated into ``melodic_mix``.
+    tr : float, optional
+        Repetition time, written as ``pixdim[4]`` of ``melodic_IC``.
+    mean_img : image or path, optional
+        Background image for ``mean.nii.gz`` (default: the mask as float32).
+    explained_variance : sequence of float, optional
+        Each component's share of the cleaned data's variance (fractions), written to
+        ``melodic_ICstats`` as percent of the explained variance and percent of the total.
+    extra : callable, optional
+        ``extra(tmp_root)`` adds files (model, configuration) to the same atomic write.
+    force : bool
+        Replace an existing ``out_dir``.
+    space_img : image or path, optional
+        An input run whose qform/sform codes the images get (when it lies on the mask's
+        grid); default: the mask's own codes.
+    total_explained_variance : float, optional
+        The fraction all components explain (default: the sum of ``explained_variance``).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+    mimg, group_maps, timecourses, _ = _check(mask_img, group_maps, timecourses, None, None)
+    mimg = _with_input_space(mimg, space_img, ())
+    background = _background(mean_img, mimg)
+    k = group_maps.shape[0]
+    if explained_variance is not None and len(explained_variance) != k:
+        raise ValueError(f"explained_variance must have {k} values, got {len(explained_variance)}")
+    with atomic_output_dir(out, force=force) as root:
+        ic = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae group z-maps"), tr)
+        nib.save(ic, root / "melodic_IC.nii.gz")
+        _savetxt(root / "melodic_mix", np.concatenate(timecourses, axis=0))
+        _savetxt(root / "melodic_FTmix", power_spectra(timecourses))
+        if explained_variance is not None:
+            shares = np.asarray(explained_variance, float)
+            total = float(shares.sum()) if total_explained_variance is None else float(total_explained_variance)
+            of_explained = 100.0 * shares / total if total > 0 else np.zeros_like(shares)
+            _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
+        nib.save(_mask_image(mimg), root / "mask.nii.gz")
+        nib.save(background, root / "mean.nii.gz")
+        if extra is not None:
+            extra(root)
+    return out
+
+
+def gift_subjects(runs: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """GIFT's (subject number, session number), both 1-based, for each run.
+
+    Subjects are numbered in order of first appearance of their ``sub`` entity; a
+    subject's runs are its sessions, in order.
+    """
+    subjects: dict[str, int] = {}
+    sessions: dict[str, int] = {}
+    out = []
+    for r in runs:
+        sub = run_entities(r)["sub"]
+        subjects.setdefault(sub, len(subjects) + 1)
+        sessions[sub] = sessions.get(sub, 0) + 1
+        out.append((subjects[sub], sessions[sub]))
+    return out
+
+
+def write_gift(
+    out_dir: str | os.PathLike,
+    *,
+    mask_img: Any,
+    group_maps: np.ndarray,
+    runs: Sequence[Mapping[str, Any]],
+    timecourses: Sequence[np.ndarray],
+    subject_maps: Sequence[np.ndarray | None] | None = None,
+    prefix: str = "trends_ivae",
+    tr: float | None = None,
+    extra: Callable[[Path], None] | None = None,
+    force: bool = False,
+    space_img: Any | None = None,
+) -> Path:
+    """Write a fit under GIFT's file names (see the module docstring).
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder.
+    mask_img : image or path
+        3-D mask.
+    group_maps : ndarray (k, n_voxels)
+        Group z-maps, written as the aggregate maps.
+    runs : sequence of dict
+        One per run, as for :func:`~trends_ivae.export.derivatives.write_derivatives` (``sub``
+        or a BIDS ``path`` at least).
+    timecourses : sequence of ndarray (n_volumes, k)
+        One per run.
+    subject_maps : sequence of ndarray (k, n_voxels) or None, optional
+        One per run (a subject's maps repeat for each of its runs); None: the group maps.
+    prefix : str, default="trends_ivae"
+        GIFT's output prefix.
+    tr : float, optional
+        Written as ``pixdim[4]`` of the 4-D maps.
+    extra : callable, optional
+        ``extra(tmp_root)`` adds files to the same atomic write.
+    force : bool
+        Replace an existing ``out_dir``.
+    space_img : image or path, optional
+        An input image whose qform/sform codes the maps and mask get (when it lies on the
+        mask's grid); default: the first run's ``path``.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+    if not prefix or any(c in prefix for c in "/\\ "):
+        raise ValueError(f"GIFT prefix {prefix!r} must be a non-empty name without spaces or slashes")
+    runs = list(runs)
+    mimg, group_maps, timecourses, subject_maps = _check(mask_img, group_maps, timecourses, subject_maps, runs)
+    mimg = _with_input_space(mimg, space_img, runs)
+    numbers = gift_subjects(runs)
+    names = component_names(group_maps.shape[0])
+    with atomic_output_dir(out, force=force) as root:
+        agg = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae aggregate maps"), tr)
+        nib.save(agg, root / f"{prefix}_agg__component_ica_.nii")
+        nib.save(agg, root / f"{prefix}_mean_component_ica_s_all_.nii")
+        nib.save(_mask_image(mimg), root / f"{prefix}Mask.nii")
+        rows = []
+        for r, (s, sess), tc, smap in zip(runs, numbers, timecourses,
+                                          subject_maps or [None] * len(runs)):
+            tag = f"sub{s:03d}"
+            maps = group_maps if smap is None else np.asarray(smap)
+            if maps.shape != group_maps.shape:
+                raise ValueError(f"the subject maps of {tag} s{sess} must be {group_maps.shape}, got {maps.shape}")
+            img = _with_tr(unmask(maps, mimg, intent="z score", descrip=f"trends_ivae {tag} s{sess}"), tr)
+            nib.save(img, root / f"{prefix}_{tag}_component_ica_s{sess}_.nii")
+            tc_img = nib.Nifti1Image(np.asarray(tc, dtype=np.float32), np.eye(4))
+            tc_img.header["descrip"] = f"trends_ivae time courses {tag} s{sess}: volumes x components".encode()[:79]
+            nib.save(tc_img, root / f"{prefix}_{tag}_timecourses_ica_s{sess}_.nii")
+            ents = run_entities(r)
+            rows.append({"gift_subject": tag, "gift_session": f"s{sess}", "sub": ents["sub"],
+                         "ses": ents.get("ses", "n/a"), "task": ents.get("task", "n/a"),
+                         "run": ents.get("run", "n/a"), "n_volumes": int(tc.shape[0]),
+                         "file": str(r.get("path", "n/a"))})
+        pd.DataFrame(rows).to_csv(root / f"{prefix}_subjects.tsv", sep="\t", index=False)
+        (root / f"{prefix}_components.tsv").write_text(
+            "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(names)))
+        if extra is not None:
+            extra(root)
+    return out
+
+
+def write_layout(
+    layout: str,
+    out_dir: str | os.PathLike,
+    *,
+    mask_img: Any,
+    group_maps: np.ndarray,
+    runs: Sequence[Mapping[str, Any]],
+    timecourses: Sequence[np.ndarray],
+    subject_maps: Sequence[np.ndarray | None] | None = None,
+    effect_maps: np.ndarray | None = None,
+    params: Mapping[str, Any] | None = None,
+    explained_variance: Sequence[float] | None = None,
+    total_explained_variance: float | None = None,
+    stability: Sequence[float] | None = None,
+    source: str | None = None,
+    tr: float | None = None,
+    mean_img: Any | None = None,
+    prefix: str = "trends_ivae",
+    extra: Callable[[Path], None] | None = None,
+    force: bool = False,
+    nonlinearity_test: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a fit in one of :data:`LAYOUTS` (the writer ``--layout`` selects).
+
+    ``bids`` calls :func:`~trends_ivae.export.derivatives.write_derivatives` with the arguments it
+    takes; ``melodic`` calls :func:`write_melodic` (with ``mean_img`` None, the group
+    mean EPI of the runs' files, when they all exist, else the mask); ``gift`` calls
+    :func:`write_gift`. ``tr`` defaults to the first run's ``tr``.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    runs = list(runs)
+    if tr is None and runs and runs[0].get("tr"):
+        tr = float(runs[0]["tr"])
+    if layout == "bids":
+        from .derivatives import write_derivatives
+
+        return write_derivatives(out_dir, mask_img=mask_img, group_maps=group_maps, effect_maps=effect_maps,
+                                 runs=runs, timecourses=timecourses, subject_maps=subject_maps,
+                                 params=params, explained_variance=explained_variance,
+                                 total_explained_variance=total_explained_variance, stability=stability,
+                                 source=source, extra=extra, force=force,
+                                 nonlinearity_test=nonlinearity_test)
+    if layout == "melodic":
+        if mean_img is None:
+            files = [r.get("path") for r in runs]
+            if files and all(f and Path(str(f)).is_file() for f in files):
+                try:
+                    mean_img = mean_epi(list(dict.fromkeys(str(f) for f in files)), mask_img)
+                except (ValueError, OSError):
+                    mean_img = None
+        paths = [r.get("path") for r in runs if r.get("path")]
+        return write_melodic(out_dir, mask_img=mask_img, group_maps=group_maps, timecourses=timecourses,
+                             tr=tr, mean_img=mean_img, explained_variance=explained_variance,
+                             extra=extra, force=force, space_img=paths[0] if paths else None,
+                             total_explained_variance=total_explained_variance)
+    return write_gift(out_dir, mask_img=mask_img, group_maps=group_maps, runs=runs, timecourses=timecourses,
+                      subject_maps=subject_maps, prefix=prefix, tr=tr, extra=extra, force=force)

@@ -1,0 +1,503 @@
+"""``GroupIVAE``: fMRI images in, component maps and time courses out.
+
+The image-level estimator in the nilearn / scikit-learn style. ``fit`` runs the
+prepare stage (:func:`trends_ivae.reduction.prepare`: mask, clean, one group spatial basis,
+u), fits the array-level :class:`~trends_ivae.estimators.ivae.IVAE` on the reduced data,
+and maps the result back to the brain (:mod:`trends_ivae.group.backprojection`):
+
+- time courses: posterior means z(t) for every run and volume;
+- group maps: per-subject regression of the data on the time courses, averaged over
+  subjects and z-scored across voxels (temporal-ICA back-reconstruction);
+- effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
+- sign and order: each map flipped so its strongest peak is positive, components
+  sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+
+Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
+reading a fit folder back in :mod:`.fit_output`, u of new runs in
+:func:`.io.auxiliary.aux_for_runs`, synthetic runs in :mod:`.sampling`, the held-out
+test in :mod:`.nonlinearity`. The module stays near 500 lines because ``GroupIVAE`` is
+one scikit-learn estimator with 26 flat parameters, and its docstring and ``__init__``
+document and store them (about 150 lines).
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from .backprojection import back_project
+from ..estimators.ivae import IVAE
+from ..estimators.flow import IFlow
+from ..aux_variable import AuxVariable
+from ..data.bids import RunSpec, runs_from_files
+from ..docstrings import fill_doc
+from ..export.derivatives import unmask
+from ..reduction.prepare import prepare, transform_runs
+from ..data.settings import PrepareSettings
+from ..data.store import PreparedData
+from ..estimators.nn.comm import SINGLE_PROCESS, Comm
+from .fit_folder import load_group_ivae
+from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
+from ..data.auxiliary import aux_for_runs
+from .nonlinearity import NonlinearityTest, group_test
+from .sampling import SampledRun, sample_run
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GroupIVAE"]
+
+#: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
+_PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
+                   "n_dims", "confounds", "detrend", "standardize", "high_pass",
+                   "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
+
+
+class SubjectMaps(Sequence):
+    """The subjects' z-maps, each computed when indexed (``coefs V^T``, float32 (k, n_voxels)).
+
+    A list would hold every subject's voxel maps at once (20 components x 50k voxels x
+    1000 subjects is 4 GB); this holds the small reduced-space coefficients and makes
+    one subject's maps on demand, so writing them one after the other keeps the group
+    stage's memory flat in the number of subjects. ``list(maps)`` materialises them.
+    """
+
+    def __init__(self, backprojection, n_subjects: int) -> None:
+        self._bp = backprojection
+        self._n = int(n_subjects)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        i = int(index)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"subject index {index} out of range ({self._n} subjects)")
+        return self._bp.subject_maps(i).astype(np.float32)
+
+
+@fill_doc
+class GroupIVAE(BaseEstimator):
+    """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Number of components (sources). At most ``n_dims``.
+    aux : str, default="task+window"
+        The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
+        segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
+    %(window)s
+    %(step)s
+    %(hrf_delay)s
+    %(min_event_duration)s
+    aux_combine : {"concat", "product"}, default="concat"
+        Several factors as concatenated one-hot columns (the prior is an MLP of them), or
+        as one discrete label per combination (needs many volumes per combination).
+    n_dims : int or None, default=None
+        Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
+        The iVAE recovers sources far better from as many dimensions as it has
+        components, as group ICA reduces to its number of components (figures in
+        ``docs/benchmarks.md``); more dimensions than components warn.
+    %(mask)s
+    %(tr)s
+    %(confounds)s
+    %(detrend)s
+    %(standardize)s
+    %(high_pass)s
+    %(low_pass)s
+    %(smoothing_fwhm)s
+    %(whiten)s
+    resample_to_first : bool
+        Resample runs on other grids to the first run's grid.
+    prior : {"gauss", "laplace", "normal"}, default="gauss"
+        Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
+    n_init : int, default=3
+        iVAE restarts; the best held-out ELBO is kept. The restarts race
+        (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
+        schedule (at least 5 epochs), and only the one with the best held-out ELBO then
+        continues to the end; the others are kept as they stood. ``ivae_params={"init_epochs":
+        None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
+    estimator : {"vae", "flow"}, default="vae"
+        The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
+        observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
+        noiseless, started from linear ICA). Both see the same reduced data and u.
+    ivae_params : dict, optional
+        Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimators.ivae.IVAE`
+        parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
+        ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
+        Default for the VAE: the IVAE defaults with ``encoder_uses_aux=False`` (new
+        subjects can be transformed without their u), ``decoder_var=None`` (the noise
+        variance is learned) and ``init="ica"`` (the first restart starts at the linear
+        ICA solution), see ``GROUP_IVAE_DEFAULTS``.
+    device : str, default="auto"
+    random_state : int or None
+    %(n_jobs)s
+    %(verbose)s
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components, n_voxels)
+        Group z-maps in the mask.
+    components_img_ : nibabel.Nifti1Image
+        The same as a 4D image, one volume per component.
+    effects_ : ndarray (n_components, n_voxels)
+        Decoder-effect z-maps.
+    effects_img_ : nibabel.Nifti1Image
+    masker_ : nilearn.maskers.NiftiMasker
+        A fitted masker with the mask used.
+    prepared_ : PreparedData
+        The reduced data, u and mapping-back arrays.
+    ivae_ : IVAE
+        The fitted array-level model, reordered like the maps.
+    timecourses_ : list of ndarray (n_volumes, n_components)
+        Time courses per run (in ``runs_`` order).
+    subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
+        Subject z-maps, per subject (in ``prepared_.subjects`` order).
+    explained_variance_ : ndarray (n_components,)
+        Each component's share of the cleaned data's variance, a fraction in [0, 1]
+        (relative weights, :func:`~trends_ivae.group.backprojection.explained_variance`); the
+        shares add up to ``total_explained_variance_``.
+    total_explained_variance_ : float
+        Fraction of the cleaned data's variance that all components explain together (R^2
+        of the regression of the data on all time courses; MELODIC's "% of total variance"
+        summed over components).
+    elbo_ : float
+        Held-out ELBO per volume of the selected restart.
+    stability_ : ndarray (n_components,)
+        Per-component stability index across restarts (ICASSO-style; NaN with one
+        restart), see :attr:`trends_ivae.IVAE.stability_`.
+    restart_agreement_ : float
+        Mean pairwise MCC between restarts (NaN with one restart).
+    runs_ : list of dict
+        The run table (entities, file, number of volumes, TR).
+    """
+
+    def __init__(self, n_components: int = 10, *, aux: str = "task+window", window: int | None = 20,
+                 step: int | None = None, hrf_delay: float = 0.0,
+                 min_event_duration: float | None = None, aux_combine: str = "concat",
+                 n_dims: int | None = None, mask: Any = None, tr: float | None = None,
+                 confounds: Sequence[str] | None = None, detrend: bool = True,
+                 standardize: bool = False, high_pass: float | None = None,
+                 low_pass: float | None = None, smoothing_fwhm: float | None = None,
+                 whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
+                 n_init: int = 3, estimator: str = "vae", ivae_params: dict | None = None,
+                 device: str = "auto",
+                 random_state: Any = None, n_jobs: int = 1, verbose: int = 0) -> None:
+        self.n_components = n_components
+        self.aux = aux
+        self.window = window
+        self.step = step
+        self.hrf_delay = hrf_delay
+        self.min_event_duration = min_event_duration
+        self.aux_combine = aux_combine
+        self.n_dims = n_dims
+        self.mask = mask
+        self.tr = tr
+        self.confounds = confounds
+        self.detrend = detrend
+        self.standardize = standardize
+        self.high_pass = high_pass
+        self.low_pass = low_pass
+        self.smoothing_fwhm = smoothing_fwhm
+        self.whiten = whiten
+        self.resample_to_first = resample_to_first
+        self.prior = prior
+        self.n_init = n_init
+        self.estimator = estimator
+        self.ivae_params = ivae_params
+        self.device = device
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def _runs(imgs: Any, events: Any = None, confounds: Any = None,
+              subjects: Sequence[str] | None = None) -> list[RunSpec]:
+        if isinstance(imgs, (list, tuple)) and imgs and all(isinstance(r, RunSpec) for r in imgs):
+            return list(imgs)
+        if not isinstance(imgs, (list, tuple)):
+            imgs = [imgs]
+        listify = (lambda v: None if v is None else (list(v) if isinstance(v, (list, tuple)) else [v]))
+        return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
+                               subjects=listify(subjects))
+
+    def prepare_settings(self) -> PrepareSettings:
+        """The prepare settings these (flat, scikit-learn) parameters stand for.
+
+        ``n_dims=None`` is ``n_components`` (as many dimensions as components).
+        """
+        options = {name: getattr(self, name) for name in _PREPARE_PARAMS}
+        if options["n_dims"] is None:
+            options["n_dims"] = self.n_components
+        return PrepareSettings.from_options(**options)
+
+    def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
+        """The array-level estimator for ``n_samples`` rows (:func:`~trends_ivae.group.training.make_estimator`)."""
+        return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
+                              n_init=self.n_init, params=self.ivae_params, device=self.device,
+                              random_state=self.random_state, verbose=self.verbose)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
+            subjects: Sequence[str] | None = None) -> "GroupIVAE":
+        """Prepare, fit the iVAE and map back to the brain.
+
+        Parameters
+        ----------
+        imgs : path, image, or list of them; or a list of RunSpec
+            4D BOLD runs (``find_bids_runs`` gives RunSpecs with events and sidecars).
+        events : path, DataFrame or list of them, optional
+            BIDS events per run (needed for ``aux`` containing ``task``).
+        confounds : path, DataFrame, array or list of them, optional
+            Confounds per run.
+        y : ignored
+        subjects : list of str, optional
+            Subject label of each run (default: from ``sub-`` in the file names, else
+            one subject per run).
+
+        Returns
+        -------
+        self
+        """
+        runs = self._runs(imgs, events, confounds, subjects)
+        prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
+        return self.fit_prepared(prepared)
+
+    def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
+                     rows: slice | None = None, stream_rows: int | None = None,
+                     comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
+        """Fit on the output of the prepare stage (e.g. ``read_prepared('prepared.h5')``).
+
+        Parameters
+        ----------
+        prepared : PreparedData
+        checkpoint_dir : path, optional
+            Checkpoint every epoch there; resume from it when it holds checkpoints.
+        rows : slice, optional
+            Train on these rows only: in a distributed fit (``trends-ivae fit
+            --distributed``) rank 0 trains on its share of the rows, the other ranks on
+            theirs (:meth:`fit_rows`); the maps and time courses use every row.
+        stream_rows : int, optional
+            Train with x and u in host memory, moved to the device in chunks of about
+            this many rows (:meth:`IVAE.fit`): for data larger than the device's memory;
+            same result as the default for the same seed.
+        comm : trends_ivae.estimators.nn.comm.Comm
+            The process group of a distributed fit (with ``rows``, this rank's share),
+            passed to :meth:`IVAE.fit`; default one process.
+        """
+        if self.n_components > prepared.n_dims:
+            raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
+                             f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
+                             "prepare with a larger --n-dims")
+        if prepared.n_dims > self.n_components:
+            warnings.warn(f"the prepared data have {prepared.n_dims} dimensions for {self.n_components} "
+                          "components: the iVAE recovers sources far better from as many dimensions as "
+                          f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
+                          UserWarning, stacklevel=2)
+        self.prepared_ = prepared
+        ivae = self._make_ivae(prepared.n_samples)
+        u = self.model_u(prepared)
+        logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
+        train = slice(None) if rows is None else rows
+        u_train = u[train]
+        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
+        z = ivae.transform(prepared.x, u)
+        x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
+        par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
+        totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
+        if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
+            totals = par.get("total_sum_of_squares")
+        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
+        ivae.reorder(bp.order, bp.signs)
+        z = ivae.transform(prepared.x, u)
+        jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        self.ivae_ = ivae
+        self.components_ = bp.maps.astype(np.float32)
+        self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
+        self.explained_variance_ = bp.explained_variance
+        self.total_explained_variance_ = bp.total_explained_variance
+        self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
+        self.subject_explained_variance_ = bp.subject_explained_variance
+        self.runs_ = prepared.runs
+        self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
+        self.elbo_ = ivae.elbo_
+        self.stability_ = np.asarray(ivae.stability_, dtype=float)
+        self.restart_agreement_ = float(ivae.restart_agreement_)
+        self.mask_img_ = prepared.mask_img()
+        self.components_img_ = unmask(self.components_, self.mask_img_)
+        self.effects_img_ = unmask(self.effects_, self.mask_img_)
+        self.n_components_ = self.n_components
+        return self
+
+    def test_nonlinearity(self, prepared: PreparedData | None = None, *, n_folds: int = 2,
+                          confidence: float = 0.95, n_importance: int = 8,
+                          negligible: float = 0.01) -> NonlinearityTest:
+        """Do these data need the nonlinear model? Held-out subjects against linear ICA.
+
+        The estimator this ``GroupIVAE`` fits (one restart) and its linear counterpart
+        (the same model with an affine decoder, or a flow without splines: linear ICA
+        with the same conditional prior) are fitted on the same reduction and u, with
+        whole subjects held out (runs when there is one subject) over ``n_folds``
+        folds, and compared by their held-out log-likelihood per volume
+        (:func:`trends_ivae.group.nonlinearity.held_out_test`). Costs ``2 n_folds`` fits.
+
+        Parameters
+        ----------
+        prepared : PreparedData, optional
+            Default: the data of the last fit.
+        n_folds, confidence, n_importance, negligible
+            See :func:`~trends_ivae.group.nonlinearity.held_out_test`.
+
+        Returns
+        -------
+        NonlinearityTest
+            Also kept as ``nonlinearity_test_``; ``.summary()`` says it in words.
+        """
+        if prepared is None:
+            if not hasattr(self, "prepared_"):
+                raise ValueError("test_nonlinearity needs prepared data: pass them or fit first")
+            prepared = self.prepared_
+        self.nonlinearity_test_ = group_test(self, prepared, n_folds=n_folds, confidence=confidence,
+                                             n_importance=n_importance, negligible=negligible)
+        return self.nonlinearity_test_
+
+    def sample(self, events: Any = None, *, n_volumes: int | None = None, condition: str | None = None,
+               subject: str | None = None, like_run: int = 0, noise: bool = True,
+               random_state: Any = None) -> SampledRun:
+        """Generate a synthetic run from the fitted model (:func:`trends_ivae.group.sampling.sample_run`).
+
+        u comes from fitted run ``like_run``, with the task factor from ``events`` (or
+        one ``condition``) and the subject factor from ``subject``; sources are drawn from
+        p(z|u), decoded, and mapped through the basis to voxels with the model's noise.
+        Returns a :class:`~trends_ivae.group.sampling.SampledRun` (``img``, ``events``, ``u``,
+        ``sources``, ``sidecar``).
+        """
+        return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
+                          like_run=like_run, noise=noise, random_state=random_state)
+
+    @staticmethod
+    def prepare_params(prepared: PreparedData) -> dict:
+        """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
+
+        ``fit_prepared`` uses the prepared data as they are, so the parameters a
+        ``GroupIVAE`` was built with say nothing about how they were prepared; the
+        command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
+        so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
+        TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
+        path or an image; ``prepared.parameters`` has it).
+        """
+        aux = prepared.aux or {}
+        par = prepared.parameters or {}
+        clean = par.get("clean") or {}
+        out = {"aux": aux.get("spec", par.get("aux")), "window": aux.get("window", par.get("window")),
+               "step": par.get("step", aux.get("step")), "hrf_delay": aux.get("hrf_delay", 0.0),
+               "min_event_duration": aux.get("min_event_duration"),
+               "aux_combine": aux.get("combine", par.get("aux_combine", "concat")),
+               "n_dims": int(prepared.n_dims), "tr": par.get("tr_override"),
+               "whiten": bool(par.get("whiten", False)),
+               "resample_to_first": bool(par.get("resample_to_first", clean.get("resample", False)))}
+        for name in ("confounds", "detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm"):
+            if name in clean:
+                out[name] = clean[name]
+        return out
+
+    @staticmethod
+    def model_u(prepared: PreparedData) -> AuxVariable:
+        """The u that the iVAE is fitted with: ``prepared.u`` (concatenated factors as their
+        codes, which the IVAE holds as (n, n_factors) indices and fits the same model as on
+        the dense columns, in O(n x n_factors) memory)."""
+        return prepared.u
+
+    def fit_rows(self, x: np.ndarray, u: AuxVariable | np.ndarray | pd.DataFrame, n_samples: int,
+                 checkpoint_dir: Any = None, stream_rows: int | None = None,
+                 comm: Comm = SINGLE_PROCESS) -> "GroupIVAE":
+        """Train the iVAE on a share of the rows only (no maps): the ranks other than 0 of a distributed fit.
+
+        ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
+        so that every rank derives the same batch size and number of epochs
+        (:meth:`_make_ivae`). ``comm``: this rank's process group. Sets ``ivae_`` only.
+        """
+        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
+                                                         stream_rows=stream_rows, comm=comm)
+        return self
+
+    @classmethod
+    def load(cls, out_dir: Any, device: str = "auto") -> "GroupIVAE":
+        """Rebuild a fitted GroupIVAE from a ``trends-ivae fit`` output folder, for ``transform``.
+
+        The folder ``trends-ivae fit`` wrote, with ``prepared.h5`` (fit without
+        ``--no-keep-prepared``), in any ``--layout``
+        (:func:`~trends_ivae.group.fit_folder.load_group_ivae`). The maps and time courses are
+        not recomputed (``components_`` etc. are absent); ``transform``,
+        ``inverse_transform``, ``score``, ``sample`` and ``test_nonlinearity`` work as
+        after ``fit``. A missing file is a ``FileNotFoundError`` naming it.
+        """
+        return load_group_ivae(cls, out_dir, device=device)
+
+    @property
+    def masker_(self):
+        """A fitted nilearn ``NiftiMasker`` holding the mask used (no cleaning)."""
+        self._check_fitted()
+        from nilearn.maskers import NiftiMasker
+
+        return NiftiMasker(mask_img=self.mask_img_).fit()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "ivae_"):
+            raise ValueError("this GroupIVAE is not fitted yet: call fit(imgs, ...) first")
+
+    # ------------------------------------------------------------- transforms
+    def _reduce(self, imgs: Any, events: Any = None, confounds: Any = None
+                ) -> tuple[list[RunSpec], list[np.ndarray]]:
+        runs = self._runs(imgs, events, confounds)
+        return runs, transform_runs(runs, self.prepared_, tr=self.tr)
+
+    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool) -> list[AuxVariable | None]:
+        """u for new runs when ``needed``, in the layout of the fit's u (its levels must have
+        been seen in fit)."""
+        if not needed:
+            return [None] * len(xs)
+        return aux_for_runs(self.prepared_, runs, [x.shape[0] for x in xs], tr=self.tr,
+                            hrf_delay=self.hrf_delay, min_event_duration=self.min_event_duration,
+                            combine=self.aux_combine)
+
+    def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
+        """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
+        self._check_fitted()
+        runs, xs = self._reduce(imgs, events, confounds)
+        us = self._u_for(runs, xs, needed=self.ivae_.model_.uses_aux)
+        return [self.ivae_.transform(x, u) for x, u in zip(xs, us)]
+
+    def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
+        """4D images of the decoder's reconstruction f(z) for each array of time courses.
+
+        The reconstruction lives in the cleaned-data space (the group mean added back).
+        """
+        self._check_fitted()
+        if isinstance(timecourses, np.ndarray):
+            timecourses = [timecourses]
+        p = self.prepared_
+        out = []
+        for z in timecourses:
+            x = self.ivae_.inverse_transform(np.asarray(z, dtype=np.float32))
+            data = p.reconstruct(x)                         # (n_volumes, n_voxels)
+            out.append(unmask(data, self.mask_img_))
+        return out
+
+    def score(self, imgs: Any, events: Any = None, confounds: Any = None) -> float:
+        """Mean ELBO per volume of new runs (reduced as in fit)."""
+        self._check_fitted()
+        runs, xs = self._reduce(imgs, events, confounds)
+        us = self._u_for(runs, xs, needed=True)
+        total = sum(self.ivae_.score(x, u) * len(x) for x, u in zip(xs, us))
+        return total / sum(len(x) for x in xs)

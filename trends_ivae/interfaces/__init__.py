@@ -1,0 +1,1 @@
+"""Interfaces to workflow engines: ``nipype`` (a Nipype node around the fit workflow)."""

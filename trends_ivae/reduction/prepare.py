@@ -1,0 +1,241 @@
+"""The prepare stage: functional runs -> (x, u) -> :class:`PreparedData`.
+
+Passes (each streams subject by subject; with ``n_jobs > 1`` several subjects are
+processed at once by joblib workers, or by Dask workers with ``scheduler="dask"``
+(:mod:`trends_ivae.data.parallel`), one subject in memory per worker):
+
+0. **Headers** (no voxel data): every run is checked to be a readable 4D image,
+   on one grid (or resampled to the first with ``resample_to_first``); its TR is
+   resolved (``tr`` argument > JSON sidecar > header) and u is built, so that bad
+   events, windows or TRs fail before any heavy work.
+1. **Mask**: one read of each run gives its mean image and which voxels are finite
+   and vary in time; the mask is the given one or the intersection of
+   ``compute_epi_mask`` over runs, minus non-finite and constant voxels (warned).
+2. **Clean + MIGP**: each subject's runs are cleaned (:func:`clean_run`), stacked,
+   written to a float32 ``.npy`` cache file, and fed to :class:`MIGP`.
+3. **Project**: each subject's cached data are read back and projected on the final
+   basis, ``x = (Y - voxel_mean) V`` (divided by ``scale`` when whitening).
+
+The cache (``cache_dir``, default a temporary folder, deleted at the end) holds the
+cleaned data of every subject on disk: ``n_volumes x n_voxels x 4`` bytes each. That
+costs disk, not memory, and saves re-reading and re-cleaning every run in pass 3.
+Peak memory is that of one subject (per worker) plus the MIGP matrix
+(``n_keep x n_voxels``), whatever the number of subjects.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from ..data.auxiliary import RunMeta, build_aux
+from ..data.bids import RunSpec
+from ..data.cleaning import clean_run, confounds_summary
+from ..data.errors import PrepareError
+from ..data.images import header_info, load_4d, resolve_tr
+from .migp import MIGP, project
+from ..data.settings import DEFAULT_N_DIMS, CleanSettings, PrepareSettings, fill_doc
+from .stages import (as_runs, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
+                     intersect_masks, migp_dims, read_headers, run_labels, run_stats)
+from ..data.store import PreparedData
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["prepare", "transform_runs", "DEFAULT_N_DIMS"]
+
+
+def _clean_subject_task(runs: list[RunSpec], trs: list[float], mask_img, settings: CleanSettings,
+                        cache_file: str) -> dict:
+    parts = [clean_run(r, mask_img, settings, tr) for r, tr in zip(runs, trs)]
+    Y = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    del parts
+    np.save(cache_file, Y)
+    return {"file": cache_file, "sum": Y.sum(axis=0, dtype=np.float64), "n": Y.shape[0]}
+
+
+@fill_doc
+def prepare(
+    runs: Sequence[RunSpec] | Sequence,
+    settings: PrepareSettings | None = None,
+    *,
+    mask=None,
+    tr: float | None = None,
+    verbose: int = 0,
+    progress: bool = False,
+    **options,
+) -> PreparedData:
+    """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
+
+    Parameters
+    ----------
+    runs : list of RunSpec, or list of paths / nibabel images
+        From :func:`~trends_ivae.data.bids.find_bids_runs` or
+        :func:`~trends_ivae.data.bids.runs_from_files` (bare images are wrapped by the
+        latter: one subject per file unless the names carry ``sub-``). Runs of a
+        subject need not be adjacent; the output is ordered subject by subject.
+    %(settings)s
+    %(mask)s
+    %(tr)s
+    %(verbose)s
+    %(progress)s
+    %(options)s
+
+    Returns
+    -------
+    PreparedData
+        Write it with :func:`~trends_ivae.data.store.write_prepared`. The MIGP spectrum
+        is kept in ``parameters["spectrum"]``.
+
+    Raises
+    ------
+    PrepareError
+        On bad input; the message names the file (or the option) and the problem.
+        Subjects (or runs) that fail while being processed do not stop the others; one
+        :class:`~trends_ivae.data.parallel.TaskFailures` (a ``PrepareError``) then lists
+        every failed one by name.
+    """
+    from ..data.parallel import _check, raise_failures, run_tasks
+    from ..data.progress import progress as show
+
+    settings = PrepareSettings.from_options(settings, **options)
+    clean, red, comp = settings.clean, settings.reduction, settings.compute
+    _check(comp.scheduler, comp.n_jobs)
+    if comp.dask_address is not None and comp.cache_dir is None:
+        raise PrepareError("with a Dask scheduler address, give cache_dir (--cache-dir) on a file system "
+                           "that every worker and this process share")
+    par = dict(scheduler=comp.scheduler, n_jobs=comp.n_jobs, dask_address=comp.dask_address)
+    t_start = time.perf_counter()
+    log = logger.info if verbose else logger.debug
+    specs = as_runs(runs)
+    # group subject by subject (first appearance order), keep run order within a subject
+    subjects = list(dict.fromkeys(r.subject for r in specs))
+    specs = [r for s in subjects for r in specs if r.subject == s]
+    names = [r.name for r in specs]
+
+    # -- pass 0: headers, grid, TR, u -----------------------------------------
+    infos, trs, target = read_headers(specs, tr, same_grid=not clean.resample)
+    if len(set(np.round(trs, 6))) > 1:
+        warnings.warn(f"runs have different TRs {sorted(set(trs))}; each run is filtered with its own",
+                      UserWarning, stacklevel=2)
+    metas = [RunMeta(name=n, subject=r.subject, run=label,
+                     n_volumes=info["n_volumes"], tr=t, events=r.events, participant=r.participant)
+             for r, n, info, t, label in zip(specs, names, infos, trs, run_labels(specs))]
+    u = build_aux(settings.aux, metas)
+    acquired = [m.n_volumes for m in metas]
+    keeps = denoise_keeps(specs, acquired, clean.denoise)   # the strategy's sample masks (cheap)
+    u, metas = censor(u, metas, keeps)
+    conf_cols = confound_lists(specs, [m.n_volumes for m in metas], clean)
+    given = given_mask(mask, target, names[0], clean.resample)
+    log("prepare: %d run(s) of %d subject(s); u=%s with %d level(s)", len(specs), len(subjects),
+        u.spec, u.n_levels)
+
+    # -- pass 1: mask -----------------------------------------------------------
+    t0 = time.perf_counter()
+    stats = list(show(run_tasks(run_stats, [(n, (r, target, clean.resample), {}) for n, r in zip(names, specs)],
+                                **par),
+                      enabled=progress, desc="prepare: mask", total=len(specs), unit="run"))
+    raise_failures(stats, "run(s)")
+    region = None if given is None else np.asarray(given.dataobj).astype(bool)
+    mask_arr = intersect_masks([o.result for o in stats], names, region)
+    n_voxels = int(mask_arr.sum())
+    mask_img = nib.Nifti1Image(mask_arr.astype(np.uint8), target.affine)
+    log("prepare: mask of %d voxels (%s) in %.1f s", n_voxels,
+        "given" if given is not None else "EPI intersection", time.perf_counter() - t0)
+
+    n_total = sum(m.n_volumes for m in metas)
+    d = migp_dims(red.n_dims, n_voxels, n_total)
+
+    # -- pass 2: clean, cache, MIGP ---------------------------------------------------
+    t0 = time.perf_counter()
+    migp = MIGP(d or 1, n_keep=max(red.n_keep, d or 1) if red.n_keep else None, subject_dims=red.subject_dims)
+    by_subject = [[i for i, r in enumerate(specs) if r.subject == s] for s in subjects]
+    tmp = tempfile.TemporaryDirectory(prefix="trends_ivae_prepare_", dir=comp.cache_dir)
+    try:
+        jobs = [(f"sub-{subjects[k]}", ([specs[i] for i in idx], [trs[i] for i in idx], mask_img, clean,
+                                        str(Path(tmp.name) / f"subject{k:05d}.npy")), {})
+                for k, idx in enumerate(by_subject)]
+        cache_files, voxel_sum, outcomes, subject_ss = [], np.zeros(n_voxels), [], []
+        cleaned = show(run_tasks(_clean_subject_task, jobs, **par), enabled=progress,
+                       desc="prepare: clean and reduce", total=len(jobs), unit="subject")
+        for k, out in enumerate(cleaned):
+            outcomes.append(out)
+            if not out.ok:
+                logger.warning("prepare: %s failed: %s", out.name, out.error)
+            if len(cache_files) < len(outcomes) - 1 or not out.ok:   # a failure: finish the others only
+                continue
+            res = out.result
+            Y = np.load(res["file"])
+            before = migp.total_ss_
+            migp.partial_fit(Y)
+            subject_ss.append(migp.total_ss_ - before)   # the denominators of the explained variance
+            del Y
+            voxel_sum += res["sum"]
+            cache_files.append(res["file"])
+            log("prepare: subject %d/%d sub-%s cleaned and reduced (%d volumes, %.1f s elapsed)",
+                k + 1, len(subjects), subjects[k], res["n"], time.perf_counter() - t0)
+        raise_failures(outcomes)
+        reduced = finish_basis(migp, d, n_voxels, n_total, voxel_sum, red.whiten)
+        if reduced.order is not None:
+            log("prepare: n_dims auto: %s", reduced.order.describe())
+
+        # -- pass 3: project ----------------------------------------------------------
+        x = np.empty((n_total, reduced.d), dtype=np.float32)
+        row = 0
+        for f in cache_files:
+            Y = np.load(f, mmap_mode="r")
+            x[row:row + Y.shape[0]] = project(np.asarray(Y), reduced.basis, reduced.voxel_mean, reduced.scale)
+            row += Y.shape[0]
+            del Y
+    finally:
+        tmp.cleanup()
+
+    rows = [{"file": m.name, "entities": {k: str(v) for k, v in r.entities.items()},
+             "events": str(r.events) if isinstance(r.events, (str, Path)) else None, "confounds": cols,
+             **({"censoring": {"n_volumes_acquired": n_acq, "censored": [int(v) for v in np.flatnonzero(~keep)]}}
+                if clean.denoise else {})}
+            for m, r, cols, n_acq, keep in zip(metas, specs, conf_cols, acquired, keeps)]
+    data = assemble(
+        x=x, u=u, metas=metas, keeps=keeps, subjects=subjects, rows=rows, reduced=reduced, mask=mask_arr,
+        affine=target.affine, settings=settings,
+        record={"tr_override": tr,
+                "mask": str(mask) if isinstance(mask, (str, Path)) else ("<image>" if mask is not None else None),
+                "mask_source": "given" if mask is not None else "epi_intersection",
+                "confounds_regressed": confounds_summary(conf_cols), "subject_sums_of_squares": subject_ss})
+    log("prepare: done, x %s, %.1f s", x.shape, time.perf_counter() - t_start)
+    return data
+
+
+def transform_runs(runs: Sequence[RunSpec] | Sequence, prepared: PreparedData, *,
+                   tr: float | None = None) -> list[np.ndarray]:
+    """Clean new runs like ``prepared`` and project them on its basis.
+
+    Parameters
+    ----------
+    runs : list of RunSpec or images
+        New runs on the grid of ``prepared`` (resampled when it was prepared with
+        ``resample_to_first``).
+    prepared : PreparedData
+    tr : float, optional
+        Overrides sidecar / header TRs.
+
+    Returns
+    -------
+    list of ndarray
+        One ``(n_volumes, d)`` float32 array per run.
+    """
+    specs = as_runs(runs)
+    mask_img = prepared.mask_img()
+    settings = prepared.clean_settings
+    out = []
+    for r in specs:
+        info = header_info(load_4d(r.img))
+        t = resolve_tr(r.name, override=tr, sidecar=r.tr, header=info["header_tr"])
+        Y = clean_run(r, mask_img, settings, t)
+        out.append(project(Y, prepared.basis, prepared.voxel_mean, prepared.scale))
+    return out
