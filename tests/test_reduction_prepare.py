@@ -99,7 +99,7 @@ def test_explicit_files_tr_override_and_mask(tmp_path):
     assert d2.subjects == ["01", "02"]
 
 
-def test_io_never_imports_torch():
+def test_prepare_never_imports_torch():
     import subprocess
     import sys
 

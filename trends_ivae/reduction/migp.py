@@ -14,7 +14,7 @@ end, ``V`` is the top ``d`` right singular vectors of ``W``. Memory is
 ``(n_keep + n_volumes_of_one_subject) x n_voxels``, whatever the number of subjects;
 when ``n_keep`` is at least the total number of volumes the result is exact, and the
 default ``n_keep = max(4 d, 100)`` matches the in-memory PCA's subspace closely on
-fMRI-like data (see ``tests/test_io_reduction.py``). A subject's data may first be
+fMRI-like data (see ``tests/test_reduction_migp.py``). A subject's data may first be
 compressed to its own top ``subject_dims`` temporal components (subject-level PCA
 inside the stream, as MIGP allows).
 """
