@@ -102,6 +102,30 @@ def test_load_rejects_other_files(tmp_path):
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a trends_ivae IVAE"):
         IVAE.load(tmp_path / "other.pt")
+    torch.save({"format": "trends_ivae.Unknown"}, tmp_path / "unknown.pt")
+    from trends_ivae.estimators.base import SourceEstimator
+    with pytest.raises(ValueError, match=r"unknown\.pt.*not a trends_ivae SourceEstimator file.*'trends_ivae\.Unknown'"):
+        SourceEstimator.load(tmp_path / "unknown.pt")
+
+
+def test_every_model_file_loads_through_the_base_class_alone(fitted, tiny, tmp_path):
+    """The base class knows each format from the registry: a process that imports only
+    ``trends_ivae.estimators.base`` loads an IVAE file and an IFlow file."""
+    import subprocess
+    import sys
+
+    from trends_ivae import IFlow
+
+    fitted.save(tmp_path / "ivae.pt")
+    IFlow(2, transforms=1, max_epochs=1, linear_epochs=1, batch_size=64, hidden_dim=8,
+          random_state=0).fit(tiny.X, tiny.u).save(tmp_path / "flow.pt")
+    code = ("import sys\n"
+            "from trends_ivae.estimators.base import SourceEstimator\n"
+            "for path in sys.argv[1:]:\n"
+            "    print(type(SourceEstimator.load(path, device='cpu')).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ivae.pt"), str(tmp_path / "flow.pt")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["IVAE", "IFlow"]
 
 
 def test_checkpoint_dir_resume(tiny, tmp_path):

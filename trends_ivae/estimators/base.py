@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from .aux_codes import AuxCoding, IdentifiabilityWarning
 from .consensus import consensus, warn_collinear
 from .disk_rows import _INFER_ROWS, DiskRows as _DiskRows, on_disk as _on_disk
-from .model_file import read_model_file, restore_estimator, save_estimator
+from .model_file import format_class, read_model_file, register_format, restore_estimator, save_estimator
 from .nn import resolve_device
 from .nn.comm import SINGLE_PROCESS, Comm
 from .threads import fit_threads
@@ -47,6 +47,11 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     #: restart-selection rules: "central" (the medoid of the restarts, ICASSO-style)
     #: or "score" (the best held-out score)
     _SELECT = ("central", "score")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Enter a subclass that sets ``_FORMAT`` in the model-file format registry."""
+        super().__init_subclass__(**kwargs)
+        register_format(cls)
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -405,24 +410,18 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "SourceEstimator":
         """Rebuild an estimator written by :meth:`save` (``weights_only`` loading).
 
-        Called on the base class, it returns whichever estimator the file holds.
+        Called on the base class, it returns whichever estimator the file holds: the
+        file's ``format`` names its class in the registry
+        (:data:`~trends_ivae.estimators.model_file.FORMATS`), where every concrete
+        estimator enters itself when its class is defined.
 
         Raises
         ------
         ValueError
             The file is not a readable model file, or holds another estimator than ``cls``.
         """
-        # The one import of the concrete estimators from this module, at call time: the
-        # base class's load must know every file format, and the formats are defined by
-        # the subclasses (tests/test_layers.py names this edge as the one allowed).
-        from . import flow, ivae  # noqa: F401 - register the estimators
-
         state = read_model_file(path)
-        kinds = {c._FORMAT: c for c in _subclasses(SourceEstimator)}
-        fmt = state.get("format")
-        if fmt not in kinds or not issubclass(kinds[fmt], cls):
-            raise ValueError(f"{path} is not a trends_ivae {cls.__name__} file")
-        return restore_estimator(kinds[fmt], state, device)
+        return restore_estimator(format_class(state, path, cls), state, device)
 
     def _model_state(self) -> dict:   # pragma: no cover - abstract
         raise NotImplementedError
@@ -430,9 +429,3 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     def _restore_model(self, state: dict) -> None:   # pragma: no cover - abstract
         raise NotImplementedError
 
-
-def _subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out

@@ -7,6 +7,13 @@ from the plain containers that ``torch.load(..., weights_only=True)`` accepts.
 without running anything in it; :func:`restore_estimator` rebuilds an estimator of a
 given class from it, including files written before this description (their older
 key names) and files with parameters that no longer exist (ignored).
+
+The format registry :data:`FORMATS` maps the ``format`` a file records to the estimator
+class that writes it. Each concrete estimator registers itself when its class is
+defined (``SourceEstimator.__init_subclass__`` calls :func:`register_format`), so that
+loading through the base class needs no import of the subclasses;
+``trends_ivae.estimators`` imports every concrete estimator, so their formats are known
+whenever the package is used.
 """
 from __future__ import annotations
 
@@ -22,7 +29,40 @@ from .._version import __version__
 from ..atomic import atomic_path
 from .nn import resolve_device
 
-__all__ = ["SAVED", "save_estimator", "read_model_file", "restore_estimator"]
+__all__ = ["SAVED", "FORMATS", "register_format", "format_class", "save_estimator", "read_model_file",
+           "restore_estimator"]
+
+#: model-file format (an estimator class's ``_FORMAT``) -> the class that writes and reads it
+FORMATS: dict[str, type] = {}
+
+
+def register_format(kind: type) -> None:
+    """Record ``kind`` as the reader of the files whose ``format`` is ``kind._FORMAT``.
+
+    Only a class that sets ``_FORMAT`` itself registers: a subclass that inherits its
+    parent's format (a test's spy, say) leaves the parent as the format's reader.
+    """
+    fmt = kind.__dict__.get("_FORMAT")
+    if fmt:
+        FORMATS[fmt] = kind
+
+
+def format_class(state: dict, path: str | os.PathLike, base: type) -> type:
+    """The registered class of the model file ``path`` (read into ``state``), a subclass of ``base``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when its format is unknown or belongs to an estimator that is
+        not ``base`` or a subclass of it.
+    """
+    fmt = state.get("format")
+    kind = FORMATS.get(fmt) if isinstance(fmt, str) else None
+    if kind is None or not issubclass(kind, base):
+        what = "no format" if fmt is None else f"format {fmt!r}"
+        raise ValueError(f"{str(path)!r} is not a trends_ivae {base.__name__} file ({what}; known: "
+                         f"{', '.join(sorted(f for f, k in FORMATS.items() if issubclass(k, base))) or 'none'})")
+    return kind
 
 
 def _array_to_file(a: Any) -> Any:
