@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from trends_ivae.estimators.nn import IVAEConfig, IVAEModel, TrainConfig, fit_restarts, train_model
+from trends_ivae.estimators.nn import IVAEConfig, IVAEModel, TrainConfig, TrainRun, fit_restarts, train_model
 from trends_ivae.estimators.nn import train as train_mod
 from trends_ivae.simulate import make_segment_data
 
@@ -33,9 +33,9 @@ def _same_state(a, b):
 
 def test_same_seed_same_numbers(data):
     X, U = data
-    a = train_model(MC, TC, X, U, seed=3)
-    b = train_model(MC, TC, X, U, seed=3)
-    c = train_model(MC, TC, X, U, seed=4)
+    a = train_model(MC, TC, X, U, TrainRun(seed=3))
+    b = train_model(MC, TC, X, U, TrainRun(seed=3))
+    c = train_model(MC, TC, X, U, TrainRun(seed=4))
     assert _same_state(a.model, b.model)
     assert a.history == b.history
     assert not _same_state(a.model, c.model)
@@ -43,7 +43,7 @@ def test_same_seed_same_numbers(data):
 
 def test_checkpoint_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
     X, U = data
-    full = train_model(MC, TC, X, U, seed=5)
+    full = train_model(MC, TC, X, U, TrainRun(seed=5))
     ckpt = tmp_path / "run.pt"
     original = train_mod.save_checkpoint
 
@@ -54,12 +54,12 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "save_checkpoint", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
-        train_model(MC, TC, X, U, seed=5, checkpoint_path=ckpt)
+        train_model(MC, TC, X, U, TrainRun(seed=5, checkpoint_path=ckpt))
     monkeypatch.setattr(train_mod, "save_checkpoint", original)
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 2 and {"model", "optimizer", "config", "step"} <= state.keys()
     assert IVAEConfig.from_dict(state["config"]) == MC
-    resumed = train_model(MC, TC, X, U, seed=5, checkpoint_path=ckpt)
+    resumed = train_model(MC, TC, X, U, TrainRun(seed=5, checkpoint_path=ckpt))
     assert resumed.n_epochs == full.n_epochs == 4
     assert resumed.history == full.history
     assert _same_state(resumed.model, full.model)
@@ -68,7 +68,7 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
 def test_checkpoint_rebuilds_model(data, tmp_path):
     X, U = data
     ckpt = tmp_path / "c.pt"
-    res = train_model(MC, TC, X, U, seed=1, checkpoint_path=ckpt)
+    res = train_model(MC, TC, X, U, TrainRun(seed=1, checkpoint_path=ckpt))
     state = torch.load(ckpt, weights_only=True)
     model = IVAEModel(IVAEConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
@@ -80,7 +80,7 @@ def test_diverging_restart_is_reported_and_not_nan(data, caplog):
     X, U = data
     tc = TrainConfig(max_epochs=3, batch_size=64, lr=1e3, grad_clip=1e9)
     with caplog.at_level("WARNING"):
-        results = fit_restarts(MC, tc, X, U, n_init=1, seed=0)
+        results = fit_restarts(MC, tc, X, U, TrainRun(seed=0), n_init=1)
     res = results[0]
     if res.diverged:
         assert "diverged" in caplog.text
@@ -131,7 +131,7 @@ def test_bad_posterior_name():
 def test_restart_race_continues_only_the_best_restart(data):
     X, U = data
     tc = TrainConfig(max_epochs=5, batch_size=64, patience=100)
-    results = fit_restarts(MC, tc, X, U, n_init=3, seed=0, init_epochs=2)
+    results = fit_restarts(MC, tc, X, U, TrainRun(seed=0), n_init=3, init_epochs=2)
     epochs = [r.n_epochs for r in results]
     assert sorted(epochs) == [2, 2, 5]
     winner = epochs.index(5)
@@ -139,7 +139,7 @@ def test_restart_race_continues_only_the_best_restart(data):
     assert race[winner] == max(race)                         # the best held-out ELBO after the race
     assert all(r.resume_state is None for r in results)
     # the winner continues exactly as an uninterrupted run with the same seed would
-    alone = train_model(MC, tc, X, U, seed=results[winner].seed, split_seed=0)
+    alone = train_model(MC, tc, X, U, TrainRun(seed=results[winner].seed, split_seed=0))
     assert alone.history == results[winner].history
     assert _same_state(alone.model, results[winner].model)
 
@@ -147,9 +147,9 @@ def test_restart_race_continues_only_the_best_restart(data):
 def test_restart_race_resumes_from_checkpoints(data, tmp_path):
     X, U = data
     tc = TrainConfig(max_epochs=4, batch_size=64, patience=100)
-    a = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1)
-    b = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1, checkpoint_dir=tmp_path)
-    c = fit_restarts(MC, tc, X, U, n_init=2, seed=1, init_epochs=1, checkpoint_dir=tmp_path)  # all done
+    a = fit_restarts(MC, tc, X, U, TrainRun(seed=1), n_init=2, init_epochs=1)
+    b = fit_restarts(MC, tc, X, U, TrainRun(seed=1), n_init=2, init_epochs=1, checkpoint_dir=tmp_path)
+    c = fit_restarts(MC, tc, X, U, TrainRun(seed=1), n_init=2, init_epochs=1, checkpoint_dir=tmp_path)  # all done
     for ra, rb, rc in zip(a, b, c):
         assert ra.n_epochs == rb.n_epochs == rc.n_epochs
         assert ra.history == rb.history == rc.history
@@ -172,5 +172,5 @@ def test_iwae_bound_is_above_the_elbo_on_average():
 
 def test_iwae_training_runs(data):
     X, U = data
-    res = train_model(MC, TrainConfig(max_epochs=2, batch_size=64, n_iwae=4), X, U, seed=0)
+    res = train_model(MC, TrainConfig(max_epochs=2, batch_size=64, n_iwae=4), X, U, TrainRun(seed=0))
     assert not res.diverged and math.isfinite(res.best_val_elbo)

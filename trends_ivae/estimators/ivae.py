@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
 from .base import SourceEstimator
-from .nn import IVAEConfig, IVAEModel, TrainConfig, fit_restarts
+from .nn import IVAEConfig, IVAEModel, TrainConfig, TrainRun, fit_restarts
 from .nn.comm import SINGLE_PROCESS, Comm
 from .threads import cpu_threads
 
@@ -280,11 +280,10 @@ class IVAE(SourceEstimator):
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):
             init_first = self._linear_init(Xt, Ut, seed) if self._linear_start_used() else None
-            results = fit_restarts(mc, tc, Xt, Ut, n_init=self.n_init, seed=seed, verbose=self.verbose,
-                                   checkpoint_dir=checkpoint_dir, max_seconds=self.max_seconds,
-                                   init_epochs=self.init_epochs, comm=comm,
-                                   stream_rows=stream_rows, device=self.device_, init_first=init_first,
-                                   elbo_offset=self._log_det_standardize)
+            run = TrainRun(seed=seed, verbose=self.verbose, max_seconds=self.max_seconds, stream_rows=stream_rows,
+                           device=self.device_, init=init_first, elbo_offset=self._log_det_standardize, comm=comm)
+            results = fit_restarts(mc, tc, Xt, Ut, run=run, n_init=self.n_init, init_epochs=self.init_epochs,
+                                   checkpoint_dir=checkpoint_dir)
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}, a larger decoder_var or "
                                                    "standardize=True (also after a retry with a lower learning rate)")
         return self

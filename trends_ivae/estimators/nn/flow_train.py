@@ -23,7 +23,7 @@ from .priors import init_lookup_prior
 from .progress import Progress
 from .train import _lr_lambda, make_generator, split_indices
 
-__all__ = ["FlowTrainConfig", "FlowResult", "train_flow"]
+__all__ = ["FlowTrainConfig", "FlowResult", "FlowFit", "train_flow"]
 
 
 @dataclass
@@ -82,21 +82,60 @@ def _mean_loglik(model: FlowModel, X: torch.Tensor, U: torch.Tensor, idx: torch.
     return total / max(idx.numel(), 1)
 
 
-def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: torch.Tensor, U: torch.Tensor,
-           train_idx: torch.Tensor, val_idx: torch.Tensor, gen: torch.Generator, state: dict,
-           progress: Progress, deadline: float | None, splines: bool = True) -> bool:
-    """Train ``params`` for ``epochs``; keep the best held-out state in ``state``.
+@dataclass
+class FlowFit:
+    """The live state of one flow restart, which both phases advance.
+
+    Attributes
+    ----------
+    model : FlowModel
+    X, U : tensor
+        The standardised rows and u's indices, on the model's device.
+    train_idx, val_idx : tensor
+        The train / validation split.
+    generator : torch.Generator
+        Draws each epoch's batch order.
+    progress : Progress
+    deadline : float or None
+        ``time.perf_counter()`` value after which no new epoch starts.
+    epoch : int
+        Epochs run so far, both phases together.
+    best : float
+        The best held-out log-likelihood per row so far.
+    best_state : dict or None
+        The model's state at ``best``.
+    history : dict
+        ``train_elbo`` and ``val_elbo`` per epoch.
+    """
+
+    model: FlowModel
+    X: torch.Tensor
+    U: torch.Tensor
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    generator: torch.Generator
+    progress: Progress
+    deadline: float | None = None
+    epoch: int = 0
+    best: float = -math.inf
+    best_state: dict | None = None
+    history: dict = field(default_factory=lambda: {"train_elbo": [], "val_elbo": []})
+
+
+def _phase(fit: FlowFit, params: list, tc: FlowTrainConfig, epochs: int, splines: bool = True) -> bool:
+    """Train ``params`` of ``fit.model`` for ``epochs``; keep the best held-out state in ``fit``.
     ``splines=False``: the splines are the identity and stay so (not in ``params``), so
     the model is evaluated without them. Returns False when the loss became non-finite."""
     if epochs <= 0:
         return True
+    model, X, U, train_idx, val_idx = fit.model, fit.X, fit.U, fit.train_idx, fit.val_idx
     n_batches = max(1, train_idx.numel() // tc.batch_size)
     total = epochs * n_batches
     opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, 0.0, max(1, int(tc.warmup_frac * total))))
     for _ in range(epochs):
         model.train()
-        order = train_idx[torch.randperm(train_idx.numel(), generator=gen, device=train_idx.device)]
+        order = train_idx[torch.randperm(train_idx.numel(), generator=fit.generator, device=train_idx.device)]
         run = 0.0
         for b in range(n_batches):
             rows = order[b * tc.batch_size:(b + 1) * tc.batch_size]
@@ -109,15 +148,15 @@ def _phase(model: FlowModel, params: list, tc: FlowTrainConfig, epochs: int, X: 
             opt.step()
             sched.step()
             run += loss.item()
-        state["epoch"] += 1
+        fit.epoch += 1
         train_ll = -run / n_batches
         val_ll = _mean_loglik(model.eval(), X, U, val_idx, splines=splines) if val_idx.numel() else train_ll
-        state["history"]["train_elbo"].append(train_ll)
-        state["history"]["val_elbo"].append(val_ll)
-        progress.update(state["epoch"], train_ll, val_ll)
-        if math.isfinite(val_ll) and val_ll > state["best"]:
-            state["best"], state["best_state"] = val_ll, copy.deepcopy(model.state_dict())
-        if deadline is not None and time.perf_counter() > deadline:
+        fit.history["train_elbo"].append(train_ll)
+        fit.history["val_elbo"].append(val_ll)
+        fit.progress.update(fit.epoch, train_ll, val_ll)
+        if math.isfinite(val_ll) and val_ll > fit.best:
+            fit.best, fit.best_state = val_ll, copy.deepcopy(model.state_dict())
+        if fit.deadline is not None and time.perf_counter() > fit.deadline:
             break
     return True
 
@@ -151,20 +190,18 @@ def train_flow(config: FlowConfig, tc: FlowTrainConfig, X: torch.Tensor, U: torc
     with torch.no_grad():
         init_lookup_prior(model.prior, model.encode(X)[0], U)
     train_idx, val_idx = split_indices(X.shape[0], tc.val_frac, seed if split_seed is None else split_seed, device)
-    gen = make_generator(device, seed + 1)
-    state = {"epoch": 0, "best": -math.inf, "best_state": None, "history": {"train_elbo": [], "val_elbo": []}}
-    deadline = None if max_seconds is None else t0 + max_seconds
-    progress = Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset)
+    fit = FlowFit(model=model, X=X, U=U, train_idx=train_idx, val_idx=val_idx,
+                  generator=make_generator(device, seed + 1),
+                  progress=Progress(verbose, desc, tc.linear_epochs + tc.max_epochs, offset=ll_offset),
+                  deadline=None if max_seconds is None else t0 + max_seconds)
     linear = [model.unmixing, model.offset, *model.prior.parameters()]
     linear_epochs = tc.linear_epochs + (0 if config.transforms else tc.max_epochs)
-    ok = _phase(model, linear, tc, linear_epochs, X, U, train_idx, val_idx, gen, state, progress, deadline,
-                splines=False)
-    if ok and config.transforms and (deadline is None or time.perf_counter() < deadline):
-        ok = _phase(model, list(model.parameters()), tc, tc.max_epochs, X, U, train_idx, val_idx, gen, state,
-                    progress, deadline)
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    progress.close(f"held-out log-likelihood per volume {state['best'] + ll_offset:.3f}")
-    return FlowResult(model=model.eval(), best_val_elbo=state["best"], history=state["history"],
-                      n_epochs=state["epoch"], diverged=not ok and state["best_state"] is None, seed=seed,
+    ok = _phase(fit, linear, tc, linear_epochs, splines=False)
+    if ok and config.transforms and (fit.deadline is None or time.perf_counter() < fit.deadline):
+        ok = _phase(fit, list(model.parameters()), tc, tc.max_epochs)
+    if fit.best_state is not None:
+        model.load_state_dict(fit.best_state)
+    fit.progress.close(f"held-out log-likelihood per volume {fit.best + ll_offset:.3f}")
+    return FlowResult(model=model.eval(), best_val_elbo=fit.best, history=fit.history,
+                      n_epochs=fit.epoch, diverged=not ok and fit.best_state is None, seed=seed,
                       seconds=time.perf_counter() - t0)

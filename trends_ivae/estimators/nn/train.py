@@ -10,6 +10,7 @@ any, is the explicit ``comm`` argument (:mod:`.comm`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import math
@@ -27,8 +28,9 @@ from .comm import SINGLE_PROCESS, Comm
 from .config import IVAEConfig, TrainConfig
 from .ivae import IVAEModel
 from .progress import Progress
+from .run import TrainRun
 
-__all__ = ["resolve_device", "make_generator", "split_indices", "TrainResult", "evaluate_elbo",
+__all__ = ["resolve_device", "make_generator", "split_indices", "TrainResult", "TrainRun", "evaluate_elbo",
            "train_model", "fit_restarts", "CheckpointError", "load_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -214,13 +216,8 @@ def _train_epoch(state: TrainState, batches: EpochBatches, objective: Callable[.
     return epoch_sum
 
 
-def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: torch.Tensor, *,
-                seed: int, split_seed: int | None = None, verbose: int = 0, desc: str = "iVAE",
-                checkpoint_path: str | os.PathLike | None = None,
-                max_seconds: float | None = None, stop_epoch: int | None = None,
-                resume: dict | None = None, comm: Comm = SINGLE_PROCESS, stream_rows: int | None = None,
-                device: str | torch.device | None = None,
-                init: Callable[[IVAEModel], None] | None = None, elbo_offset: float = 0.0) -> TrainResult:
+def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: torch.Tensor,
+                run: TrainRun) -> TrainResult:
     """Train one restart on ``X`` (N, d) and ``U`` (N, m), by default resident on the device.
 
     Parameters
@@ -229,51 +226,9 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
         The model to build and how to train it.
     X, U : tensor
         The (standardised) rows and u's layout (level indices or continuous columns).
-    seed : int
-        Seeds the initial weights, the mini-batch order and the reparameterisation noise.
-    split_seed : int, optional
-        Seeds the train / validation split (default: ``seed``); restarts share it so
-        that their held-out ELBOs are comparable.
-    verbose : int
-        Progress on stderr (0: none), labelled ``desc``.
-    checkpoint_path : path, optional
-        Written atomically after every epoch (:func:`~.checkpoint.save_checkpoint`); when
-        it exists at the start, training resumes from it and finishes as an
-        uninterrupted run would.
-    max_seconds : float, optional
-        Stop after this much wall time (the best state so far is kept).
-    stop_epoch : int, optional
-        Pause after this many epochs (counted from the start of the schedule, which
-        still spans ``max_epochs``); the result then carries ``resume_state`` and the
-        best state so far.
-    resume : dict, optional
-        A ``resume_state`` to continue from (a checkpoint file, when it exists, wins).
-    comm : Comm
-        The process group (:mod:`.comm`; default one process). In a distributed fit
-        ``X``, ``U`` are this rank's rows, every ``world``-th row of the data
-        (:func:`trends_ivae.estimators.distributed.row_share`). Every rank draws the same global
-        split, batch order and noise as one process would (one generator, same seed on
-        every rank), computes the objective of the rows of each global batch that it
-        holds, scaled so that DDP's averaged gradient is the one-process gradient of the
-        whole batch; ELBOs are summed over ranks, and rank 0 alone writes the
-        checkpoint. The result is the one-process fit, up to floating-point summation
-        order.
-    stream_rows : int, optional
-        Streamed training, for data larger than the device's memory: ``X`` and ``U``
-        stay where they are and each epoch's rows go to ``device`` in chunks of about
-        this many rows (whole batches). ``X`` may then also be a row source that is not
-        in memory at all, e.g. an ``h5py.Dataset`` (each chunk's rows are read in
-        increasing order). The batches, and so the results, are the same as without it
-        (same device, same seed).
-    device : torch.device, optional
-        Where to train (default: ``X.device``); with ``stream_rows``, the device the
-        chunks go to.
-    init : callable, optional
-        Called with the freshly built model before training, e.g. to start it at a
-        linear ICA solution (a checkpoint or ``resume`` state, when present, wins).
-    elbo_offset : float
-        Added to the ELBOs the progress display shows (e.g. ``-sum(log scale)`` of a
-        standardisation, so that they read in the data's units as the results do).
+    run : TrainRun
+        How this run goes (:class:`~.run.TrainRun`): seeds, progress, checkpoint,
+        stopping, streaming, device, start and process group.
 
     Returns
     -------
@@ -282,12 +237,14 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
     Raises
     ------
     ValueError
-        ``X`` is not a tensor without ``stream_rows``, or a rank's rows are not its share.
+        ``X`` is not a tensor without ``run.stream_rows``, or a rank's rows are not its share.
     CheckpointError
-        ``checkpoint_path`` exists but is not a checkpoint of this model.
+        ``run.checkpoint_path`` exists but is not a checkpoint of this model.
     """
+    comm, seed, desc, stream_rows = run.comm, run.seed, run.desc, run.stream_rows
     tc = train_config
-    device = X.device if device is None and isinstance(X, torch.Tensor) else torch.device(device or "cpu")
+    device = (X.device if run.device is None and isinstance(X, torch.Tensor)
+              else torch.device(run.device or "cpu"))
     if not isinstance(X, torch.Tensor) and stream_rows is None:
         raise ValueError("X must be a tensor unless stream_rows is given (streamed from a row source)")
     t0 = time.perf_counter()
@@ -298,27 +255,27 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
                          f"{comm.world}th row of the {n_all} (trends_ivae.estimators.distributed.row_share)")
     # the split, the batches and the noise are drawn over all rows, identically on every rank
     train_idx, val_idx = split_indices(n_all, tc.val_frac,
-                                       seed if split_seed is None else split_seed, device)
+                                       seed if run.split_seed is None else run.split_seed, device)
     batches = EpochBatches(X, U, train_idx, min(tc.batch_size, train_idx.numel()), device, comm=comm,
                            stream_rows=stream_rows)
     total_steps = tc.max_epochs * batches.steps
     warm_steps = int(tc.warmup_frac * total_steps)
 
-    state = _new_state(model_config, tc, seed, device, total_steps, init)
+    state = _new_state(model_config, tc, seed, device, total_steps, run.init)
     anneal = _DecoderVarianceAnneal(state.model, tc, warm_steps)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    saved = load_checkpoint(ckpt, device, model_config) if ckpt is not None and ckpt.exists() else resume
+    ckpt = Path(run.checkpoint_path) if run.checkpoint_path is not None else None
+    saved = load_checkpoint(ckpt, device, model_config) if ckpt is not None and ckpt.exists() else run.resume
     if saved is not None:
         state.restore(saved, device)
         logger.info("resumed %s from %s at epoch %d", desc, ckpt or "memory", state.epoch)
 
     model = state.model
-    progress = Progress(verbose, desc, tc.max_epochs, offset=elbo_offset)
+    progress = Progress(run.verbose, desc, tc.max_epochs, offset=run.elbo_offset)
     diverged = False
     model.train()
     objective = comm.objective(model)   # model.<method>(...), through DDP when distributed
     scale = comm.world / batches.batch_size   # DDP averages over ranks: the gradient of the global batch mean
-    end_epoch = tc.max_epochs if stop_epoch is None else min(tc.max_epochs, stop_epoch)
+    end_epoch = tc.max_epochs if run.stop_epoch is None else min(tc.max_epochs, run.stop_epoch)
     while state.epoch < end_epoch and state.bad_epochs < tc.patience:
         epoch_sum = _train_epoch(state, batches, objective, anneal, scale, device)
         train_elbo = comm.sum(epoch_sum) / (batches.steps * batches.batch_size)
@@ -348,7 +305,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
             save_checkpoint(ckpt, state)
         if state.bad_epochs >= tc.patience:
             break
-        if max_seconds is not None and comm.any(time.perf_counter() - t0 > max_seconds):
+        if run.max_seconds is not None and comm.any(time.perf_counter() - t0 > run.max_seconds):
             break
     paused = (not diverged and end_epoch <= state.epoch < tc.max_epochs and state.bad_epochs < tc.patience)
     resume_state = copy.deepcopy(state.checkpoint()) if paused else None
@@ -358,28 +315,24 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
     seconds = time.perf_counter() - t0
     best_val = state.best_val
     progress.close("diverged" if diverged else
-                   f"done: best held-out ELBO per volume {best_val + elbo_offset:.3f} ({seconds:.1f} s)")
+                   f"done: best held-out ELBO per volume {best_val + run.elbo_offset:.3f} ({seconds:.1f} s)")
     if state.best_state is None:
         best_val = -math.inf
     return TrainResult(model=model, best_val_elbo=best_val, history=state.history, n_epochs=state.epoch,
                        n_steps=state.step, diverged=diverged, seed=seed, seconds=seconds,
                        resume_state=resume_state)
 
-def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: Any,
-                 U: torch.Tensor, *, n_init: int, seed: int, verbose: int = 0,
-                 checkpoint_dir: str | os.PathLike | None = None,
-                 max_seconds: float | None = None, init_epochs: int | None = None,
-                 comm: Comm = SINGLE_PROCESS, stream_rows: int | None = None,
-                 device: str | torch.device | None = None,
-                 init_first: Callable[[IVAEModel], None] | None = None,
-                 elbo_offset: float = 0.0) -> list[TrainResult]:
-    """Train ``n_init`` restarts with seeds derived from ``seed``; all results, in order.
+def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: torch.Tensor,
+                 run: TrainRun, *, n_init: int = 1, init_epochs: int | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None) -> list[TrainResult]:
+    """Train ``n_init`` restarts with seeds derived from ``run.seed``; all results, in order.
 
-    Restart ``i`` (from 0) has the seed ``seed + 1000 (i + 1)``; all share the split
-    seed ``seed``. ``init_first`` starts the first restart (e.g. at a linear ICA
-    solution); the others start at random. ``X``, ``U``, ``verbose``, ``max_seconds``,
-    ``comm``, ``stream_rows``, ``device`` and ``elbo_offset`` are passed to
-    :func:`train_model`.
+    Restart ``i`` (from 0) has the seed ``run.seed + 1000 (i + 1)``; all share the split
+    seed ``run.seed`` (or ``run.split_seed``). ``run.init`` starts the first restart
+    (e.g. at a linear ICA solution); the others start at random. The rest of ``run``
+    (``verbose``, ``max_seconds``, ``comm``, ``stream_rows``, ``device``,
+    ``elbo_offset``) is every restart's, passed to :func:`train_model`; each restart's
+    ``desc``, ``checkpoint_path``, ``stop_epoch`` and ``resume`` are set here.
 
     With ``init_epochs`` (and ``n_init > 1``) the restarts race: every restart trains
     for its first ``init_epochs`` epochs (of a schedule that spans ``max_epochs``), and
@@ -391,25 +344,26 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: Any,
     restart checkpoints to ``restartNN.pt`` and a rerun resumes each phase from there.
     """
     race = init_epochs is not None and n_init > 1 and init_epochs < train_config.max_epochs
-    stop = init_epochs if race else None
-    run = functools.partial(train_model, model_config, X=X, U=U, split_seed=seed, verbose=verbose,
-                            max_seconds=max_seconds, comm=comm, stream_rows=stream_rows, device=device,
-                            elbo_offset=elbo_offset)
+    comm = run.comm
+    shared = dataclasses.replace(run, split_seed=run.seed if run.split_seed is None else run.split_seed,
+                                 stop_epoch=init_epochs if race else None, resume=None, init=None)
+    train = functools.partial(train_model, model_config, X=X, U=U)
     results, ckpts, tcs = [], [], []
     for i in range(n_init):
-        restart_seed = seed + 1000 * (i + 1)
+        restart_seed = run.seed + 1000 * (i + 1)
         ckpt = Path(checkpoint_dir) / f"restart{i:02d}.pt" if checkpoint_dir is not None else None
         desc = f"iVAE restart {i + 1}/{n_init}"
         tc = train_config
-        res = run(tc, seed=restart_seed, desc=desc, checkpoint_path=ckpt, stop_epoch=stop,
-                  init=init_first if i == 0 else None)
+        res = train(tc, run=dataclasses.replace(shared, seed=restart_seed, desc=desc, checkpoint_path=ckpt,
+                                                init=run.init if i == 0 else None))
         if res.diverged:
             tc = TrainConfig.from_dict({**train_config.to_dict(), "lr": train_config.lr / 4})
             logger.warning("%s diverged; retrying with lr=%g", desc, tc.lr)
             if ckpt is not None and ckpt.exists() and comm.rank == 0:
                 ckpt.unlink()
             comm.gather(None)   # every rank past the unlink before anyone resumes
-            res = run(tc, seed=restart_seed + 7, desc=desc + " (retry)", checkpoint_path=ckpt, stop_epoch=stop)
+            res = train(tc, run=dataclasses.replace(shared, seed=restart_seed + 7, desc=desc + " (retry)",
+                                                    checkpoint_path=ckpt))
         results.append(res)
         ckpts.append(ckpt)
         tcs.append(tc)
@@ -418,8 +372,9 @@ def fit_restarts(model_config: IVAEConfig, train_config: TrainConfig, X: Any,
         best = max(range(n_init), key=lambda i: scores[i])
         r = results[best]
         if math.isfinite(scores[best]) and r.resume_state is not None:
-            cont = run(tcs[best], seed=r.seed, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
-                       checkpoint_path=ckpts[best], resume=r.resume_state)
+            cont = train(tcs[best], run=dataclasses.replace(
+                shared, seed=r.seed, desc=f"iVAE restart {best + 1}/{n_init} (continued)",
+                checkpoint_path=ckpts[best], stop_epoch=None, resume=r.resume_state))
             cont.seconds += r.seconds
             results[best] = cont
         for res in results:
