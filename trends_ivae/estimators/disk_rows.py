@@ -11,12 +11,6 @@ import torch
 
 __all__ = ["DiskRows", "on_disk"]
 
-#: rows per inference batch (transform, score, ...): the activations of a batch are the
-#: working memory of inference, so it stays flat in the number of rows (about 25 MB at the
-#: default width; 65 536 rows held ~80 MB more in the group stage of a 1000-subject cohort)
-_INFER_ROWS = 16384
-
-
 def on_disk(X: Any) -> bool:
     """True for a 2-D array-like that is not in memory (``h5py.Dataset``, ``np.memmap``)."""
     return (isinstance(X, np.memmap)

@@ -21,7 +21,8 @@ from .config import DictConfig
 from .flow import FlowConfig, FlowModel
 from .priors import init_lookup_prior
 from .progress import Progress
-from .train import _lr_lambda, make_generator, split_indices
+from .schedule import lr_lambda
+from .train import make_generator, split_indices
 
 __all__ = ["FlowTrainConfig", "FlowResult", "FlowFit", "train_flow"]
 
@@ -132,7 +133,7 @@ def _phase(fit: FlowFit, params: list, tc: FlowTrainConfig, epochs: int, splines
     n_batches = max(1, train_idx.numel() // tc.batch_size)
     total = epochs * n_batches
     opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, 0.0, max(1, int(tc.warmup_frac * total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, 0.0, max(1, int(tc.warmup_frac * total))))
     for _ in range(epochs):
         model.train()
         order = train_idx[torch.randperm(train_idx.numel(), generator=fit.generator, device=train_idx.device)]

@@ -29,6 +29,7 @@ from .config import IVAEConfig, TrainConfig
 from .ivae import IVAEModel
 from .progress import Progress
 from .run import TrainRun
+from .schedule import lr_lambda
 
 __all__ = ["resolve_device", "make_generator", "split_indices", "TrainResult", "TrainRun", "evaluate_elbo",
            "train_model", "fit_restarts", "CheckpointError", "load_checkpoint"]
@@ -141,15 +142,6 @@ def _make_adam(model: IVAEModel, tc: TrainConfig) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
-def _lr_lambda(total_steps: int, final_ratio: float, warm: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-    return f
-
-
 def _new_state(model_config: IVAEConfig, tc: TrainConfig, seed: int, device: torch.device,
                total_steps: int, init: Callable[[IVAEModel], None] | None) -> TrainState:
     """A fresh restart: weights from ``seed``, optimiser, schedule and the batch generator."""
@@ -160,7 +152,7 @@ def _new_state(model_config: IVAEConfig, tc: TrainConfig, seed: int, device: tor
         init(model)
     opt = _make_adam(model, tc)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
+        opt, lr_lambda(total_steps, tc.lr_final_ratio, min(200, max(1, total_steps // 50))))
     return TrainState(model=model, optimizer=opt, scheduler=sched, generator=make_generator(device, seed + 1),
                       model_config=model_config, train_config=tc, seed=seed)
 
