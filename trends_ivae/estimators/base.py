@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .aux_codes import AuxCoding, IdentifiabilityWarning
 from .consensus import consensus, warn_collinear
@@ -44,8 +46,9 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     """Base class of the array-level estimators (not for direct use).
 
     Subclasses set ``_FORMAT`` and implement ``fit``, ``_model_state`` and
-    ``_restore_model``; every learned attribute common to them is documented on
-    :class:`~trends_ivae.estimators.ivae.IVAE`.
+    ``_restore_model``, and extend ``_check_params`` (the one place where the
+    constructor parameters are validated, at the start of every fit); every learned
+    attribute common to them is documented on :class:`~trends_ivae.estimators.ivae.IVAE`.
     """
 
     _FORMAT = ""
@@ -61,11 +64,19 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ checks
     @staticmethod
     def _check_X(X: Any, name: str = "X") -> np.ndarray:
+        if sp.issparse(X):
+            raise ValueError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported: {name} must be real, got dtype {X.dtype}")
         if not np.issubdtype(X.dtype, np.number):
             raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        for axis, what in ((0, "sample"), (1, "feature")):
+            if X.shape[axis] == 0:
+                raise ValueError(f"{name} is empty: found array with 0 {what}(s) (shape={X.shape}) while a "
+                                 "minimum of 1 is required.")
         X = X.astype(np.float32, copy=False)
         if not np.all(np.isfinite(X)):
             bad = int((~np.isfinite(X)).any(axis=1).sum())
@@ -88,9 +99,18 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         Xs = (X - self.x_mean_) / self.x_scale_
         return torch.as_tensor(Xs, dtype=torch.float32, device=self.device_ if device is None else device)
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ValueError("this IVAE is not fitted yet: call fit(X, u) first")
+        """Raise :class:`sklearn.exceptions.NotFittedError` (a ``ValueError``) naming the class."""
+        check_is_fitted(self, msg="this %(name)s is not fitted yet: call fit(X, u) first")
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True             # u, the auxiliary variable: fit's second argument
+        tags.transformer_tags.preserves_dtype = ["float32"]   # computed in float32, returned as float32
+        return tags
 
     # ------------------------------------------------------------- transforms
     def _user_from_internal(self, z: np.ndarray) -> np.ndarray:
@@ -254,7 +274,18 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return self
 
     # ----------------------------------------------------------------- fitting
-    def _check_common_params(self) -> None:
+    def _check_params(self) -> None:
+        """Validate the constructor parameters: the one place where they are checked, at
+        the start of every fit (a subclass extends it). Checks that need the data (e.g.
+        ``n_components`` against the features of ``X``) are made where the data is read.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter, the values it accepts and the value it has.
+        """
+        if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         if self.n_init < 1:
             raise ValueError(f"n_init must be >= 1, got {self.n_init}")
         if self.select not in self._SELECT:
@@ -269,24 +300,23 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
 
     def _prepare_fit(self, X: Any, u: Any, stream_rows: int | None, comm: Comm = SINGLE_PROCESS
                      ) -> tuple[Any, torch.Tensor, int, int]:
-        """Validate ``X`` and ``u``, learn the standardisation and u's coding, and put
-        both on the device (on the host with ``stream_rows``; ``X`` may stay on disk).
+        """Validate the parameters (:meth:`_check_params`), ``X`` and ``u``, learn the
+        standardisation and u's coding, and put both on the device (on the host with
+        ``stream_rows``; ``X`` may stay on disk).
         In a distributed fit (``comm``) ``X`` and ``u`` are this rank's rows and the
         statistics are those of all ranks' rows.
 
         Returns ``(Xt, Ut, seed, n_all)``: the standardised rows, u's indices, the
         fit's seed and the number of rows on all ranks.
         """
+        self._check_params()
         disk = stream_rows is not None and _on_disk(X)
         X = self._check_disk_X(X) if disk else self._check_X(X)
         n_samples, n_features = X.shape
         u = self._check_u(u, n_samples, fitting=True)
-        if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         if self.n_components > n_features:
             raise ValueError(f"n_components ({self.n_components}) is larger than the number of "
                              f"features of X ({n_features})")
-        self._check_common_params()
         self._comm = comm
         n_all = int(round(comm.sum(n_samples)))   # the batches are drawn over every rank's rows
         n_train = n_all - int(round(n_all * self.val_frac))

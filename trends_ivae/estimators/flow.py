@@ -122,6 +122,11 @@ class IFlow(SourceEstimator):
         self.verbose = verbose
         self.n_threads = n_threads
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.init not in self._INITS:
+            raise ValueError(f"init must be one of {self._INITS}, got {self.init!r}")
+
     def _configs(self) -> tuple[FlowConfig, FlowTrainConfig]:
         mc = FlowConfig(n_components=self.n_components, n_aux=self.n_aux_, aux_kind=self.aux_kind_,
                         prior=self.prior, transforms=self.transforms, architecture=self.architecture,
@@ -159,8 +164,6 @@ class IFlow(SourceEstimator):
         if self.n_features_in_ != self.n_components:
             raise ValueError(f"the flow is square: n_components ({self.n_components}) must equal the number "
                              f"of features of X ({self.n_features_in_}); reduce X to n_components dimensions")
-        if self.init not in self._INITS:
-            raise ValueError(f"init must be one of {self._INITS}, got {self.init!r}")
         mc, tc = self._configs()
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(FlowModel(mc))):

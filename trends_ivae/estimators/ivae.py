@@ -219,6 +219,15 @@ class IVAE(SourceEstimator):
 
 
     # --------------------------------------------------------------------- fit
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.init_epochs is not None and not 1 <= self.init_epochs:
+            raise ValueError(f"init_epochs must be None or >= 1, got {self.init_epochs}")
+        if int(self.n_iwae) < 1:
+            raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
+        if self.init not in ("random", "ica"):
+            raise ValueError(f"init must be 'random' or 'ica', got {self.init!r}")
+
     def _configs(self, n_features: int, n_aux: int, aux_kind: str) -> tuple[IVAEConfig, TrainConfig]:
         mc = IVAEConfig(n_features=n_features, n_components=self.n_components, n_aux=n_aux,
                         aux_kind=aux_kind, prior=self.prior, hidden_dim=self.hidden_dim,
@@ -270,12 +279,6 @@ class IVAE(SourceEstimator):
         self
         """
         Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows, comm)
-        if self.init_epochs is not None and not 1 <= self.init_epochs:
-            raise ValueError(f"init_epochs must be None or >= 1, got {self.init_epochs}")
-        if int(self.n_iwae) < 1:
-            raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
-        if self.init not in ("random", "ica"):
-            raise ValueError(f"init must be 'random' or 'ica', got {self.init!r}")
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):

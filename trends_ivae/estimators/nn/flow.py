@@ -187,6 +187,10 @@ class FlowModel(nn.Module):
         if self.nsf is None:
             return
         for t in self.nsf.transform.transforms:
+            if not hasattr(t, "hyper"):   # one component: zuko holds the spline's parameters directly
+                for p in t.phi:
+                    p.zero_()
+                continue
             last = [m for m in t.hyper.modules() if isinstance(m, nn.Linear)][-1]
             last.weight.zero_()
             last.bias.zero_()
