@@ -100,12 +100,12 @@ def prepare(
         :class:`~trends_ivae.data.parallel.TaskFailures` (a ``PrepareError``) then lists
         every failed one by name.
     """
-    from ..data.parallel import _check, raise_failures, run_tasks
+    from ..data.parallel import check_scheduler, raise_failures, run_tasks
     from ..data.progress import progress as show
 
     settings = PrepareSettings.from_options(settings, **options)
     clean, red, comp = settings.clean, settings.reduction, settings.compute
-    _check(comp.scheduler, comp.n_jobs)
+    check_scheduler(comp.scheduler, comp.n_jobs)
     if comp.dask_address is not None and comp.cache_dir is None:
         raise PrepareError("with a Dask scheduler address, give cache_dir (--cache-dir) on a file system "
                            "that every worker and this process share")
