@@ -10,7 +10,7 @@ and maps the result back to the brain (:mod:`trends_ivae.group.backprojection`):
   subjects and z-scored across voxels (temporal-ICA back-reconstruction);
 - effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
 - sign and order: each map flipped so its strongest peak is positive, components
-  sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+  sorted by explained variance, the same order in maps, time courses and ``estimator_``.
 
 Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
 reading a fit folder back in :mod:`.fit_output`, u of new runs in
@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from .backprojection import back_project
 from ..estimators.ivae import IVAE
@@ -124,13 +125,13 @@ class GroupIVAE(BaseEstimator):
         iVAE restarts; the best held-out ELBO is kept. The restarts race
         (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
         schedule (at least 5 epochs), and only the one with the best held-out ELBO then
-        continues to the end; the others are kept as they stood. ``ivae_params={"init_epochs":
+        continues to the end; the others are kept as they stood. ``estimator_params={"init_epochs":
         None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
         noiseless, started from linear ICA). Both see the same reduced data and u.
-    ivae_params : dict, optional
+    estimator_params : dict, optional
         Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimators.ivae.IVAE`
         parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
         ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
@@ -142,6 +143,9 @@ class GroupIVAE(BaseEstimator):
     random_state : int or None
     %(n_jobs)s
     %(verbose)s
+    ivae_params : dict, optional
+        Deprecated alias of ``estimator_params`` (removed in the next release); giving
+        both is a ``ValueError`` when fitting.
 
     Attributes
     ----------
@@ -156,8 +160,9 @@ class GroupIVAE(BaseEstimator):
         A fitted masker with the mask used.
     prepared_ : PreparedData
         The reduced data, u and mapping-back arrays.
-    ivae_ : IVAE
-        The fitted array-level model, reordered like the maps.
+    estimator_ : IVAE or IFlow
+        The fitted array-level estimator, reordered like the maps (``ivae_`` is its
+        deprecated alias).
     timecourses_ : list of ndarray (n_volumes, n_components)
         Time courses per run (in ``runs_`` order).
     subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
@@ -189,9 +194,9 @@ class GroupIVAE(BaseEstimator):
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
-                 n_init: int = 3, estimator: str = "vae", ivae_params: dict | None = None,
-                 device: str = "auto",
-                 random_state: Any = None, n_jobs: int = 1, verbose: int = 0) -> None:
+                 n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
+                 device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
+                 ivae_params: dict | None = None) -> None:
         self.n_components = n_components
         self.aux = aux
         self.window = window
@@ -213,11 +218,12 @@ class GroupIVAE(BaseEstimator):
         self.prior = prior
         self.n_init = n_init
         self.estimator = estimator
-        self.ivae_params = ivae_params
+        self.estimator_params = estimator_params
         self.device = device
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.ivae_params = ivae_params
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
@@ -241,10 +247,24 @@ class GroupIVAE(BaseEstimator):
             options["n_dims"] = self.n_components
         return PrepareSettings.from_options(**options)
 
-    def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
-        """The array-level estimator for ``n_samples`` rows (:func:`~trends_ivae.group.training.make_estimator`)."""
+    def _estimator_params(self) -> dict | None:
+        """``estimator_params``, or its deprecated alias ``ivae_params`` (warned)."""
+        if self.ivae_params is None:
+            return self.estimator_params
+        if self.estimator_params is not None:
+            raise ValueError("give estimator_params only: ivae_params is its deprecated alias")
+        warnings.warn("GroupIVAE(ivae_params=...) is deprecated and will be removed in the next release: "
+                      "use estimator_params", DeprecationWarning, stacklevel=4)
+        return self.ivae_params
+
+    def build_estimator(self, n_samples: int) -> IVAE | IFlow:
+        """The unfitted array-level estimator for ``n_samples`` rows, as ``fit`` builds it.
+
+        :func:`~trends_ivae.group.training.make_estimator` with this model's parameters
+        (``estimator_params`` win over the sizes it chooses).
+        """
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
-                              n_init=self.n_init, params=self.ivae_params, device=self.device,
+                              n_init=self.n_init, params=self._estimator_params(), device=self.device,
                               random_state=self.random_state, verbose=self.verbose)
 
     # --------------------------------------------------------------------- fit
@@ -305,7 +325,7 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
-        ivae = self._make_ivae(prepared.n_samples)
+        ivae = self.build_estimator(prepared.n_samples)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
@@ -321,7 +341,7 @@ class GroupIVAE(BaseEstimator):
         ivae.reorder(bp.order, bp.signs)
         z = ivae.transform(prepared.x, u)
         jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
-        self.ivae_ = ivae
+        self.estimator_ = ivae
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.explained_variance_ = bp.explained_variance
@@ -425,9 +445,9 @@ class GroupIVAE(BaseEstimator):
 
         ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
         so that every rank derives the same batch size and number of epochs
-        (:meth:`_make_ivae`). ``comm``: this rank's process group. Sets ``ivae_`` only.
+        (:meth:`build_estimator`). ``comm``: this rank's process group. Sets ``estimator_`` only.
         """
-        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
+        self.estimator_ = self.build_estimator(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
                                                          stream_rows=stream_rows, comm=comm)
         return self
 
@@ -452,9 +472,22 @@ class GroupIVAE(BaseEstimator):
 
         return NiftiMasker(mask_img=self.mask_img_).fit()
 
+    @property
+    def ivae_(self) -> IVAE | IFlow:
+        """Deprecated alias of ``estimator_`` (removed in the next release)."""
+        warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
+                      DeprecationWarning, stacklevel=2)
+        return self.estimator_
+
+    @ivae_.setter
+    def ivae_(self, value: IVAE | IFlow) -> None:
+        warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
+                      DeprecationWarning, stacklevel=2)
+        self.estimator_ = value
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "ivae_"):
-            raise ValueError("this GroupIVAE is not fitted yet: call fit(imgs, ...) first")
+        check_is_fitted(self, "estimator_", msg="This %(name)s is not fitted yet: call fit(imgs, ...), "
+                                                "fit_prepared(prepared) or GroupIVAE.load(out_dir) first.")
 
     # ------------------------------------------------------------- transforms
     def _reduce(self, imgs: Any, events: Any = None, confounds: Any = None
@@ -475,8 +508,8 @@ class GroupIVAE(BaseEstimator):
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
         self._check_fitted()
         runs, xs = self._reduce(imgs, events, confounds)
-        us = self._u_for(runs, xs, needed=self.ivae_.model_.uses_aux)
-        return [self.ivae_.transform(x, u) for x, u in zip(xs, us)]
+        us = self._u_for(runs, xs, needed=self.estimator_.model_.uses_aux)
+        return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
 
     def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
         """4D images of the decoder's reconstruction f(z) for each array of time courses.
@@ -489,7 +522,7 @@ class GroupIVAE(BaseEstimator):
         p = self.prepared_
         out = []
         for z in timecourses:
-            x = self.ivae_.inverse_transform(np.asarray(z, dtype=np.float32))
+            x = self.estimator_.inverse_transform(np.asarray(z, dtype=np.float32))
             data = p.reconstruct(x)                         # (n_volumes, n_voxels)
             out.append(unmask(data, self.mask_img_))
         return out
@@ -499,5 +532,5 @@ class GroupIVAE(BaseEstimator):
         self._check_fitted()
         runs, xs = self._reduce(imgs, events, confounds)
         us = self._u_for(runs, xs, needed=True)
-        total = sum(self.ivae_.score(x, u) * len(x) for x, u in zip(xs, us))
+        total = sum(self.estimator_.score(x, u) * len(x) for x, u in zip(xs, us))
         return total / sum(len(x) for x in xs)
