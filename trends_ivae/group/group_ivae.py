@@ -12,12 +12,14 @@ and maps the result back to the brain (:mod:`trends_ivae.group.backprojection`):
 - sign and order: each map flipped so its strongest peak is positive, components
   sorted by explained variance, the same order in maps, time courses and ``estimator_``.
 
-Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
-reading a fit folder back in :mod:`.fit_output`, u of new runs in
-:func:`.io.auxiliary.aux_for_runs`, synthetic runs in :mod:`.sampling`, the held-out
-test in :mod:`.nonlinearity`. The module stays near 500 lines because ``GroupIVAE`` is
-one scikit-learn estimator with 26 flat parameters, and its docstring and ``__init__``
-document and store them (about 150 lines).
+Its parts live elsewhere: the array-level estimator's construction and training length
+in :mod:`.training`; the maps and the subjects' maps on demand
+(:class:`~.backprojection.SubjectMaps`) in :mod:`.backprojection`; the run specs of the
+inputs and new runs reduced with their u (for ``transform`` and ``score``) in
+:mod:`.new_runs`; reading a fit folder back in :mod:`.fit_folder`; synthetic runs in
+:mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What stays here is the
+estimator itself: its flat scikit-learn parameters, documented and stored, and the
+methods that tie the parts together.
 """
 from __future__ import annotations
 
@@ -31,20 +33,19 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .backprojection import back_project
+from .backprojection import SubjectMaps, back_project
 from ..estimators.ivae import IVAE
 from ..estimators.flow import IFlow
 from ..aux_variable import AuxVariable
-from ..data.bids import RunSpec, runs_from_files
 from ..docstrings import fill_doc
 from ..export.derivatives import unmask
-from ..reduction.prepare import prepare, transform_runs
+from ..reduction.prepare import prepare
 from ..data.settings import PrepareSettings
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
 from .fit_folder import load_group_ivae
 from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
-from ..data.auxiliary import aux_for_runs
+from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
 
@@ -56,33 +57,6 @@ __all__ = ["GroupIVAE"]
 _PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
                    "n_dims", "confounds", "detrend", "standardize", "high_pass",
                    "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
-
-
-class SubjectMaps(Sequence):
-    """The subjects' z-maps, each computed when indexed (``coefs V^T``, float32 (k, n_voxels)).
-
-    A list would hold every subject's voxel maps at once (20 components x 50k voxels x
-    1000 subjects is 4 GB); this holds the small reduced-space coefficients and makes
-    one subject's maps on demand, so writing them one after the other keeps the group
-    stage's memory flat in the number of subjects. ``list(maps)`` materialises them.
-    """
-
-    def __init__(self, backprojection, n_subjects: int) -> None:
-        self._bp = backprojection
-        self._n = int(n_subjects)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
-        i = int(index)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(f"subject index {index} out of range ({self._n} subjects)")
-        return self._bp.subject_maps(i).astype(np.float32)
 
 
 @fill_doc
@@ -226,17 +200,6 @@ class GroupIVAE(BaseEstimator):
         self.ivae_params = ivae_params
 
     # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def _runs(imgs: Any, events: Any = None, confounds: Any = None,
-              subjects: Sequence[str] | None = None) -> list[RunSpec]:
-        if isinstance(imgs, (list, tuple)) and imgs and all(isinstance(r, RunSpec) for r in imgs):
-            return list(imgs)
-        if not isinstance(imgs, (list, tuple)):
-            imgs = [imgs]
-        listify = (lambda v: None if v is None else (list(v) if isinstance(v, (list, tuple)) else [v]))
-        return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
-                               subjects=listify(subjects))
-
     def prepare_settings(self) -> PrepareSettings:
         """The prepare settings these (flat, scikit-learn) parameters stand for.
 
@@ -289,7 +252,7 @@ class GroupIVAE(BaseEstimator):
         -------
         self
         """
-        runs = self._runs(imgs, events, confounds, subjects)
+        runs = run_specs(imgs, events, confounds, subjects)
         prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
@@ -490,25 +453,10 @@ class GroupIVAE(BaseEstimator):
                                                 "fit_prepared(prepared) or GroupIVAE.load(out_dir) first.")
 
     # ------------------------------------------------------------- transforms
-    def _reduce(self, imgs: Any, events: Any = None, confounds: Any = None
-                ) -> tuple[list[RunSpec], list[np.ndarray]]:
-        runs = self._runs(imgs, events, confounds)
-        return runs, transform_runs(runs, self.prepared_, tr=self.tr)
-
-    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool) -> list[AuxVariable | None]:
-        """u for new runs when ``needed``, in the layout of the fit's u (its levels must have
-        been seen in fit)."""
-        if not needed:
-            return [None] * len(xs)
-        return aux_for_runs(self.prepared_, runs, [x.shape[0] for x in xs], tr=self.tr,
-                            hrf_delay=self.hrf_delay, min_event_duration=self.min_event_duration,
-                            combine=self.aux_combine)
-
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
         self._check_fitted()
-        runs, xs = self._reduce(imgs, events, confounds)
-        us = self._u_for(runs, xs, needed=self.estimator_.model_.uses_aux)
+        xs, us = reduce_new_runs(self, imgs, events, confounds, with_u=self.estimator_.model_.uses_aux)
         return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
 
     def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
@@ -530,7 +478,6 @@ class GroupIVAE(BaseEstimator):
     def score(self, imgs: Any, events: Any = None, confounds: Any = None) -> float:
         """Mean ELBO per volume of new runs (reduced as in fit)."""
         self._check_fitted()
-        runs, xs = self._reduce(imgs, events, confounds)
-        us = self._u_for(runs, xs, needed=True)
+        xs, us = reduce_new_runs(self, imgs, events, confounds)
         total = sum(self.estimator_.score(x, u) * len(x) for x, u in zip(xs, us))
         return total / sum(len(x) for x in xs)
