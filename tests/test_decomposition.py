@@ -98,6 +98,7 @@ def test_too_many_components_is_refused(fitted):
 
 
 def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
+    from trends_ivae.data.settings import PrepareSettings
     from trends_ivae.reduction.prepare import prepare
 
     runs = find_bids_runs(bids)
@@ -110,7 +111,7 @@ def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
     assert not [w for w in caught if "dimensions for" in str(w.message)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        more = prepare(runs, aux="task+window", window=20, n_dims=2 * N_COMP)
+        more = prepare(runs, PrepareSettings.from_options(aux="task+window", window=20, n_dims=2 * N_COMP))
     with pytest.warns(UserWarning, match=f"{2 * N_COMP} dimensions for {N_COMP} components"):
         GroupIVAE(**kw).fit_prepared(more)
 

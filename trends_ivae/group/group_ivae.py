@@ -16,13 +16,16 @@ Its parts live elsewhere: the array-level estimator's construction and training 
 in :mod:`.training`; the maps and the subjects' maps on demand
 (:class:`~.backprojection.SubjectMaps`) in :mod:`.backprojection`; the run specs of the
 inputs and new runs reduced with their u (for ``transform`` and ``score``) in
-:mod:`.new_runs`; reading a fit folder back in :mod:`.fit_folder`; synthetic runs in
-:mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What stays here is the
+:mod:`.new_runs`; the prepare options, their one name each and their mapping to and
+from :class:`~trends_ivae.data.settings.PrepareSettings` (``FLAT_OPTIONS``) in
+:mod:`trends_ivae.data.settings`; reading a fit folder back in :mod:`.fit_folder`;
+synthetic runs in :mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What stays here is the
 estimator itself: its flat scikit-learn parameters, documented and stored, and the
 methods that tie the parts together.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from typing import Any, Sequence
@@ -40,7 +43,7 @@ from ..aux_variable import AuxVariable
 from ..docstrings import fill_doc
 from ..export.derivatives import unmask
 from ..reduction.prepare import prepare
-from ..data.settings import PrepareSettings
+from ..data.settings import FLAT_OPTIONS, PrepareSettings
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
 from .fit_folder import load_group_ivae
@@ -53,12 +56,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
 
-#: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
-_PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
-                   "n_dims", "confounds", "detrend", "standardize", "high_pass",
-                   "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
-
-
 @fill_doc
 class GroupIVAE(BaseEstimator):
     """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
@@ -67,21 +64,19 @@ class GroupIVAE(BaseEstimator):
     ----------
     n_components : int, default=10
         Number of components (sources). At most ``n_dims``.
-    aux : str, default="task+window"
-        The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
-        segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
+    %(aux)s
+        Default ``"task+window"``.
     %(window)s
+        Default 20.
     %(step)s
     %(hrf_delay)s
     %(min_event_duration)s
-    aux_combine : {"concat", "product"}, default="concat"
-        Several factors as concatenated one-hot columns (the prior is an MLP of them), or
-        as one discrete label per combination (needs many volumes per combination).
-    n_dims : int or None, default=None
-        Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
-        The iVAE recovers sources far better from as many dimensions as it has
-        components, as group ICA reduces to its number of components (figures in
-        ``docs/benchmarks.md``); more dimensions than components warn.
+    %(aux_combine)s
+    %(n_dims)s
+        Default None: ``n_components``. The iVAE recovers sources far better from as
+        many dimensions as it has components, as group ICA reduces to its number of
+        components (figures in ``docs/benchmarks.md``); more dimensions than
+        components warn.
     %(mask)s
     %(tr)s
     %(confounds)s
@@ -91,8 +86,7 @@ class GroupIVAE(BaseEstimator):
     %(low_pass)s
     %(smoothing_fwhm)s
     %(whiten)s
-    resample_to_first : bool
-        Resample runs on other grids to the first run's grid.
+    %(resample_to_first)s
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
     n_init : int, default=3
@@ -200,12 +194,17 @@ class GroupIVAE(BaseEstimator):
         self.ivae_params = ivae_params
 
     # ------------------------------------------------------------------ inputs
+    @classmethod
+    def _prepare_options(cls) -> list[str]:
+        """The parameters that are prepare options (named as in :data:`~trends_ivae.data.settings.FLAT_OPTIONS`)."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name in FLAT_OPTIONS]
+
     def prepare_settings(self) -> PrepareSettings:
         """The prepare settings these (flat, scikit-learn) parameters stand for.
 
         ``n_dims=None`` is ``n_components`` (as many dimensions as components).
         """
-        options = {name: getattr(self, name) for name in _PREPARE_PARAMS}
+        options = {name: getattr(self, name) for name in self._prepare_options()}
         if options["n_dims"] is None:
             options["n_dims"] = self.n_components
         return PrepareSettings.from_options(**options)
@@ -368,8 +367,8 @@ class GroupIVAE(BaseEstimator):
         return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
                           like_run=like_run, noise=noise, random_state=random_state)
 
-    @staticmethod
-    def prepare_params(prepared: PreparedData) -> dict:
+    @classmethod
+    def prepare_params(cls, prepared: PreparedData) -> dict:
         """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
 
         ``fit_prepared`` uses the prepared data as they are, so the parameters a
@@ -377,22 +376,14 @@ class GroupIVAE(BaseEstimator):
         command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
         so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
         TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
-        path or an image; ``prepared.parameters`` has it).
+        path or an image; ``prepared.parameters`` has it), and so are the compute
+        options (``n_jobs``: they do not change the result). The inverse of
+        :meth:`prepare_settings` through :meth:`PrepareSettings.from_record
+        <trends_ivae.data.settings.PrepareSettings.from_record>`, plus ``tr``.
         """
-        aux = prepared.aux or {}
-        par = prepared.parameters or {}
-        clean = par.get("clean") or {}
-        out = {"aux": aux.get("spec", par.get("aux")), "window": aux.get("window", par.get("window")),
-               "step": par.get("step", aux.get("step")), "hrf_delay": aux.get("hrf_delay", 0.0),
-               "min_event_duration": aux.get("min_event_duration"),
-               "aux_combine": aux.get("combine", par.get("aux_combine", "concat")),
-               "n_dims": int(prepared.n_dims), "tr": par.get("tr_override"),
-               "whiten": bool(par.get("whiten", False)),
-               "resample_to_first": bool(par.get("resample_to_first", clean.get("resample", False)))}
-        for name in ("confounds", "detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm"):
-            if name in clean:
-                out[name] = clean[name]
-        return out
+        ran = PrepareSettings.from_record(prepared.parameters, prepared.aux, n_dims=int(prepared.n_dims))
+        names = [name for name in cls._prepare_options() if FLAT_OPTIONS[name][0] != "compute"]
+        return {**ran.to_options(names), "tr": (prepared.parameters or {}).get("tr_override")}
 
     @staticmethod
     def model_u(prepared: PreparedData) -> AuxVariable:

@@ -41,7 +41,7 @@ from ..data.errors import PrepareError
 from ..data.images import header_info, load_4d, resolve_tr
 from .migp import MIGP, project
 from ..data.settings import DEFAULT_N_DIMS, CleanSettings, PrepareSettings, fill_doc
-from .stages import (as_runs, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
+from .stages import (as_runs, as_settings, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
                      intersect_masks, migp_dims, read_headers, run_labels, run_stats)
 from ..data.store import PreparedData
 
@@ -68,7 +68,6 @@ def prepare(
     tr: float | None = None,
     verbose: int = 0,
     progress: bool = False,
-    **options,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -84,7 +83,6 @@ def prepare(
     %(tr)s
     %(verbose)s
     %(progress)s
-    %(options)s
 
     Returns
     -------
@@ -103,7 +101,7 @@ def prepare(
     from ..data.parallel import check_scheduler, raise_failures, run_tasks
     from ..data.progress import progress as show
 
-    settings = PrepareSettings.from_options(settings, **options)
+    settings = as_settings(settings)
     clean, red, comp = settings.clean, settings.reduction, settings.compute
     check_scheduler(comp.scheduler, comp.n_jobs)
     if comp.dask_address is not None and comp.cache_dir is None:
