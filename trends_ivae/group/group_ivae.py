@@ -19,9 +19,9 @@ inputs and new runs reduced with their u (for ``transform`` and ``score``) in
 :mod:`.new_runs`; the prepare options, their one name each and their mapping to and
 from :class:`~trends_ivae.data.settings.PrepareSettings` (``FLAT_OPTIONS``) in
 :mod:`trends_ivae.data.settings`; reading a fit folder back in :mod:`.fit_folder`;
-synthetic runs in :mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What stays here is the
-estimator itself: its flat scikit-learn parameters, documented and stored, and the
-methods that tie the parts together.
+synthetic runs in :mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What
+stays here is the estimator itself: its flat scikit-learn parameters, documented and
+stored, and the methods that tie the parts together.
 """
 from __future__ import annotations
 
@@ -287,23 +287,23 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
-        ivae = self.build_estimator(prepared.n_samples)
+        est = self.build_estimator(prepared.n_samples)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
         u_train = u[train]
-        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
-        z = ivae.transform(prepared.x, u)
+        est.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
+        z = est.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
         totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
         if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
             totals = par.get("total_sum_of_squares")
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
-        ivae.reorder(bp.order, bp.signs)
-        z = ivae.transform(prepared.x, u)
-        jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
-        self.estimator_ = ivae
+        est.reorder(bp.order, bp.signs)
+        z = est.transform(prepared.x, u)
+        jac = est.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        self.estimator_ = est
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.explained_variance_ = bp.explained_variance
@@ -312,9 +312,9 @@ class GroupIVAE(BaseEstimator):
         self.subject_explained_variance_ = bp.subject_explained_variance
         self.runs_ = prepared.runs
         self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
-        self.elbo_ = ivae.elbo_
-        self.stability_ = np.asarray(ivae.stability_, dtype=float)
-        self.restart_agreement_ = float(ivae.restart_agreement_)
+        self.elbo_ = est.elbo_
+        self.stability_ = np.asarray(est.stability_, dtype=float)
+        self.restart_agreement_ = float(est.restart_agreement_)
         self.mask_img_ = prepared.mask_img()
         self.components_img_ = unmask(self.components_, self.mask_img_)
         self.effects_img_ = unmask(self.effects_, self.mask_img_)
