@@ -212,9 +212,10 @@ def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, 
     if method == "canica":
         return _canica_fit([r.img for r in runs], k, seed, mask=mask, tr=tr, smoothing_fwhm=smoothing_fwhm)
     if method == "fastica":
+        from trends_ivae.data.settings import PrepareSettings
         from trends_ivae.reduction.prepare import prepare
 
-        prepared = prepare(runs, aux="run", n_dims=k, mask=mask, tr=tr)
+        prepared = prepare(runs, PrepareSettings.from_options(aux="run", n_dims=k), mask=mask, tr=tr)
         return _fastica_fit(prepared, k, seed)
     raise ValueError(f"unknown method {method!r}")
 

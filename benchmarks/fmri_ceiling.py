@@ -34,6 +34,7 @@ from pathlib import Path
 def ceiling(seed: int, nonlinear: bool, root: Path) -> dict:
     """Cross-validated supervised read-out scores for one simulated data set."""
     from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.data.settings import PrepareSettings
     from trends_ivae.reduction.prepare import prepare
     from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
     from trends_ivae.simulate.fmri import load_truth
@@ -42,7 +43,8 @@ def ceiling(seed: int, nonlinear: bool, root: Path) -> dict:
                       root / f"seed{seed}-{'sat' if nonlinear else 'lin'}")
     truth = load_truth(bids)
     runs = find_bids_runs(bids)
-    p = prepare(runs, aux="task+window", window=20, n_dims=len(truth.component_names), hrf_delay=5)
+    p = prepare(runs, PrepareSettings.from_options(aux="task+window", window=20,
+                                                   n_dims=len(truth.component_names), hrf_delay=5))
     out = prepared_ceiling(p, truth, folds=4, maps=False)
     return {"linear": out["tc_linear"], "cubic": out["tc_cubic"]}
 

@@ -104,11 +104,12 @@ def _worker(tool: str, files: list[str], n_dims: int) -> dict:
     base_kb = _peak_rss_kb()
     t0 = time.perf_counter()
     if tool == "trends_ivae":
+        from trends_ivae.data.settings import PrepareSettings
         from trends_ivae.reduction.prepare import prepare
         from trends_ivae.data.bids import runs_from_files
 
-        data = prepare(runs_from_files(files), aux="subject", n_dims=n_dims, detrend=True,
-                       standardize=True, tr=TR)
+        settings = PrepareSettings.from_options(aux="subject", n_dims=n_dims, detrend=True, standardize=True)
+        data = prepare(runs_from_files(files), settings, tr=TR)
         n_voxels = data.n_voxels
     else:
         from nilearn.decomposition import CanICA

@@ -177,6 +177,7 @@ def _cell_dir(work: Path, name: str, seed: int) -> Path:
 def cell_stage(params: dict, out: Path, *, ceiling_folds: int = 4) -> dict:
     """Simulate, write, prepare (task+window and window) and compute the ceiling of a cell."""
     from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.data.settings import PrepareSettings
     from trends_ivae.reduction.prepare import prepare
     from trends_ivae.data.store import write_prepared
     from trends_ivae.simulate.fmri import FMRISimParams, load_truth, simulate_fmri, write_bids
@@ -192,7 +193,8 @@ def cell_stage(params: dict, out: Path, *, ceiling_folds: int = 4) -> dict:
     prepared = {}
     for aux in ("task+window", "window"):
         t = time.perf_counter()
-        prepared[aux] = prepare(runs, aux=aux, window=WINDOW, n_dims=k, hrf_delay=HRF_DELAY)
+        prepared[aux] = prepare(runs, PrepareSettings.from_options(aux=aux, window=WINDOW, n_dims=k,
+                                                                   hrf_delay=HRF_DELAY))
         prep_time[aux] = time.perf_counter() - t
         write_prepared(out / f"prepared_{aux.replace('+', '_')}.h5", prepared[aux], overwrite=True)
     t = time.perf_counter()

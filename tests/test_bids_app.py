@@ -13,6 +13,7 @@ import pytest
 
 from trends_ivae.cli.bids_app import main
 from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.reduction.prepare import prepare
 from trends_ivae.data.store import read_prepared
 from trends_ivae.reduction.participant import (find_runs, gather_shares, share_paths, write_participant_share)
@@ -69,11 +70,11 @@ def test_gathered_shares_equal_prepare(bids, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs = find_bids_runs(bids)
-        ref = prepare(runs, aux="task+window", window=20, n_dims=6)
+        ref = prepare(runs, PrepareSettings.from_options(aux="task+window", window=20, n_dims=6))
         for s in ("01", "02"):
             write_participant_share([r for r in runs if r.subject == s], tmp_path)
         got = gather_shares([share_paths(tmp_path, s)["share"] for s in ("01", "02")],
-                            aux="task+window", window=20, n_dims=6)
+                            PrepareSettings.from_options(aux="task+window", window=20, n_dims=6))
     assert (got.mask == ref.mask).all()
     assert subspace_distance(got.basis, ref.basis) < 1e-3
     np.testing.assert_allclose(got.x, ref.x, atol=1e-3 * np.abs(ref.x).max())

@@ -13,6 +13,7 @@ import pytest
 
 from trends_ivae.cli.bids_app import main as bids_main
 from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.reduction.prepare import prepare
 from trends_ivae.data.images import PrepareError
 from trends_ivae.data.parallel import TaskFailures, dask_available, raise_failures, run_tasks
@@ -124,8 +125,9 @@ def test_unknown_scheduler_is_refused():
 def test_prepare_on_dask_equals_joblib(bids, dask_address, tmp_path):
     runs = find_bids_runs(bids)
     kw = dict(aux="task", n_dims=5)
-    a = _quiet(prepare, runs, **kw)
-    b = _quiet(prepare, runs, scheduler="dask", dask_address=dask_address, cache_dir=tmp_path, **kw)
+    a = _quiet(prepare, runs, PrepareSettings.from_options(**kw))
+    b = _quiet(prepare, runs, PrepareSettings.from_options(scheduler="dask", dask_address=dask_address,
+                                                           cache_dir=tmp_path, **kw))
     np.testing.assert_array_equal(a.mask, b.mask)
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-5)
 
@@ -136,7 +138,7 @@ def test_prepare_names_every_failed_subject(bids, tmp_path):
     for s in ("01", "03"):
         _break(next((broken / f"sub-{s}" / "func").glob("*_bold.nii.gz")))
     with pytest.raises(TaskFailures) as exc:      # the first full read (mask pass) fails, per run
-        _quiet(prepare, find_bids_runs(broken), aux="task", n_dims=5)
+        _quiet(prepare, find_bids_runs(broken), PrepareSettings.from_options(aux="task", n_dims=5))
     assert isinstance(exc.value, PrepareError)
     failed = sorted(exc.value.failures)
     assert len(failed) == 2 and "sub-01_task-sim_bold" in failed[0] and "sub-03_task-sim_bold" in failed[1]

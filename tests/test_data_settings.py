@@ -2,8 +2,8 @@
 import pytest
 
 from trends_ivae.data.errors import PrepareError
-from trends_ivae.data.settings import (AuxSpec, CleanSettings, ComputeSettings, PrepareSettings, ReductionSettings,
-                                     docdict, fill_doc)
+from trends_ivae.data.settings import (FLAT_OPTIONS, AuxSpec, CleanSettings, ComputeSettings, PrepareSettings,
+                                     ReductionSettings, docdict, fill_doc)
 
 
 @pytest.mark.parametrize("cls, kwargs, option", [
@@ -47,13 +47,47 @@ def test_flat_options_fold_into_the_parts():
                                      n_dims=4, scheduler="joblib", confounds=("a", "b"))
     assert s.aux == AuxSpec("task+subject", window=5, combine="product")
     assert s.clean.resample and s.clean.confounds == ["a", "b"] and s.reduction.n_dims == 4
-    base = PrepareSettings(reduction=ReductionSettings(n_dims=7))
-    assert PrepareSettings.from_options(base, whiten=True).reduction == ReductionSettings(n_dims=7, whiten=True)
-    assert PrepareSettings.from_options(aux=AuxSpec("window", window=3)).aux.window == 3
-    with pytest.raises(PrepareError, match="not both"):
-        PrepareSettings.from_options(clean=CleanSettings(), detrend=False)
+    assert PrepareSettings.from_options(aux=None) == PrepareSettings()   # None: the default u
     with pytest.raises(TypeError, match="unknown prepare option"):
         PrepareSettings.from_options(detrand=False)
+    with pytest.raises(TypeError, match="unknown prepare option"):   # options by their names only, not parts
+        PrepareSettings.from_options(clean=CleanSettings())
+
+
+def test_options_round_trip_through_the_one_mapping():
+    s = PrepareSettings(CleanSettings(confounds=["trans_*"], high_pass=0.01, resample=True),
+                        AuxSpec("task+window", window=10, step=5, hrf_delay=4.0, combine="product"),
+                        ReductionSettings(n_dims=6, whiten=True), ComputeSettings(n_jobs=2))
+    options = s.to_options()
+    assert set(options) == set(FLAT_OPTIONS)
+    assert options["aux"] == "task+window" and options["resample_to_first"] and options["aux_combine"] == "product"
+    assert PrepareSettings.from_options(**options) == s
+    assert s.to_options(["window", "n_dims"]) == {"window": 10, "n_dims": 6}
+
+
+def test_from_record_reads_what_ran():
+    par = {"aux": "task+window", "window": 10, "step": None, "aux_combine": "product", "n_dims": 6,
+           "whiten": True, "n_keep": 100, "subject_dims": None, "resample_to_first": True,
+           "clean": CleanSettings(high_pass=0.01, confounds=["a"]).to_dict()}
+    aux = {"spec": "task+window", "window": 10, "step": 10, "hrf_delay": 4.0, "min_event_duration": None,
+           "combine": "product"}
+    s = PrepareSettings.from_record(par, aux)
+    assert s.aux == AuxSpec("task+window", window=10, step=None, hrf_delay=4.0, combine="product")
+    assert s.clean == CleanSettings(high_pass=0.01, confounds=["a"], resample=True)
+    assert s.reduction == ReductionSettings(n_dims=6, whiten=True, n_keep=100)
+    assert s.compute == ComputeSettings()
+    # an older store: only the u spec and the dimension; the rest defaults
+    old = PrepareSettings.from_record({"aux": "subject"}, n_dims=3)
+    assert old == PrepareSettings.from_options(aux="subject", n_dims=3)
+
+
+def test_prepare_functions_take_settings_not_options():
+    from trends_ivae.reduction.prepare import prepare
+
+    with pytest.raises(TypeError):
+        prepare([], aux="subject")
+    with pytest.raises(TypeError, match="from_options"):
+        prepare([], {"aux": "subject"})
 
 
 def test_fill_doc_indents_and_refuses_unknown_entries():
@@ -72,3 +106,9 @@ def test_fill_doc_indents_and_refuses_unknown_entries():
         """%(no_such_entry)s"""
     with pytest.raises(KeyError, match="no_such_entry"):
         fill_doc(g)
+
+
+def test_fill_doc_gives_an_option_under_its_field_name():
+    doc = AuxSpec.__doc__
+    assert "    spec : str\n" in doc and "The prepare option ``aux``." in doc
+    assert "    combine : {" in doc and "The prepare option ``aux_combine``." in doc

@@ -29,7 +29,7 @@ def fitted(bids):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = GroupIVAE(n_components=N_COMP, aux="task+window", window=20, n_dims=8, n_init=2,
-                          ivae_params=IVAE_PARAMS, random_state=0).fit(runs)
+                          estimator_params=IVAE_PARAMS, random_state=0).fit(runs)
     return model, runs
 
 
@@ -58,7 +58,7 @@ def test_sign_and_order_follow_the_convention(fitted):
     np.testing.assert_allclose(maps.mean(1), 0, atol=1e-5)
     np.testing.assert_allclose(maps.std(1), 1, rtol=1e-4)
     # the model is reordered like the maps: its posterior means are the stored time courses
-    z = model.ivae_.transform(model.prepared_.x)
+    z = model.estimator_.transform(model.prepared_.x)
     np.testing.assert_allclose(z, np.concatenate(model.timecourses_), atol=1e-5)
 
 
@@ -98,11 +98,12 @@ def test_too_many_components_is_refused(fitted):
 
 
 def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
+    from trends_ivae.data.settings import PrepareSettings
     from trends_ivae.reduction.prepare import prepare
 
     runs = find_bids_runs(bids)
     kw = dict(n_components=N_COMP, aux="task+window", window=20, n_init=1,
-              ivae_params={"max_epochs": 2, "batch_size": 32}, random_state=0)
+              estimator_params={"max_epochs": 2, "batch_size": 32}, random_state=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = GroupIVAE(**kw).fit(runs)
@@ -110,6 +111,23 @@ def test_n_dims_defaults_to_n_components_and_more_dims_warn(bids):
     assert not [w for w in caught if "dimensions for" in str(w.message)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        more = prepare(runs, aux="task+window", window=20, n_dims=2 * N_COMP)
+        more = prepare(runs, PrepareSettings.from_options(aux="task+window", window=20, n_dims=2 * N_COMP))
     with pytest.warns(UserWarning, match=f"{2 * N_COMP} dimensions for {N_COMP} components"):
         GroupIVAE(**kw).fit_prepared(more)
+
+
+def test_ivae_names_are_deprecated_aliases(fitted):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    model, _ = fitted
+    with pytest.warns(DeprecationWarning, match="estimator_"):
+        assert model.ivae_ is model.estimator_
+    old = GroupIVAE(ivae_params={"max_epochs": 2})
+    assert clone(old).get_params()["ivae_params"] == {"max_epochs": 2}   # stored unchanged
+    with pytest.warns(DeprecationWarning, match="estimator_params"):
+        assert old.build_estimator(200).max_epochs == 2
+    with pytest.raises(ValueError, match="ivae_params"):
+        GroupIVAE(ivae_params={}, estimator_params={}).build_estimator(200)
+    with pytest.raises(NotFittedError, match="GroupIVAE.load"):
+        GroupIVAE().transform(None)

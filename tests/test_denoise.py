@@ -16,6 +16,7 @@ from trends_ivae.cli.bids_app import main as bids_main
 from trends_ivae.cli.main import main
 from trends_ivae.data.errors import PrepareError
 from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.reduction.prepare import prepare
 from trends_ivae.data.cleaning import DENOISE_STRATEGIES, denoise_confounds
 
@@ -76,8 +77,9 @@ def test_censored_volumes_leave_x_and_u(fmriprep):
     runs = find_bids_runs(fmriprep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = prepare(runs, aux="window", window=10, n_dims=3)
-        scrubbed = prepare(runs, aux="window", window=10, n_dims=3, denoise="scrubbing")
+        full = prepare(runs, PrepareSettings.from_options(aux="window", window=10, n_dims=3))
+        scrubbed = prepare(runs, PrepareSettings.from_options(aux="window", window=10, n_dims=3,
+                                                              denoise="scrubbing"))
     kept = [v for v in range(N_VOLUMES) if v not in (0, SPIKE)]
     assert scrubbed.x.shape == (2 * len(kept), 3)
     assert list(scrubbed.volume[: len(kept)]) == kept and list(scrubbed.volume[len(kept):]) == kept
@@ -93,12 +95,13 @@ def test_censored_volumes_leave_x_and_u(fmriprep):
 def test_bad_denoise_input_is_a_clear_error(fmriprep, tmp_path):
     runs = find_bids_runs(fmriprep)
     with pytest.raises(PrepareError, match="not both"):
-        prepare(runs, aux="window", window=10, n_dims=3, denoise="simple", confounds=["trans_*"])
+        prepare(runs, PrepareSettings.from_options(aux="window", window=10, n_dims=3, denoise="simple",
+                                                   confounds=["trans_*"]))
     lone = tmp_path / "sub-09" / "func" / BOLD.format(s="09")   # no confounds files next to it
     lone.parent.mkdir(parents=True)
     shutil.copy(fmriprep / "sub-01" / "func" / BOLD.format(s="01"), lone)
     with pytest.raises(PrepareError, match=r"sub-09.*cannot be used.*desc-confounds_timeseries"):
-        prepare([lone], aux="window", window=10, n_dims=3, denoise="simple")
+        prepare([lone], PrepareSettings.from_options(aux="window", window=10, n_dims=3, denoise="simple"))
 
 
 def test_fit_and_the_bids_app_denoise_and_record_it(fmriprep, tmp_path, capsys):

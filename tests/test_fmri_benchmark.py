@@ -35,12 +35,13 @@ def test_ivae_beats_temporal_fastica_with_nonlinear_mixing():
     from sklearn.decomposition import FastICA
 
     from trends_ivae import GroupIVAE
+    from trends_ivae.data.settings import PrepareSettings
     from trends_ivae.reduction.prepare import prepare
     from trends_ivae.data.bids import runs_from_files
 
     sim = simulate_fmri(**NONLINEAR, seed=1)
     runs = runs_from_files(sim.imgs, events=sim.events, subjects=sim.subjects)
-    prep = prepare(runs, aux="window", window=40, n_dims=3)
+    prep = prepare(runs, PrepareSettings.from_options(aux="window", window=40, n_dims=3))
     truth = sim.truth.timecourses
 
     def tc_mcc(z):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from _fmri_fixtures import make_data, write_run
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.reduction.prepare import prepare
 from trends_ivae.data.store import read_prepared, write_prepared
 from trends_ivae.reduction.order import estimate_order, laplace_evidence, order_from_parameters
@@ -63,7 +64,7 @@ def test_prepare_with_auto_dims_finds_the_sources_and_records_them(tmp_path):
     for s in range(3):   # the same maps for every subject, own time courses
         data, _, _ = make_data(n_volumes=40, n_sources=n_sources, seed=0, subject_seed=10 + s, noise=1.0)
         runs.append(write_run(tmp_path / f"sub-{s + 1:02d}_task-x_bold.nii.gz", data=data))
-    d = prepare(runs, aux="subject", n_dims="auto", n_keep=1000)
+    d = prepare(runs, PrepareSettings.from_options(aux="subject", n_dims="auto", n_keep=1000))
     assert abs(d.n_dims - n_sources) <= 1
     assert d.parameters["n_dims_requested"] == "auto"
     assert d.parameters["order"]["n_components"] == d.n_dims
@@ -71,6 +72,6 @@ def test_prepare_with_auto_dims_finds_the_sources_and_records_them(tmp_path):
     write_prepared(tmp_path / "p.h5", d)
     again = read_prepared(tmp_path / "p.h5")   # the spectrum travels with the file
     assert order_from_parameters(again.parameters).n_components == d.n_dims
-    fixed = prepare(runs, aux="subject", n_dims=8, n_keep=1000)
+    fixed = prepare(runs, PrepareSettings.from_options(aux="subject", n_dims=8, n_keep=1000))
     assert fixed.parameters["order"] is None
     assert order_from_parameters(fixed.parameters, max_order=8).n_components == d.n_dims

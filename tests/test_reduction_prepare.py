@@ -10,6 +10,7 @@ from _fmri_fixtures import BLOCK_EVENTS, brain_mask, make_bids, make_data, write
 from trends_ivae.data.errors import PrepareError
 from trends_ivae.data.cleaning import clean_run
 from trends_ivae.data.bids import find_bids_runs, runs_from_files
+from trends_ivae.data.settings import PrepareSettings
 from trends_ivae.reduction.prepare import prepare, transform_runs
 from trends_ivae.reduction.migp import project
 from trends_ivae.data.store import read_prepared, write_prepared
@@ -25,7 +26,8 @@ def bids(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(bids):
-    return prepare(find_bids_runs(bids), aux="task+subject", aux_combine="product", n_dims=6, n_keep=1000)
+    return prepare(find_bids_runs(bids), PrepareSettings.from_options(aux="task+subject", aux_combine="product",
+                                                                      n_dims=6, n_keep=1000))
 
 
 def test_prepare_outputs(prepared, bids):
@@ -63,8 +65,8 @@ def test_reconstruction_and_shared_basis(prepared, bids):
 
 def test_streamed_default_matches_in_memory(bids):
     runs = find_bids_runs(bids)
-    default = prepare(runs, aux="subject", n_dims=3)  # n_keep = 100 < 240 volumes
-    exact = prepare(runs, aux="subject", n_dims=3, n_keep=1000)
+    default = prepare(runs, PrepareSettings.from_options(aux="subject", n_dims=3))  # n_keep = 100 < 240 volumes
+    exact = prepare(runs, PrepareSettings.from_options(aux="subject", n_dims=3, n_keep=1000))
     assert subspace_distance(default.basis, exact.basis) < 0.05
 
 
@@ -77,8 +79,9 @@ def test_options_whiten_window_confounds_parallel(bids, tmp_path):
         r.confounds = conf
     opts = dict(aux="window+group", aux_combine="product", window=10, n_dims=4, whiten=True, confounds=["trans_*"],
                 standardize=True, high_pass=0.01, smoothing_fwhm=4.0)
-    d = prepare(runs, n_jobs=2, **opts)
-    np.testing.assert_allclose(d.x, prepare(runs, n_jobs=1, **opts).x, atol=1e-5)  # n_jobs-independent
+    d = prepare(runs, PrepareSettings.from_options(n_jobs=2, **opts))
+    np.testing.assert_allclose(d.x, prepare(runs, PrepareSettings.from_options(n_jobs=1, **opts)).x,
+                               atol=1e-5)  # n_jobs-independent
     np.testing.assert_allclose(d.x.std(0, ddof=1), 1.0, rtol=0.05)
     assert d.u_names[0] == "sub-01_run-1_w000|patient" and len(d.u_names) == 24
     assert d.parameters["clean"]["confounds"] == ["trans_*"]
@@ -90,12 +93,13 @@ def test_explicit_files_tr_override_and_mask(tmp_path):
     ev = write_events(tmp_path / "ev.tsv", BLOCK_EVENTS[:2])
     mask = write_mask(tmp_path / "mask.nii.gz")
     runs = runs_from_files([f1, f2], events=[ev, ev], subjects=["a", "a"])
-    d = prepare(runs, aux="task+run", aux_combine="product", tr=2.5, mask=mask, n_dims=4)
+    d = prepare(runs, PrepareSettings.from_options(aux="task+run", aux_combine="product", n_dims=4),
+                tr=2.5, mask=mask)
     assert d.tr == 2.5 and d.mask.sum() == brain_mask().sum() and d.subjects == ["a"]
     assert "face|run-2" in d.u_names
     # in-memory nibabel images work too
     imgs = [nib.load(f1), nib.load(f2)]
-    d2 = prepare(imgs, aux="subject", tr=2.5, mask=mask, n_dims=4)
+    d2 = prepare(imgs, PrepareSettings.from_options(aux="subject", n_dims=4), tr=2.5, mask=mask)
     assert d2.subjects == ["01", "02"]
 
 
@@ -114,16 +118,16 @@ def test_not_4d(tmp_path):
     f = tmp_path / "three_d.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), f)
     with pytest.raises(PrepareError, match="three_d.nii.gz.*3D"):
-        prepare([f], aux="subject", tr=2.0)
+        prepare([f], PrepareSettings.from_options(aux="subject"), tr=2.0)
 
 
 def test_unreadable(tmp_path):
     f = tmp_path / "broken.nii.gz"
     f.write_bytes(b"this is not a nifti")
     with pytest.raises(PrepareError, match="broken.nii.gz.*cannot be read"):
-        prepare([f], aux="subject", tr=2.0)
+        prepare([f], PrepareSettings.from_options(aux="subject"), tr=2.0)
     with pytest.raises(PrepareError, match="missing.nii.gz.*does not exist"):
-        prepare([tmp_path / "missing.nii.gz"], aux="subject", tr=2.0)
+        prepare([tmp_path / "missing.nii.gz"], PrepareSettings.from_options(aux="subject"), tr=2.0)
 
 
 def test_grids_differ(tmp_path):
@@ -133,11 +137,12 @@ def test_grids_differ(tmp_path):
     f3 = write_run(tmp_path / "r3.nii.gz", n_volumes=20, zoom=2.0)
     mask = write_mask(tmp_path / "mask.nii.gz")
     with pytest.raises(PrepareError, match="r2.nii.gz.*shape.*resample"):
-        prepare([f1, f2], aux="subject", mask=mask)
+        prepare([f1, f2], PrepareSettings.from_options(aux="subject"), mask=mask)
     with pytest.raises(PrepareError, match="r3.nii.gz.*affine"):
-        prepare([f1, f3], aux="subject", mask=mask)
+        prepare([f1, f3], PrepareSettings.from_options(aux="subject"), mask=mask)
     with pytest.warns(UserWarning, match="constant"):  # outside r3's smaller field of view
-        d = prepare([f1, f2, f3], aux="subject", mask=mask, n_dims=3, resample_to_first=True)
+        d = prepare([f1, f2, f3], PrepareSettings.from_options(aux="subject", n_dims=3,
+                                                               resample_to_first=True), mask=mask)
     assert d.mask.shape == (12, 12, 8) and d.x.shape == (60, 3)
 
 
@@ -149,7 +154,7 @@ def test_nan_and_constant_voxels_dropped(tmp_path):
     f = write_run(tmp_path / "holes.nii.gz", data=data)
     m = write_mask(tmp_path / "mask.nii.gz")
     with pytest.warns(UserWarning) as rec:
-        d = prepare([f], aux="subject", mask=m, n_dims=3)
+        d = prepare([f], PrepareSettings.from_options(aux="subject", n_dims=3), mask=m)
     messages = " ".join(str(w.message) for w in rec)
     assert "NaN" in messages and "constant" in messages and "holes.nii.gz" in messages
     assert d.mask.sum() == mask.sum() - 2 and np.isfinite(d.x).all()
@@ -158,7 +163,7 @@ def test_nan_and_constant_voxels_dropped(tmp_path):
 def test_events_missing_for_task(tmp_path):
     f = write_run(tmp_path / "noevents.nii.gz", n_volumes=20)
     with pytest.raises(PrepareError, match="noevents.nii.gz.*no events"):
-        prepare([f], aux="task")
+        prepare([f], PrepareSettings.from_options(aux="task"))
 
 
 def test_events_beyond_end_warns(tmp_path):
@@ -166,27 +171,28 @@ def test_events_beyond_end_warns(tmp_path):
     ev = write_events(tmp_path / "late_events.tsv", [(10.0, 8.0, "a"), (36.0, 10.0, "b"), (50.0, 1.0, "c")])
     m = write_mask(tmp_path / "mask.nii.gz")
     with pytest.warns(UserWarning, match="late_events.tsv.*1 event.*dropped.*1 run past"):
-        d = prepare(runs_from_files([f], events=[ev]), aux="task", mask=m, n_dims=2)
+        d = prepare(runs_from_files([f], events=[ev]), PrepareSettings.from_options(aux="task", n_dims=2),
+                    mask=m)
     assert d.u_names == ["rest", "a", "b"]
 
 
 def test_window_longer_than_run(tmp_path):
     f = write_run(tmp_path / "short.nii.gz", n_volumes=10)
     with pytest.raises(PrepareError, match="short.nii.gz"):
-        prepare([f], aux="window", window=20)
+        prepare([f], PrepareSettings.from_options(aux="window", window=20))
 
 
 def test_tr_missing_everywhere_and_suspicious(tmp_path):
     f = write_run(tmp_path / "notr.nii.gz", n_volumes=10, header_tr=False)
     with pytest.raises(PrepareError, match="repetition time.*notr.nii.gz.*tr="):
-        prepare([f], aux="subject")
+        prepare([f], PrepareSettings.from_options(aux="subject"))
     g = write_run(tmp_path / "tr1.nii.gz", n_volumes=10, tr=1.0)
     m = write_mask(tmp_path / "mask.nii.gz")
     with pytest.warns(UserWarning, match="tr1.nii.gz.*1.0 s"):
-        prepare([g], aux="subject", mask=m, n_dims=2)
+        prepare([g], PrepareSettings.from_options(aux="subject", n_dims=2), mask=m)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        d = prepare([g], aux="subject", mask=m, n_dims=2, tr=2.4)
+        d = prepare([g], PrepareSettings.from_options(aux="subject", n_dims=2), mask=m, tr=2.4)
     assert d.tr == 2.4
 
 
@@ -195,11 +201,11 @@ def test_mask_problems(tmp_path):
     empty = tmp_path / "empty_mask.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.uint8), np.eye(4)), empty)
     with pytest.raises(PrepareError, match="empty_mask.nii.gz.*empty"):
-        prepare([f], aux="subject", mask=empty)
+        prepare([f], PrepareSettings.from_options(aux="subject"), mask=empty)
     other = tmp_path / "other_grid.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)), other)
     with pytest.raises(PrepareError, match="other_grid.nii.gz.*grid"):
-        prepare([f], aux="subject", mask=other)
+        prepare([f], PrepareSettings.from_options(aux="subject"), mask=other)
 
 
 def test_bad_confounds(tmp_path):
@@ -208,9 +214,11 @@ def test_bad_confounds(tmp_path):
     conf.write_text("a\tb\n" + "1\t2\n" * 9)
     m = write_mask(tmp_path / "mask.nii.gz")
     with pytest.raises(PrepareError, match="conf.tsv.*9 rows.*10 volumes"):
-        prepare(runs_from_files([f], confounds=[conf]), aux="subject", mask=m, n_dims=2)
+        prepare(runs_from_files([f], confounds=[conf]), PrepareSettings.from_options(aux="subject", n_dims=2),
+                mask=m)
     with pytest.raises(PrepareError, match="conf.tsv.*no column matching 'zz'"):
-        prepare(runs_from_files([f], confounds=[conf]), aux="subject", mask=m, n_dims=2, confounds=["zz"])
+        prepare(runs_from_files([f], confounds=[conf]),
+                PrepareSettings.from_options(aux="subject", n_dims=2, confounds=["zz"]), mask=m)
 
 
 # ---- real data (skipped when ../shared/data is absent) -----------------------------------
@@ -227,8 +235,8 @@ def test_real_haxby_runs_with_events_and_run_labels():
                            events=[d / "bold_events.tsv" for d in runs_dir],
                            confounds=[d / "bold_moest.txt" for d in runs_dir],
                            subjects=["1", "1"])
-    d = prepare(runs, aux="task+run", mask=HAXBY / "masks" / "25mm" / "brain.nii.gz",
-                n_dims=10, high_pass=1 / 128, hrf_delay=5.0)
+    d = prepare(runs, PrepareSettings.from_options(aux="task+run", n_dims=10, high_pass=1 / 128, hrf_delay=5.0),
+                mask=HAXBY / "masks" / "25mm" / "brain.nii.gz")
     assert d.x.shape == (242, 10) and d.tr == 2.5 and d.n_voxels <= 129
     levels = d.aux["factors"][0]["levels"]
     assert levels[0] == "rest" and {"face", "house", "cat", "shoe"} <= set(levels)
@@ -248,8 +256,9 @@ def test_real_localizer_mni_with_mask_and_tr_override(tmp_path):
     runs = runs_from_files([bold], events=[LOCALIZER / "real_data_vol_4_regions_events.tsv"])
     mask = LOCALIZER / "real_data_vol_4_regions_mask.nii.gz"
     with pytest.warns(UserWarning, match="1.0 s"):  # the header says TR 1
-        prepare(runs, aux="subject", mask=mask, n_dims=5)
-    d = prepare(runs, aux="task", mask=mask, tr=2.4, n_dims=10, hrf_delay=4.8, high_pass=0.008)
+        prepare(runs, PrepareSettings.from_options(aux="subject", n_dims=5), mask=mask)
+    d = prepare(runs, PrepareSettings.from_options(aux="task", n_dims=10, hrf_delay=4.8, high_pass=0.008),
+                mask=mask, tr=2.4)
     assert d.tr == 2.4 and d.x.shape == (128, 10)
     assert 6000 < d.n_voxels <= 6443
     levels = d.aux["factors"][0]["levels"]

@@ -1,9 +1,14 @@
-"""Shared parameter descriptions for the io layer: :data:`docdict` and :func:`fill_doc`.
+"""Shared parameter descriptions of the package: :data:`docdict` and :func:`fill_doc`.
 
 As nilearn's ``nilearn._utils.docs``: each option of the prepare stage is described once
-here, and a docstring line ``%(name)s`` (alone on its line) is replaced by that
-description, indented as the line was. :mod:`trends_ivae.data.settings` documents its
-dataclasses this way, and the prepare functions their parameters.
+here, under its one name (that of the command line, of ``GroupIVAE`` and of
+:data:`~trends_ivae.data.settings.FLAT_OPTIONS`), and a docstring line ``%(name)s``
+(alone on its line) is replaced by that description, indented as the line was.
+``%(name as field)s`` gives the same description under another name: the settings
+dataclass field that holds the option (``%(aux as spec)s`` in
+:class:`~trends_ivae.data.settings.AuxSpec`). :mod:`trends_ivae.data.settings` documents
+its dataclasses this way, the prepare functions their parameters, and
+:class:`~trends_ivae.GroupIVAE` its prepare options.
 """
 from __future__ import annotations
 
@@ -28,20 +33,19 @@ docdict["low_pass"] = """low_pass : float, optional
     Butterworth low-pass cut-off in Hz (uses the TR); above ``high_pass``."""
 docdict["smoothing_fwhm"] = """smoothing_fwhm : float, optional
     Gaussian smoothing in mm, applied before masking."""
-docdict["resample"] = """resample : bool, default=False
+docdict["resample_to_first"] = """resample_to_first : bool, default=False
     Resample runs (and the mask) whose grid differs from the first run's instead of
-    refusing them (continuous interpolation for runs, nearest for the mask); the flat
-    option ``resample_to_first``."""
+    refusing them (continuous interpolation for runs, nearest for the mask)."""
 docdict["denoise"] = """denoise : {"simple", "scrubbing", "compcor", "ica_aroma"}, optional
     fMRIPrep denoising by nilearn's ``load_confounds_strategy`` on each run's
     fMRIPrep file, instead of ``confounds``: its confounds are regressed, and the
     volumes its sample mask censors (non-steady-state volumes; with ``scrubbing``
     also high-motion ones) are left out of x and of u. The run table keeps each
     run's acquired volumes and the censored ones."""
-docdict["spec"] = """spec : str, default="task"
-    The factors of u joined with ``+``: ``task`` (BIDS events), ``window``
-    (sliding-window segments), ``subject``, ``run`` or a participants.tsv column
-    (see :mod:`trends_ivae.data.auxiliary`); the flat option ``aux``."""
+docdict["aux"] = """aux : str
+    The factors of the auxiliary variable u joined with ``+``: ``task`` (BIDS
+    events), ``window`` (sliding-window segments), ``subject``, ``run`` or a
+    participants.tsv column (see :mod:`trends_ivae.data.auxiliary`)."""
 docdict["window"] = """window : int, optional
     Sliding-window length in volumes (needed by the factor ``window``)."""
 docdict["step"] = """step : int, optional
@@ -51,12 +55,11 @@ docdict["hrf_delay"] = """hrf_delay : float, default=0.0
 docdict["min_event_duration"] = """min_event_duration : float, optional
     Lengthen shorter events to this many seconds; None: a zero-duration event labels
     the volume that contains its onset."""
-docdict["combine"] = """combine : {"concat", "product"}, default="concat"
+docdict["aux_combine"] = """aux_combine : {"concat", "product"}, default="concat"
     Several factors as their one-hot columns side by side (the prior is an MLP of
     them), or as one discrete label per combination that occurs (needs many volumes
-    per combination); one factor is discrete labels either way. The flat option
-    ``aux_combine``."""
-docdict["n_dims"] = """n_dims : int or "auto", default=30
+    per combination); one factor is discrete labels either way."""
+docdict["n_dims"] = """n_dims : int or "auto"
     Dimension d of the shared spatial basis (lowered with a warning when the data
     have fewer voxels or volumes). ``"auto"``: the model order estimated from the
     group's MIGP spectrum by Minka's Laplace approximation, as MELODIC's ``-d 0``
@@ -95,21 +98,16 @@ docdict["progress"] = """progress : bool, default=False
 docdict["settings"] = """settings : PrepareSettings, optional
     The cleaning, u, reduction and compute settings
     (:class:`~trends_ivae.data.settings.PrepareSettings`); default: every default."""
-docdict["options"] = """**options
-    Any setting by its flat name (``aux``, ``window``, ``step``, ``hrf_delay``,
-    ``min_event_duration``, ``aux_combine``, ``confounds``, ``detrend``,
-    ``standardize``, ``high_pass``, ``low_pass``, ``smoothing_fwhm``,
-    ``resample_to_first``, ``denoise``, ``n_dims``, ``whiten``, ``n_keep``,
-    ``subject_dims``, ``n_jobs``, ``scheduler``, ``dask_address``, ``cache_dir``), or
-    one of the parts whole (``clean``, ``aux`` as an :class:`AuxSpec`, ``reduction``,
-    ``compute``), folded into ``settings`` by :meth:`PrepareSettings.from_options`."""
 
-_PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.M)
+_PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)(?: as (\w+))?\)s[ \t]*$", re.M)
 _T = TypeVar("_T")
 
 
 def fill_doc(obj: _T) -> _T:
     """Replace each line ``%(name)s`` of ``obj``'s docstring by ``docdict[name]``, indented alike.
+
+    A line ``%(name as field)s`` gives ``docdict[name]`` under the name ``field``, followed
+    by a line saying which option it is.
 
     Raises
     ------
@@ -119,10 +117,13 @@ def fill_doc(obj: _T) -> _T:
     doc = obj.__doc__
     if doc:
         def _sub(m: re.Match) -> str:
-            indent, key = m.group(1), m.group(2)
+            indent, key, field = m.group(1), m.group(2), m.group(3)
             if key not in docdict:
                 raise KeyError(f"fill_doc: {getattr(obj, '__qualname__', obj)!r} names no docdict entry {key!r}")
-            return "\n".join(indent + line if line else line for line in docdict[key].splitlines())
+            text = docdict[key]
+            if field:
+                text = field + text[len(key):] + f"\n    The prepare option ``{key}``."
+            return "\n".join(indent + line if line else line for line in text.splitlines())
 
         obj.__doc__ = _PLACEHOLDER.sub(_sub, doc)
     return obj

@@ -42,7 +42,8 @@ from .images import PrepareError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEDULERS", "Outcome", "TaskFailures", "run_tasks", "raise_failures", "dask_available"]
+__all__ = ["SCHEDULERS", "Outcome", "TaskFailures", "run_tasks", "raise_failures", "dask_available",
+           "check_scheduler"]
 
 #: accepted values of ``scheduler``
 SCHEDULERS = ("joblib", "dask")
@@ -90,7 +91,16 @@ def _guarded(fn: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any, str | 
         return False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
 
 
-def _check(scheduler: str, n_jobs: int) -> None:
+def check_scheduler(scheduler: str, n_jobs: int) -> None:
+    """Refuse an unknown ``scheduler``, Dask when it is not installed, and ``n_jobs=0``.
+
+    Raises
+    ------
+    ValueError
+        An unknown scheduler, or ``n_jobs=0``.
+    ImportError
+        ``scheduler="dask"`` without ``dask.distributed``.
+    """
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
     if scheduler == "dask" and not dask_available():
@@ -121,7 +131,7 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple[str, tuple, dict]], *, schedul
         One per task, in the order of ``tasks``; a failed task yields ``ok=False``
         with the error message instead of raising.
     """
-    _check(scheduler, n_jobs)
+    check_scheduler(scheduler, n_jobs)
     tasks = list(tasks)
     if not tasks:
         return

@@ -16,10 +16,14 @@ objects, passed whole from function to function as nilearn passes a masker:
     Where the per-subject tasks run (workers, scheduler, cache). The result does not
     depend on them, which is why they are apart from :class:`ReductionSettings`.
 
-:class:`PrepareSettings` holds the four. :meth:`PrepareSettings.from_options` is the
-one function that maps the flat option names of the command line and of
-:class:`~trends_ivae.group.group_ivae.GroupIVAE` (``window``, ``aux_combine``,
-``resample_to_first``, ...) onto them. The mask and the TR override are not
+:class:`PrepareSettings` holds the four, and travels whole: the prepare functions take
+it and nothing else for these options. Each option has one name, that of the command
+line, of :class:`~trends_ivae.group.group_ivae.GroupIVAE`'s parameters and of
+``prepared.h5``'s ``parameters`` (``window``, ``aux_combine``, ``resample_to_first``,
+...); :data:`FLAT_OPTIONS` maps each name to the part and field that hold it, and is
+the one mapping both ways: :meth:`PrepareSettings.from_options` (names to settings),
+:meth:`PrepareSettings.to_options` (back) and :meth:`PrepareSettings.from_record` (the
+settings a store records, for what ran). The mask and the TR override are not
 settings: they describe the input (an image, the timing of the runs) and are
 arguments of the prepare functions.
 
@@ -42,7 +46,8 @@ from ..docstrings import docdict, fill_doc
 from .errors import PrepareError
 
 __all__ = ["docdict", "fill_doc", "CleanSettings", "AuxSpec", "ReductionSettings", "ComputeSettings",
-           "PrepareSettings", "DEFAULT_N_DIMS", "DENOISE_STRATEGIES", "SCHEDULERS", "AUTO", "is_auto"]
+           "PrepareSettings", "FLAT_OPTIONS", "DEFAULT_N_DIMS", "DENOISE_STRATEGIES", "SCHEDULERS", "AUTO",
+           "is_auto"]
 
 #: default reduced dimension d
 DEFAULT_N_DIMS = 30
@@ -132,7 +137,7 @@ class CleanSettings(_DictSettings):
     %(low_pass)s
     %(smoothing_fwhm)s
     %(confounds)s
-    %(resample)s
+    %(resample_to_first as resample)s
     %(denoise)s
     """
 
@@ -178,12 +183,13 @@ class AuxSpec(_DictSettings):
 
     Attributes
     ----------
-    %(spec)s
+    %(aux as spec)s
+        Default ``"task"``.
     %(window)s
     %(step)s
     %(hrf_delay)s
     %(min_event_duration)s
-    %(combine)s
+    %(aux_combine as combine)s
     """
 
     spec: str = "task"
@@ -228,6 +234,7 @@ class ReductionSettings(_DictSettings):
     Attributes
     ----------
     %(n_dims)s
+        Default :data:`DEFAULT_N_DIMS` (30).
     %(whiten)s
     %(n_keep)s
     %(subject_dims)s
@@ -288,14 +295,16 @@ class ComputeSettings(_DictSettings):
         return out
 
 
-#: flat option name -> (part, field) of :class:`PrepareSettings`
+#: each prepare option's name (that of the command line, ``GroupIVAE`` and ``prepared.h5``'s
+#: ``parameters``) -> (part, field) of :class:`PrepareSettings`; the one mapping between them
 FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     "confounds": ("clean", "confounds"), "detrend": ("clean", "detrend"),
     "standardize": ("clean", "standardize"), "high_pass": ("clean", "high_pass"),
     "low_pass": ("clean", "low_pass"), "smoothing_fwhm": ("clean", "smoothing_fwhm"),
     "resample_to_first": ("clean", "resample"), "denoise": ("clean", "denoise"),
-    "window": ("aux", "window"), "step": ("aux", "step"), "hrf_delay": ("aux", "hrf_delay"),
-    "min_event_duration": ("aux", "min_event_duration"), "aux_combine": ("aux", "combine"),
+    "aux": ("aux", "spec"), "window": ("aux", "window"), "step": ("aux", "step"),
+    "hrf_delay": ("aux", "hrf_delay"), "min_event_duration": ("aux", "min_event_duration"),
+    "aux_combine": ("aux", "combine"),
     "n_dims": ("reduction", "n_dims"), "whiten": ("reduction", "whiten"),
     "n_keep": ("reduction", "n_keep"), "subject_dims": ("reduction", "subject_dims"),
     "n_jobs": ("compute", "n_jobs"), "scheduler": ("compute", "scheduler"),
@@ -338,49 +347,92 @@ class PrepareSettings:
         return cls(**{name: part.from_dict((d or {}).get(name) or {}) for name, part in _PARTS.items()})
 
     @classmethod
-    def from_options(cls, settings: "PrepareSettings | None" = None, **options: Any) -> "PrepareSettings":
-        """Settings from flat options (the names of the command line and of ``GroupIVAE``).
+    def from_options(cls, **options: Any) -> "PrepareSettings":
+        """Settings from options by their names (those of the command line and of ``GroupIVAE``).
+
+        The one place where the options, named as in :data:`FLAT_OPTIONS`, become
+        settings; :meth:`to_options` is its inverse.
 
         Parameters
         ----------
-        %(settings)s
-        %(options)s
+        **options
+            Any prepare option by its name: ``aux``, ``window``, ``step``, ``hrf_delay``,
+            ``min_event_duration``, ``aux_combine``, ``confounds``, ``detrend``,
+            ``standardize``, ``high_pass``, ``low_pass``, ``smoothing_fwhm``,
+            ``resample_to_first``, ``denoise``, ``n_dims``, ``whiten``, ``n_keep``,
+            ``subject_dims``, ``n_jobs``, ``scheduler``, ``dask_address``,
+            ``cache_dir`` (each described in its part's docstring). ``aux=None`` is
+            the default u; the others not given take their defaults.
 
         Returns
         -------
         PrepareSettings
-            ``settings`` (or the defaults) with the options set.
 
         Raises
         ------
         TypeError
             An option that is no setting.
         PrepareError
-            A bad value (the message names the option), or an option given both in a
-            part (``clean=...``) and by its flat name.
+            A bad value (the message names the option).
         """
-        unknown = sorted(set(options) - set(FLAT_OPTIONS) - set(_PARTS))
+        unknown = sorted(set(options) - set(FLAT_OPTIONS))
         if unknown:
             raise TypeError(f"unknown prepare option(s) {unknown}; known: {sorted(FLAT_OPTIONS)}")
-        base = settings if settings is not None else cls()
-        aux = options.pop("aux", None)
-        if aux is not None and not isinstance(aux, AuxSpec):   # a spec string: the factors only
-            options["_spec"] = aux
-            aux = None
-        parts = {}
-        for name, part_cls in _PARTS.items():
-            given = aux if name == "aux" else options.pop(name, None)
-            if given is not None and not isinstance(given, part_cls):
-                raise PrepareError(f"{name} must be a {part_cls.__name__}, got {type(given).__name__}")
-            flat = {fld: options[opt] for opt, (part, fld) in FLAT_OPTIONS.items()
-                    if part == name and opt in options}
-            if name == "aux" and "_spec" in options:
-                flat["spec"] = options["_spec"]
-            if given is not None and flat:
-                raise PrepareError(f"give {', '.join(sorted(flat))} in {name}= or as keywords, not both")
-            current = given if given is not None else getattr(base, name)
-            parts[name] = dataclasses.replace(current, **flat) if flat else current
-        return cls(**parts)
+        if options.get("aux", "") is None:   # the default u
+            del options["aux"]
+        fields: dict[str, dict] = {name: {} for name in _PARTS}
+        for opt, value in options.items():
+            part, fld = FLAT_OPTIONS[opt]
+            fields[part][fld] = value
+        return cls(**{name: part_cls(**fields[name]) for name, part_cls in _PARTS.items()})
 
+    def to_options(self, names: Sequence[str] | None = None) -> dict:
+        """The options by their names (:data:`FLAT_OPTIONS`), the inverse of :meth:`from_options`.
 
-fill_doc(PrepareSettings.from_options.__func__)
+        Parameters
+        ----------
+        names : sequence of str, optional
+            Only these options (in this order); default: every option.
+
+        Returns
+        -------
+        dict
+            ``PrepareSettings.from_options(**settings.to_options()) == settings``.
+        """
+        names = list(FLAT_OPTIONS) if names is None else list(names)
+        return {name: getattr(getattr(self, FLAT_OPTIONS[name][0]), FLAT_OPTIONS[name][1]) for name in names}
+
+    @classmethod
+    def from_record(cls, parameters: dict | None, aux: dict | None = None,
+                    n_dims: int | None = None) -> "PrepareSettings":
+        """The settings that made a prepared store, from what it records.
+
+        Parameters
+        ----------
+        parameters : dict
+            The store's ``parameters`` (``PreparedData.parameters``).
+        aux : dict, optional
+            The store's ``aux`` record (``PreparedData.aux``); its u entries win over
+            those of ``parameters``.
+        n_dims : int, optional
+            The reduced dimension of the data (default: ``parameters["n_dims"]``).
+
+        Returns
+        -------
+        PrepareSettings
+            The cleaning, u and reduction that ran (``n_dims`` the dimension reached, also
+            when ``"auto"`` was asked), with the compute defaults (they are not recorded).
+            Entries that older stores lack take their defaults.
+        """
+        par, rec = parameters or {}, aux or {}
+        clean = dict(par.get("clean") or {})
+        clean["resample"] = bool(par.get("resample_to_first", clean.get("resample", False)))
+        spec = rec.get("spec", par.get("aux"))
+        u = AuxSpec(**({} if spec is None else {"spec": spec}), window=rec.get("window", par.get("window")),
+                    step=par.get("step", rec.get("step")), hrf_delay=rec.get("hrf_delay", 0.0),
+                    min_event_duration=rec.get("min_event_duration"),
+                    combine=rec.get("combine", par.get("aux_combine", "concat")))
+        red = ReductionSettings(n_dims=int(n_dims if n_dims is not None else par.get("n_dims", DEFAULT_N_DIMS)),
+                                whiten=bool(par.get("whiten", False)), n_keep=par.get("n_keep"),
+                                subject_dims=par.get("subject_dims"))
+        return cls(clean=CleanSettings.from_dict(clean), aux=u, reduction=red)

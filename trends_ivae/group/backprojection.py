@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "BackProjection",
+    "SubjectMaps",
     "back_project",
     "regression_coefficients",
     "zscore_maps",
@@ -321,6 +322,33 @@ class BackProjection:
         if already_ordered:
             return effect_maps(jacobian, self.basis, zscore=zscore)
         return effect_maps(jacobian, self.basis, order=self.order, signs=self.signs, zscore=zscore)
+
+
+class SubjectMaps(Sequence):
+    """The subjects' z-maps, each computed when indexed (``coefs V^T``, float32 (k, n_voxels)).
+
+    A list would hold every subject's voxel maps at once (20 components x 50k voxels x
+    1000 subjects is 4 GB); this holds the small reduced-space coefficients and makes
+    one subject's maps on demand, so writing them one after the other keeps the group
+    stage's memory flat in the number of subjects. ``list(maps)`` materialises them.
+    """
+
+    def __init__(self, backprojection: BackProjection, n_subjects: int) -> None:
+        self._bp = backprojection
+        self._n = int(n_subjects)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        i = int(index)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"subject index {index} out of range ({self._n} subjects)")
+        return self._bp.subject_maps(i).astype(np.float32)
 
 
 def _as_list(a, subject, name: str) -> list[np.ndarray] | None:

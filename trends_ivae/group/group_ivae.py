@@ -10,17 +10,22 @@ and maps the result back to the brain (:mod:`trends_ivae.group.backprojection`):
   subjects and z-scored across voxels (temporal-ICA back-reconstruction);
 - effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
 - sign and order: each map flipped so its strongest peak is positive, components
-  sorted by explained variance, the same order in maps, time courses and ``ivae_``.
+  sorted by explained variance, the same order in maps, time courses and ``estimator_``.
 
-Its parts live elsewhere: the estimator's construction in :mod:`.group_training`,
-reading a fit folder back in :mod:`.fit_output`, u of new runs in
-:func:`.io.auxiliary.aux_for_runs`, synthetic runs in :mod:`.sampling`, the held-out
-test in :mod:`.nonlinearity`. The module stays near 500 lines because ``GroupIVAE`` is
-one scikit-learn estimator with 26 flat parameters, and its docstring and ``__init__``
-document and store them (about 150 lines).
+Its parts live elsewhere: the array-level estimator's construction and training length
+in :mod:`.training`; the maps and the subjects' maps on demand
+(:class:`~.backprojection.SubjectMaps`) in :mod:`.backprojection`; the run specs of the
+inputs and new runs reduced with their u (for ``transform`` and ``score``) in
+:mod:`.new_runs`; the prepare options, their one name each and their mapping to and
+from :class:`~trends_ivae.data.settings.PrepareSettings` (``FLAT_OPTIONS``) in
+:mod:`trends_ivae.data.settings`; reading a fit folder back in :mod:`.fit_folder`;
+synthetic runs in :mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What
+stays here is the estimator itself: its flat scikit-learn parameters, documented and
+stored, and the methods that tie the parts together.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from typing import Any, Sequence
@@ -29,60 +34,27 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
-from .backprojection import back_project
+from .backprojection import SubjectMaps, back_project
 from ..estimators.ivae import IVAE
 from ..estimators.flow import IFlow
 from ..aux_variable import AuxVariable
-from ..data.bids import RunSpec, runs_from_files
 from ..docstrings import fill_doc
 from ..export.derivatives import unmask
-from ..reduction.prepare import prepare, transform_runs
-from ..data.settings import PrepareSettings
+from ..reduction.prepare import prepare
+from ..data.settings import FLAT_OPTIONS, PrepareSettings
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
 from .fit_folder import load_group_ivae
 from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
-from ..data.auxiliary import aux_for_runs
+from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
-
-#: the GroupIVAE parameters that are prepare settings (flat names of ``PrepareSettings.from_options``)
-_PREPARE_PARAMS = ("aux", "window", "step", "hrf_delay", "min_event_duration", "aux_combine",
-                   "n_dims", "confounds", "detrend", "standardize", "high_pass",
-                   "low_pass", "smoothing_fwhm", "whiten", "resample_to_first", "n_jobs")
-
-
-class SubjectMaps(Sequence):
-    """The subjects' z-maps, each computed when indexed (``coefs V^T``, float32 (k, n_voxels)).
-
-    A list would hold every subject's voxel maps at once (20 components x 50k voxels x
-    1000 subjects is 4 GB); this holds the small reduced-space coefficients and makes
-    one subject's maps on demand, so writing them one after the other keeps the group
-    stage's memory flat in the number of subjects. ``list(maps)`` materialises them.
-    """
-
-    def __init__(self, backprojection, n_subjects: int) -> None:
-        self._bp = backprojection
-        self._n = int(n_subjects)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
-        i = int(index)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(f"subject index {index} out of range ({self._n} subjects)")
-        return self._bp.subject_maps(i).astype(np.float32)
-
 
 @fill_doc
 class GroupIVAE(BaseEstimator):
@@ -92,21 +64,19 @@ class GroupIVAE(BaseEstimator):
     ----------
     n_components : int, default=10
         Number of components (sources). At most ``n_dims``.
-    aux : str, default="task+window"
-        The auxiliary variable u: ``task`` (BIDS events), ``window`` (sliding-window
-        segments), ``subject``, ``run`` or a participants.tsv column, joined with ``+``.
+    %(aux)s
+        Default ``"task+window"``.
     %(window)s
+        Default 20.
     %(step)s
     %(hrf_delay)s
     %(min_event_duration)s
-    aux_combine : {"concat", "product"}, default="concat"
-        Several factors as concatenated one-hot columns (the prior is an MLP of them), or
-        as one discrete label per combination (needs many volumes per combination).
-    n_dims : int or None, default=None
-        Dimension of the shared spatial basis (group PCA by MIGP); None: ``n_components``.
-        The iVAE recovers sources far better from as many dimensions as it has
-        components, as group ICA reduces to its number of components (figures in
-        ``docs/benchmarks.md``); more dimensions than components warn.
+    %(aux_combine)s
+    %(n_dims)s
+        Default None: ``n_components``. The iVAE recovers sources far better from as
+        many dimensions as it has components, as group ICA reduces to its number of
+        components (figures in ``docs/benchmarks.md``); more dimensions than
+        components warn.
     %(mask)s
     %(tr)s
     %(confounds)s
@@ -116,21 +86,20 @@ class GroupIVAE(BaseEstimator):
     %(low_pass)s
     %(smoothing_fwhm)s
     %(whiten)s
-    resample_to_first : bool
-        Resample runs on other grids to the first run's grid.
+    %(resample_to_first)s
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
     n_init : int, default=3
         iVAE restarts; the best held-out ELBO is kept. The restarts race
         (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
         schedule (at least 5 epochs), and only the one with the best held-out ELBO then
-        continues to the end; the others are kept as they stood. ``ivae_params={"init_epochs":
+        continues to the end; the others are kept as they stood. ``estimator_params={"init_epochs":
         None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
         noiseless, started from linear ICA). Both see the same reduced data and u.
-    ivae_params : dict, optional
+    estimator_params : dict, optional
         Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimators.ivae.IVAE`
         parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
         ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
@@ -142,6 +111,9 @@ class GroupIVAE(BaseEstimator):
     random_state : int or None
     %(n_jobs)s
     %(verbose)s
+    ivae_params : dict, optional
+        Deprecated alias of ``estimator_params`` (removed in the next release); giving
+        both is a ``ValueError`` when fitting.
 
     Attributes
     ----------
@@ -156,8 +128,9 @@ class GroupIVAE(BaseEstimator):
         A fitted masker with the mask used.
     prepared_ : PreparedData
         The reduced data, u and mapping-back arrays.
-    ivae_ : IVAE
-        The fitted array-level model, reordered like the maps.
+    estimator_ : IVAE or IFlow
+        The fitted array-level estimator, reordered like the maps (``ivae_`` is its
+        deprecated alias).
     timecourses_ : list of ndarray (n_volumes, n_components)
         Time courses per run (in ``runs_`` order).
     subject_maps_ : SubjectMaps (sequence of ndarray (n_components, n_voxels))
@@ -189,9 +162,9 @@ class GroupIVAE(BaseEstimator):
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
-                 n_init: int = 3, estimator: str = "vae", ivae_params: dict | None = None,
-                 device: str = "auto",
-                 random_state: Any = None, n_jobs: int = 1, verbose: int = 0) -> None:
+                 n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
+                 device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
+                 ivae_params: dict | None = None) -> None:
         self.n_components = n_components
         self.aux = aux
         self.window = window
@@ -213,38 +186,47 @@ class GroupIVAE(BaseEstimator):
         self.prior = prior
         self.n_init = n_init
         self.estimator = estimator
-        self.ivae_params = ivae_params
+        self.estimator_params = estimator_params
         self.device = device
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.ivae_params = ivae_params
 
     # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def _runs(imgs: Any, events: Any = None, confounds: Any = None,
-              subjects: Sequence[str] | None = None) -> list[RunSpec]:
-        if isinstance(imgs, (list, tuple)) and imgs and all(isinstance(r, RunSpec) for r in imgs):
-            return list(imgs)
-        if not isinstance(imgs, (list, tuple)):
-            imgs = [imgs]
-        listify = (lambda v: None if v is None else (list(v) if isinstance(v, (list, tuple)) else [v]))
-        return runs_from_files(list(imgs), events=listify(events), confounds=listify(confounds),
-                               subjects=listify(subjects))
+    @classmethod
+    def _prepare_options(cls) -> list[str]:
+        """The parameters that are prepare options (named as in :data:`~trends_ivae.data.settings.FLAT_OPTIONS`)."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name in FLAT_OPTIONS]
 
     def prepare_settings(self) -> PrepareSettings:
         """The prepare settings these (flat, scikit-learn) parameters stand for.
 
         ``n_dims=None`` is ``n_components`` (as many dimensions as components).
         """
-        options = {name: getattr(self, name) for name in _PREPARE_PARAMS}
+        options = {name: getattr(self, name) for name in self._prepare_options()}
         if options["n_dims"] is None:
             options["n_dims"] = self.n_components
         return PrepareSettings.from_options(**options)
 
-    def _make_ivae(self, n_samples: int) -> IVAE | IFlow:
-        """The array-level estimator for ``n_samples`` rows (:func:`~trends_ivae.group.training.make_estimator`)."""
+    def _estimator_params(self) -> dict | None:
+        """``estimator_params``, or its deprecated alias ``ivae_params`` (warned)."""
+        if self.ivae_params is None:
+            return self.estimator_params
+        if self.estimator_params is not None:
+            raise ValueError("give estimator_params only: ivae_params is its deprecated alias")
+        warnings.warn("GroupIVAE(ivae_params=...) is deprecated and will be removed in the next release: "
+                      "use estimator_params", DeprecationWarning, stacklevel=4)
+        return self.ivae_params
+
+    def build_estimator(self, n_samples: int) -> IVAE | IFlow:
+        """The unfitted array-level estimator for ``n_samples`` rows, as ``fit`` builds it.
+
+        :func:`~trends_ivae.group.training.make_estimator` with this model's parameters
+        (``estimator_params`` win over the sizes it chooses).
+        """
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
-                              n_init=self.n_init, params=self.ivae_params, device=self.device,
+                              n_init=self.n_init, params=self._estimator_params(), device=self.device,
                               random_state=self.random_state, verbose=self.verbose)
 
     # --------------------------------------------------------------------- fit
@@ -269,7 +251,7 @@ class GroupIVAE(BaseEstimator):
         -------
         self
         """
-        runs = self._runs(imgs, events, confounds, subjects)
+        runs = run_specs(imgs, events, confounds, subjects)
         prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
@@ -305,23 +287,23 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
-        ivae = self._make_ivae(prepared.n_samples)
+        est = self.build_estimator(prepared.n_samples)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
         u_train = u[train]
-        ivae.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
-        z = ivae.transform(prepared.x, u)
+        est.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
+        z = est.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
         par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
         totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
         if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
             totals = par.get("total_sum_of_squares")
         bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
-        ivae.reorder(bp.order, bp.signs)
-        z = ivae.transform(prepared.x, u)
-        jac = ivae.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
-        self.ivae_ = ivae
+        est.reorder(bp.order, bp.signs)
+        z = est.transform(prepared.x, u)
+        jac = est.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        self.estimator_ = est
         self.components_ = bp.maps.astype(np.float32)
         self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
         self.explained_variance_ = bp.explained_variance
@@ -330,9 +312,9 @@ class GroupIVAE(BaseEstimator):
         self.subject_explained_variance_ = bp.subject_explained_variance
         self.runs_ = prepared.runs
         self.timecourses_ = [z[prepared.run == i] for i in range(len(prepared.runs))]
-        self.elbo_ = ivae.elbo_
-        self.stability_ = np.asarray(ivae.stability_, dtype=float)
-        self.restart_agreement_ = float(ivae.restart_agreement_)
+        self.elbo_ = est.elbo_
+        self.stability_ = np.asarray(est.stability_, dtype=float)
+        self.restart_agreement_ = float(est.restart_agreement_)
         self.mask_img_ = prepared.mask_img()
         self.components_img_ = unmask(self.components_, self.mask_img_)
         self.effects_img_ = unmask(self.effects_, self.mask_img_)
@@ -385,8 +367,8 @@ class GroupIVAE(BaseEstimator):
         return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
                           like_run=like_run, noise=noise, random_state=random_state)
 
-    @staticmethod
-    def prepare_params(prepared: PreparedData) -> dict:
+    @classmethod
+    def prepare_params(cls, prepared: PreparedData) -> dict:
         """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
 
         ``fit_prepared`` uses the prepared data as they are, so the parameters a
@@ -394,22 +376,14 @@ class GroupIVAE(BaseEstimator):
         command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
         so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
         TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
-        path or an image; ``prepared.parameters`` has it).
+        path or an image; ``prepared.parameters`` has it), and so are the compute
+        options (``n_jobs``: they do not change the result). The inverse of
+        :meth:`prepare_settings` through :meth:`PrepareSettings.from_record
+        <trends_ivae.data.settings.PrepareSettings.from_record>`, plus ``tr``.
         """
-        aux = prepared.aux or {}
-        par = prepared.parameters or {}
-        clean = par.get("clean") or {}
-        out = {"aux": aux.get("spec", par.get("aux")), "window": aux.get("window", par.get("window")),
-               "step": par.get("step", aux.get("step")), "hrf_delay": aux.get("hrf_delay", 0.0),
-               "min_event_duration": aux.get("min_event_duration"),
-               "aux_combine": aux.get("combine", par.get("aux_combine", "concat")),
-               "n_dims": int(prepared.n_dims), "tr": par.get("tr_override"),
-               "whiten": bool(par.get("whiten", False)),
-               "resample_to_first": bool(par.get("resample_to_first", clean.get("resample", False)))}
-        for name in ("confounds", "detrend", "standardize", "high_pass", "low_pass", "smoothing_fwhm"):
-            if name in clean:
-                out[name] = clean[name]
-        return out
+        ran = PrepareSettings.from_record(prepared.parameters, prepared.aux, n_dims=int(prepared.n_dims))
+        names = [name for name in cls._prepare_options() if FLAT_OPTIONS[name][0] != "compute"]
+        return {**ran.to_options(names), "tr": (prepared.parameters or {}).get("tr_override")}
 
     @staticmethod
     def model_u(prepared: PreparedData) -> AuxVariable:
@@ -425,9 +399,9 @@ class GroupIVAE(BaseEstimator):
 
         ``u`` is this share's rows of :meth:`model_u`. ``n_samples`` is the number of rows of the whole data set,
         so that every rank derives the same batch size and number of epochs
-        (:meth:`_make_ivae`). ``comm``: this rank's process group. Sets ``ivae_`` only.
+        (:meth:`build_estimator`). ``comm``: this rank's process group. Sets ``estimator_`` only.
         """
-        self.ivae_ = self._make_ivae(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
+        self.estimator_ = self.build_estimator(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
                                                          stream_rows=stream_rows, comm=comm)
         return self
 
@@ -452,31 +426,29 @@ class GroupIVAE(BaseEstimator):
 
         return NiftiMasker(mask_img=self.mask_img_).fit()
 
+    @property
+    def ivae_(self) -> IVAE | IFlow:
+        """Deprecated alias of ``estimator_`` (removed in the next release)."""
+        warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
+                      DeprecationWarning, stacklevel=2)
+        return self.estimator_
+
+    @ivae_.setter
+    def ivae_(self, value: IVAE | IFlow) -> None:
+        warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
+                      DeprecationWarning, stacklevel=2)
+        self.estimator_ = value
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "ivae_"):
-            raise ValueError("this GroupIVAE is not fitted yet: call fit(imgs, ...) first")
+        check_is_fitted(self, "estimator_", msg="This %(name)s is not fitted yet: call fit(imgs, ...), "
+                                                "fit_prepared(prepared) or GroupIVAE.load(out_dir) first.")
 
     # ------------------------------------------------------------- transforms
-    def _reduce(self, imgs: Any, events: Any = None, confounds: Any = None
-                ) -> tuple[list[RunSpec], list[np.ndarray]]:
-        runs = self._runs(imgs, events, confounds)
-        return runs, transform_runs(runs, self.prepared_, tr=self.tr)
-
-    def _u_for(self, runs: list[RunSpec], xs: list[np.ndarray], needed: bool) -> list[AuxVariable | None]:
-        """u for new runs when ``needed``, in the layout of the fit's u (its levels must have
-        been seen in fit)."""
-        if not needed:
-            return [None] * len(xs)
-        return aux_for_runs(self.prepared_, runs, [x.shape[0] for x in xs], tr=self.tr,
-                            hrf_delay=self.hrf_delay, min_event_duration=self.min_event_duration,
-                            combine=self.aux_combine)
-
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
         self._check_fitted()
-        runs, xs = self._reduce(imgs, events, confounds)
-        us = self._u_for(runs, xs, needed=self.ivae_.model_.uses_aux)
-        return [self.ivae_.transform(x, u) for x, u in zip(xs, us)]
+        xs, us = reduce_new_runs(self, imgs, events, confounds, with_u=self.estimator_.model_.uses_aux)
+        return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
 
     def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
         """4D images of the decoder's reconstruction f(z) for each array of time courses.
@@ -489,7 +461,7 @@ class GroupIVAE(BaseEstimator):
         p = self.prepared_
         out = []
         for z in timecourses:
-            x = self.ivae_.inverse_transform(np.asarray(z, dtype=np.float32))
+            x = self.estimator_.inverse_transform(np.asarray(z, dtype=np.float32))
             data = p.reconstruct(x)                         # (n_volumes, n_voxels)
             out.append(unmask(data, self.mask_img_))
         return out
@@ -497,7 +469,6 @@ class GroupIVAE(BaseEstimator):
     def score(self, imgs: Any, events: Any = None, confounds: Any = None) -> float:
         """Mean ELBO per volume of new runs (reduced as in fit)."""
         self._check_fitted()
-        runs, xs = self._reduce(imgs, events, confounds)
-        us = self._u_for(runs, xs, needed=True)
-        total = sum(self.ivae_.score(x, u) * len(x) for x, u in zip(xs, us))
+        xs, us = reduce_new_runs(self, imgs, events, confounds)
+        total = sum(self.estimator_.score(x, u) * len(x) for x, u in zip(xs, us))
         return total / sum(len(x) for x in xs)

@@ -314,7 +314,7 @@ def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float
                n_importance: int = 8, negligible: float = 0.01) -> NonlinearityTest:
     """:func:`held_out_test` of a :class:`~trends_ivae.GroupIVAE`'s estimator on prepared data.
 
-    The estimator is the one ``group`` fits (``group._make_ivae``), with one restart
+    The estimator is the one ``group`` fits (:meth:`~trends_ivae.GroupIVAE.build_estimator`), with one restart
     trained to the end; the groups are the subjects, or the runs when there is one
     subject. The vanilla VAE (``prior="normal"``) is untestable.
     """
@@ -324,7 +324,7 @@ def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float
               else np.asarray(prepared.run).astype(str))
     n_groups = len(np.unique(groups))
     n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
-    est = group._make_ivae(max(n_train, 2)).set_params(n_init=1)
+    est = group.build_estimator(max(n_train, 2)).set_params(n_init=1)
     if "init_epochs" in est.get_params():
         est.set_params(init_epochs=None)
     if group.prior == "normal":

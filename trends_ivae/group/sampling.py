@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from ..data.auxiliary import read_events, task_labels
 from ..export.derivatives import unmask
@@ -205,16 +206,16 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
     """
     from .._version import __version__
 
-    if not hasattr(model, "ivae_"):
-        raise ValueError("the GroupIVAE is not fitted: fit it or GroupIVAE.load a fit output first")
+    check_is_fitted(model, "estimator_", msg="This %(name)s is not fitted: fit it or GroupIVAE.load a fit "
+                                             "output first.")
     p = model.prepared_
     u, events_out, tr = run_u(model, events=events, n_volumes=n_volumes, condition=condition,
                               subject=subject, like_run=like_run)
     rng = check_random_state(random_state)
     seed = int(rng.randint(0, 2**31 - 1))
-    X, Z = model.ivae_.sample(_model_u(model, u), random_state=seed)
+    X, Z = model.estimator_.sample(_model_u(model, u), random_state=seed)
     if not noise:
-        X = model.ivae_.inverse_transform(Z)
+        X = model.estimator_.inverse_transform(Z)
     data = p.reconstruct(X)                                             # (n_volumes, n_voxels)
     resid_var = _residual_variance(p)
     if noise and resid_var > 0:
@@ -228,9 +229,9 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
                "GeneratedBy": [{"Name": "trends_ivae", "Version": __version__,
                                 "Description": "sampled from a fitted model: z ~ p(z|u), x = f(z) + noise, "
                                                "mapped through the group basis"}],
-               "Model": {"Estimator": type(model.ivae_).__name__, "NComponents": int(model.ivae_.n_components),
+               "Model": {"Estimator": type(model.estimator_).__name__, "NComponents": int(model.estimator_.n_components),
                          "Aux": (p.aux or {}).get("spec"), "ReferenceRun": p.runs[like_run].get("file")},
                "Noise": bool(noise), "ResidualVoxelVariance": resid_var, "RandomSeed": seed,
                "Units": "cleaned data (the scale the model was fitted on)"}
-    logger.info("sampled %d volumes from %s", len(u), type(model.ivae_).__name__)
+    logger.info("sampled %d volumes from %s", len(u), type(model.estimator_).__name__)
     return SampledRun(img=img, u=u, sources=np.asarray(Z, np.float32), events=events_out, tr=tr, sidecar=sidecar)

@@ -52,7 +52,7 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
     n_samples : int
         Rows it will be fitted on.
     params : dict, optional
-        Further estimator parameters (``GroupIVAE.ivae_params``); they win over the
+        Further estimator parameters (``GroupIVAE.estimator_params``); they win over the
         sizes chosen here and over :data:`GROUP_IVAE_DEFAULTS`.
 
     Returns

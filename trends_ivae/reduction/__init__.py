@@ -11,7 +11,7 @@ The prepare stage in one call::
     from trends_ivae.data import PrepareSettings, find_bids_runs, write_prepared
     from trends_ivae.reduction import prepare
     runs = find_bids_runs("ds/", task="faces")
-    data = prepare(runs, PrepareSettings.from_options(aux="task+subject", n_dims=30, tr=2.0))
+    data = prepare(runs, PrepareSettings.from_options(aux="task+subject", n_dims=30), tr=2.0)
     write_prepared("out/prepared.h5", data)
 """
 from __future__ import annotations

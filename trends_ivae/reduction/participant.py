@@ -50,8 +50,8 @@ from .migp import MIGP
 from ..data.settings import PrepareSettings, fill_doc
 from ..data.shares import (SHARE_FORMAT, ParticipantShare, events_text, group_mean_image, read_events_text,
                      read_share_meta, share_paths, write_share)
-from .stages import (assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask, intersect_masks,
-                     migp_dims, read_headers, run_stats)
+from .stages import (as_settings, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
+                     intersect_masks, migp_dims, read_headers, run_stats)
 from ..data.store import PreparedData, package_versions
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,6 @@ def write_participant_share(
     mask: Any = None,
     tr: float | None = None,
     force: bool = False,
-    **options: Any,
 ) -> dict[str, Path]:
     """Mask, clean and factor one subject's runs; write its share under ``out_dir``.
 
@@ -182,7 +181,6 @@ def write_participant_share(
     %(tr)s
     force : bool
         Replace an existing share.
-    %(options)s
 
     Returns
     -------
@@ -196,7 +194,7 @@ def write_participant_share(
     FileExistsError
         The share exists and ``force`` is False.
     """
-    settings = PrepareSettings.from_options(settings, **options)
+    settings = as_settings(settings)
     clean, subject_dims, denoise = settings.clean, settings.reduction.subject_dims, settings.clean.denoise
     runs = list(runs)
     if not runs:
@@ -271,7 +269,6 @@ def gather_shares(
     *,
     verbose: int = 0,
     progress: bool = False,
-    **options: Any,
 ) -> PreparedData:
     """The group step: one mask, MIGP over the subjects' shares, projection, u.
 
@@ -284,7 +281,6 @@ def gather_shares(
         ``whiten``, ``n_keep``; ``n_dims="auto"`` too); the cleaning is the shares'.
     %(verbose)s
     %(progress)s
-    %(options)s
 
     Returns
     -------
@@ -297,7 +293,7 @@ def gather_shares(
     PrepareError
         Shares on different grids or cleaned differently, an empty group mask, bad u.
     """
-    settings = PrepareSettings.from_options(settings, **options)
+    settings = as_settings(settings)
     red = settings.reduction
     log = logger.info if verbose else logger.debug
     shares = [s if isinstance(s, ParticipantShare) else read_share_meta(s) for s in shares]

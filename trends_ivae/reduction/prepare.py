@@ -41,7 +41,7 @@ from ..data.errors import PrepareError
 from ..data.images import header_info, load_4d, resolve_tr
 from .migp import MIGP, project
 from ..data.settings import DEFAULT_N_DIMS, CleanSettings, PrepareSettings, fill_doc
-from .stages import (as_runs, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
+from .stages import (as_runs, as_settings, assemble, censor, confound_lists, denoise_keeps, finish_basis, given_mask,
                      intersect_masks, migp_dims, read_headers, run_labels, run_stats)
 from ..data.store import PreparedData
 
@@ -68,7 +68,6 @@ def prepare(
     tr: float | None = None,
     verbose: int = 0,
     progress: bool = False,
-    **options,
 ) -> PreparedData:
     """Mask, clean and reduce fMRI runs to (x, u) with one spatial basis for all subjects.
 
@@ -84,7 +83,6 @@ def prepare(
     %(tr)s
     %(verbose)s
     %(progress)s
-    %(options)s
 
     Returns
     -------
@@ -100,12 +98,12 @@ def prepare(
         :class:`~trends_ivae.data.parallel.TaskFailures` (a ``PrepareError``) then lists
         every failed one by name.
     """
-    from ..data.parallel import _check, raise_failures, run_tasks
+    from ..data.parallel import check_scheduler, raise_failures, run_tasks
     from ..data.progress import progress as show
 
-    settings = PrepareSettings.from_options(settings, **options)
+    settings = as_settings(settings)
     clean, red, comp = settings.clean, settings.reduction, settings.compute
-    _check(comp.scheduler, comp.n_jobs)
+    check_scheduler(comp.scheduler, comp.n_jobs)
     if comp.dask_address is not None and comp.cache_dir is None:
         raise PrepareError("with a Dask scheduler address, give cache_dir (--cache-dir) on a file system "
                            "that every worker and this process share")

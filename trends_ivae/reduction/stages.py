@@ -39,7 +39,7 @@ from .migp import MIGP
 from ..data.settings import AUTO, CleanSettings, PrepareSettings, is_auto
 from ..data.store import PreparedData, package_versions
 
-__all__ = ["Grid", "as_runs", "run_labels", "read_headers", "denoise_keeps", "censor", "confound_lists",
+__all__ = ["Grid", "as_runs", "as_settings", "run_labels", "read_headers", "denoise_keeps", "censor", "confound_lists",
            "given_mask", "run_stats", "intersect_masks", "resolve_n_dims", "migp_dims", "choose_n_dims",
            "spectrum_record", "Basis", "finish_basis", "assemble"]
 
@@ -64,6 +64,23 @@ def as_runs(runs: Any) -> list[RunSpec]:
     if any(isinstance(r, RunSpec) for r in runs):
         raise PrepareError("give either RunSpec objects or images, not a mix")
     return runs_from_files(runs)
+
+
+def as_settings(settings: PrepareSettings | None) -> PrepareSettings:
+    """``settings``, or every default for None.
+
+    Raises
+    ------
+    TypeError
+        Anything else: options by their names become settings through
+        :meth:`PrepareSettings.from_options`.
+    """
+    if settings is None:
+        return PrepareSettings()
+    if not isinstance(settings, PrepareSettings):
+        raise TypeError(f"settings must be a PrepareSettings, got {type(settings).__name__}; build one from "
+                        "options by their names with PrepareSettings.from_options(aux=..., n_dims=...)")
+    return settings
 
 
 def run_labels(specs: Sequence[RunSpec]) -> list[str]:
