@@ -22,6 +22,12 @@ what every front end calls: ``trends-ivae prepare|fit|demo|sample|report|simulat
 :func:`simulate_to_folder`
     simulator parameters -> a BIDS dataset with its truth (``trends-ivae simulate``).
 
+:class:`FitOptions`
+    every option of ``trends-ivae fit`` as typed values, checked before any work
+    (:class:`OptionError`) and turned into a :class:`FitJob`: the fit's settings and
+    the arguments of :func:`fit_to_folder`. The command line, ``pipelines/group_ivae.py``
+    and the Nipype node describe a fit with it.
+
 The settings travel whole: :class:`trends_ivae.data.settings.PrepareSettings` (cleaning, u,
 reduction, compute) inside a :class:`PrepareRequest` with the runs, mask and TR;
 :class:`FitSettings` (the model); :class:`OutputSettings` (layout, report, force). A
@@ -35,10 +41,12 @@ functions that need them, so only the workflows that train import torch.
 from __future__ import annotations
 
 from .bids_app import BidsSelection, ParticipantResult, group_stage, participant_stage
+from .checks import OptionError
 from .choices import Notify, auto_components, resting_aux
 from .dual_regression import DualRegressionResult, dual_regression_to_folder
 from .fit import (FitResult, FitSettings, OutputSettings, WorkflowError, fit_distributed, fit_to_folder,
                   summary_line, write_report)
+from .fit_options import FitJob, FitOptions, RunSelection
 from .prepare import PrepareRequest, PrepareResult, prepare_data, prepare_to_file
 from .report import ReportResult, ReportSettings, report_for_folder
 from .sample import SampleResult, SampleSettings, sample_to_file
@@ -48,6 +56,7 @@ __all__ = [
     "PrepareRequest", "PrepareResult", "prepare_data", "prepare_to_file",
     "FitSettings", "OutputSettings", "FitResult", "WorkflowError", "fit_to_folder", "fit_distributed",
     "summary_line", "write_report",
+    "FitOptions", "FitJob", "RunSelection", "OptionError",
     "BidsSelection", "ParticipantResult", "participant_stage", "group_stage",
     "DualRegressionResult", "dual_regression_to_folder",
     "SampleSettings", "SampleResult", "sample_to_file",
