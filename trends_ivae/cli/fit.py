@@ -33,7 +33,7 @@ from .options import (add_input_arguments, add_model_arguments, add_output_argum
 if TYPE_CHECKING:
     from ..workflow.fit_options import FitJob, FitOptions
 
-__all__ = ["add_parser", "run", "fit_options", "fit_job", "summary_line"]
+__all__ = ["add_parser", "run", "fit_options", "options_given", "fit_job", "summary_line"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -105,6 +105,26 @@ def fit_job(argv: Sequence[str]) -> FitJob:
 
     parser, _ = build_parser()
     return _job(parser.parse_args(["fit", *argv]), parser)
+
+
+def options_given(argv: Sequence[str]) -> dict:
+    """The ``trends-ivae fit`` options that ``argv`` sets (a part of a command line, e.g. the
+    Nipype node's ``args``), as :class:`~trends_ivae.workflow.FitOptions` values: those that
+    differ from the command's defaults.
+
+    Raises
+    ------
+    SystemExit
+        Options the command does not know, or values it cannot read (exit code 2).
+    """
+    from .main import build_parser
+
+    parser, _ = build_parser()
+    placeholder = "\0"   # --out is required on the command line, not here
+    given = fit_options(parser.parse_args(["fit", "--out", placeholder, *argv]))
+    default = fit_options(parser.parse_args(["fit", "--out", placeholder]))
+    return {f.name: getattr(given, f.name) for f in dataclasses.fields(given)
+            if getattr(given, f.name) != getattr(default, f.name) and f.name != "out"}
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
