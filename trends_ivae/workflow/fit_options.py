@@ -161,29 +161,19 @@ class FitJob:
     source: str | None = None
 
 
-@dataclass
-class FitOptions:
+@dataclass(kw_only=True)
+class FitOptions(RunSelection):
     """Every option of ``trends-ivae fit``, by its command-line name, with the command's defaults.
 
-    ``aux=None`` is the default u (:data:`FIT_AUX`), which the fit may change for data
+    The input options are those of :class:`RunSelection` (:meth:`check` checks them
+    with the others), or ``prepared``. ``aux=None`` is the default u (:data:`FIT_AUX`), which the fit may change for data
     without events (and says so); a u that is given is kept. See ``docs/cli.md`` for
     the meaning of each option.
     """
 
     out: str | Path
-    # input: a prepared file, or the runs (RunSelection's fields)
+    # input: the runs (RunSelection's fields), or a prepared file
     prepared: str | Path | None = None
-    bids: str | Path | None = None
-    task: str | None = None
-    session: str | None = None
-    run: list[str] | None = None
-    participant_label: list[str] | None = None
-    space: str | None = None
-    func: list[str] | None = None
-    events: list[str] | None = None
-    confounds_file: list[str] | None = None
-    subject: list[str] | None = None
-    participants: str | Path | None = None
     # u
     aux: str | None = None
     aux_combine: str = "concat"
@@ -280,7 +270,7 @@ class FitOptions:
             existing_file(self.prepared, "--prepared")
             n_dims = self.n_dims   # (not used: the file has its own)
         else:
-            self.selection().check()
+            self.selection().check()   # RunSelection's check
             if self.mask:
                 existing_file(self.mask, "--mask")
             check_denoise(self.denoise, self.confounds, self.confounds_file)
