@@ -21,11 +21,11 @@ to the TOML file; see ``pipelines/configs/`` and ``docs/pipelines.md``)::
     [compute]    device = "auto"|"cpu"|"cuda"
     [output]     dir (required here or by --out), layout = "bids"|"melodic"|"gift", force, keep_prepared, report
 
-An unknown section or key is an error naming it and the nearest valid one. The
-configuration becomes the arguments of a ``trends-ivae fit`` command (printed with
-``--dry-run``), checked as the command checks them (:func:`trends_ivae.cli.fit.fit_job`), so
-every option has the meaning and the checks documented in ``docs/cli.md``; the fit then
-runs in-process through :func:`trends_ivae.workflow.fit_to_folder`.
+An unknown section or key is an error naming it and the nearest valid one. Each key is
+an option of ``trends-ivae fit`` (``--dry-run`` prints that command): the configuration
+becomes a :class:`trends_ivae.workflow.FitOptions`, checked as the command checks its
+options, so every option has the meaning and the checks documented in ``docs/cli.md``;
+the fit then runs in-process through :func:`trends_ivae.workflow.fit_to_folder`.
 """
 from __future__ import annotations
 
@@ -132,29 +132,69 @@ def _expand(patterns: Any, base: Path, what: str) -> list[str]:
     return files
 
 
-def config_to_argv(config: dict, base: Path) -> list[str]:
-    """The ``trends-ivae fit`` arguments of a checked configuration (paths resolved against ``base``)."""
-    argv = ["fit"]
+def _dest(option: str, kind: str) -> str:
+    """The name of a fit option's value (``--no-keep-prepared`` -> ``keep_prepared``)."""
+    name = option[2:].replace("-", "_")
+    return name[3:] if kind == "negflag" else name
+
+
+def _resolved(config: dict, base: Path) -> list[tuple[str, str, Any]]:
+    """(fit option, kind, value) of each key of a checked configuration, paths resolved
+    against ``base`` and globs expanded."""
+    items = []
     for section, table in config.items():
         for key, value in table.items():
             option, kind = SCHEMA[section][key]
             where = f"{section}.{key}"
             if kind == "path":
-                argv += [option, str(value if Path(value).is_absolute() else base / value)]
+                value = str(value if Path(value).is_absolute() else base / value)
             elif kind == "glob":
-                argv += [option, *_expand(value, base, where)]
+                value = _expand(value, base, where)
             elif kind == "list":
-                argv += [option, *[str(v) for v in ([value] if isinstance(value, (str, int)) else value)]]
-            elif kind == "flag":
-                argv += [option] if value else []
-            elif kind == "negflag":
-                argv += [] if value else [option]
-            elif kind == "bool":
-                argv += [option if value else "--no-" + option[2:]]
-            elif value is not None:
-                argv += [option, str(value)]
-    if "--out" not in argv:
+                value = [str(v) for v in ([value] if isinstance(value, (str, int)) else value)]
+            items.append((option, kind, value))
+    if not any(option == "--out" for option, _, _ in items):
         raise ConfigError("no output folder: set [output] dir or pass --out")
+    return items
+
+
+def config_to_options(config: dict, base: Path, **values: Any):
+    """The :class:`~trends_ivae.workflow.FitOptions` of a checked configuration (paths resolved
+    against ``base``; ``values``: further options, e.g. ``verbose``).
+
+    Raises
+    ------
+    ConfigError
+        No output folder, or a glob that matches no file.
+    trends_ivae.workflow.OptionError
+        A value of the wrong type for its option.
+    """
+    from trends_ivae.workflow.fit_options import OPTION_TYPES, FitOptions
+
+    for option, kind, value in _resolved(config, base):
+        name = _dest(option, kind)
+        if kind == "value" and name not in OPTION_TYPES:
+            value = str(value)   # as the command line reads it
+        values[name] = value
+    return FitOptions.from_values(**values)
+
+
+def config_to_argv(config: dict, base: Path) -> list[str]:
+    """The ``trends-ivae fit`` command line of a checked configuration (what ``--dry-run`` prints)."""
+    argv = ["fit"]
+    for option, kind, value in _resolved(config, base):
+        if kind == "path":
+            argv += [option, value]
+        elif kind in ("glob", "list"):
+            argv += [option, *value]
+        elif kind == "flag":
+            argv += [option] if value else []
+        elif kind == "negflag":
+            argv += [] if value else [option]
+        elif kind == "bool":
+            argv += [option if value else "--no-" + option[2:]]
+        elif value is not None:
+            argv += [option, str(value)]
     return argv
 
 
@@ -179,34 +219,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg_path = Path(args.config)
     if not cfg_path.is_file():
         parser.error(f"configuration {args.config!r} does not exist")
+    from trends_ivae.workflow import OptionError  # heavy imports after parsing
+
     try:
         config = load_config(cfg_path, args.overrides)
         if args.out:
             config.setdefault("output", {})["dir"] = str(Path(args.out).resolve())
         if args.force:
             config.setdefault("output", {})["force"] = True
-        fit_argv = config_to_argv(config, cfg_path.resolve().parent)
-    except ConfigError as exc:
+        if args.dry_run:
+            fit_argv = config_to_argv(config, cfg_path.resolve().parent) + ["-v"] * args.verbose
+            print("trends-ivae " + " ".join(shlex.quote(a) for a in fit_argv))
+            return 0
+        options = config_to_options(config, cfg_path.resolve().parent, verbose=args.verbose)
+        n_dims = options.check()
+    except (ConfigError, OptionError) as exc:
         parser.error(str(exc))
-    fit_argv += ["-v"] * args.verbose
-    if args.dry_run:
-        print("trends-ivae " + " ".join(shlex.quote(a) for a in fit_argv))
-        return 0
-    return run_fit(fit_argv[1:])
+    return run_fit(options, n_dims)
 
 
-def run_fit(fit_argv: Sequence[str], prog: str = "group_ivae.py") -> int:
-    """Check ``trends-ivae fit`` arguments as the command does and run the fit workflow
-    (:func:`trends_ivae.workflow.fit_to_folder`); the exit code (2: bad options)."""
-    from trends_ivae.cli.fit import fit_job  # heavy imports after parsing
-    from trends_ivae.cli.options import print_fit_result
+def run_fit(options, n_dims: int | str, prog: str = "group_ivae.py") -> int:
+    """Run the fit workflow (:func:`trends_ivae.workflow.fit_to_folder`) on checked
+    :class:`~trends_ivae.workflow.FitOptions` (``n_dims`` from their ``check()``); the exit code."""
+    from trends_ivae.cli.options import notifier, print_fit_result
     from trends_ivae.data.errors import PrepareError
-    from trends_ivae.workflow import WorkflowError, fit_to_folder
+    from trends_ivae import workflow
 
     try:
-        job = fit_job(fit_argv)
-        result = fit_to_folder(job.data, job.out, **job.kwargs)
-    except (PrepareError, WorkflowError) as exc:
+        job = options.job(n_dims)
+        result = workflow.fit_to_folder(job.data, job.out, fit=job.fit, output=job.output,
+                                        checkpoint_dir=job.checkpoint_dir, stream_rows=job.stream_rows,
+                                        notify=notifier("trends-ivae fit"), arguments=job.arguments,
+                                        source=job.source)
+    except (PrepareError, workflow.WorkflowError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     print_fit_result(result, prog)

@@ -234,3 +234,23 @@ def test_fit_with_the_flow_estimator_writes_a_loadable_iflow(bids, tmp_path):
     back = GroupIVAE.load(out, device="cpu")   # transform new data with the flow, no u needed
     tcs = back.transform(sorted(str(p) for p in bids.glob("sub-01/func/*_bold.nii.gz")))
     assert tcs[0].shape == (80, 3) and np.isfinite(tcs[0]).all()
+
+
+def test_fit_options_have_the_commands_defaults_and_checks(bids, tmp_path):
+    """FitOptions (the pipelines' and the Nipype node's way to say a fit) means what the command means."""
+    from trends_ivae.cli.fit import fit_options, options_given
+    from trends_ivae.cli.main import build_parser
+    from trends_ivae.workflow import FitOptions, OptionError
+
+    parser, _ = build_parser()
+    assert fit_options(parser.parse_args(["fit", "--out", "x"])) == FitOptions(out="x")
+    assert options_given(["--prior", "laplace", "--n-dims", "auto", "--no-report"]) == \
+        {"prior": "laplace", "n_dims": "auto", "report": False}
+    options = FitOptions.from_values(out=str(tmp_path / "o"), bids=str(bids), n_components="3", tr=2)
+    assert options.n_components == 3 and isinstance(options.tr, float) and options.check() == 3
+    for values, message in [({"n_init": 0}, "--n-init must be >= 1"), ({"prior": "cauchy"}, "--prior 'cauchy'"),
+                            ({"n_components": "many"}, "--n-components"),
+                            ({"func": [str(tmp_path / "none.nii")], "bids": None}, "does not exist")]:
+        with pytest.raises(OptionError, match=message):
+            FitOptions.from_values(out=str(tmp_path / "o"), **{"bids": str(bids), **values}).check()
+    assert not (tmp_path / "o").exists()

@@ -48,3 +48,19 @@ def test_simulate_cli_bad_args(tmp_path):
         main(["simulate", str(tmp_path / "x"), "--components", "2", "--scans", "4"])
     assert exc.value.code != 0
     assert not (tmp_path / "x").exists()
+
+
+def test_simulate_workflow_refuses_without_writing(tmp_path):
+    from trends_ivae.simulate import FMRISimParams
+    from trends_ivae.workflow import WorkflowError, simulate_to_folder
+
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "mine.txt").write_text("x")
+    with pytest.raises(WorkflowError, match="exists"):
+        simulate_to_folder(out, FMRISimParams(n_subjects=1, n_volumes=20, n_components=2))
+    with pytest.raises(WorkflowError, match="mine.txt"):
+        simulate_to_folder(out, FMRISimParams(n_subjects=1, n_volumes=20, n_components=2), force=True)
+    with pytest.raises(WorkflowError, match="n_task"):
+        simulate_to_folder(tmp_path / "new", FMRISimParams(n_components=2, n_task=3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"] and [p.name for p in out.iterdir()] == ["mine.txt"]

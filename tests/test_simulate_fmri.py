@@ -92,16 +92,16 @@ def test_mixing_layers():
 
 def test_mixing_jacobian_matches_finite_differences():
     """The Jacobian used for the effect maps is d h / d s of the mixing MLP."""
-    from trends_ivae.simulate.fmri import _mix, _mixing_matrices
+    from trends_ivae.simulate.timecourses import mix, mixing_matrices
     rng = np.random.default_rng(0)
-    mats = _mixing_matrices(5, 3, rng)
+    mats = mixing_matrices(5, 3, rng)
     S = rng.standard_normal((50, 5))
-    H0, J = _mix(S, mats, 0.1)
+    H0, J = mix(S, mats, 0.1)
     eps = 1e-5
     for j in range(5):
         Sp = S.copy()
         Sp[:, j] += eps
-        Hp, _ = _mix(Sp, mats, 0.1)
+        Hp, _ = mix(Sp, mats, 0.1)
         np.testing.assert_allclose((Hp - H0) / eps, J[:, j, :], rtol=1e-3, atol=1e-4)
 
 

@@ -1,5 +1,8 @@
 """Helpers shared by the subcommands: argument types, logging, refusing to overwrite.
 
+The checks themselves are :mod:`trends_ivae.workflow.checks` (typed values, shared with
+the pipelines and the Nipype node); here they stop with ``parser.error``.
+
 The option groups that several commands share, and argv -> settings, are in
 :mod:`trends_ivae.cli.options`.
 """
@@ -8,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 class HELP_FORMATTER(argparse.ArgumentDefaultsHelpFormatter):  # noqa: N801 - used as a constant
     """argparse's defaults formatter, without "(default: None)": an option without a default says so
@@ -85,51 +90,43 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
 
 
+def parser_checked(parser: argparse.ArgumentParser, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``check(*args, **kwargs)`` (one of :mod:`trends_ivae.workflow.checks`), its
+    :class:`~trends_ivae.workflow.checks.OptionError` stopping with ``parser.error`` (exit code 2)."""
+    from ..workflow.checks import OptionError
+
+    try:
+        return check(*args, **kwargs)
+    except OptionError as exc:
+        parser.error(str(exc))
+
+
 def existing_file(parser: argparse.ArgumentParser, path: str | Path, what: str) -> Path:
     """Return ``path`` as a Path, or stop with ``parser.error`` naming ``what``."""
-    p = Path(path)
-    if not p.is_file():
-        parser.error(f"{what} {str(p)!r} does not exist or is not a file")
-    return p
+    from ..workflow import checks
+
+    return parser_checked(parser, checks.existing_file, path, what)
 
 
 def existing_dir(parser: argparse.ArgumentParser, path: str | Path, what: str) -> Path:
-    p = Path(path)
-    if not p.is_dir():
-        parser.error(f"{what} {str(p)!r} does not exist or is not a directory")
-    return p
+    """Return ``path`` as a Path, or stop with ``parser.error`` naming ``what``."""
+    from ..workflow import checks
+
+    return parser_checked(parser, checks.existing_dir, path, what)
 
 
 def check_writable(parser: argparse.ArgumentParser, folder: str | Path, what: str) -> None:
-    """Stop with ``parser.error`` unless files can be created in ``folder`` (or where it will be made).
+    """Stop with ``parser.error`` unless files can be created in ``folder`` (or where it will be made;
+    :func:`trends_ivae.workflow.checks.check_writable`)."""
+    from ..workflow import checks
 
-    The nearest existing ancestor of ``folder`` must be a directory in which a file
-    can actually be created (tried, then removed): permission bits alone say nothing
-    when running as root, and a read-only or full file system only shows on writing.
-    """
-    target = Path(folder).absolute()
-    anc = target
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if not anc.is_dir():
-        parser.error(f"{what} {str(target)!r} cannot be written: {str(anc)!r} is not a folder")
-    import os
-    import tempfile
-
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".trends_ivae-write-test-", dir=anc)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        parser.error(f"{what} {str(target)!r} cannot be written: {str(anc)!r}: {exc.strerror or exc}")
+    parser_checked(parser, checks.check_writable, folder, what)
 
 
 def refuse_foreign_files(parser: argparse.ArgumentParser, out_dir: Path,
                          within: list[str] | None = None) -> None:
     """Stop (``parser.error``) when ``--force`` would replace a folder holding files the tool did
     not write: they are named, and nothing is deleted (``within``: only these parts of it)."""
-    from ..export.outputs import ForeignFilesError, foreign_files
+    from ..workflow import checks
 
-    foreign = foreign_files(out_dir, within=within)
-    if foreign:
-        parser.error(str(ForeignFilesError(out_dir, foreign)))
+    parser_checked(parser, checks.check_foreign_files, out_dir, within)

@@ -13,26 +13,27 @@ Everything is written to a temporary folder and moved into place at the end; an
 existing OUT is refused before any work unless ``--force``, and with ``--force`` when it
 holds files the tool did not write (they are named; nothing of them is deleted).
 
-This module parses and checks the options; the work is
+This module parses the options into a :class:`~trends_ivae.workflow.FitOptions`, which
+checks them and makes the :class:`~trends_ivae.workflow.FitJob`; the work is
 :func:`trends_ivae.workflow.fit_to_folder` (or :func:`~trends_ivae.workflow.fit_distributed`).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..workflow.fit import summary_line
-from ._common import (HELP_FORMATTER, Default, add_common_options, add_quiet_option, check_writable, existing_file,
-                      refuse_foreign_files, setup_logging)
-from .options import (add_input_arguments, add_model_arguments, add_output_arguments, add_prepare_arguments,
-                      arguments_record, check_components_fit, check_input_arguments, check_model_arguments,
-                      fit_settings, n_dims_of, notifier, prepare_request, print_fit_result)
+from ._common import HELP_FORMATTER, Default, add_common_options, add_quiet_option, parser_checked, setup_logging
+from .options import (add_input_arguments, add_model_arguments, add_output_arguments, add_prepare_arguments, notifier,
+                      print_fit_result)
 
-__all__ = ["add_parser", "run", "FitJob", "fit_job", "summary_line"]
+if TYPE_CHECKING:
+    from ..workflow.fit_options import FitJob, FitOptions
+
+__all__ = ["add_parser", "run", "fit_options", "options_given", "fit_job", "summary_line"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -66,59 +67,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int | str:
-    """Refuse bad options before any work (``parser.error``); the reduced dimension asked for."""
-    n_sources = sum(bool(v) for v in (args.bids, args.func, args.prepared))
-    if n_sources != 1:
-        parser.error("give exactly one of --bids DIR, --func FILE ... or --prepared FILE")
-    if args.distributed and not args.prepared:
-        parser.error("--distributed trains on a prepared file: run 'trends-ivae prepare' (or the BIDS App's "
-                     "participant level) first and pass --prepared FILE")
-    n_dims = n_dims_of(args, args.n_components)   # as many dimensions as components
-    if args.prepared:
-        existing_file(parser, args.prepared, "--prepared")
-        n_dims = args.n_dims   # (not used: the file has its own)
-    else:
-        check_input_arguments(args, parser, n_dims)
-        check_components_fit(args, parser, n_dims, ", the reduced dimension")
-    check_model_arguments(args, parser)
-    if args.stream_rows is not None and args.stream_rows < 1:
-        parser.error("--stream-rows must be >= 1")
-    out_dir = Path(args.out)
-    if out_dir.exists() and not args.force:
-        parser.error(f"{str(out_dir)!r} exists; pass --force to overwrite it")
-    refuse_foreign_files(parser, out_dir)
-    check_writable(parser, out_dir.absolute().parent, "--out")
-    if args.checkpoint_dir:
-        check_writable(parser, args.checkpoint_dir, "--checkpoint-dir")
-    return n_dims
+def fit_options(args: argparse.Namespace) -> FitOptions:
+    """The :class:`~trends_ivae.workflow.FitOptions` of parsed ``trends-ivae fit`` arguments
+    (``--aux`` left at its default: ``aux=None``)."""
+    from ..workflow.fit_options import FitOptions
 
-
-@dataclass
-class FitJob:
-    """A checked ``trends-ivae fit`` command line, as the arguments of a workflow call.
-
-    ``fit_to_folder(job.data, job.out, **job.kwargs)`` (or ``fit_distributed`` when
-    ``job.distributed``) does what the command does; :func:`fit_job` builds one from
-    argv for the pipelines and the Nipype node, so that they share the command's options,
-    defaults and checks.
-
-    Attributes
-    ----------
-    data : str or PrepareRequest
-        ``--prepared FILE``, or the runs and how to prepare them.
-    out : Path
-        ``--out``.
-    distributed : bool
-        ``--distributed``.
-    kwargs : dict
-        The other arguments of :func:`~trends_ivae.workflow.fit_to_folder`.
-    """
-
-    data: Any
-    out: Path
-    distributed: bool
-    kwargs: dict
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitOptions)}
+    values["aux"] = None if isinstance(args.aux, Default) else str(args.aux)
+    return FitOptions(**values)
 
 
 def _job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FitJob:
@@ -129,19 +85,10 @@ def _job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FitJob:
     trends_ivae.data.PrepareError
         The runs cannot be found, or a prepare setting is refused.
     """
-    n_dims = _check(args, parser)
+    options = fit_options(args)
+    n_dims = parser_checked(parser, options.check)
     setup_logging(args.verbose)
-    from ..workflow import OutputSettings  # after parsing
-
-    prog = f"trends-ivae {args.command}"
-    kwargs = dict(fit=fit_settings(args, n_jobs=args.n_jobs),
-                  output=OutputSettings(layout=args.layout, keep_prepared=args.keep_prepared, report=args.report,
-                                        force=args.force),
-                  checkpoint_dir=args.checkpoint_dir, stream_rows=args.stream_rows, notify=notifier(prog),
-                  command=args.command, arguments=arguments_record(args, n_dims=n_dims),
-                  source=args.bids or args.prepared)
-    data = args.prepared or prepare_request(args, n_dims)
-    return FitJob(data=data, out=Path(args.out), distributed=args.distributed, kwargs=kwargs)
+    return options.job(n_dims)
 
 
 def fit_job(argv: Sequence[str]) -> FitJob:
@@ -160,6 +107,26 @@ def fit_job(argv: Sequence[str]) -> FitJob:
     return _job(parser.parse_args(["fit", *argv]), parser)
 
 
+def options_given(argv: Sequence[str]) -> dict:
+    """The ``trends-ivae fit`` options that ``argv`` sets (a part of a command line, e.g. the
+    Nipype node's ``args``), as :class:`~trends_ivae.workflow.FitOptions` values: those that
+    differ from the command's defaults.
+
+    Raises
+    ------
+    SystemExit
+        Options the command does not know, or values it cannot read (exit code 2).
+    """
+    from .main import build_parser
+
+    parser, _ = build_parser()
+    placeholder = "\0"   # --out is required on the command line, not here
+    given = fit_options(parser.parse_args(["fit", "--out", placeholder, *argv]))
+    default = fit_options(parser.parse_args(["fit", "--out", placeholder]))
+    return {f.name: getattr(given, f.name) for f in dataclasses.fields(given)
+            if getattr(given, f.name) != getattr(default, f.name) and f.name != "out"}
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae fit``; returns the exit code."""
     from ..data.errors import PrepareError
@@ -168,14 +135,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     prog = f"trends-ivae {args.command}"
     try:
         job = _job(args, parser)
-        if job.distributed:
-            result = fit_distributed(job.data, job.out, **job.kwargs)
-            if result is None:   # a rank other than 0: trained, wrote nothing
-                return 0
-        else:
-            result = fit_to_folder(job.data, job.out, **job.kwargs)
+        workflow = fit_distributed if job.distributed else fit_to_folder
+        result = workflow(job.data, job.out, fit=job.fit, output=job.output, checkpoint_dir=job.checkpoint_dir,
+                          stream_rows=job.stream_rows, notify=notifier(prog), command=args.command,
+                          arguments=job.arguments, source=job.source)
     except (WorkflowError, PrepareError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    if result is None:   # a rank other than 0 of a distributed fit: trained, wrote nothing
+        return 0
     print_fit_result(result, prog)
     return 0

@@ -9,6 +9,7 @@ heavy imports: ``--help`` and the parsing stay fast, and never load torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from ..data.settings import PrepareSettings
     from ..workflow import FitResult, FitSettings, PrepareRequest
+    from ..workflow.fit_options import RunSelection
 
-from ._common import Default, count_or_auto, existing_dir, existing_file, is_auto, training_verbosity, wants_progress
+from ._common import Default, count_or_auto, existing_file, parser_checked, training_verbosity, wants_progress
 
 #: nilearn's fMRIPrep strategies (trends_ivae.data.settings.DENOISE_STRATEGIES; not imported for --help)
 DENOISE_CHOICES = ("simple", "scrubbing", "compcor", "ica_aroma")
@@ -140,34 +142,15 @@ def n_dims_of(args: argparse.Namespace, default: int | str) -> int | str:
 
 def check_prepare_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, n_dims: int | str) -> None:
     """The prepare options that do not depend on the input: ``--n-dims``, ``--tr`` and the scheduler."""
-    if not is_auto(n_dims) and n_dims < 1:
-        parser.error("--n-dims must be >= 1 (or auto)")
-    if args.tr is not None and args.tr <= 0:
-        parser.error("--tr must be positive")
-    check_scheduler_arguments(args, parser)
+    from ..workflow import checks
+
+    parser_checked(parser, checks.check_prepare_values, n_dims, args.tr, args.n_jobs, args.scheduler,
+                   args.dask_address)
 
 
 def check_input_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, n_dims: int | str) -> None:
     """Refuse inconsistent input and prepare options (``parser.error``, exit code 2)."""
-    if bool(args.bids) == bool(args.func):
-        parser.error("give exactly one of --bids DIR or --func FILE ...")
-    if args.bids:
-        existing_dir(parser, args.bids, "--bids")
-        for opt in ("events", "confounds_file", "subject", "participants"):
-            if getattr(args, opt):
-                parser.error(f"--{opt.replace('_', '-')} goes with --func, not --bids")
-    else:
-        for f in args.func:
-            existing_file(parser, f, "--func")
-        for opt in ("events", "confounds_file", "subject"):
-            values = getattr(args, opt)
-            if values is not None and len(values) != len(args.func):
-                parser.error(f"--{opt.replace('_', '-')} needs one value per --func ({len(args.func)}), "
-                             f"got {len(values)}")
-        for f in (args.events or []) + (args.confounds_file or []):
-            existing_file(parser, f, "file")
-        if args.participants:
-            existing_file(parser, args.participants, "--participants")
+    parser_checked(parser, run_selection(args).check)
     if args.mask:
         existing_file(parser, args.mask, "--mask")
     check_denoise_arguments(args, parser, args.confounds_file)
@@ -177,52 +160,41 @@ def check_input_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
 def check_denoise_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser,
                             confounds_file: list | None = None) -> None:
     """``--denoise`` takes its confounds from fMRIPrep: not with ``--confounds`` or ``--confounds-file``."""
-    if args.denoise:
-        if args.confounds:
-            parser.error("give either --denoise STRATEGY or --confounds COLUMN ..., not both")
-        if confounds_file:
-            parser.error("--denoise reads each run's fMRIPrep confounds itself; drop --confounds-file")
+    from ..workflow import checks
+
+    parser_checked(parser, checks.check_denoise, args.denoise, args.confounds, confounds_file)
 
 
 def check_scheduler_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``--scheduler`` / ``--dask-address`` / ``--n-jobs``: consistent, and dask importable."""
-    if args.n_jobs == 0:
-        parser.error("--n-jobs must not be 0 (use -1 for all cores)")
-    if args.dask_address and args.scheduler != "dask":
-        parser.error("--dask-address goes with --scheduler dask")
-    if args.scheduler == "dask":
-        from ..data.parallel import dask_available
+    from ..workflow import checks
 
-        if not dask_available():
-            parser.error("--scheduler dask needs dask.distributed: pip install 'trends-ivae[dask]'")
+    parser_checked(parser, checks.check_scheduler, args.n_jobs, args.scheduler, args.dask_address)
 
 
 def check_model_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``--n-components``, ``--n-init`` and ``--device`` (torch is imported only for a named device)."""
-    if not is_auto(args.n_components) and args.n_components < 1:
-        parser.error("--n-components must be >= 1 (or auto)")
-    if args.n_init < 1:
-        parser.error("--n-init must be >= 1")
-    if args.device != "auto":
-        import torch  # noqa: PLC0415 - only to check the device
+    from ..workflow import checks
 
-        dev = args.device.split(":")[0]
-        if dev == "cuda" and not torch.cuda.is_available():
-            parser.error(f"--device {args.device}: CUDA is not available on this machine (use auto or cpu)")
-        if dev == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            parser.error(f"--device {args.device}: MPS is not available on this machine")
-        if dev not in ("cpu", "cuda", "mps"):
-            parser.error(f"--device {args.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    parser_checked(parser, checks.check_model_values, args.n_components, args.n_init, args.device)
 
 
 def check_components_fit(args: argparse.Namespace, parser: argparse.ArgumentParser, n_dims: int | str,
                          suffix: str = "") -> None:
     """``--n-components`` at most the reduced dimension (when both are numbers)."""
-    if not is_auto(args.n_components) and not is_auto(n_dims) and args.n_components > n_dims:
-        parser.error(f"--n-components ({args.n_components}) is larger than --n-dims ({n_dims}){suffix}")
+    from ..workflow import checks
+
+    parser_checked(parser, checks.check_components_fit, args.n_components, n_dims, suffix)
 
 
 # -- argv -> settings ---------------------------------------------------------------------
+def run_selection(args: argparse.Namespace) -> "RunSelection":
+    """The :class:`~trends_ivae.workflow.RunSelection` of the input options."""
+    from ..workflow.fit_options import RunSelection
+
+    return RunSelection(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunSelection)})
+
+
 def runs_from_args(args: argparse.Namespace) -> list:
     """The runs named by the input options, as ``RunSpec`` objects.
 
@@ -231,14 +203,7 @@ def runs_from_args(args: argparse.Namespace) -> list:
     trends_ivae.data.PrepareError
         No run matches (the message lists what there is), or a file is unusable.
     """
-    from ..data.bids import find_bids_runs, runs_from_files
-
-    if args.bids:
-        return find_bids_runs(args.bids, task=args.task, session=args.session, run=args.run,
-                              participant_label=args.participant_label, space=args.space,
-                              with_confounds=bool(args.confounds))
-    return runs_from_files(args.func, events=args.events, confounds=args.confounds_file,
-                           subjects=args.subject, participants=args.participants)
+    return run_selection(args).runs(with_confounds=bool(args.confounds))
 
 
 def prepare_settings(args: argparse.Namespace, n_dims: int | str) -> "PrepareSettings":
@@ -250,14 +215,10 @@ def prepare_settings(args: argparse.Namespace, n_dims: int | str) -> "PrepareSet
         A value the settings refuse (the message names it).
     """
     from ..data.settings import PrepareSettings
+    from ..workflow.fit_options import PREPARE_OPTIONS
 
-    return PrepareSettings.from_options(
-        aux=str(args.aux), window=args.window, step=args.step, hrf_delay=args.hrf_delay,
-        min_event_duration=args.min_event_duration, aux_combine=args.aux_combine, n_dims=n_dims,
-        confounds=args.confounds, detrend=args.detrend, standardize=args.standardize, high_pass=args.high_pass,
-        low_pass=args.low_pass, smoothing_fwhm=args.smoothing_fwhm, whiten=args.whiten, n_keep=args.n_keep,
-        subject_dims=args.subject_dims, resample_to_first=args.resample_to_first, n_jobs=args.n_jobs,
-        cache_dir=args.cache_dir, scheduler=args.scheduler, dask_address=args.dask_address, denoise=args.denoise)
+    return PrepareSettings.from_options(aux=str(args.aux), n_dims=n_dims,
+                                        **{name: getattr(args, name) for name in PREPARE_OPTIONS})
 
 
 def prepare_request(args: argparse.Namespace, n_dims: int | str) -> "PrepareRequest":

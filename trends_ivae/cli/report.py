@@ -10,13 +10,14 @@ interactive viewer embedded, no network) with a summary, the training curve, a t
 components with peak coordinates (and atlas regions), and per component the maps, glass
 brain, time course, power spectrum and learned prior. ``trends-ivae fit`` writes it at
 the end unless ``--no-report``. See ``docs/report.md``.
+
+This module parses and checks the options; the work is
+:func:`trends_ivae.workflow.report_for_folder`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 from ._common import HELP_FORMATTER, existing_dir, existing_file, setup_logging
 
@@ -49,9 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae report``; returns the exit code."""
+    from ..workflow.report import FIT_COMPONENTS, ReportSettings
+
     out = existing_dir(parser, args.out, "OUT")
-    if not (out / "group" / "desc-ivae_components.nii.gz").is_file():
-        parser.error(f"{str(out)!r} holds no group/desc-ivae_components.nii.gz: not an output folder "
+    if not (out / FIT_COMPONENTS).is_file():
+        parser.error(f"{str(out)!r} holds no {FIT_COMPONENTS.as_posix()}: not an output folder "
                      "of 'trends-ivae fit' (BIDS layout)")
     if args.atlas:
         existing_file(parser, args.atlas, "--atlas")
@@ -62,15 +65,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.dpi < 10:
         parser.error("--dpi must be >= 10")
     setup_logging(args.verbose)
-    from ..report import build_report  # after parsing: matplotlib and nilearn are heavy
+    from ..workflow.fit import WorkflowError
+    from ..workflow.report import report_for_folder
 
-    t0 = time.perf_counter()
+    settings = ReportSettings(output=args.output, subject=args.subject, atlas=args.atlas,
+                              atlas_labels=args.atlas_labels, threshold=args.threshold, dpi=args.dpi,
+                              interactive=args.interactive, verbose=args.verbose)
     try:
-        page = build_report(out, output=args.output, subject=args.subject, atlas=args.atlas,
-                            atlas_labels=args.atlas_labels, threshold=args.threshold, dpi=args.dpi,
-                            interactive=args.interactive, verbose=args.verbose)
-    except (OSError, ValueError) as exc:
+        result = report_for_folder(out, settings)
+    except WorkflowError as exc:
         print(f"trends-ivae report: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {page} ({Path(page).stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {result.page} ({result.size / 1e6:.1f} MB) in {result.seconds:.1f} s")
     return 0

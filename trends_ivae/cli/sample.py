@@ -12,11 +12,13 @@ and maps them through the group basis to voxels. Writes the 4D NIfTI (``--out``)
 events (``*_events.tsv``, when u has a task factor) and a JSON sidecar marking the run as
 synthetic and naming the model. Existing files are not overwritten without ``--force``;
 nothing is written when an input is wrong. See ``docs/cli.md``.
+
+This module parses and checks the options; the work is
+:func:`trends_ivae.workflow.sample_to_file`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ._common import HELP_FORMATTER, existing_dir, setup_logging
@@ -49,47 +51,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _companions(out: Path) -> tuple[Path, Path]:
-    """The events TSV and JSON sidecar beside ``out`` (BIDS names for ``*_bold.nii[.gz]``)."""
-    name = out.name
-    stem = name[:-7] if name.endswith(".nii.gz") else name[:-4]
-    base = stem[:-5] if stem.endswith("_bold") else stem
-    return out.with_name(f"{base}_events.tsv"), out.with_name(f"{stem}.json")
-
-
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import nibabel as nib
-
-    from ..atomic import atomic_path, write_json_atomic
-    from ..group.group_ivae import GroupIVAE
+    """Run ``trends-ivae sample``; returns the exit code (2, nothing written, for a bad input)."""
+    from ..workflow.fit import WorkflowError
+    from ..workflow.sample import NIFTI_SUFFIXES, SampleSettings, sample_to_file
 
     setup_logging(args.verbose)
     existing_dir(parser, args.fit_dir, "FIT")
     out = Path(args.out)
-    if not out.name.endswith((".nii", ".nii.gz")):
+    if not out.name.endswith(NIFTI_SUFFIXES):
         parser.error(f"--out {str(out)!r}: the file name must end in .nii or .nii.gz")
     if args.events is not None and not Path(args.events).is_file():
         parser.error(f"--events {args.events!r}: no such file")
-    events_path, sidecar_path = _companions(out)
-    if not args.force:
-        existing = [str(p) for p in (out, events_path, sidecar_path) if p.exists()]
-        if existing:
-            parser.error(f"{', '.join(existing)} exist(s); pass --force to overwrite")
+    settings = SampleSettings(events=args.events, condition=args.condition, n_volumes=args.n_volumes,
+                              subject=args.subject, like_run=args.like_run, noise=args.noise, seed=args.seed,
+                              device=args.device, force=args.force)
     try:
-        model = GroupIVAE.load(args.fit_dir, device=args.device)
-        sampled = model.sample(args.events, n_volumes=args.n_volumes, condition=args.condition,
-                               subject=args.subject, like_run=args.like_run, noise=args.noise,
-                               random_state=args.seed)
-    except (FileNotFoundError, ValueError) as exc:
+        result = sample_to_file(args.fit_dir, out, settings)
+    except WorkflowError as exc:
         parser.error(str(exc))
-    sidecar = dict(sampled.sidecar, Sources=str(Path(args.fit_dir).resolve()))
-    with atomic_path(out, suffix=".tmp" + (".nii.gz" if out.name.endswith(".gz") else ".nii")) as tmp:
-        nib.save(sampled.img, tmp)
-    if sampled.events is not None:
-        with atomic_path(events_path) as tmp:
-            sampled.events.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
-    write_json_atomic(sidecar_path, json.loads(json.dumps(sidecar, default=str)))
-    print(f"wrote {out}: {sampled.img.shape[-1]} synthetic volumes (TR {sampled.tr:g} s) from "
-          f"{sidecar['Model']['Estimator']} in {args.fit_dir}"
-          + (f"; events in {events_path}" if sampled.events is not None else ""))
+    print(f"wrote {out}: {result.n_volumes} synthetic volumes (TR {result.tr:g} s) from "
+          f"{result.estimator} in {args.fit_dir}"
+          + (f"; events in {result.events}" if result.events is not None else ""))
     return 0

@@ -6,21 +6,17 @@ Example::
 
 writes ``sim_bids/`` (BIDS: bold, events, sidecars, participants.tsv) and the truth under
 ``sim_bids/derivatives/truth/`` (``truth.npz``, maps, mask; read with
-:func:`trends_ivae.simulate.load_truth`).
+:func:`trends_ivae.simulate.load_truth`). This module parses the options; the work is
+:func:`trends_ivae.workflow.simulate_to_folder`.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-from pathlib import Path
 
 from ._common import HELP_FORMATTER, add_common_options, setup_logging
 
-log = logging.getLogger(__name__)
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "simulate", formatter_class=HELP_FORMATTER,
         help="write a simulated BIDS dataset with known sources and maps",
@@ -52,22 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run ``trends-ivae simulate``; returns the exit code (a refused folder or parameter: 2)."""
     setup_logging(args.verbose)
-    out = Path(args.out)
-
-    def fail(msg: str) -> None:
-        if parser is not None:
-            parser.error(msg)
-        raise SystemExit(f"trends-ivae simulate: error: {msg}")
-
-    if out.exists() and not args.force:
-        fail(f"{str(out)!r} exists; use --force to overwrite")
-    from ..export.outputs import ForeignFilesError, foreign_files
-
-    foreign = foreign_files(out)
-    if foreign:
-        fail(str(ForeignFilesError(out, foreign)))
-    from ..simulate.fmri import FMRISimParams, simulate_fmri, write_bids
+    from ..simulate.params import FMRISimParams
+    from ..workflow.fit import WorkflowError
+    from ..workflow.simulate import simulate_to_folder
 
     params = FMRISimParams(
         n_subjects=args.subjects, n_volumes=args.scans, n_components=args.components,
@@ -75,14 +60,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
         segment_length=args.segment_length, nonlinear=args.nonlinear,
         mixing_layers=args.mixing_layers, snr=args.snr, seed=args.seed)
     try:
-        params.validate()
-    except ValueError as exc:
-        fail(str(exc))
-    log.info("simulating %d subjects x %d volumes, %d components", params.n_subjects,
-             params.n_volumes, params.n_components)
-    sim = simulate_fmri(params)
-    write_bids(sim, out, dtype=args.dtype, force=args.force)
-    print(f"wrote {out} ({params.n_subjects} subjects, {sim.truth.n_voxels} voxels, "
-          f"truth in {out / 'derivatives' / 'truth'})")
-    log.debug("parameters: %s", json.dumps(params.to_dict()))
+        result = simulate_to_folder(args.out, params, dtype=args.dtype, force=args.force)
+    except WorkflowError as exc:
+        if parser is not None:
+            parser.error(str(exc))
+        raise SystemExit(f"trends-ivae simulate: error: {exc}") from None
+    print(f"wrote {result.out_dir} ({result.n_subjects} subjects, {result.n_voxels} voxels, "
+          f"truth in {result.truth_dir})")
     return 0

@@ -11,9 +11,9 @@ Use it as a node in a Nipype workflow::
     res = fit.run()
     res.outputs.out_dir, res.outputs.group_maps, res.outputs.mix
 
-The interface turns its inputs into ``trends-ivae fit`` options, checked as the command
-checks them (:func:`trends_ivae.cli.fit.fit_job`; see ``docs/cli.md``), and runs
-:func:`trends_ivae.workflow.fit_to_folder` in-process into ``out_dir`` (default ``ivae`` in the node's working folder, or
+The interface turns its inputs into ``trends-ivae fit`` options
+(:class:`trends_ivae.workflow.FitOptions`), checked as the command checks them (see
+``docs/cli.md``), and runs :func:`trends_ivae.workflow.fit_to_folder` in-process into ``out_dir`` (default ``ivae`` in the node's working folder, or
 ``ivae.ica`` for the MELODIC layout). Importing this module needs ``nipype``.
 
 In a Workflow, Nipype deletes the files of a node's working folder that no connected
@@ -75,41 +75,41 @@ class GroupIVAEFit(BaseInterface):
             return Path(self.inputs.out_dir).absolute()
         return Path(os.getcwd()) / ("ivae.ica" if self.inputs.layout == "melodic" else "ivae")
 
-    def _argv(self) -> list[str]:
+    def _options(self):
+        """The :class:`~trends_ivae.workflow.FitOptions` of the inputs (``args`` last, as on a
+        command line)."""
+        from ..workflow import FitOptions
+
         i = self.inputs
-        argv = ["fit", "--out", str(self._out_dir()), "--force"]
-        if isdefined(i.bids_dir):
-            argv += ["--bids", str(i.bids_dir)]
-        if isdefined(i.func):
-            argv += ["--func", *map(str, i.func)]
-        if isdefined(i.events):
-            argv += ["--events", *map(str, i.events)]
-        if isdefined(i.task):
-            argv += ["--task", i.task]
-        if isdefined(i.participant_label) and i.participant_label:
-            argv += ["--participant-label", *i.participant_label]
-        if isdefined(i.mask):
-            argv += ["--mask", str(i.mask)]
-        for name in ("aux", "window", "n_dims", "n_components", "n_init", "seed", "max_epochs",
-                     "batch_size", "device", "layout"):
-            value = getattr(i, name)
-            if isdefined(value):
-                argv += ["--" + name.replace("_", "-"), str(value)]
-        if isdefined(i.args):
-            argv += list(i.args)
-        return argv
+        values = {"bids": i.bids_dir, "func": i.func, "events": i.events, "task": i.task,
+                  "participant_label": i.participant_label or None, "mask": i.mask}
+        values = {k: ([str(f) for f in v] if isinstance(v, list) else str(v)) for k, v in values.items()
+                  if isdefined(v) and v is not None}
+        values["force"] = True
+        for name in ("aux", "window", "n_dims", "n_components", "n_init", "seed", "max_epochs", "batch_size",
+                     "device", "layout"):
+            if isdefined(getattr(i, name)):
+                values[name] = getattr(i, name)
+        if isdefined(i.args) and i.args:
+            from ..cli.fit import options_given
+
+            values.update(options_given(i.args))
+        return FitOptions.from_values(out=str(self._out_dir()), **values)
 
     def _run_interface(self, runtime):
-        from ..cli.fit import fit_job
+        from ..cli.options import notifier
         from ..data.errors import PrepareError
-        from ..workflow import WorkflowError, fit_to_folder
+        from .. import workflow
 
         try:
-            job = fit_job(self._argv()[1:])
-            if job.distributed:
-                raise WorkflowError("--distributed runs under torchrun, not in a Nipype node")
-            fit_to_folder(job.data, job.out, **job.kwargs)
-        except (PrepareError, WorkflowError) as exc:
+            options = self._options()
+            if options.distributed:
+                raise workflow.WorkflowError("--distributed runs under torchrun, not in a Nipype node")
+            job = options.job(options.check())
+            workflow.fit_to_folder(job.data, job.out, fit=job.fit, output=job.output,
+                                   checkpoint_dir=job.checkpoint_dir, stream_rows=job.stream_rows,
+                                   notify=notifier("trends-ivae fit"), arguments=job.arguments, source=job.source)
+        except (PrepareError, workflow.WorkflowError) as exc:
             raise RuntimeError(f"trends-ivae fit: {exc}") from exc
         return runtime
 

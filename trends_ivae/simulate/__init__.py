@@ -5,6 +5,6 @@
 """
 from .fmri import *  # noqa: F401,F403
 from .fmri import __all__ as _fmri_all
-from .synthetic import SyntheticData, make_segment_data, mixing_mlp, well_conditioned_matrix
+from .synthetic import SegmentRanges, SyntheticData, make_segment_data, mixing_mlp, well_conditioned_matrix
 
-__all__ = ["SyntheticData", "make_segment_data", "mixing_mlp", "well_conditioned_matrix", *_fmri_all]
+__all__ = ["SegmentRanges", "SyntheticData", "make_segment_data", "mixing_mlp", "well_conditioned_matrix", *_fmri_all]

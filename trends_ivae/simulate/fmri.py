@@ -66,11 +66,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .geometry import _blob_specs, _render, _smooth_field, brain_mask, mni_like_affine
-from .params import _CONDITION_NAMES, TASK_NAME, FMRISimParams
-from .results import FMRISimulation, SimulationTruth, _nifti, _unmask
-from .timecourses import (_ar1, _detrend_linear, _leaky_tanh, _make_events, _mix, _mixing_matrices,
-                          _task_regressors, glover_hrf)
+from .geometry import blob_specs, render, smooth_field, brain_mask, mni_like_affine
+from .params import CONDITION_NAMES, FMRISimParams
+from .results import FMRISimulation, SimulationTruth
+from .timecourses import (ar1, detrend_linear, glover_hrf, make_events, mix, mixing_matrices,
+                          task_regressors)
 from .writing import load_truth, write_bids
 
 __all__ = [
@@ -84,9 +84,6 @@ __all__ = [
     "brain_mask",
     "mni_like_affine",
 ]
-
-#: names kept importable from here for the code and tests that used them before the split
-_COMPAT = (TASK_NAME, _leaky_tanh, _nifti, _unmask)
 
 
 def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRISimulation:
@@ -119,22 +116,22 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
     vox = np.argwhere(mask)
     coords = nib.affines.apply_affine(affine, vox)
     V = len(coords)
-    base_field = 1.0 + 0.15 * np.clip(_smooth_field(shape, 3.0, rng)[mask], -2, 2) / 2
+    base_field = 1.0 + 0.15 * np.clip(smooth_field(shape, 3.0, rng)[mask], -2, 2) / 2
     baseline = p.baseline * base_field
 
     # spatial maps: group template, then per-subject shifted / rescaled copies
-    specs = _blob_specs(p, mask, coords, affine, rng)
-    maps = np.stack([_render(b, coords) for b in specs])
+    specs = blob_specs(p, mask, coords, affine, rng)
+    maps = np.stack([render(b, coords) for b in specs])
     amps = np.exp(p.amplitude_sd * rng.standard_normal((S, K)))
     subject_maps = np.empty((S, K, V))
     for s in range(S):
         for k, blobs in enumerate(specs):
             moved = [(c + p.map_shift * rng.standard_normal(3), sig * np.exp(0.05 * rng.standard_normal()), a)
                      for c, sig, a in blobs]
-            subject_maps[s, k] = amps[s, k] * _render(moved, coords)
+            subject_maps[s, k] = amps[s, k] * render(moved, coords)
 
     # time courses
-    conditions = list(_CONDITION_NAMES[:p.n_task])
+    conditions = list(CONDITION_NAMES[:p.n_task])
     names = [f"task-{c}" for c in conditions] + [f"rest-{i + 1:02d}" for i in range(K - p.n_task)]
     kinds = ["task"] * p.n_task + ["rest"] * (K - p.n_task)
     n_seg = int(np.ceil(T / p.segment_length))
@@ -147,14 +144,14 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
     events, regressors = [], np.zeros((S, T, p.n_task))
     sources = np.zeros((S, T, K))
     for s in range(S):
-        ev = _make_events(p, conditions, rng)
+        ev = make_events(p, conditions, rng)
         events.append(ev)
         if p.n_task:
-            reg = _task_regressors(ev, conditions, p, rng)
+            reg = task_regressors(ev, conditions, p, rng)
             regressors[s] = reg
             sd = reg.std(axis=0, keepdims=True) + 1e-12
             sources[s, :, :p.n_task] = reg / sd + p.task_noise * np.stack(
-                [_ar1(T, p.rest_ar, rng) for _ in range(p.n_task)], axis=1)
+                [ar1(T, p.rest_ar, rng) for _ in range(p.n_task)], axis=1)
         for k in range(p.n_task, K):
             if p.shared_segments:
                 mu, sd = shared_mean[:, k], shared_std[:, k]
@@ -163,16 +160,16 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
                 sd = np.exp(rng.uniform(lo, hi, n_seg))
             seg_means[s, :, k], seg_stds[s, :, k] = mu, sd
             seg = segments[s]
-            sources[s, :, k] = mu[seg] + sd[seg] * _ar1(T, p.rest_ar, rng)
+            sources[s, :, k] = mu[seg] + sd[seg] * ar1(T, p.rest_ar, rng)
     if p.detrend_sources:
-        sources = _detrend_linear(sources)
+        sources = detrend_linear(sources)
     flat = sources.reshape(S * T, K)
     sources = ((sources - flat.mean(0)) / flat.std(0)).astype(np.float64)
 
     # optional nonlinear mixing of the sources
-    mats = _mixing_matrices(K, p.mixing_layers, rng) if p.mixing_layers else []
+    mats = mixing_matrices(K, p.mixing_layers, rng) if p.mixing_layers else []
     if mats:
-        H, J = _mix(sources.reshape(S * T, K), mats, p.mixing_slope)
+        H, J = mix(sources.reshape(S * T, K), mats, p.mixing_slope)
         h_mean, h_std = H.mean(0), H.std(0)
         mixed = ((H - h_mean) / h_std).reshape(S, T, K)
         J = (J / h_std[None, None, :]).reshape(S, T, K, K)
@@ -196,7 +193,7 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
         else:
             for j in range(K):
                 effect_sum[j] += np.mean(dy * (J[s, :, j, :] @ AM), axis=0)
-        w_lin, w_curve = ((_smooth_field(shape, 4.0, rng)[mask] + rng.standard_normal()) / np.sqrt(2)
+        w_lin, w_curve = ((smooth_field(shape, 4.0, rng)[mask] + rng.standard_normal()) / np.sqrt(2)
                           for _ in range(2))
         drift = p.drift_amplitude * (np.outer(ramp, w_lin) + p.drift_curvature * np.outer(curve, w_curve))
         sigma = y.std() / p.snr

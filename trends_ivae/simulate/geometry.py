@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from .params import FMRISimParams
 
-__all__ = ["mni_like_affine", "brain_mask"]
+__all__ = ["mni_like_affine", "brain_mask", "smooth_field", "blob_specs", "render"]
 
 
 def mni_like_affine(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
@@ -19,7 +19,7 @@ def mni_like_affine(shape: tuple[int, int, int], voxel_size: float) -> np.ndarra
     return aff
 
 
-def _smooth_field(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
+def smooth_field(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
     f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
     return (f - f.mean()) / (f.std() + 1e-12)
 
@@ -34,7 +34,7 @@ def brain_mask(shape: tuple[int, int, int], rng: np.random.Generator,
     ax, ay, az = 0.42 * nx, 0.44 * ny, 0.40 * nz
     x, y, z = (ii - cx) / ax, (jj - cy) / ay, (kk - cz) / az
     r = np.sqrt(x ** 2 + y ** 2 + z ** 2)
-    r = r + irregularity * _smooth_field(shape, 2.5, rng)
+    r = r + irregularity * smooth_field(shape, 2.5, rng)
     mask = r < 1.0
     mask &= z > -0.75 + 0.25 * np.clip(y, 0, None)                      # flattened base, orbitofrontal cut
     mask &= ~((np.abs(ii - cx) < 0.6) & (z > 0.55))                     # interhemispheric fissure
@@ -45,7 +45,7 @@ def brain_mask(shape: tuple[int, int, int], rng: np.random.Generator,
     return mask
 
 
-def _blob_specs(p: FMRISimParams, mask: np.ndarray, coords: np.ndarray, affine: np.ndarray,
+def blob_specs(p: FMRISimParams, mask: np.ndarray, coords: np.ndarray, affine: np.ndarray,
                 rng: np.random.Generator) -> list[list[tuple[np.ndarray, float, float]]]:
     """For each component, a list of blobs ``(centre_mm, sigma_mm, amplitude)``.
 
@@ -87,7 +87,7 @@ def _blob_specs(p: FMRISimParams, mask: np.ndarray, coords: np.ndarray, affine: 
     return specs
 
 
-def _render(blobs: list[tuple[np.ndarray, float, float]], coords: np.ndarray) -> np.ndarray:
+def render(blobs: list[tuple[np.ndarray, float, float]], coords: np.ndarray) -> np.ndarray:
     m = np.zeros(len(coords))
     for c, sigma, amp in blobs:
         m += amp * np.exp(-np.sum((coords - c) ** 2, axis=1) / (2 * sigma ** 2))

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["FMRISimParams", "TASK_NAME"]
+__all__ = ["FMRISimParams", "TASK_NAME", "CONDITION_NAMES"]
 
 #: the BIDS task label of the simulated runs
 TASK_NAME = "sim"
-_CONDITION_NAMES = ("visual", "motor", "auditory", "language", "memory", "attention",
+CONDITION_NAMES = ("visual", "motor", "auditory", "language", "memory", "attention",
                     "emotion", "reward")
 
 
@@ -132,8 +132,8 @@ class FMRISimParams:
             raise ValueError(f"n_volumes must be >= 8, got {self.n_volumes}")
         if self.n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {self.n_components}")
-        if not 0 <= self.n_task <= min(self.n_components, len(_CONDITION_NAMES)):
-            raise ValueError(f"n_task must be in [0, min(n_components, {len(_CONDITION_NAMES)})],"
+        if not 0 <= self.n_task <= min(self.n_components, len(CONDITION_NAMES)):
+            raise ValueError(f"n_task must be in [0, min(n_components, {len(CONDITION_NAMES)})],"
                              f" got {self.n_task} with n_components={self.n_components}")
         if self.tr <= 0:
             raise ValueError(f"tr must be > 0, got {self.tr}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SyntheticData", "make_segment_data", "mixing_mlp", "well_conditioned_matrix"]
+__all__ = ["SyntheticData", "SegmentRanges", "make_segment_data", "mixing_mlp", "well_conditioned_matrix"]
 
 
 @dataclass
@@ -25,6 +25,22 @@ class SyntheticData:
     S: np.ndarray
     u: np.ndarray
     mixing: list
+
+
+@dataclass(frozen=True)
+class SegmentRanges:
+    """Where the per-segment source parameters are drawn from.
+
+    Attributes
+    ----------
+    std : (float, float), default=(0.5, 3.0)
+        Bounds of the uniform draw of each segment's and component's standard deviation.
+    mean : (float, float), default=(-5.0, 5.0)
+        Bounds of the uniform draw of each segment's and component's mean (uncentred data).
+    """
+
+    std: tuple[float, float] = (0.5, 3.0)
+    mean: tuple[float, float] = (-5.0, 5.0)
 
 
 def _leaky_tanh(y: np.ndarray, slope: float = 0.1) -> np.ndarray:
@@ -63,8 +79,8 @@ def mixing_mlp(S: np.ndarray, n_obs: int, n_layers: int, rng: np.random.Generato
 
 def make_segment_data(n_sources: int = 5, n_obs: int | None = None, n_segments: int = 40,
                       n_per_segment: int = 1000, n_layers: int = 3, prior: str = "gauss",
-                      centered: bool = True, noise_std: float = 0.0, std_bounds=(0.5, 3.0),
-                      mean_bounds=(-5.0, 5.0), random_state: int | None = None,
+                      centered: bool = True, noise_std: float = 0.0, ranges: SegmentRanges = SegmentRanges(),
+                      random_state: int | None = None,
                       n_draws_for_threshold: int = 10000, dtype=np.float32) -> SyntheticData:
     """Generate the paper's non-stationary sources and their nonlinear mixture.
 
@@ -79,10 +95,16 @@ def make_segment_data(n_sources: int = 5, n_obs: int | None = None, n_segments: 
     prior : {"gauss", "laplace"}
         Distribution of the sources within a segment.
     centered : bool
-        Zero means (True) or means from U(mean_bounds) per segment and component.
+        Zero means (True) or means from U(``ranges.mean``) per segment and component.
     noise_std : float
         Standard deviation of Gaussian noise added to the observations.
+    ranges : SegmentRanges, default=SegmentRanges()
+        Bounds of the segments' standard deviations and (uncentred) means.
     random_state : int or None
+    n_draws_for_threshold : int, default=10000
+        Random matrices drawn to set the condition-number threshold of each mixing layer.
+    dtype : numpy dtype, default=np.float32
+        Data type of ``X`` and ``S``.
 
     Returns
     -------
@@ -94,9 +116,9 @@ def make_segment_data(n_sources: int = 5, n_obs: int | None = None, n_segments: 
     n_obs = n_sources if n_obs is None else n_obs
     if n_obs < n_sources:
         raise ValueError(f"n_obs ({n_obs}) must be >= n_sources ({n_sources}) for an injective mixing")
-    stds = rng.uniform(*std_bounds, (n_segments, n_sources))
+    stds = rng.uniform(*ranges.std, (n_segments, n_sources))
     means = (np.zeros((n_segments, n_sources)) if centered
-             else rng.uniform(*mean_bounds, (n_segments, n_sources)))
+             else rng.uniform(*ranges.mean, (n_segments, n_sources)))
     u = np.repeat(np.arange(n_segments), n_per_segment)
     n = n_segments * n_per_segment
     if prior == "gauss":

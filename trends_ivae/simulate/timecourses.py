@@ -7,7 +7,7 @@ from scipy import stats
 
 from .params import FMRISimParams
 
-__all__ = ["glover_hrf"]
+__all__ = ["glover_hrf", "make_events", "task_regressors", "detrend_linear", "ar1", "mixing_matrices", "mix"]
 
 
 def glover_hrf(dt: float, length: float = 32.0) -> np.ndarray:
@@ -20,7 +20,7 @@ def glover_hrf(dt: float, length: float = 32.0) -> np.ndarray:
     return h / h.sum()
 
 
-def _make_events(p: FMRISimParams, conditions: list[str], rng: np.random.Generator) -> pd.DataFrame:
+def make_events(p: FMRISimParams, conditions: list[str], rng: np.random.Generator) -> pd.DataFrame:
     """Blocks of the task conditions in a random order per cycle, separated by fixation."""
     total = p.n_volumes * p.tr
     rows, t = [], float(rng.uniform(*p.rest_between_blocks))
@@ -33,7 +33,7 @@ def _make_events(p: FMRISimParams, conditions: list[str], rng: np.random.Generat
     return pd.DataFrame(rows, columns=["onset", "duration", "trial_type"])
 
 
-def _task_regressors(events: pd.DataFrame, conditions: list[str], p: FMRISimParams,
+def task_regressors(events: pd.DataFrame, conditions: list[str], p: FMRISimParams,
                      rng: np.random.Generator) -> np.ndarray:
     """(n_volumes, n_conditions) HRF-convolved boxcars with block amplitudes varying by
     ``task_noise / 2``."""
@@ -52,7 +52,7 @@ def _task_regressors(events: pd.DataFrame, conditions: list[str], p: FMRISimPara
     return out
 
 
-def _detrend_linear(a: np.ndarray) -> np.ndarray:
+def detrend_linear(a: np.ndarray) -> np.ndarray:
     """Remove each run's mean and linear trend along axis 1 of ``a`` (S, T, K)."""
     T = a.shape[1]
     G = np.c_[np.ones(T), np.linspace(-1, 1, T)]  # (T, 2)
@@ -61,7 +61,7 @@ def _detrend_linear(a: np.ndarray) -> np.ndarray:
     return a - fit
 
 
-def _ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
+def ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance stationary AR(1) series of length ``n``."""
     e = rng.standard_normal(n)
     x = np.empty(n)
@@ -76,12 +76,12 @@ def _leaky_tanh(y: np.ndarray, slope: float) -> np.ndarray:
     return np.tanh(y) + slope * y
 
 
-def _mixing_matrices(k: int, n_layers: int, rng: np.random.Generator) -> list[np.ndarray]:
+def mixing_matrices(k: int, n_layers: int, rng: np.random.Generator) -> list[np.ndarray]:
     from .synthetic import well_conditioned_matrix
     return [well_conditioned_matrix(k, k, rng, n_draws_for_threshold=1000) for _ in range(n_layers)]
 
 
-def _mix(S: np.ndarray, mats: list[np.ndarray], slope: float) -> tuple[np.ndarray, np.ndarray]:
+def mix(S: np.ndarray, mats: list[np.ndarray], slope: float) -> tuple[np.ndarray, np.ndarray]:
     """Apply the MLP to ``S`` (n, k); return ``(H, J)`` with ``J[t, j, m] = dH_m / dS_j``."""
     n, k = S.shape
     X = S

@@ -1,0 +1,109 @@
+"""The report of a fit folder: ``OUT/report.html`` (or another page).
+
+:func:`report_for_folder` is what ``trends-ivae report`` runs
+(:func:`trends_ivae.report.build_report` with typed settings, timed); the fit writes its
+report itself (:func:`trends_ivae.workflow.write_report`). Never imports torch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fit import WorkflowError
+
+__all__ = ["ReportSettings", "ReportResult", "FIT_COMPONENTS", "report_for_folder"]
+
+#: the file that marks an output folder of ``trends-ivae fit`` (BIDS layout)
+FIT_COMPONENTS = Path("group") / "desc-ivae_components.nii.gz"
+
+
+@dataclass
+class ReportSettings:
+    """What the report shows and how (``trends-ivae report``'s options).
+
+    Attributes
+    ----------
+    output : path, optional
+        Where to write the page (default: ``OUT/report.html``).
+    subject : str, optional
+        Subject whose time course and spectrum are shown (default: the first).
+    atlas : path, optional
+        Atlas image in the maps' space (3-D labels or 4-D maps): the region of each peak.
+    atlas_labels : path, optional
+        The atlas's names (default: a ``.tsv`` next to the atlas image).
+    threshold : float, default=2.0
+        |z| below which maps are transparent.
+    dpi : int, default=120
+        Resolution of the figures.
+    interactive : bool, default=True
+        Include the interactive slice viewer.
+    verbose : int, default=0
+        Progress output.
+    """
+
+    output: str | Path | None = None
+    subject: str | None = None
+    atlas: str | Path | None = None
+    atlas_labels: str | Path | None = None
+    threshold: float = 2.0
+    dpi: int = 120
+    interactive: bool = True
+    verbose: int = 0
+
+
+@dataclass
+class ReportResult:
+    """What :func:`report_for_folder` wrote.
+
+    Attributes
+    ----------
+    page : Path
+        The HTML page.
+    size : int
+        Its size in bytes.
+    seconds : float
+        Wall time.
+    """
+
+    page: Path
+    size: int
+    seconds: float
+
+
+def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = None) -> ReportResult:
+    """Write the HTML report of the fit in ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder of ``trends-ivae fit`` (BIDS layout).
+    settings : ReportSettings, optional
+        Default: ``ReportSettings()``.
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    WorkflowError
+        ``out_dir`` is no fit folder, or the report cannot be built or written (the
+        message says why).
+    """
+    settings = settings or ReportSettings()
+    out_dir = Path(out_dir)
+    if not (out_dir / FIT_COMPONENTS).is_file():
+        raise WorkflowError(f"{str(out_dir)!r} holds no {FIT_COMPONENTS.as_posix()}: not an output folder "
+                            "of 'trends-ivae fit' (BIDS layout)")
+    from ..report import build_report  # matplotlib and nilearn are heavy
+
+    t0 = time.perf_counter()
+    try:
+        page = build_report(out_dir, output=settings.output, subject=settings.subject, atlas=settings.atlas,
+                            atlas_labels=settings.atlas_labels, threshold=settings.threshold, dpi=settings.dpi,
+                            interactive=settings.interactive, verbose=settings.verbose)
+    except (OSError, ValueError) as exc:
+        raise WorkflowError(str(exc)) from exc
+    page = Path(page)
+    return ReportResult(page=page, size=page.stat().st_size, seconds=time.perf_counter() - t0)
