@@ -131,7 +131,7 @@ def test_fit_cli_layout_option(bids, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["fit", "--bids", str(bids), "--out", str(out), "--layout", "melodic", *FAST]) == 0
-    assert (out / "melodic_IC.nii.gz").is_file() and (out / "model" / "ivae.pt").is_file()
+    assert (out / "melodic_IC.nii.gz").is_file() and (out / "model" / "estimator.pt").is_file()
     assert not (out / "group").exists()
     model = GroupIVAE.load(out, device="cpu")
     z = model.transform(sorted(bids.glob("sub-02/func/*_bold.nii.gz")))

@@ -2,7 +2,7 @@
 
 Written: :func:`fit_outputs` turns a fitted :class:`~trends_ivae.GroupIVAE` and its prepared
 data into the arrays the export writes (:class:`~trends_ivae.export.fit_outputs.FitOutputs`);
-:func:`write_model_folder` writes the model beside them (``model/ivae.pt``,
+:func:`write_model_folder` writes the model beside them (``model/estimator.pt``,
 ``model/prior.npz``, ``model/config.json``, ``model/elbo.tsv``, and ``prepared.h5``);
 :func:`training_record` is what the records say about the training. Read back:
 :func:`load_group_ivae` rebuilds the fitted estimator; ``model/prior.npz``
@@ -22,6 +22,7 @@ from ..atomic import atomic_path
 from ..data.store import read_prepared, write_prepared
 from ..estimators.base import SourceEstimator
 from ..export.fit_outputs import FitOutputs
+from ..export.naming import MODEL_FILE, model_file
 
 __all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "restarts",
            "fit_outputs", "write_model_folder"]
@@ -50,9 +51,10 @@ def write_prior_table(path: Any, estimator: SourceEstimator, u: Any) -> None:
 def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     """Rebuild a fitted ``cls`` (:class:`~trends_ivae.GroupIVAE`) from a fit output folder.
 
-    Reads ``out_dir/model/ivae.pt`` (the IVAE or IFlow), ``out_dir/prepared.h5`` (mask,
-    basis, cleaning settings, u) and ``out_dir/model/config.json`` (the parameters), in
-    any ``--layout``. The maps and time courses are not recomputed.
+    Reads ``out_dir/model/estimator.pt`` (the IVAE or IFlow; ``model/ivae.pt`` in a folder
+    written before the file had that name), ``out_dir/prepared.h5`` (mask, basis, cleaning
+    settings, u) and ``out_dir/model/config.json`` (the parameters), in any ``--layout``.
+    The maps and time courses are not recomputed.
 
     Raises
     ------
@@ -60,7 +62,7 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
         A required file is missing (the message names it).
     """
     root = Path(out_dir)
-    files = {"model": root / "model" / "ivae.pt", "prepared": root / "prepared.h5",
+    files = {"model": model_file(root), "prepared": root / "prepared.h5",
              "config": root / "model" / "config.json"}
     for what, path in files.items():
         if not path.is_file():
@@ -179,7 +181,7 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
                        keep_prepared: bool = True) -> list[Path]:
     """Write a fitted group model's files into the output folder ``root`` (being staged).
 
-    ``root/model/ivae.pt`` (the estimator, :meth:`SourceEstimator.save`),
+    ``root/model/estimator.pt`` (the estimator, :meth:`SourceEstimator.save`),
     ``root/model/prior.npz`` (:func:`write_prior_table` on the prepared data's u),
     ``root/model/config.json`` (``config``) and ``root/model/elbo.tsv``
     (:meth:`TrainingRecord.elbo_table`); with ``keep_prepared``, ``root/prepared.h5``.
@@ -192,7 +194,7 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     root = Path(root)
     mdir = root / "model"
     mdir.mkdir(parents=True, exist_ok=True)
-    written = [mdir / "ivae.pt", mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
+    written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
     model.ivae_.save(written[0])
     write_prior_table(written[1], model.ivae_, prepared.u)
     written[2].write_text(json.dumps(config, indent=2, default=str))

@@ -276,7 +276,7 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
     out_dir : path
         The output folder, written whole at the end: the layout's files
         (:func:`trends_ivae.export.layouts.write_layout_files`) and the model's
-        (:func:`trends_ivae.group.fit_folder.write_model_folder`: ``model/ivae.pt``,
+        (:func:`trends_ivae.group.fit_folder.write_model_folder`: ``model/estimator.pt``,
         ``prior.npz``, ``config.json``, ``elbo.tsv``, and ``prepared.h5``) are staged in one
         temporary folder that replaces it (:func:`trends_ivae.export.outputs.atomic_output_dir`).
     fit : FitSettings, optional
