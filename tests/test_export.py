@@ -10,7 +10,8 @@ import pytest
 
 from trends_ivae.export.derivatives import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, component_names,
                                    derivative_stem, foreign_files, read_manifest, record_outputs,
-                                   run_entities, unmask, write_derivatives)
+                                   run_entities, unmask, write_derivative_files, write_derivatives)
+from trends_ivae.export.fit_outputs import FitOutputs
 
 
 @pytest.fixture
@@ -36,11 +37,24 @@ def inputs():
     )
 
 
-def _write(out, d, **kw):
-    args = {key: d[key] for key in ("mask_img", "group_maps", "effect_maps", "runs",
-                                    "timecourses", "subject_maps", "params")}
-    args.update(kw)
-    return write_derivatives(out, **args)
+#: keywords of the writer itself (the others are fields of FitOutputs)
+WRITER_OPTIONS = ("force", "names", "effects_zscored", "space_img")
+
+
+def _write(out, d, *, extra=None, **kw):
+    """``write_derivatives`` of the inputs (``kw`` replaces fields or gives writer options);
+    with ``extra``, the same files written into a staged folder (as the fit workflow does)
+    and ``extra(stage)`` called before it is committed (the files the workflow adds)."""
+    options = {k: kw.pop(k) for k in list(kw) if k in WRITER_OPTIONS}
+    fields = {key: d[key] for key in ("mask_img", "group_maps", "effect_maps", "runs",
+                                      "timecourses", "subject_maps", "params")}
+    outputs = FitOutputs(**{**fields, **kw})
+    if extra is None:
+        return write_derivatives(out, outputs, **options)
+    with atomic_output_dir(out, force=options.pop("force", False)) as stage:
+        write_derivative_files(stage, outputs, **options)
+        extra(stage)
+    return out
 
 
 EXPECTED = [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from trends_ivae import GroupIVAE
 from trends_ivae.cli.main import main
 from trends_ivae.data.bids import find_bids_runs
+from trends_ivae.export.fit_outputs import FitOutputs
 from trends_ivae.export.layouts import gift_subjects, mean_epi, power_spectra, write_gift, write_layout
 from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
@@ -36,11 +38,11 @@ def layouts(bids, tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
     run_dicts = [{**r["entities"], "sub": r["subject"], "path": r["file"], "tr": r["tr"]} for r in model.runs_]
     subject_maps = [model.subject_maps_[r["subject_index"]] for r in model.runs_]
+    outputs = FitOutputs(mask_img=model.mask_img_, group_maps=model.components_, effect_maps=model.effects_,
+                         runs=run_dicts, timecourses=model.timecourses_, subject_maps=subject_maps,
+                         explained_variance=model.explained_variance_)
     for layout in ("bids", "melodic", "gift"):
-        write_layout(layout, root / ("out.ica" if layout == "melodic" else layout), mask_img=model.mask_img_,
-                     group_maps=model.components_, effect_maps=model.effects_, runs=run_dicts,
-                     timecourses=model.timecourses_, subject_maps=subject_maps,
-                     explained_variance=model.explained_variance_, prefix="study")
+        write_layout(layout, root / ("out.ica" if layout == "melodic" else layout), outputs, prefix="study")
     return root, model
 
 
@@ -99,13 +101,14 @@ def test_gift_sessions_and_refusals(tmp_path):
     runs = [{"sub": "b", "run": "1"}, {"sub": "a", "run": "1"}, {"sub": "b", "run": "2"}]
     assert gift_subjects(runs) == [(1, 1), (2, 1), (1, 2)]
     tcs = [np.ones((5, 2)), np.ones((6, 2)), np.ones((7, 2))]
-    write_gift(tmp_path / "g", mask_img=mask, group_maps=maps, runs=runs, timecourses=tcs, prefix="p")
+    outputs = FitOutputs(mask_img=mask, group_maps=maps, runs=runs, timecourses=tcs)
+    write_gift(tmp_path / "g", outputs, prefix="p")
     assert nib.load(tmp_path / "g" / "p_sub001_timecourses_ica_s2_.nii").shape == (7, 2)
     assert (tmp_path / "g" / "p_sub002_component_ica_s1_.nii").is_file()
     with pytest.raises(FileExistsError):
-        write_gift(tmp_path / "g", mask_img=mask, group_maps=maps, runs=runs, timecourses=tcs)
+        write_gift(tmp_path / "g", outputs)
     with pytest.raises(ValueError, match="timecourses"):
-        write_gift(tmp_path / "h", mask_img=mask, group_maps=maps, runs=runs, timecourses=[np.ones((5, 3))] * 3)
+        write_gift(tmp_path / "h", replace(outputs, timecourses=[np.ones((5, 3))] * 3))
     assert not (tmp_path / "h").exists()
 
 
@@ -128,7 +131,7 @@ def test_fit_cli_layout_option(bids, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["fit", "--bids", str(bids), "--out", str(out), "--layout", "melodic", *FAST]) == 0
-    assert (out / "melodic_IC.nii.gz").is_file() and (out / "model" / "ivae.pt").is_file()
+    assert (out / "melodic_IC.nii.gz").is_file() and (out / "model" / "estimator.pt").is_file()
     assert not (out / "group").exists()
     model = GroupIVAE.load(out, device="cpu")
     z = model.transform(sorted(bids.glob("sub-02/func/*_bold.nii.gz")))
@@ -151,9 +154,9 @@ def test_layouts_keep_the_input_space_codes(tmp_path, layout):
     mask.header.set_sform(affine, code=2)
     maps = np.random.default_rng(1).normal(size=(2, 60))
     out = tmp_path / ("out.ica" if layout == "melodic" else "gift")
-    write_layout(layout, out, mask_img=mask, group_maps=maps, timecourses=[np.ones((6, 2))],
-                 runs=[{"sub": "01", "path": str(run), "tr": 2.0}], subject_maps=[maps], prefix="p",
-                 explained_variance=[0.2, 0.1])
+    write_layout(layout, out, FitOutputs(mask_img=mask, group_maps=maps, timecourses=[np.ones((6, 2))],
+                                         runs=[{"sub": "01", "path": str(run), "tr": 2.0}], subject_maps=[maps],
+                                         explained_variance=[0.2, 0.1]), prefix="p")
     images = [f for f in sorted(out.iterdir()) if f.name.endswith((".nii", ".nii.gz"))
               and "timecourses" not in f.name]
     assert len(images) >= 3

@@ -470,7 +470,29 @@ def test_no_report_flag_and_report_failure_keeps_the_fit(fitted_out, tmp_path, m
         assert main(["fit", "--prepared", prep, "--out", str(tmp_path / "b"), *args]) == 0
     assert "report exploded" in capsys.readouterr().err
     assert (tmp_path / "b" / "group" / "desc-ivae_components.nii.gz").is_file()
-    assert (tmp_path / "b" / "model" / "ivae.pt").is_file()
+    assert (tmp_path / "b" / "model" / "estimator.pt").is_file()
+
+
+def test_a_fit_folder_with_the_old_model_file_name_still_loads(fitted_out, tmp_path):
+    """Folders written before the model file was renamed hold ``model/ivae.pt`` (and,
+    older still, no ``prior.npz``): GroupIVAE.load and the report's prior read it."""
+    from trends_ivae import GroupIVAE
+    from trends_ivae.report.results import load_results
+
+    old = tmp_path / "old"
+    shutil.copytree(fitted_out, old)
+    (old / "model" / "estimator.pt").rename(old / "model" / "ivae.pt")
+    (old / "model" / "prior.npz").unlink()
+    loaded, fresh = GroupIVAE.load(old, device="cpu"), GroupIVAE.load(fitted_out, device="cpu")
+    assert loaded.n_components_ == fresh.n_components_ == 3 and loaded.elbo_ == fresh.elbo_
+    then, now = load_results(old), load_results(fitted_out)
+    assert then.prior is not None and now.prior is not None
+    assert not [n for n in then.notes if "model/" in n]
+    assert then.prior.by_factor and len(then.prior.by_factor) == len(now.prior.by_factor)
+    for a, b in zip(then.prior.by_factor, now.prior.by_factor):
+        np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-5, atol=1e-5)
+    (old / "model" / "ivae.pt").unlink()
+    assert any("no model/estimator.pt" in n for n in load_results(old).notes)
 
 
 # ----------------------------------------------------------------------------- real browser

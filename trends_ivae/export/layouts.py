@@ -48,23 +48,31 @@ layout: ``space_img`` gives the input image, by default the first run's file whe
 on the mask's grid. A mask computed by nilearn carries generic codes (qform 1, sform 2),
 so without this FSLeyes and GIFT would be told the maps are in scanner space.
 
-Both writers write into a temporary folder and move it into place at the end
-(:func:`~trends_ivae.export.derivatives.atomic_output_dir`); an existing folder is refused
-unless ``force``. numpy, nibabel and pandas only (never torch).
+Every writer takes a :class:`~trends_ivae.export.fit_outputs.FitOutputs`. Both writers
+write into a temporary folder and move it into place at the end
+(:func:`~trends_ivae.export.outputs.atomic_output_dir`); an existing folder is refused
+unless ``force``. :func:`write_layout_files` writes any layout into a folder that is being
+staged, beside other files of the same output (the model, the prepared data). numpy,
+nibabel and pandas only (never torch).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .derivatives import _copy_space, _with_input_space, atomic_output_dir, component_names, load_mask, run_entities, unmask
+from .derivatives import component_names, load_mask, run_entities, unmask, write_derivative_files
+from .fit_outputs import FitOutputs
+from .outputs import atomic_output_dir
+from .space import copy_space, with_input_space
 
-__all__ = ["LAYOUTS", "write_layout", "write_melodic", "write_gift", "power_spectra", "mean_epi", "gift_subjects"]
+__all__ = ["LAYOUTS", "write_layout", "write_layout_files", "write_melodic", "write_gift", "power_spectra",
+           "mean_epi", "gift_subjects"]
 
 #: the output layouts ``--layout`` accepts
 LAYOUTS = ("bids", "melodic", "gift")
@@ -165,7 +173,7 @@ def _background(mean_img, mimg) -> nib.Nifti1Image:
 
 def _in_space(img: nib.Nifti1Image, mimg) -> nib.Nifti1Image:
     """``img`` with the qform/sform codes (and spatial units) of the mask ``mimg``."""
-    _copy_space(mimg, img)
+    copy_space(mimg, img)
     if isinstance(mimg.header, nib.Nifti1Header):
         img.header.set_xyzt_units(mimg.header.get_xyzt_units()[0])
     return img
@@ -188,48 +196,72 @@ def _savetxt(path: Path, arr: np.ndarray) -> None:
     np.savetxt(path, np.atleast_2d(arr), fmt="%.8e", delimiter="  ")
 
 
-def write_melodic(
-    out_dir: str | os.PathLike,
-    *,
-    mask_img: Any,
-    group_maps: np.ndarray,
-    timecourses: Sequence[np.ndarray],
-    tr: float | None = None,
-    mean_img: Any | None = None,
-    explained_variance: Sequence[float] | None = None,
-    extra: Callable[[Path], None] | None = None,
-    force: bool = False,
-    space_img: Any | None = None,
-    total_explained_variance: float | None = None,
-) -> Path:
+def _refuse_existing(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+
+
+@dataclass(frozen=True)
+class _Melodic:
+    """A MELODIC folder's contents, checked (nothing written yet)."""
+
+    mimg: Any
+    group_maps: np.ndarray
+    timecourses: list
+    background: nib.Nifti1Image
+    tr: float | None
+    outputs: FitOutputs
+
+
+def _check_melodic(outputs: FitOutputs, tr: float | None, mean_img: Any, space_img: Any) -> _Melodic:
+    mimg, group_maps, timecourses, _ = _check(outputs.mask_img, outputs.group_maps, outputs.timecourses, None, None)
+    mimg = with_input_space(mimg, space_img, outputs.runs)
+    background = _background(mean_img, mimg)
+    k = group_maps.shape[0]
+    ev = outputs.explained_variance
+    if ev is not None and len(ev) != k:
+        raise ValueError(f"explained_variance must have {k} values, got {len(ev)}")
+    return _Melodic(mimg, group_maps, timecourses, background, outputs.tr if tr is None else tr, outputs)
+
+
+def _write_melodic(root: Path, m: _Melodic) -> None:
+    ic = _with_tr(unmask(m.group_maps, m.mimg, intent="z score", descrip="trends_ivae group z-maps"), m.tr)
+    nib.save(ic, root / "melodic_IC.nii.gz")
+    _savetxt(root / "melodic_mix", np.concatenate(m.timecourses, axis=0))
+    _savetxt(root / "melodic_FTmix", power_spectra(m.timecourses))
+    if m.outputs.explained_variance is not None:
+        shares = np.asarray(m.outputs.explained_variance, float)
+        total = m.outputs.total_explained_variance
+        total = float(shares.sum()) if total is None else float(total)
+        of_explained = 100.0 * shares / total if total > 0 else np.zeros_like(shares)
+        _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
+    nib.save(_mask_image(m.mimg), root / "mask.nii.gz")
+    nib.save(m.background, root / "mean.nii.gz")
+
+
+def write_melodic(out_dir: str | os.PathLike, outputs: FitOutputs, *, tr: float | None = None,
+                  mean_img: Any | None = None, force: bool = False, space_img: Any | None = None) -> Path:
     """Write a fit as a MELODIC ``*.ica`` folder (see the module docstring).
 
     Parameters
     ----------
     out_dir : path
         The folder (FSLeyes recognises it when its name ends in ``.ica``).
-    mask_img : image or path
-        3-D mask on the input grid.
-    group_maps : ndarray (k, n_voxels)
-        Group z-maps (``GroupIVAE.components_``).
-    timecourses : sequence of ndarray (n_volumes, k)
-        One per run, in the order they are concatenated into ``melodic_mix``.
+    outputs : FitOutputs
+        The fit: its group maps, its time courses (one array per run, concatenated in this
+        order into ``melodic_mix``) and its explained variance (written to
+        ``melodic_ICstats`` as percent of the explained variance and percent of the total;
+        the total defaults to the sum of the shares). Subject maps are not written.
     tr : float, optional
-        Repetition time, written as ``pixdim[4]`` of ``melodic_IC``.
+        Repetition time, written as ``pixdim[4]`` of ``melodic_IC`` (default: the first
+        run's ``tr``).
     mean_img : image or path, optional
         Background image for ``mean.nii.gz`` (default: the mask as float32).
-    explained_variance : sequence of float, optional
-        Each component's share of the cleaned data's variance (fractions), written to
-        ``melodic_ICstats`` as percent of the explained variance and percent of the total.
-    extra : callable, optional
-        ``extra(tmp_root)`` adds files (model, configuration) to the same atomic write.
-    force : bool
+    force : bool, default=False
         Replace an existing ``out_dir``.
     space_img : image or path, optional
         An input run whose qform/sform codes the images get (when it lies on the mask's
-        grid); default: the mask's own codes.
-    total_explained_variance : float, optional
-        The fraction all components explain (default: the sum of ``explained_variance``).
+        grid); default: the first run's ``path``, else the mask's own codes.
 
     Returns
     -------
@@ -237,28 +269,10 @@ def write_melodic(
         ``out_dir``.
     """
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
-    mimg, group_maps, timecourses, _ = _check(mask_img, group_maps, timecourses, None, None)
-    mimg = _with_input_space(mimg, space_img, ())
-    background = _background(mean_img, mimg)
-    k = group_maps.shape[0]
-    if explained_variance is not None and len(explained_variance) != k:
-        raise ValueError(f"explained_variance must have {k} values, got {len(explained_variance)}")
+    _refuse_existing(out, force)
+    checked = _check_melodic(outputs, tr, mean_img, space_img)
     with atomic_output_dir(out, force=force) as root:
-        ic = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae group z-maps"), tr)
-        nib.save(ic, root / "melodic_IC.nii.gz")
-        _savetxt(root / "melodic_mix", np.concatenate(timecourses, axis=0))
-        _savetxt(root / "melodic_FTmix", power_spectra(timecourses))
-        if explained_variance is not None:
-            shares = np.asarray(explained_variance, float)
-            total = float(shares.sum()) if total_explained_variance is None else float(total_explained_variance)
-            of_explained = 100.0 * shares / total if total > 0 else np.zeros_like(shares)
-            _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
-        nib.save(_mask_image(mimg), root / "mask.nii.gz")
-        nib.save(background, root / "mean.nii.gz")
-        if extra is not None:
-            extra(root)
+        _write_melodic(root, checked)
     return out
 
 
@@ -279,44 +293,75 @@ def gift_subjects(runs: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
     return out
 
 
-def write_gift(
-    out_dir: str | os.PathLike,
-    *,
-    mask_img: Any,
-    group_maps: np.ndarray,
-    runs: Sequence[Mapping[str, Any]],
-    timecourses: Sequence[np.ndarray],
-    subject_maps: Sequence[np.ndarray | None] | None = None,
-    prefix: str = "trends_ivae",
-    tr: float | None = None,
-    extra: Callable[[Path], None] | None = None,
-    force: bool = False,
-    space_img: Any | None = None,
-) -> Path:
+@dataclass(frozen=True)
+class _Gift:
+    """A GIFT folder's contents, checked (nothing written yet)."""
+
+    mimg: Any
+    group_maps: np.ndarray
+    timecourses: list
+    subject_maps: Sequence | None
+    runs: list
+    prefix: str
+    tr: float | None
+
+
+def _check_gift(outputs: FitOutputs, prefix: str, tr: float | None, space_img: Any) -> _Gift:
+    if not prefix or any(c in prefix for c in "/\\ "):
+        raise ValueError(f"GIFT prefix {prefix!r} must be a non-empty name without spaces or slashes")
+    runs = list(outputs.runs)
+    mimg, group_maps, timecourses, subject_maps = _check(outputs.mask_img, outputs.group_maps, outputs.timecourses,
+                                                         outputs.subject_maps, runs)
+    mimg = with_input_space(mimg, space_img, runs)
+    return _Gift(mimg, group_maps, timecourses, subject_maps, runs, prefix, outputs.tr if tr is None else tr)
+
+
+def _write_gift(root: Path, g: _Gift) -> None:
+    prefix, mimg, group_maps = g.prefix, g.mimg, g.group_maps
+    numbers = gift_subjects(g.runs)
+    names = component_names(group_maps.shape[0])
+    agg = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae aggregate maps"), g.tr)
+    nib.save(agg, root / f"{prefix}_agg__component_ica_.nii")
+    nib.save(agg, root / f"{prefix}_mean_component_ica_s_all_.nii")
+    nib.save(_mask_image(mimg), root / f"{prefix}Mask.nii")
+    rows = []
+    for r, (s, sess), tc, smap in zip(g.runs, numbers, g.timecourses, g.subject_maps or [None] * len(g.runs)):
+        tag = f"sub{s:03d}"
+        maps = group_maps if smap is None else np.asarray(smap)
+        if maps.shape != group_maps.shape:
+            raise ValueError(f"the subject maps of {tag} s{sess} must be {group_maps.shape}, got {maps.shape}")
+        img = _with_tr(unmask(maps, mimg, intent="z score", descrip=f"trends_ivae {tag} s{sess}"), g.tr)
+        nib.save(img, root / f"{prefix}_{tag}_component_ica_s{sess}_.nii")
+        tc_img = nib.Nifti1Image(np.asarray(tc, dtype=np.float32), np.eye(4))
+        tc_img.header["descrip"] = f"trends_ivae time courses {tag} s{sess}: volumes x components".encode()[:79]
+        nib.save(tc_img, root / f"{prefix}_{tag}_timecourses_ica_s{sess}_.nii")
+        ents = run_entities(r)
+        rows.append({"gift_subject": tag, "gift_session": f"s{sess}", "sub": ents["sub"],
+                     "ses": ents.get("ses", "n/a"), "task": ents.get("task", "n/a"),
+                     "run": ents.get("run", "n/a"), "n_volumes": int(tc.shape[0]),
+                     "file": str(r.get("path", "n/a"))})
+    pd.DataFrame(rows).to_csv(root / f"{prefix}_subjects.tsv", sep="\t", index=False)
+    (root / f"{prefix}_components.tsv").write_text(
+        "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(names)))
+
+
+def write_gift(out_dir: str | os.PathLike, outputs: FitOutputs, *, prefix: str = "trends_ivae",
+               tr: float | None = None, force: bool = False, space_img: Any | None = None) -> Path:
     """Write a fit under GIFT's file names (see the module docstring).
 
     Parameters
     ----------
     out_dir : path
         Output folder.
-    mask_img : image or path
-        3-D mask.
-    group_maps : ndarray (k, n_voxels)
-        Group z-maps, written as the aggregate maps.
-    runs : sequence of dict
-        One per run, as for :func:`~trends_ivae.export.derivatives.write_derivatives` (``sub``
-        or a BIDS ``path`` at least).
-    timecourses : sequence of ndarray (n_volumes, k)
-        One per run.
-    subject_maps : sequence of ndarray (k, n_voxels) or None, optional
-        One per run (a subject's maps repeat for each of its runs); None: the group maps.
+    outputs : FitOutputs
+        The fit: its group maps (written as the aggregate maps), its runs (``sub`` or a
+        BIDS ``path`` at least), one time-course array per run and the subject maps (one
+        per run; None: the group maps).
     prefix : str, default="trends_ivae"
         GIFT's output prefix.
     tr : float, optional
-        Written as ``pixdim[4]`` of the 4-D maps.
-    extra : callable, optional
-        ``extra(tmp_root)`` adds files to the same atomic write.
-    force : bool
+        Written as ``pixdim[4]`` of the 4-D maps (default: the first run's ``tr``).
+    force : bool, default=False
         Replace an existing ``out_dir``.
     space_img : image or path, optional
         An input image whose qform/sform codes the maps and mask get (when it lies on the
@@ -328,100 +373,74 @@ def write_gift(
         ``out_dir``.
     """
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
-    if not prefix or any(c in prefix for c in "/\\ "):
-        raise ValueError(f"GIFT prefix {prefix!r} must be a non-empty name without spaces or slashes")
-    runs = list(runs)
-    mimg, group_maps, timecourses, subject_maps = _check(mask_img, group_maps, timecourses, subject_maps, runs)
-    mimg = _with_input_space(mimg, space_img, runs)
-    numbers = gift_subjects(runs)
-    names = component_names(group_maps.shape[0])
+    _refuse_existing(out, force)
+    checked = _check_gift(outputs, prefix, tr, space_img)
     with atomic_output_dir(out, force=force) as root:
-        agg = _with_tr(unmask(group_maps, mimg, intent="z score", descrip="trends_ivae aggregate maps"), tr)
-        nib.save(agg, root / f"{prefix}_agg__component_ica_.nii")
-        nib.save(agg, root / f"{prefix}_mean_component_ica_s_all_.nii")
-        nib.save(_mask_image(mimg), root / f"{prefix}Mask.nii")
-        rows = []
-        for r, (s, sess), tc, smap in zip(runs, numbers, timecourses,
-                                          subject_maps or [None] * len(runs)):
-            tag = f"sub{s:03d}"
-            maps = group_maps if smap is None else np.asarray(smap)
-            if maps.shape != group_maps.shape:
-                raise ValueError(f"the subject maps of {tag} s{sess} must be {group_maps.shape}, got {maps.shape}")
-            img = _with_tr(unmask(maps, mimg, intent="z score", descrip=f"trends_ivae {tag} s{sess}"), tr)
-            nib.save(img, root / f"{prefix}_{tag}_component_ica_s{sess}_.nii")
-            tc_img = nib.Nifti1Image(np.asarray(tc, dtype=np.float32), np.eye(4))
-            tc_img.header["descrip"] = f"trends_ivae time courses {tag} s{sess}: volumes x components".encode()[:79]
-            nib.save(tc_img, root / f"{prefix}_{tag}_timecourses_ica_s{sess}_.nii")
-            ents = run_entities(r)
-            rows.append({"gift_subject": tag, "gift_session": f"s{sess}", "sub": ents["sub"],
-                         "ses": ents.get("ses", "n/a"), "task": ents.get("task", "n/a"),
-                         "run": ents.get("run", "n/a"), "n_volumes": int(tc.shape[0]),
-                         "file": str(r.get("path", "n/a"))})
-        pd.DataFrame(rows).to_csv(root / f"{prefix}_subjects.tsv", sep="\t", index=False)
-        (root / f"{prefix}_components.tsv").write_text(
-            "index\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(names)))
-        if extra is not None:
-            extra(root)
+        _write_gift(root, checked)
     return out
 
 
-def write_layout(
-    layout: str,
-    out_dir: str | os.PathLike,
-    *,
-    mask_img: Any,
-    group_maps: np.ndarray,
-    runs: Sequence[Mapping[str, Any]],
-    timecourses: Sequence[np.ndarray],
-    subject_maps: Sequence[np.ndarray | None] | None = None,
-    effect_maps: np.ndarray | None = None,
-    params: Mapping[str, Any] | None = None,
-    explained_variance: Sequence[float] | None = None,
-    total_explained_variance: float | None = None,
-    stability: Sequence[float] | None = None,
-    source: str | None = None,
-    tr: float | None = None,
-    mean_img: Any | None = None,
-    prefix: str = "trends_ivae",
-    extra: Callable[[Path], None] | None = None,
-    force: bool = False,
-    nonlinearity_test: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a fit in one of :data:`LAYOUTS` (the writer ``--layout`` selects).
+def write_layout(layout: str, out_dir: str | os.PathLike, outputs: FitOutputs, *, force: bool = False,
+                 tr: float | None = None, mean_img: Any | None = None, prefix: str = "trends_ivae") -> Path:
+    """Write a fit in one of :data:`LAYOUTS` (the writer ``--layout`` selects), atomically.
 
-    ``bids`` calls :func:`~trends_ivae.export.derivatives.write_derivatives` with the arguments it
-    takes; ``melodic`` calls :func:`write_melodic` (with ``mean_img`` None, the group
-    mean EPI of the runs' files, when they all exist, else the mask); ``gift`` calls
-    :func:`write_gift`. ``tr`` defaults to the first run's ``tr``.
+    :func:`write_layout_files` into a folder staged by
+    :func:`~trends_ivae.export.outputs.atomic_output_dir` (an existing ``out_dir`` is
+    refused unless ``force``, and then replaced only when it holds nothing but the tool's
+    own files).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    runs = list(runs)
-    if tr is None and runs and runs[0].get("tr"):
-        tr = float(runs[0]["tr"])
-    if layout == "bids":
-        from .derivatives import write_derivatives
+    out = Path(out_dir)
+    with atomic_output_dir(out, force=force) as root:
+        write_layout_files(layout, root, outputs, tr=tr, mean_img=mean_img, prefix=prefix)
+    return out
 
-        return write_derivatives(out_dir, mask_img=mask_img, group_maps=group_maps, effect_maps=effect_maps,
-                                 runs=runs, timecourses=timecourses, subject_maps=subject_maps,
-                                 params=params, explained_variance=explained_variance,
-                                 total_explained_variance=total_explained_variance, stability=stability,
-                                 source=source, extra=extra, force=force,
-                                 nonlinearity_test=nonlinearity_test)
-    if layout == "melodic":
+
+def write_layout_files(layout: str, root: str | os.PathLike, outputs: FitOutputs, *, tr: float | None = None,
+                       mean_img: Any | None = None, prefix: str = "trends_ivae") -> None:
+    """Write a fit's files in one of :data:`LAYOUTS` into ``root``, a folder being staged.
+
+    ``bids`` writes :func:`~trends_ivae.export.derivatives.write_derivatives`' files;
+    ``melodic`` :func:`write_melodic`'s (with ``mean_img`` None, the group mean EPI of the
+    runs' files, when they all exist, else the mask); ``gift`` :func:`write_gift`'s.
+    ``tr`` defaults to the first run's ``tr``. Everything is checked before the first file
+    is written (ValueError).
+
+    Parameters
+    ----------
+    layout : {"bids", "melodic", "gift"}
+        The layout.
+    root : path
+        The folder to write in (typically the one
+        :func:`~trends_ivae.export.outputs.atomic_output_dir` yields).
+    outputs : FitOutputs
+        The fit's maps, time courses, runs and numbers.
+    tr : float, optional
+        Repetition time of the 4-D images (MELODIC, GIFT).
+    mean_img : image or path, optional
+        MELODIC's background image.
+    prefix : str, default="trends_ivae"
+        GIFT's file prefix.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    root = Path(root)
+    if layout == "bids":
+        write_derivative_files(root, outputs)
+    elif layout == "melodic":
         if mean_img is None:
-            files = [r.get("path") for r in runs]
+            files = [r.get("path") for r in outputs.runs]
             if files and all(f and Path(str(f)).is_file() for f in files):
                 try:
-                    mean_img = mean_epi(list(dict.fromkeys(str(f) for f in files)), mask_img)
+                    mean_img = mean_epi(list(dict.fromkeys(str(f) for f in files)), outputs.mask_img)
                 except (ValueError, OSError):
                     mean_img = None
-        paths = [r.get("path") for r in runs if r.get("path")]
-        return write_melodic(out_dir, mask_img=mask_img, group_maps=group_maps, timecourses=timecourses,
-                             tr=tr, mean_img=mean_img, explained_variance=explained_variance,
-                             extra=extra, force=force, space_img=paths[0] if paths else None,
-                             total_explained_variance=total_explained_variance)
-    return write_gift(out_dir, mask_img=mask_img, group_maps=group_maps, runs=runs, timecourses=timecourses,
-                      subject_maps=subject_maps, prefix=prefix, tr=tr, extra=extra, force=force)
+        _write_melodic(root, _check_melodic(outputs, tr, mean_img, None))
+    else:
+        _write_gift(root, _check_gift(outputs, prefix, tr, None))

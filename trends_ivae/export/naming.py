@@ -1,22 +1,31 @@
-"""The names of the tool's BIDS-derivative files: components, entities, run stems.
+"""The names of the tool's files: components, entities, run stems, the model file.
 
-Pure string work (no file is read): :func:`component_names` labels the components,
+String work (no file is read): :func:`component_names` labels the components,
 :func:`run_entities` reads an input run's BIDS entities (from its file name and/or
 given ones) and :func:`derivative_stem` makes the folder and stem of that run's outputs.
+:data:`MODEL_FILE` is where a fit folder keeps its fitted estimator; :func:`model_file`
+(which only looks whether a file exists) finds it in folders written before it had that
+name (:data:`LEGACY_MODEL_FILE`).
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["ENTITY_ORDER", "component_names", "run_entities", "derivative_stem"]
+__all__ = ["ENTITY_ORDER", "MODEL_FILE", "LEGACY_MODEL_FILE", "component_names", "run_entities",
+           "derivative_stem", "model_file"]
 
 #: BIDS entity order (BIDS specification, appendix "Entity table")
 ENTITY_ORDER = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc",
                 "stain", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part",
                 "proc", "hemi", "space", "split", "recording", "chunk", "seg", "res", "den",
                 "label", "desc")
+#: the fitted estimator (an IVAE or an IFlow) in a fit output folder, relative to it
+MODEL_FILE = "model/estimator.pt"
+#: the same file in folders written before it was renamed (read when MODEL_FILE is absent)
+LEGACY_MODEL_FILE = "model/ivae.pt"
 _EXTENSIONS = (".nii.gz", ".nii", ".dtseries.nii", ".func.gii", ".tsv.gz", ".tsv", ".json", ".h5")
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -69,3 +78,15 @@ def derivative_stem(run: Mapping[str, Any], desc: str = "ivae") -> tuple[Path, s
         folder = folder / f"ses-{ents['ses']}"
     stem = "_".join(f"{k}-{v}" for k, v in ents.items()) + f"_desc-{desc}"
     return folder / "func", stem
+
+
+def model_file(out_dir: str | os.PathLike) -> Path:
+    """The fitted estimator's file in the fit output folder ``out_dir``.
+
+    ``out_dir/model/estimator.pt`` (:data:`MODEL_FILE`), or ``out_dir/model/ivae.pt``
+    (:data:`LEGACY_MODEL_FILE`) when only that one exists (a folder written before the
+    rename). Neither needs to exist: the caller says what is missing.
+    """
+    root = Path(out_dir)
+    new, old = root / MODEL_FILE, root / LEGACY_MODEL_FILE
+    return old if not new.is_file() and old.is_file() else new

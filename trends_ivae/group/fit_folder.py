@@ -1,18 +1,31 @@
-"""A ``trends-ivae fit`` output folder: read back into a fitted estimator, and the
-learned prior written for readers without torch (``model/prior.npz``)."""
+"""A ``trends-ivae fit`` output folder, from the group layer's side.
+
+Written: :func:`fit_outputs` turns a fitted :class:`~trends_ivae.GroupIVAE` and its prepared
+data into the arrays the export writes (:class:`~trends_ivae.export.fit_outputs.FitOutputs`);
+:func:`write_model_folder` writes the model beside them (``model/estimator.pt``,
+``model/prior.npz``, ``model/config.json``, ``model/elbo.tsv``, and ``prepared.h5``);
+:func:`training_record` is what the records say about the training. Read back:
+:func:`load_group_ivae` rebuilds the fitted estimator; ``model/prior.npz``
+(:func:`write_prior_table`) serves readers without torch.
+"""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..atomic import atomic_path
+from ..data.store import read_prepared, write_prepared
 from ..estimators.base import SourceEstimator
-from ..data.store import read_prepared
+from ..export.fit_outputs import FitOutputs
+from ..export.naming import MODEL_FILE, model_file
 
-__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE"]
+__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "restarts",
+           "fit_outputs", "write_model_folder"]
 
 #: the learned prior per distinct u, beside the model (read by the report with numpy only)
 PRIOR_TABLE = "prior.npz"
@@ -38,9 +51,10 @@ def write_prior_table(path: Any, estimator: SourceEstimator, u: Any) -> None:
 def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     """Rebuild a fitted ``cls`` (:class:`~trends_ivae.GroupIVAE`) from a fit output folder.
 
-    Reads ``out_dir/model/ivae.pt`` (the IVAE or IFlow), ``out_dir/prepared.h5`` (mask,
-    basis, cleaning settings, u) and ``out_dir/model/config.json`` (the parameters), in
-    any ``--layout``. The maps and time courses are not recomputed.
+    Reads ``out_dir/model/estimator.pt`` (the IVAE or IFlow; ``model/ivae.pt`` in a folder
+    written before the file had that name), ``out_dir/prepared.h5`` (mask, basis, cleaning
+    settings, u) and ``out_dir/model/config.json`` (the parameters), in any ``--layout``.
+    The maps and time courses are not recomputed.
 
     Raises
     ------
@@ -48,7 +62,7 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
         A required file is missing (the message names it).
     """
     root = Path(out_dir)
-    files = {"model": root / "model" / "ivae.pt", "prepared": root / "prepared.h5",
+    files = {"model": model_file(root), "prepared": root / "prepared.h5",
              "config": root / "model" / "config.json"}
     for what, path in files.items():
         if not path.is_file():
@@ -66,3 +80,125 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     model.n_components_ = model.ivae_.n_components
     model.elbo_ = getattr(model.ivae_, "elbo_", None)
     return model
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What a fitted group model's estimator says about its training (for the records).
+
+    Attributes
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``).
+    history : dict of list of float
+        ``train_elbo`` and ``val_elbo`` per epoch of the chosen restart (per volume, data units).
+    restart_elbos : list of float
+        The held-out ELBO of each restart.
+    n_epochs : int
+        Epochs the chosen restart trained.
+    device : str
+        The device it trained on.
+    """
+
+    params: dict
+    history: dict
+    restart_elbos: list
+    n_epochs: int
+    device: str
+
+    def elbo_table(self) -> str:
+        """``model/elbo.tsv``: a header, then epoch, train and validation ELBO per line."""
+        hist = self.history
+        lines = ["epoch\ttrain_elbo\tval_elbo"]
+        lines += [f"{i + 1}\t{t:.6g}\t{v:.6g}" for i, (t, v) in enumerate(zip(hist["train_elbo"], hist["val_elbo"]))]
+        return "\n".join(lines) + "\n"
+
+
+def training_record(model: Any) -> TrainingRecord:
+    """The :class:`TrainingRecord` of a fitted :class:`~trends_ivae.GroupIVAE`."""
+    est = model.ivae_
+    return TrainingRecord(params=est.get_params(), history=est.history_,
+                          restart_elbos=[float(v) for v in est.restart_elbos_], n_epochs=est.n_iter_,
+                          device=str(est.device_))
+
+
+def restarts(model: Any) -> int:
+    """The restarts a fitted group model's estimator ran (its ``n_init``; 0 when unknown)."""
+    return int(getattr(model.ivae_, "n_init", 0) or 0)
+
+
+class _RunMaps(Sequence):
+    """Each run's subject maps, made when indexed (the writer then holds one at a time)."""
+
+    def __init__(self, subject_maps: Any, subject_of_run: list[int]) -> None:
+        self._maps, self._subject = subject_maps, subject_of_run
+
+    def __len__(self) -> int:
+        return len(self._subject)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._maps[self._subject[i]]
+
+
+def fit_outputs(model: Any, prepared: Any, *, params: Mapping[str, Any] | None = None, source: str | None = None,
+                nonlinearity_test: Mapping[str, Any] | None = None) -> FitOutputs:
+    """A fitted :class:`~trends_ivae.GroupIVAE`'s maps and time courses as the export takes them.
+
+    Parameters
+    ----------
+    model : GroupIVAE
+        Fitted on ``prepared``.
+    prepared : PreparedData
+        Its runs give the run descriptions (BIDS entities, subject, file when it is one,
+        TR) and each run's subject.
+    params : mapping, optional
+        The parameters recorded in the maps' sidecars.
+    source : str, optional
+        The input dataset.
+    nonlinearity_test : mapping, optional
+        The held-out nonlinearity test (``NonlinearityTest.to_dict()``).
+
+    Returns
+    -------
+    FitOutputs
+        The subject maps are made one run at a time as the writer reads them.
+    """
+    runs = [{**r.get("entities", {}), "sub": r["subject"], "path": r.get("file"), "tr": r.get("tr")}
+            for r in prepared.runs]
+    for r in runs:
+        if not r["path"] or str(r["path"]).startswith("<"):
+            r.pop("path")
+    return FitOutputs(mask_img=model.mask_img_, group_maps=model.components_, timecourses=model.timecourses_,
+                      runs=runs, subject_maps=_RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs]),
+                      effect_maps=model.effects_, params=params, explained_variance=model.explained_variance_,
+                      total_explained_variance=model.total_explained_variance_, stability=model.stability_,
+                      nonlinearity_test=nonlinearity_test, source=source)
+
+
+def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str, Any], *,
+                       keep_prepared: bool = True) -> list[Path]:
+    """Write a fitted group model's files into the output folder ``root`` (being staged).
+
+    ``root/model/estimator.pt`` (the estimator, :meth:`SourceEstimator.save`),
+    ``root/model/prior.npz`` (:func:`write_prior_table` on the prepared data's u),
+    ``root/model/config.json`` (``config``) and ``root/model/elbo.tsv``
+    (:meth:`TrainingRecord.elbo_table`); with ``keep_prepared``, ``root/prepared.h5``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    root = Path(root)
+    mdir = root / "model"
+    mdir.mkdir(parents=True, exist_ok=True)
+    written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
+    model.ivae_.save(written[0])
+    write_prior_table(written[1], model.ivae_, prepared.u)
+    written[2].write_text(json.dumps(config, indent=2, default=str))
+    written[3].write_text(training_record(model).elbo_table())
+    if keep_prepared:
+        written.append(write_prepared(root / "prepared.h5", prepared))
+    return written

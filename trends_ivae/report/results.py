@@ -3,8 +3,8 @@
 Everything the report shows comes from files in ``OUT`` (see ``docs/cli.md``):
 ``model/config.json``, ``model/elbo.tsv``, ``group/desc-ivae_*``, the per-run
 ``*_desc-ivae_timeseries.tsv`` (+ ``.json``), ``prepared.h5`` (optional: u, its factors
-and the run table) and ``model/prior.npz`` (optional: the learned prior p(z|u); older fits:
-``model/ivae.pt``, which needs torch). A missing
+and the run table) and ``model/prior.npz`` (optional: the learned prior p(z|u); fits written
+before it: the model file, ``model/ivae.pt``, which needs torch). A missing
 optional file removes the sections that need it; it never stops the report.
 """
 from __future__ import annotations
@@ -115,7 +115,8 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
         default the first subject.
     load_prior : bool
         Summarise the learned prior, from ``model/prior.npz`` (numpy only), or for fits
-        written without it from ``model/ivae.pt`` (needs torch).
+        written without it from ``model/estimator.pt`` (``model/ivae.pt`` in older
+        folders; needs torch).
 
     Returns
     -------
@@ -273,7 +274,7 @@ def _prior_per_volume(res: FitResults) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The same from ``model/ivae.pt`` (loads torch): for fits written before ``prior.npz``."""
+    """The same from the model file (loads torch): for fits written before ``prior.npz``."""
     try:
         from ..estimators.base import SourceEstimator
 
@@ -281,7 +282,8 @@ def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np
             warnings.simplefilter("ignore")
             ivae = SourceEstimator.load(model_path, device="cpu")
     except Exception as exc:  # noqa: BLE001 - torch missing or an incompatible checkpoint
-        res.notes.append(f"model/ivae.pt could not be loaded ({type(exc).__name__}: {exc}): "
+        res.notes.append(f"{model_path.relative_to(res.out_dir).as_posix()} could not be loaded "
+                         f"({type(exc).__name__}: {exc}): "
                          "the learned prior is not shown.")
         return None
     u = res.prepared.u   # an AuxVariable: the estimator takes it as it is, in row blocks (bounded memory)
@@ -295,15 +297,18 @@ def _prior_from_model(res: FitResults, model_path: Path) -> tuple[np.ndarray, np
 def _load_prior(res: FitResults) -> Prior | None:
     """Summarise p(z|u) per factor level and over time (None when impossible).
 
-    Read from ``model/prior.npz`` (written by fit; no torch), else from ``model/ivae.pt``.
+    Read from ``model/prior.npz`` (written by fit; no torch), else from the model file
+    (``model/estimator.pt``, or ``model/ivae.pt`` in a folder written before it had that name).
     """
-    model_path = res.out_dir / "model" / "ivae.pt"
+    from ..export.naming import model_file
+
+    model_path = model_file(res.out_dir)
     prep = res.prepared
     if prep is None:
         res.notes.append("no prepared.h5: the learned prior is not shown.")
         return None
     if not model_path.is_file() and not (res.out_dir / "model" / "prior.npz").is_file():
-        res.notes.append("no model/ivae.pt: the learned prior is not shown.")
+        res.notes.append("no model/estimator.pt: the learned prior is not shown.")
         return None
     k = res.n_components
     prior = Prior()

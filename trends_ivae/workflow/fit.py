@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -152,26 +152,13 @@ class FitResult:
     nonlinearity: dict | None = None
 
 
-class _RunMaps(Sequence):
-    """Each run's subject maps, made when indexed (the writer then holds one at a time)."""
-
-    def __init__(self, subject_maps, subject_of_run: list[int]) -> None:
-        self._maps, self._subject = subject_maps, subject_of_run
-
-    def __len__(self) -> int:
-        return len(self._subject)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self._maps[self._subject[i]]
-
-
 def summary_line(model, prepared, n_components: int) -> str:
     """The fit's one-line result: the variance all components explain, the ELBO per volume
     (data units, as ``model/elbo.tsv`` and the report) and the stability across restarts, or
     why there is none (one restart)."""
-    n_init = int(getattr(model.ivae_, "n_init", 0) or 0)
+    from ..group.fit_folder import restarts
+
+    n_init = restarts(model)
     stability = model.restart_agreement_
     if n_init < 2 or stability is None or not math.isfinite(float(stability)):
         stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
@@ -219,12 +206,14 @@ def write_report(out_dir: str | Path) -> tuple[Path | None, str | None]:
 def _config(command, arguments, model, prepared, fit: FitSettings, seconds: float,
             nonlinearity: dict | None) -> dict:
     from .. import __version__
+    from ..group.fit_folder import training_record
 
+    record = training_record(model)
     return {
         "command": command,
         "arguments": dict(arguments),
         "model": {k: v for k, v in model.get_params().items() if k not in ("mask",)},
-        "ivae": model.ivae_.get_params(),
+        "ivae": record.params,
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
         "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
@@ -233,42 +222,51 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
                     "estimator": fit.estimator,
                     "stability": model.restart_agreement_,
                     "component_stability": [float(v) for v in model.stability_],
-                    "restart_elbos": [float(v) for v in model.ivae_.restart_elbos_],
-                    "n_epochs": model.ivae_.n_iter_, "device": str(model.ivae_.device_),
+                    "restart_elbos": record.restart_elbos,
+                    "n_epochs": record.n_epochs, "device": record.device,
                     "seconds": seconds, "nonlinearity_test": nonlinearity},
         "version": __version__,
         "versions": prepared.versions,
     }
 
 
-def _model_files(model, config: dict, prepared, keep_prepared: bool) -> Callable[[Path], None]:
-    """The writer of ``model/`` (checkpoint, configuration, ELBO curve) and ``prepared.h5``."""
-    import json
+@dataclass(frozen=True)
+class _Training:
+    """How the estimator trains: checkpoints, streaming, and in a distributed fit the rows
+    of this rank and the process group (:func:`fit_distributed`)."""
 
-    from ..group.fit_folder import PRIOR_TABLE, write_prior_table
-    from ..data.store import write_prepared
+    checkpoint_dir: str | Path | None = None
+    stream_rows: int | None = None
+    rows: slice | None = None
+    comm: Any = None
 
-    def extra(root: Path) -> None:
-        mdir = root / "model"
-        mdir.mkdir(parents=True, exist_ok=True)
-        model.ivae_.save(mdir / "ivae.pt")
-        write_prior_table(mdir / PRIOR_TABLE, model.ivae_, prepared.u)
-        (mdir / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        hist = model.ivae_.history_
-        lines = ["epoch\ttrain_elbo\tval_elbo"]
-        lines += [f"{i + 1}\t{t:.6g}\t{v:.6g}" for i, (t, v) in enumerate(zip(hist["train_elbo"], hist["val_elbo"]))]
-        (mdir / "elbo.tsv").write_text("\n".join(lines) + "\n")
-        if keep_prepared:
-            write_prepared(root / "prepared.h5", prepared)
+    def fit(self, model, prepared) -> None:
+        """``model.fit_prepared(prepared, ...)``; WorkflowError on a failure the user can fix."""
+        try:
+            model.fit_prepared(prepared, checkpoint_dir=self.checkpoint_dir, rows=self.rows,
+                               stream_rows=self.stream_rows, **({} if self.comm is None else {"comm": self.comm}))
+        except (ValueError, RuntimeError) as exc:
+            raise WorkflowError(str(exc)) from exc
+        except OSError as exc:   # the only files written while fitting are the checkpoints
+            raise WorkflowError(f"could not write a checkpoint in {str(self.checkpoint_dir)!r}: {exc} "
+                                "(free some space and rerun: training resumes from the last checkpoint)") from exc
 
-    return extra
+
+@dataclass(frozen=True)
+class _Record:
+    """What the records say about the call: the command, its arguments, the source dataset,
+    and where notes on choices go."""
+
+    command: str = "fit"
+    arguments: Mapping[str, Any] | None = None
+    source: str | None = None
+    notify: Notify | None = None
 
 
 def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = None,
                   output: OutputSettings | None = None, command: str = "fit", arguments: Mapping[str, Any] | None = None,
-                  source: str | None = None, mean_img: Any = None, rows: slice | None = None,
-                  checkpoint_dir: str | Path | None = None, stream_rows: int | None = None,
-                  comm: Any = None, notify: Notify | None = None) -> FitResult:
+                  source: str | None = None, mean_img: Any = None, checkpoint_dir: str | Path | None = None,
+                  stream_rows: int | None = None, notify: Notify | None = None) -> FitResult:
     """Prepare (or read), fit a group iVAE, map back, and write ``out_dir``.
 
     Parameters
@@ -276,7 +274,11 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
     data : PreparedData, path of a prepared.h5, or PrepareRequest
         What to fit; a request is prepared first (:func:`trends_ivae.workflow.prepare_data`).
     out_dir : path
-        The output folder; written whole at the end (:func:`trends_ivae.export.layouts.write_layout`).
+        The output folder, written whole at the end: the layout's files
+        (:func:`trends_ivae.export.layouts.write_layout_files`) and the model's
+        (:func:`trends_ivae.group.fit_folder.write_model_folder`: ``model/estimator.pt``,
+        ``prior.npz``, ``config.json``, ``elbo.tsv``, and ``prepared.h5``) are staged in one
+        temporary folder that replaces it (:func:`trends_ivae.export.outputs.atomic_output_dir`).
     fit : FitSettings, optional
         The model options (default: ``FitSettings()``).
     output : OutputSettings, optional
@@ -290,15 +292,10 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         The source dataset, recorded in ``dataset_description.json``.
     mean_img : niimg, optional
         A mean EPI image for the MELODIC layout's background.
-    rows : slice, optional
-        Train on these rows only (rank 0 of a distributed fit).
     checkpoint_dir : path, optional
         Checkpoint every epoch here and resume from it.
     stream_rows : int, optional
         Move the data to the device this many rows at a time.
-    comm : trends_ivae.estimators.nn.comm.Comm, optional
-        The process group to train in (with ``rows``; see :func:`fit_distributed`);
-        default: this process alone.
     notify : callable, optional
         Called with a one-line note on each choice made for the user.
 
@@ -313,66 +310,61 @@ def fit_to_folder(data: Any, out_dir: str | Path, *, fit: FitSettings | None = N
         dimensions, a fit or checkpoint failure, or outputs that cannot be written
         (the previous contents of ``out_dir`` are then untouched).
     """
+    return _fit_and_write(data, out_dir, fit or FitSettings(), output or OutputSettings(),
+                          _Record(command, arguments, source, notify), mean_img,
+                          _Training(checkpoint_dir=checkpoint_dir, stream_rows=stream_rows))
+
+
+def _prepared_data(data: Any, chosen: dict, notify: Notify | None) -> tuple[Any, str, dict]:
+    """(the prepared data, how to name it in messages, choices resolved while preparing)."""
     from ..data.errors import PrepareError
-    from ..export.layouts import write_layout
     from .prepare import PrepareRequest, prepare_data
 
-    fit = fit or FitSettings()
-    output = output or OutputSettings()
-    out_dir = Path(out_dir)
-    t0 = time.perf_counter()
-    chosen: dict = {}
     resolved: dict = {}
     try:
         if isinstance(data, (str, Path)):
-            prepared = _read(data)
-            where = repr(str(data))
-        elif isinstance(data, PrepareRequest):
+            return _read(data), repr(str(data)), resolved
+        if isinstance(data, PrepareRequest):
             prepared = prepare_data(data, chosen=chosen, notify=notify)
-            where = ""
             if "aux" in chosen:
                 resolved["aux"] = chosen["aux"]["value"]
-        else:
-            prepared, where = data, "the prepared data"
+            return prepared, "", resolved
+        return data, "the prepared data", resolved
     except PrepareError as exc:
         raise WorkflowError(str(exc)) from exc
-    n_components = _n_components(fit.n_components, prepared, where, chosen, notify)
-    record = {**(arguments or {}), **resolved, "n_components": n_components}
+
+
+def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: OutputSettings, call: _Record,
+                   mean_img: Any, training: _Training) -> FitResult:
+    """:func:`fit_to_folder`, with the training's settings (``rows`` and ``comm`` on rank 0
+    of a distributed fit)."""
+    from ..export.layouts import write_layout_files
+    from ..export.outputs import atomic_output_dir
+    from ..group.fit_folder import fit_outputs, write_model_folder
+    from ..group.group_ivae import GroupIVAE
+
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    chosen: dict = {}
+    prepared, where, resolved = _prepared_data(data, chosen, call.notify)
+    n_components = _n_components(fit.n_components, prepared, where, chosen, call.notify)
+    record = {**(call.arguments or {}), **resolved, "n_components": n_components}
     if chosen:
         record["chosen"] = {**(record.get("chosen") or {}), **chosen}
 
-    from ..group.group_ivae import GroupIVAE
-
     model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
                            **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
-    try:
-        model.fit_prepared(prepared, checkpoint_dir=checkpoint_dir, rows=rows, stream_rows=stream_rows,
-                           **({} if comm is None else {"comm": comm}))
-    except (ValueError, RuntimeError) as exc:
-        raise WorkflowError(str(exc)) from exc
-    except OSError as exc:   # the only files written while fitting are the checkpoints
-        raise WorkflowError(f"could not write a checkpoint in {str(checkpoint_dir)!r}: {exc} "
-                            "(free some space and rerun: training resumes from the last checkpoint)") from exc
+    training.fit(model, prepared)
 
     fit_seconds = time.perf_counter() - t0
     nonlinearity = model.test_nonlinearity(prepared).to_dict() if fit.nonlinearity_test else None
-    config = _config(command, record, model, prepared, fit, fit_seconds, nonlinearity)
-    runs = [{**r.get("entities", {}), "sub": r["subject"], "path": r.get("file"), "tr": r.get("tr")}
-            for r in prepared.runs]
-    for r in runs:
-        if not r["path"] or str(r["path"]).startswith("<"):
-            r.pop("path")
-    subject_maps = _RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs])
+    config = _config(call.command, record, model, prepared, fit, fit_seconds, nonlinearity)
+    outputs = fit_outputs(model, prepared, params=config["model"] | {"ivae": config["ivae"]}, source=call.source,
+                          nonlinearity_test=nonlinearity)
     try:
-        write_layout(output.layout, out_dir, mask_img=model.mask_img_, mean_img=mean_img,
-                     group_maps=model.components_, effect_maps=model.effects_, runs=runs,
-                     timecourses=model.timecourses_, subject_maps=subject_maps,
-                     params=config["model"] | {"ivae": config["ivae"]},
-                     explained_variance=model.explained_variance_,
-                     total_explained_variance=model.total_explained_variance_,
-                     stability=model.stability_, source=source,
-                     extra=_model_files(model, config, prepared, output.keep_prepared), force=output.force,
-                     nonlinearity_test=nonlinearity)
+        with atomic_output_dir(out_dir, force=output.force) as stage:   # the whole folder, or nothing
+            write_layout_files(output.layout, stage, outputs, mean_img=mean_img)
+            write_model_folder(stage, model, prepared, config, keep_prepared=output.keep_prepared)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         raise WorkflowError(f"could not write {str(out_dir)!r}: {exc}{kept}") from exc
@@ -392,8 +384,9 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
 
     Every rank trains on its share of the prepared file's rows
     (:func:`trends_ivae.estimators.distributed.row_share`); rank 0 also writes ``out_dir`` and
-    returns its :class:`FitResult`, the other ranks return None. ``kwargs`` go to
-    :func:`fit_to_folder`. The process group is set up from torchrun's environment and
+    returns its :class:`FitResult`, the other ranks return None. ``kwargs``: the other
+    arguments of :func:`fit_to_folder` (``command``, ``arguments``, ``source``,
+    ``mean_img``). The process group is set up from torchrun's environment and
     shut down on return.
 
     Raises
@@ -418,9 +411,11 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
             raise WorkflowError(str(exc)) from None
         rows = distributed.row_share(n_rows(prepared_path))
         if rank0:
-            return fit_to_folder(prepared_path, out_dir, fit=fit, output=output, rows=rows,
-                                 checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm, notify=notify,
-                                 **kwargs)
+            mean_img = kwargs.pop("mean_img", None)
+            return _fit_and_write(prepared_path, out_dir, fit, output or OutputSettings(),
+                                  _Record(notify=notify, **kwargs), mean_img,
+                                  _Training(checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, rows=rows,
+                                            comm=comm))
         _fit_rows(prepared_path, rows, replace(fit, n_components=n), checkpoint_dir, stream_rows, comm)
         return None
     finally:
