@@ -185,13 +185,13 @@ def _fastica_fit(prepared, k, seed):
 
 
 def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", mask=None, tr=None,
-              estimator="vae", ivae_params=None):
+              estimator="vae", estimator_params=None):
     import numpy as np
     from trends_ivae import GroupIVAE
 
     aux, _, combine = aux.partition(":")
     g = GroupIVAE(k, aux=aux, aux_combine=combine or "concat", window=window, n_dims=k,
-                  prior=prior, n_init=n_init, estimator=estimator, ivae_params=ivae_params,
+                  prior=prior, n_init=n_init, estimator=estimator, estimator_params=estimator_params,
                   hrf_delay=hrf_delay, mask=mask, tr=tr, random_state=seed, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -208,7 +208,7 @@ def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, 
         prior = "normal" if method == "vae" else "gauss"
         return _ivae_fit(runs, k, seed, aux, window=window, hrf_delay=hrf_delay, n_init=n_init,
                          prior=prior, mask=mask, tr=tr, estimator="flow" if method.startswith("flow[") else "vae",
-                         ivae_params={"init": "random"} if method.startswith("ivae-random[") else None)
+                         estimator_params={"init": "random"} if method.startswith("ivae-random[") else None)
     if method == "canica":
         return _canica_fit([r.img for r in runs], k, seed, mask=mask, tr=tr, smoothing_fwhm=smoothing_fwhm)
     if method == "fastica":

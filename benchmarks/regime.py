@@ -208,7 +208,7 @@ def cell_stage(params: dict, out: Path, *, ceiling_folds: int = 4) -> dict:
 
 # ----------------------------------------------------------------------------- the method stage
 def _steps_budget(n_rows: int, steps: int | None) -> dict:
-    """``ivae_params`` capping the VAE's epochs at about ``steps`` optimiser steps per restart,
+    """``estimator_params`` capping the VAE's epochs at about ``steps`` optimiser steps per restart,
     with the batch size GroupIVAE would choose; {} where its default is not longer."""
     import math
 
@@ -224,7 +224,7 @@ def _steps_budget(n_rows: int, steps: int | None) -> dict:
 
 
 def _flow_budget(n_rows: int, steps: int | None) -> dict:
-    """``ivae_params`` for the flow: GroupIVAE's batch, its epochs capped at about ``steps``
+    """``estimator_params`` for the flow: GroupIVAE's batch, its epochs capped at about ``steps``
     optimiser steps (its default aims at 600 per restart, ``FLOW_MIN_STEPS``)."""
     import math
 
@@ -278,13 +278,13 @@ def method_stage(method: str, cell: Path, k: int, model_seed: int, *, n_init: in
             g = GroupIVAE(k, aux=aux, window=WINDOW, n_dims=k, hrf_delay=HRF_DELAY,
                           n_init=n_init if estimator == "vae" else flow_n_init,
                           prior="normal" if method == "vae" else "gauss", estimator=estimator,
-                          ivae_params=params or None, random_state=model_seed, device="cpu")
+                          estimator_params=params or None, random_state=model_seed, device="cpu")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 g.fit_prepared(prepared)
             maps, tcs = g.components_, list(g.timecourses_)
             mask = np.asarray(g.mask_img_.get_fdata()) > 0
-            extra["max_epochs"] = int(g.ivae_.get_params().get("max_epochs", 0))
+            extra["max_epochs"] = int(g.estimator_.get_params().get("max_epochs", 0))
             extra["stability"] = float(g.restart_agreement_)
     wall = time.perf_counter() - t0 + extra.get("prepare_s", 0.0)
     if method == IVAE and nonlinearity_test:   # timed apart (nl_s)

@@ -50,9 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     fit_dir = Path(args.fit_dir)
-    for need in ("model/ivae.pt", "prepared.h5", "model/config.json"):
-        if not (fit_dir / need).is_file():
-            parser.error(f"{str(fit_dir / need)!r} is missing: FIT_OUT must be a trends-ivae fit output "
+    from trends_ivae.export.naming import model_file
+
+    for need in (model_file(fit_dir), fit_dir / "prepared.h5", fit_dir / "model" / "config.json"):
+        if not need.is_file():
+            parser.error(f"{str(need)!r} is missing: FIT_OUT must be a trends-ivae fit output "
                          "written with prepared.h5 (no --no-keep-prepared)")
     if bool(args.bids) == bool(args.func):
         parser.error("give exactly one of --bids DIR or --func FILE ...")

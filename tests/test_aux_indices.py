@@ -288,14 +288,14 @@ def group_fit(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = GroupIVAE(n_components=2, aux="task+window", window=20, n_dims=4, n_init=1,
-                          ivae_params={"max_epochs": 3, "batch_size": 16, "encoder_uses_aux": True},
+                          estimator_params={"max_epochs": 3, "batch_size": 16, "encoder_uses_aux": True},
                           random_state=0, device="cpu").fit(runs)
     return model, runs
 
 
 def test_group_ivae_passes_concatenated_factors_as_factors(group_fit):
     model, runs = group_fit
-    p, ivae = model.prepared_, model.ivae_
+    p, ivae = model.prepared_, model.estimator_
     assert p.aux["combine"] == "concat" and p.u_kind == "continuous"
     assert ivae.aux_kind_ == "factors" and ivae.model_.config.aux_kind == "factors"
     assert ivae.factor_names_ == ["task", "window"]
@@ -308,14 +308,14 @@ def test_group_ivae_passes_concatenated_factors_as_factors(group_fit):
 
 
 def test_group_ivae_factors_and_the_report_prior(group_fit, tmp_path):
-    """The report's prior summary takes the factors from u_factors (model/ivae.pt + prepared.h5)."""
+    """The report's prior summary takes the factors from u_factors (model/estimator.pt + prepared.h5)."""
     from trends_ivae.data.store import write_prepared
     from trends_ivae.data.store import read_prepared
     from trends_ivae.report.results import _load_prior
 
     model, _ = group_fit
     (tmp_path / "model").mkdir()
-    model.ivae_.save(tmp_path / "model" / "ivae.pt")
+    model.estimator_.save(tmp_path / "model" / "estimator.pt")
     write_prepared(tmp_path / "prepared.h5", model.prepared_)
     res = types.SimpleNamespace(out_dir=tmp_path, prepared=read_prepared(tmp_path / "prepared.h5"),
                                 notes=[], runs=[], subject_run=0, n_components=2)

@@ -58,7 +58,7 @@ def test_every_output_is_written_with_the_right_shape(fitted_out, bids):
         assert nib.load(func / f"sub-{sub}_task-sim_desc-ivae_components.nii.gz").shape == group.shape
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["arguments"]["n_components"] == 3
-    assert (out / "model" / "ivae.pt").stat().st_size > 0
+    assert (out / "model" / "estimator.pt").stat().st_size > 0
     assert (out / "model" / "elbo.tsv").read_text().startswith("epoch\ttrain_elbo\tval_elbo")
     with h5py.File(out / "prepared.h5") as f:
         assert f["x"].shape == (160, 6)
@@ -76,7 +76,7 @@ def test_python_and_cli_give_the_same_numbers(fitted_out, bids):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = GroupIVAE(n_components=3, n_dims=6, n_init=1, random_state=0,
-                          ivae_params={"max_epochs": 8, "batch_size": 32}).fit(find_bids_runs(bids))
+                          estimator_params={"max_epochs": 8, "batch_size": 32}).fit(find_bids_runs(bids))
     tsv = pd.read_csv(fitted_out / "sub-01" / "func" / "sub-01_task-sim_desc-ivae_timeseries.tsv", sep="\t")
     np.testing.assert_allclose(tsv.to_numpy(), model.timecourses_[0], atol=1e-4)
 
@@ -227,7 +227,7 @@ def test_fit_with_the_flow_estimator_writes_a_loadable_iflow(bids, tmp_path):
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["results"]["estimator"] == "flow"
     assert len(config["results"]["component_stability"]) == 3
-    model = SourceEstimator.load(out / "model" / "ivae.pt", device="cpu")
+    model = SourceEstimator.load(out / "model" / "estimator.pt", device="cpu")
     assert isinstance(model, IFlow) and model.n_components == 3
     labels = pd.read_csv(out / "group" / "desc-ivae_labels.tsv", sep="\t")
     assert labels["stability"].between(0, 1).all()

@@ -53,7 +53,7 @@ def test_simulate_says_which_response_is_the_default(capsys):
 
 
 def _fake(stability: float, n_init: int, elbo: float = -140.123):
-    model = SimpleNamespace(ivae_=SimpleNamespace(n_init=n_init), restart_agreement_=stability, elbo_=elbo)
+    model = SimpleNamespace(estimator_=SimpleNamespace(n_init=n_init), restart_agreement_=stability, elbo_=elbo)
     return model, SimpleNamespace(n_subjects=2, runs=[{}, {}])
 
 

@@ -121,7 +121,7 @@ def test_cli_fit_distributed_under_torchrun(tmp_path):
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("wrote ") == 1                   # rank 0 only
-    assert (out / "model" / "ivae.pt").is_file() and (out / "group" / "desc-ivae_components.nii.gz").is_file()
+    assert (out / "model" / "estimator.pt").is_file() and (out / "group" / "desc-ivae_components.nii.gz").is_file()
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["restart00.pt"]
     import torch
 

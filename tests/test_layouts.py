@@ -34,7 +34,7 @@ def layouts(bids, tmp_path_factory):
         warnings.simplefilter("ignore")
         runs = find_bids_runs(bids)
         model = GroupIVAE(n_components=3, n_dims=6, n_init=1, random_state=0,
-                          ivae_params={"max_epochs": 8, "batch_size": 32}).fit(runs)
+                          estimator_params={"max_epochs": 8, "batch_size": 32}).fit(runs)
     root = tmp_path_factory.mktemp("layouts")
     run_dicts = [{**r["entities"], "sub": r["subject"], "path": r["file"], "tr": r["tr"]} for r in model.runs_]
     subject_maps = [model.subject_maps_[r["subject_index"]] for r in model.runs_]

@@ -127,7 +127,7 @@ def test_nipype_workflow_node_feeds_the_next_node(tmp_path, monkeypatch):
         import os
 
         import nibabel as nib
-        return nib.load(group_maps).shape[-1], os.path.join(out_dir, "model", "ivae.pt")
+        return nib.load(group_maps).shape[-1], os.path.join(out_dir, "model", "estimator.pt")
 
     monkeypatch.chdir(SAMPLE.parent)
     fit = Node(GroupIVAEFit(bids_dir=SAMPLE.name, n_components=2, n_dims=4, n_init=1, max_epochs=3,

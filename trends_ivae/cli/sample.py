@@ -6,7 +6,7 @@ Examples::
     trends-ivae sample results/ --events run-1_events.tsv --out synth/sub-01_task-sim_bold.nii.gz
     trends-ivae sample results/ --condition motor --n-volumes 60 --out motor_bold.nii.gz
 
-Reads the output folder of ``trends-ivae fit`` (``model/ivae.pt``, ``prepared.h5``),
+Reads the output folder of ``trends-ivae fit`` (``model/estimator.pt``, ``prepared.h5``),
 draws the sources from p(z|u) for every volume's u, decodes them with the model's noise
 and maps them through the group basis to voxels. Writes the 4D NIfTI (``--out``), its
 events (``*_events.tsv``, when u has a task factor) and a JSON sidecar marking the run as

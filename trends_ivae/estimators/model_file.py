@@ -128,7 +128,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         raise ValueError(f"{str(path)!r} is not a readable trends_ivae model file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); refit, or use the "
-                         "model/ivae.pt of a complete fit output") from None
+                         "model/estimator.pt of a complete fit output") from None
     return state if isinstance(state, dict) else {}
 
 

@@ -71,14 +71,17 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     config = json.loads(files["config"].read_text())
     valid = cls().get_params()
     params = {k: v for k, v in config.get("model", {}).items() if k in valid}
+    if params.get("ivae_params") is not None and params.get("estimator_params") is None:
+        params["estimator_params"] = params.pop("ivae_params")   # folders written before the rename
+    params.pop("ivae_params", None)
     params["device"] = device
     model = cls(**params)
     model.prepared_ = read_prepared(files["prepared"])
-    model.ivae_ = SourceEstimator.load(files["model"], device=device)
+    model.estimator_ = SourceEstimator.load(files["model"], device=device)
     model.mask_img_ = model.prepared_.mask_img()
     model.runs_ = model.prepared_.runs
-    model.n_components_ = model.ivae_.n_components
-    model.elbo_ = getattr(model.ivae_, "elbo_", None)
+    model.n_components_ = model.estimator_.n_components
+    model.elbo_ = getattr(model.estimator_, "elbo_", None)
     return model
 
 
@@ -116,7 +119,7 @@ class TrainingRecord:
 
 def training_record(model: Any) -> TrainingRecord:
     """The :class:`TrainingRecord` of a fitted :class:`~trends_ivae.GroupIVAE`."""
-    est = model.ivae_
+    est = model.estimator_
     return TrainingRecord(params=est.get_params(), history=est.history_,
                           restart_elbos=[float(v) for v in est.restart_elbos_], n_epochs=est.n_iter_,
                           device=str(est.device_))
@@ -124,7 +127,7 @@ def training_record(model: Any) -> TrainingRecord:
 
 def restarts(model: Any) -> int:
     """The restarts a fitted group model's estimator ran (its ``n_init``; 0 when unknown)."""
-    return int(getattr(model.ivae_, "n_init", 0) or 0)
+    return int(getattr(model.estimator_, "n_init", 0) or 0)
 
 
 class _RunMaps(Sequence):
@@ -195,8 +198,8 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     mdir = root / "model"
     mdir.mkdir(parents=True, exist_ok=True)
     written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
-    model.ivae_.save(written[0])
-    write_prior_table(written[1], model.ivae_, prepared.u)
+    model.estimator_.save(written[0])
+    write_prior_table(written[1], model.estimator_, prepared.u)
     written[2].write_text(json.dumps(config, indent=2, default=str))
     written[3].write_text(training_record(model).elbo_table())
     if keep_prepared:

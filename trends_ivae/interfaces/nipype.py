@@ -60,7 +60,7 @@ class GroupIVAEFitOutputSpec(TraitedSpec):
     out_dir = Directory(exists=True, desc="the fit output folder")
     group_maps = File(exists=True, desc="4-D group z-maps")
     mix = File(desc="MELODIC layout: melodic_mix")
-    model = File(exists=True, desc="model/ivae.pt")
+    model = File(exists=True, desc="the model file, model/estimator.pt")
     prepared = File(desc="prepared.h5")
 
 
@@ -114,11 +114,13 @@ class GroupIVAEFit(BaseInterface):
         return runtime
 
     def _list_outputs(self) -> dict:
+        from ..export.naming import model_file
+
         out = self._out_dir()
         group = {"bids": out / "group" / "desc-ivae_components.nii.gz", "melodic": out / "melodic_IC.nii.gz",
                  "gift": out / "trends_ivae_agg__component_ica_.nii"}[self.inputs.layout]
         outputs = self._outputs().get()
-        outputs.update(out_dir=str(out), group_maps=str(group), model=str(out / "model" / "ivae.pt"))
+        outputs.update(out_dir=str(out), group_maps=str(group), model=str(model_file(out)))
         if (out / "melodic_mix").is_file():
             outputs["mix"] = str(out / "melodic_mix")
         if (out / "prepared.h5").is_file():

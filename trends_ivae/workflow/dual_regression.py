@@ -90,10 +90,10 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
         xs = transform_runs(runs, p)
     except (PrepareError, FileNotFoundError, ValueError) as exc:
         raise WorkflowError(str(exc)) from exc
-    if model.ivae_.model_.uses_aux:
+    if model.estimator_.model_.uses_aux:
         zs = model.transform(runs)                       # the encoder needs u: built from the events
     else:
-        zs = [model.ivae_.transform(x, None) for x in xs]
+        zs = [model.estimator_.transform(x, None) for x in xs]
     names = component_names(model.n_components_)
     subjects = list(dict.fromkeys(r.subject for r in runs))
     with atomic_output_dir(out, force=force) as root:

@@ -72,7 +72,7 @@ class FitSettings:
     verbose: int = 0
     n_jobs: int = 1
 
-    def ivae_params(self) -> dict:
+    def estimator_params(self) -> dict:
         """The estimator keyword arguments that were given (GroupIVAE fills in the rest)."""
         params = {}
         if self.max_epochs is not None:
@@ -86,7 +86,7 @@ class FitSettings:
         from ..group.group_ivae import GroupIVAE
 
         return GroupIVAE(n_components=n_components, prior=self.prior, n_init=self.n_init,
-                         estimator=self.estimator, ivae_params=self.ivae_params(), device=self.device,
+                         estimator=self.estimator, estimator_params=self.estimator_params(), device=self.device,
                          random_state=self.seed, verbose=self.verbose if verbose is None else verbose,
                          **params)
 
