@@ -112,3 +112,29 @@ def _assert_acyclic(graph: dict[str, set[str]]) -> None:
     for m in graph:
         if m not in state:
             visit(m)
+
+
+#: rooms a room never imports (imports inside functions counted): the data path runs one way
+NEVER = {
+    "data": {"reduction", "estimators", "group", "analysis", "export", "report", "workflow", "cli", "interfaces"},
+    "reduction": {"estimators", "group", "analysis", "export", "report", "workflow", "cli", "interfaces"},
+    "estimators": {"data", "reduction", "group", "analysis", "export", "report", "workflow", "cli", "interfaces"},
+    "group": {"analysis", "report", "workflow", "cli", "interfaces"},
+    "analysis": {"estimators", "report", "workflow", "cli", "interfaces"},
+    "export": {"estimators", "group", "analysis", "report", "workflow", "cli", "interfaces"},
+    "report": {"group", "workflow", "cli", "interfaces"},
+    "workflow": {"cli", "interfaces"},
+}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "root"
+
+
+def test_rooms_import_only_up_the_data_path():
+    graph = _graph(toplevel_only=False)
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
+                 if _room(d) in NEVER.get(_room(m), ()))
+    assert _room("trends_ivae.data") == "data" and _room("trends_ivae.estimators.nn.train") == "estimators"
+    assert not bad, bad

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
-__all__ = ["docdict", "fill_doc"]
+__all__ = ["docdict", "fill_doc", "EXPLAINED_VARIANCE_DEFINITION"]
 
 docdict: dict[str, str] = {}
 
@@ -127,3 +127,16 @@ def fill_doc(obj: _T) -> _T:
 
         obj.__doc__ = _PLACEHOLDER.sub(_sub, doc)
     return obj
+
+
+#: what the explained variance is (``group.backprojection.explained_variance``), for the
+#: sidecars the export writes and for the docs
+EXPLAINED_VARIANCE_DEFINITION = (
+    "Fraction (0 to 1) of the cleaned data's variance (sum of squares over voxels and volumes, "
+    "after cleaning and centring each voxel in time) credited to each component by Johnson's "
+    "relative weights (Johnson 2000, Multivariate Behav Res 35:1-19) of the regression of the data on "
+    "all time courses: the time courses are replaced by their closest orthonormal set (symmetric, "
+    "Loewdin orthogonalisation), the variance each of these explains is shared among the original "
+    "time courses by their squared loadings. Each share is >= 0 and the shares add up to the total "
+    "(R^2 of the regression on all components, <= 1); for uncorrelated time courses a share is "
+    "||z_j beta_j||^2 / ||data||^2.")

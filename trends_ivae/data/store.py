@@ -49,6 +49,7 @@ from ..atomic import atomic_path
 from ..aux_variable import AuxVariable
 
 __all__ = [
+    "reconstruct",
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
     "PreparedData",
@@ -235,8 +236,6 @@ class PreparedData:
 
     def reconstruct(self, x: np.ndarray | None = None) -> np.ndarray:
         """Voxel time series ``(x * scale) @ basis.T + voxel_mean`` (n, n_voxels)."""
-        from ..reduction.migp import reconstruct
-
         return reconstruct(self.x if x is None else x, self.basis, self.voxel_mean, self.scale)
 
 
@@ -448,3 +447,15 @@ def read_rows(path: str | Path, rows: slice,
         meta = _meta(f) if "u" in names else None
         return {k: (_aux_rows(f, meta, slice(start, stop, step)).dense() if k == "u" else f[k][start:stop:step])
                 for k in names}
+
+
+def reconstruct(x: np.ndarray, basis: np.ndarray, voxel_mean: np.ndarray | None = None,
+                scale: np.ndarray | None = None) -> np.ndarray:
+    """Back to voxel space: ``(x * scale) @ basis.T + voxel_mean``."""
+    x = np.asarray(x, dtype=np.float32)
+    if scale is not None:
+        x = x * np.asarray(scale, dtype=np.float32)
+    Y = x @ np.asarray(basis, dtype=np.float32).T
+    if voxel_mean is not None:
+        Y = Y + np.asarray(voxel_mean, dtype=np.float32)
+    return Y

@@ -34,7 +34,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..group.backprojection import EXPLAINED_VARIANCE_DEFINITION   # numpy only
+from ..docstrings import EXPLAINED_VARIANCE_DEFINITION
 from .fit_outputs import FitOutputs
 from .naming import component_names, derivative_stem, run_entities
 from .outputs import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, foreign_files, read_manifest,

@@ -34,6 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..docstrings import EXPLAINED_VARIANCE_DEFINITION
+
 __all__ = [
     "BackProjection",
     "SubjectMaps",
@@ -115,17 +117,6 @@ def peak_signs(maps: np.ndarray) -> np.ndarray:
     peak = maps[np.arange(maps.shape[0]), np.argmax(np.abs(maps), axis=1)]
     return np.where(peak < 0, -1.0, 1.0)
 
-
-#: what the explained variance is, for the sidecars and the docs
-EXPLAINED_VARIANCE_DEFINITION = (
-    "Fraction (0 to 1) of the cleaned data's variance (sum of squares over voxels and volumes, "
-    "after cleaning and centring each voxel in time) credited to each component by Johnson's "
-    "relative weights (Johnson 2000, Multivariate Behav Res 35:1-19) of the regression of the data on "
-    "all time courses: the time courses are replaced by their closest orthonormal set (symmetric, "
-    "Loewdin orthogonalisation), the variance each of these explains is shared among the original "
-    "time courses by their squared loadings. Each share is >= 0 and the shares add up to the total "
-    "(R^2 of the regression on all components, <= 1); for uncorrelated time courses a share is "
-    "||z_j beta_j||^2 / ||data||^2.")
 
 
 def _variance_parts(data: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from ..data.store import reconstruct   # the inverse of project, kept with the store it reads
+
 __all__ = ["MIGP", "pca_basis", "project", "reconstruct", "subspace_distance"]
 
 
@@ -193,18 +195,6 @@ def project(Y: np.ndarray, basis: np.ndarray, voxel_mean: np.ndarray | None = No
     if scale is not None:
         x = x / np.asarray(scale, dtype=np.float32)
     return x.astype(np.float32, copy=False)
-
-
-def reconstruct(x: np.ndarray, basis: np.ndarray, voxel_mean: np.ndarray | None = None,
-                scale: np.ndarray | None = None) -> np.ndarray:
-    """Back to voxel space: ``(x * scale) @ basis.T + voxel_mean``."""
-    x = np.asarray(x, dtype=np.float32)
-    if scale is not None:
-        x = x * np.asarray(scale, dtype=np.float32)
-    Y = x @ np.asarray(basis, dtype=np.float32).T
-    if voxel_mean is not None:
-        Y = Y + np.asarray(voxel_mean, dtype=np.float32)
-    return Y
 
 
 def subspace_distance(A: np.ndarray, B: np.ndarray) -> float:

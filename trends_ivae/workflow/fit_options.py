@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.settings import PrepareSettings
+from ..data.settings import FLAT_OPTIONS, PrepareSettings
 from .checks import (OptionError, check_components_fit, check_denoise, check_model_values, check_output_folder,
                      check_prepare_values, check_writable, existing_dir, existing_file)
 from .fit import FitSettings, OutputSettings
@@ -29,10 +29,9 @@ __all__ = ["RunSelection", "FitOptions", "FitJob", "FIT_AUX", "PREPARE_OPTIONS",
 
 #: the u of a fit when none is given (without events: its task factor is dropped, and said)
 FIT_AUX = "task+window"
-#: the options that are :meth:`PrepareSettings.from_options` keywords (``aux`` and ``n_dims`` apart)
-PREPARE_OPTIONS = ("aux_combine", "window", "step", "hrf_delay", "min_event_duration", "confounds", "detrend",
-                   "standardize", "high_pass", "low_pass", "smoothing_fwhm", "whiten", "n_keep", "subject_dims",
-                   "resample_to_first", "n_jobs", "cache_dir", "scheduler", "dask_address", "denoise")
+#: the options that are :meth:`PrepareSettings.from_options` keywords (``aux`` and ``n_dims`` apart,
+#: which the fit resolves first): the names of :data:`~trends_ivae.data.settings.FLAT_OPTIONS`
+PREPARE_OPTIONS = tuple(name for name in FLAT_OPTIONS if name not in ("aux", "n_dims"))
 #: the choices of the options that have them
 CHOICES = {"aux_combine": ("concat", "product"), "scheduler": ("joblib", "dask"),
            "denoise": (None, "simple", "scrubbing", "compcor", "ica_aroma"), "prior": ("gauss", "laplace", "normal"),
