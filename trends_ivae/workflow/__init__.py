@@ -15,6 +15,8 @@ what every front end calls: ``trends-ivae prepare|fit|demo|sample|report|simulat
     the BIDS App's two levels.
 :func:`dual_regression_to_folder`
     a fitted model applied to new runs (time courses and subject maps), no refit.
+:func:`demo_to_folder`
+    the sample data fitted and scored against their simulated truth (``trends-ivae demo``).
 :func:`sample_to_file`
     a fitted model -> a synthetic run, its events and sidecar (``trends-ivae sample``).
 :func:`report_for_folder`
@@ -43,6 +45,7 @@ from __future__ import annotations
 from .bids_app import BidsSelection, ParticipantResult, group_stage, participant_stage
 from .checks import OptionError
 from .choices import Notify, auto_components, resting_aux
+from .demo import DemoResult, DemoSettings, demo_to_folder
 from .dual_regression import DualRegressionResult, dual_regression_to_folder
 from .fit import (FitResult, FitSettings, OutputSettings, WorkflowError, fit_distributed, fit_to_folder,
                   summary_line, write_report)
@@ -62,5 +65,6 @@ __all__ = [
     "SampleSettings", "SampleResult", "sample_to_file",
     "ReportSettings", "ReportResult", "report_for_folder",
     "SimulateResult", "simulate_to_folder",
+    "DemoSettings", "DemoResult", "demo_to_folder",
     "Notify", "auto_components", "resting_aux",
 ]
