@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import io
 import keyword
+import re
 import tokenize
 from collections import defaultdict
 from pathlib import Path
@@ -87,18 +88,29 @@ def test_no_function_but_init_takes_more_than_12_parameters():
     assert not bad, bad
 
 
+def _text_shape(line: str) -> str:
+    """A line of prose (a docstring's) as a shape: words and numbers as placeholders."""
+    return " ".join(re.sub(r"\d+(\.\d+)?", "0", re.sub(r"[A-Za-z_]\w*", "N", line)).split())
+
+
 def _shapes(text: str) -> list[tuple[int, str]]:
-    """(line number, the line's shape) for each line with code: names, strings and numbers
-    replaced by placeholders, comments, docstrings and blank lines left out."""
+    """(line number, the line's shape) for each line with code or docstring text: names,
+    strings and numbers replaced by placeholders, each docstring line by its shape;
+    comments and blank lines left out."""
     by_line: dict[int, list[str]] = defaultdict(list)
     prev = None
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
                         tokenize.DEDENT, tokenize.ENDMARKER):
+            if tok.type != tokenize.COMMENT:
+                prev = tok
             continue
         if tok.type == tokenize.STRING and (prev is None or prev.type in (tokenize.NEWLINE, tokenize.INDENT,
                                                                           tokenize.DEDENT, tokenize.NL)):
-            prev = tok   # a statement that is only a string: a docstring
+            for k, line in enumerate(tok.string.splitlines()):   # a docstring: its lines as prose
+                if line.strip():
+                    by_line[tok.start[0] + k].append(_text_shape(line))
+            prev = tok
             continue
         if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
             word = "N"
@@ -113,7 +125,8 @@ def _shapes(text: str) -> list[tuple[int, str]]:
             word = tok.string
         by_line[tok.start[0]].append(word)
         prev = tok
-    return [(n, " ".join(words)) for n, words in sorted(by_line.items())]
+    lines = [(n, " ".join(words)) for n, words in sorted(by_line.items())]
+    return [(n, shape) for n, shape in lines if not shape.startswith(("import ", "from "))]   # imports: no logic
 
 
 def repeated_regions(paths: list[Path], min_lines: int = MIN_REPEAT) -> list[str]:
@@ -124,7 +137,7 @@ def repeated_regions(paths: list[Path], min_lines: int = MIN_REPEAT) -> list[str
         shapes = _shapes(p.read_text())
         for i in range(len(shapes) - min_lines + 1):
             window = tuple(s for _, s in shapes[i:i + min_lines])
-            if sum(len(s) > 12 for s in window) < min_lines // 2:   # runs of trivial lines
+            if len(set(window)) <= 3:   # a list or a run of one kind of line (``self.a = a``, ``"name",``)
                 continue
             where = (_rel(p), shapes[i][0])
             first = seen.setdefault(window, where)
@@ -145,16 +158,33 @@ def test_no_region_of_10_lines_written_twice():
     assert not dup, dup
 
 
+COPIED = """def load(path, n):
+    \"\"\"Read the table at ``path``.\"\"\"
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rows.append(line.split("\\t"))
+    if len(rows) < n:
+        raise ValueError(f"{path}: fewer than {n} rows")
+    header, body = rows[0], rows[1:]
+    table = {k: [r[i] for r in body] for i, k in enumerate(header)}
+    return table, len(body)
+"""
+
+
 def test_the_repeat_finder_finds_a_renamed_copy(tmp_path):
-    body = "\n".join(f"    v{i} = compute(x, {i}) + other_{i}  # step" for i in range(12))
-    (tmp_path / "a.py").write_text(f"def f(x):\n{body}\n    return v0\n")
-    renamed = body.replace("compute", "work").replace("other_", "more_")
-    (tmp_path / "b.py").write_text(f"def g(y):\n{renamed}\n    return v1\n")
+    (tmp_path / "a.py").write_text(COPIED)
+    renamed = COPIED.replace("load", "read_table").replace("rows", "lines").replace("table", "columns")
+    (tmp_path / "b.py").write_text("X = 1\n\n\n" + renamed.replace("fewer than", "under"))
     global PACKAGE
     saved, PACKAGE = PACKAGE, tmp_path
     try:
         assert repeated_regions([tmp_path / "a.py", tmp_path / "b.py"])
         assert not repeated_regions([tmp_path / "a.py"])
+        (tmp_path / "c.py").write_text("\n".join(f"self.v{i} = v{i}" for i in range(30)) + "\n")
+        assert not repeated_regions([tmp_path / "a.py", tmp_path / "c.py"])   # a run of one kind of line
     finally:
         PACKAGE = saved
 

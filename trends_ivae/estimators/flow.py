@@ -122,11 +122,6 @@ class IFlow(SourceEstimator):
         self.verbose = verbose
         self.n_threads = n_threads
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.init not in self._INITS:
-            raise ValueError(f"init must be one of {self._INITS}, got {self.init!r}")
-
     def _configs(self) -> tuple[FlowConfig, FlowTrainConfig]:
         mc = FlowConfig(n_components=self.n_components, n_aux=self.n_aux_, aux_kind=self.aux_kind_,
                         prior=self.prior, transforms=self.transforms, architecture=self.architecture,
@@ -137,6 +132,11 @@ class IFlow(SourceEstimator):
                              batch_size=self.batch_size, lr=self.lr, warmup_frac=self.warmup_frac,
                              val_frac=self.val_frac, grad_clip=self.grad_clip)
         return mc, tc
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.init not in self._INITS:
+            raise ValueError(f"init must be one of {self._INITS}, got {self.init!r}")
 
     def _start(self, Xt: torch.Tensor, Ut: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.init == "random":

@@ -369,8 +369,8 @@ def write_gift(out_dir: str | os.PathLike, outputs: FitOutputs, *, prefix: str =
 
     Returns
     -------
-    Path
-        ``out_dir``.
+    out_dir : Path
+        The folder written, whole (an existing one replaced only with ``force``).
     """
     out = Path(out_dir)
     _refuse_existing(out, force)
