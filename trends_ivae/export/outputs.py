@@ -3,10 +3,13 @@
 Every folder the tool writes (a fit, a BIDS App's derivatives, a simulated dataset) is
 made in a temporary folder next to it and moved into place whole
 (:func:`atomic_output_dir`). ``OUT/.trends_ivae_outputs.json`` (:data:`MANIFEST_NAME`)
-lists every file the tool wrote there; replacing a folder (``force``) is refused when
-it holds anything else (:func:`foreign_files`), so a file a user put there is never
-deleted. :func:`dataset_description` is the one builder of a BIDS derivative's
-``dataset_description.json``. Single files are written by :mod:`trends_ivae.atomic`.
+lists every file the tool wrote there. A folder holding anything else (:func:`foreign_files`)
+is refused before any work, ``force`` or not, so a file a user put there is never
+deleted; one holding only the tool's own outputs is replaced with ``force``
+(:func:`refuse_existing_dir`). Single output files follow the same rule in
+:mod:`trends_ivae.export.guard`. :func:`dataset_description` is the one builder of a BIDS
+derivative's ``dataset_description.json``. Single files are written by
+:mod:`trends_ivae.atomic`.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from .._version import __version__
 from ..atomic import write_json_atomic, write_text_atomic
 
 __all__ = ["MANIFEST_NAME", "ForeignFilesError", "read_manifest", "record_outputs", "foreign_files",
-           "remove_own_outputs", "refuse_existing_dir", "atomic_output_dir", "dataset_description", "write_dataset_description"]
+           "remove_own_outputs", "refuse_existing_dir", "atomic_output_dir", "dataset_description",
+           "write_dataset_description"]
 
 #: what every dataset_description.json of the tool says it is
 NAME = "trends_ivae: identifiable VAE decomposition"
@@ -184,8 +188,8 @@ def refuse_existing_dir(out_dir: str | os.PathLike, force: bool) -> None:
     if foreign:
         raise ForeignFilesError(out, foreign)
     if (out.exists() or out.is_symlink()) and not force:
-        raise FileExistsError(f"{out} exists and holds only trends-ivae's own outputs; pass force=True "
-                              "(--force) to replace it")
+        raise FileExistsError(f"{out} exists and holds only trends-ivae's own outputs; pass --force "
+                              "(force=True) to replace it")
 
 
 @contextlib.contextmanager
@@ -195,7 +199,9 @@ def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Ite
     An existing ``out_dir`` that holds files the tool did not write (:func:`foreign_files`)
     raises :class:`ForeignFilesError` at entry, ``force`` or not, so nothing a user put
     there is ever deleted; one that holds only the tool's own outputs raises
-    ``FileExistsError`` unless ``force`` (its message then says so: ``--force`` works). The new folder gets a manifest (:data:`MANIFEST_NAME`) of every file in it.
+    ``FileExistsError`` unless ``force`` (its message then says so: ``--force`` works)
+    (:func:`refuse_existing_dir`). The new folder gets a manifest (:data:`MANIFEST_NAME`)
+    of every file in it.
     On an exception (a full disk while writing, a failed final move) the temporary folder
     is removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
     aside for the final rename, and moved back when that rename fails.

@@ -152,8 +152,9 @@ def sample_to_file(fit_dir: str | Path, out: str | Path, settings: SampleSetting
     WorkflowError
         ``out`` is no NIfTI name, an output path holds a file the tool did not write
         (whatever ``settings.force``), one of its own outputs exists and ``settings.force``
-        is False, the seed is out of range, the model cannot be read, or a setting does not fit it (an unseen condition or
-        subject, a run index out of range); nothing is written then.
+        is False, the seed is out of range, the model cannot be read, or a setting does not
+        fit it (an unseen condition or subject, a run index out of range); nothing is
+        written then.
     """
     import nibabel as nib
 
@@ -174,7 +175,8 @@ def sample_to_file(fit_dir: str | Path, out: str | Path, settings: SampleSetting
         model = GroupIVAE.load(fit_dir, device=settings.device)
         sampled = sample_run(model, events=settings.events, n_volumes=settings.n_volumes,
                              condition=settings.condition, subject=settings.subject, like_run=settings.like_run,
-                             noise=settings.noise, random_state=int(settings.seed), space_img=fit_space_image(fit_dir))
+                             noise=settings.noise, random_state=int(settings.seed),
+                             space_img=fit_space_image(fit_dir))
     except (FileNotFoundError, ValueError) as exc:
         raise WorkflowError(str(exc)) from exc
     check_sample_outputs(out, settings.force)   # again: sampling gives a user time to put files there
