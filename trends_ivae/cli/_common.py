@@ -62,7 +62,9 @@ def is_auto(value) -> bool:
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """``--force`` and ``-v``, as every writing subcommand has them."""
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the tool's own earlier outputs (a file it did not write is never "
+                             "replaced)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more progress output (-v, -vv)")
 

@@ -43,14 +43,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae prepare``; returns the exit code."""
-    from ..workflow.prepare import OUTPUT_NAME
+    from ..workflow.prepare import check_prepare_outputs
 
     n_dims = n_dims_of(args, DEFAULT_N_DIMS)
     check_input_arguments(args, parser, n_dims)
     out_dir = Path(args.out)
-    target = out_dir / OUTPUT_NAME
-    if target.exists() and not args.force:
-        parser.error(f"{str(target)!r} exists; pass --force to overwrite it")
+    try:   # a file the tool did not write is never replaced; its own only with --force
+        check_prepare_outputs(out_dir, args.force)
+    except FileExistsError as exc:
+        parser.error(str(exc))
     check_writable(parser, out_dir, "--out")
     setup_logging(args.verbose)
 

@@ -29,7 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=HELP_FORMATTER,
     )
     p.add_argument("out", metavar="OUT", help="output folder of 'trends-ivae fit'")
-    p.add_argument("--output", metavar="FILE", help="where to write the page (default: OUT/report.html)")
+    p.add_argument("--output", metavar="FILE",
+                   help="where to write the page (default: OUT/report.html); an existing file there is "
+                        "replaced only when trends-ivae wrote it")
     p.add_argument("--subject", metavar="LABEL",
                    help="subject whose time course and spectrum are shown (default: the first)")
     p.add_argument("--atlas", metavar="FILE",
@@ -64,9 +66,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         existing_file(parser, args.atlas_labels, "--atlas-labels")
     if args.dpi < 10:
         parser.error("--dpi must be >= 10")
-    setup_logging(args.verbose)
     from ..workflow.fit import WorkflowError
-    from ..workflow.report import report_for_folder
+    from ..workflow.report import check_report_page, report_for_folder, report_page
+
+    try:   # before any work: a file the tool did not write is never replaced
+        check_report_page(report_page(out, args.output), "--output" if args.output else "the report page")
+    except WorkflowError as exc:
+        parser.error(str(exc))
+    setup_logging(args.verbose)
 
     settings = ReportSettings(output=args.output, subject=args.subject, atlas=args.atlas,
                               atlas_labels=args.atlas_labels, threshold=args.threshold, dpi=args.dpi,

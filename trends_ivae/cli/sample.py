@@ -10,8 +10,10 @@ Reads the output folder of ``trends-ivae fit`` (``model/estimator.pt``, ``prepar
 draws the sources from p(z|u) for every volume's u, decodes them with the model's noise
 and maps them through the group basis to voxels. Writes the 4D NIfTI (``--out``), its
 events (``*_events.tsv``, when u has a task factor) and a JSON sidecar marking the run as
-synthetic and naming the model. Existing files are not overwritten without ``--force``;
-nothing is written when an input is wrong. See ``docs/cli.md``.
+synthetic and naming the model (its ``RandomSeed`` is ``--seed``, which gives the same run
+again). The run keeps the qform/sform codes of the fit's maps. The tool's own earlier
+files are replaced only with ``--force``, and a file it did not write never; nothing is
+written when an input is wrong. See ``docs/cli.md``.
 
 This module parses and checks the options; the work is
 :func:`trends_ivae.workflow.sample_to_file`.
@@ -44,9 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="index of the fitted run whose u (windows, subject, task) is the starting point")
     p.add_argument("--no-noise", dest="noise", action="store_false",
                    help="decoded means without the observation and residual noise")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="random seed (0 to 2**32 - 1), recorded as the sidecar's RandomSeed: the same seed "
+                        "gives the same run")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--force", action="store_true",
+                   help="replace the tool's own earlier output files (a file it did not write is never replaced)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="progress output (-v)")
     return p
 

@@ -3,10 +3,13 @@
 Every folder the tool writes (a fit, a BIDS App's derivatives, a simulated dataset) is
 made in a temporary folder next to it and moved into place whole
 (:func:`atomic_output_dir`). ``OUT/.trends_ivae_outputs.json`` (:data:`MANIFEST_NAME`)
-lists every file the tool wrote there; replacing a folder (``force``) is refused when
-it holds anything else (:func:`foreign_files`), so a file a user put there is never
-deleted. :func:`dataset_description` is the one builder of a BIDS derivative's
-``dataset_description.json``. Single files are written by :mod:`trends_ivae.atomic`.
+lists every file the tool wrote there. A folder holding anything else (:func:`foreign_files`)
+is refused before any work, ``force`` or not, so a file a user put there is never
+deleted; one holding only the tool's own outputs is replaced with ``force``
+(:func:`refuse_existing_dir`). Single output files follow the same rule in
+:mod:`trends_ivae.export.guard`. :func:`dataset_description` is the one builder of a BIDS
+derivative's ``dataset_description.json``. Single files are written by
+:mod:`trends_ivae.atomic`.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from .._version import __version__
 from ..atomic import write_json_atomic, write_text_atomic
 
 __all__ = ["MANIFEST_NAME", "ForeignFilesError", "read_manifest", "record_outputs", "foreign_files",
-           "remove_own_outputs", "atomic_output_dir", "dataset_description", "write_dataset_description"]
+           "remove_own_outputs", "refuse_existing_dir", "atomic_output_dir", "dataset_description",
+           "write_dataset_description"]
 
 #: what every dataset_description.json of the tool says it is
 NAME = "trends_ivae: identifiable VAE decomposition"
@@ -75,8 +79,12 @@ class ForeignFilesError(FileExistsError):
 
     def __init__(self, folder: Path, files: Sequence[str]) -> None:
         self.folder, self.files = Path(folder), list(files)
+        if self.files == ["."]:
+            super().__init__(f"{self.folder} is a file or link trends-ivae did not write, where an output folder "
+                             "would go; it is never replaced, --force included: choose another output folder")
+            return
         shown = ", ".join(self.files[:10]) + (f", ... ({len(self.files)} in all)" if len(self.files) > 10 else "")
-        super().__init__(f"{self.folder} holds files trends-ivae did not write: {shown}; --force replaces "
+        super().__init__(f"{self.folder} exists and holds files trends-ivae did not write: {shown}; --force replaces "
                          "only the tool's own outputs and never deletes other files: move them out of "
                          "the folder, or choose another output folder")
 
@@ -163,24 +171,43 @@ def remove_own_outputs(folder: str | os.PathLike) -> list[str]:
     return left
 
 
+def refuse_existing_dir(out_dir: str | os.PathLike, force: bool) -> None:
+    """The check before an output folder is written: nothing the tool did not write in it, and
+    ``force`` when it exists.
+
+    Raises
+    ------
+    ForeignFilesError
+        ``out_dir`` holds files the tool did not write, or is a file (``force`` or not).
+    FileExistsError
+        ``out_dir`` exists, holds only the tool's own outputs, and ``force`` is False (the
+        message says that ``--force`` replaces it, which is then true).
+    """
+    out = Path(out_dir)
+    foreign = foreign_files(out)   # first: with these, --force would not help either
+    if foreign:
+        raise ForeignFilesError(out, foreign)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise FileExistsError(f"{out} exists and holds only trends-ivae's own outputs; pass --force "
+                              "(force=True) to replace it")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it replaces ``out_dir``.
 
-    An existing ``out_dir`` raises ``FileExistsError`` at entry unless ``force``; with
-    ``force``, it raises :class:`ForeignFilesError` when ``out_dir`` holds files that the
-    tool did not write (:func:`foreign_files`), so nothing a user put there is ever
-    deleted. The new folder gets a manifest (:data:`MANIFEST_NAME`) of every file in it.
+    An existing ``out_dir`` that holds files the tool did not write (:func:`foreign_files`)
+    raises :class:`ForeignFilesError` at entry, ``force`` or not, so nothing a user put
+    there is ever deleted; one that holds only the tool's own outputs raises
+    ``FileExistsError`` unless ``force`` (its message then says so: ``--force`` works)
+    (:func:`refuse_existing_dir`). The new folder gets a manifest (:data:`MANIFEST_NAME`)
+    of every file in it.
     On an exception (a full disk while writing, a failed final move) the temporary folder
     is removed and ``out_dir`` is left untouched: a previous ``out_dir`` is only moved
     aside for the final rename, and moved back when that rename fails.
     """
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
-    foreign = foreign_files(out)
-    if foreign:
-        raise ForeignFilesError(out, foreign)
+    refuse_existing_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -28,10 +28,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.auxiliary import read_events, task_labels
 from ..export.derivatives import unmask
+from ..export.space import with_input_space
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SampledRun", "sample_run", "run_u"]
+__all__ = ["SampledRun", "sample_run", "run_u", "run_seed"]
 
 #: factor names whose level may be set by sample_run's arguments
 TASK, SUBJECT, WINDOW = "task", "subject", "window"
@@ -185,9 +186,19 @@ def _residual_variance(prepared) -> float:
     return max(0.0, (float(total) - captured) / n_cells)
 
 
+def run_seed(random_state: Any) -> int:
+    """The seed a synthetic run is drawn with: an int as given (0 to 2**32 - 1), else one
+    drawn from ``random_state`` (a RandomState, or None for a fresh one)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if not 0 <= int(random_state) < 2**32:
+            raise ValueError(f"random_state must be in 0..{2**32 - 1}, got {random_state}")
+        return int(random_state)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
 def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condition: str | None = None,
                subject: str | None = None, like_run: int = 0, noise: bool = True,
-               random_state: Any = None) -> SampledRun:
+               random_state: Any = None, space_img: Any = None) -> SampledRun:
     """Generate one synthetic run from a fitted :class:`~trends_ivae.GroupIVAE`.
 
     Parameters
@@ -199,6 +210,13 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
         Add the model's observation noise and the residual noise outside the basis;
         False gives the decoded means ``f(z)`` (z still drawn from the prior).
     random_state : int, RandomState or None
+        An int (0 to 2**32 - 1) is the seed itself: it is recorded as the sidecar's
+        ``RandomSeed``, and the same int gives the same run. A RandomState or None draws a
+        seed, which is recorded and reproduces the run when given back as an int.
+    space_img : image or path, optional
+        An image on the mask's grid whose qform/sform codes the run keeps (the fit's maps);
+        default the first input run, when readable
+        (:func:`~trends_ivae.export.space.with_input_space`).
 
     Returns
     -------
@@ -211,8 +229,7 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
     p = model.prepared_
     u, events_out, tr = run_u(model, events=events, n_volumes=n_volumes, condition=condition,
                               subject=subject, like_run=like_run)
-    rng = check_random_state(random_state)
-    seed = int(rng.randint(0, 2**31 - 1))
+    seed = run_seed(random_state)
     X, Z = model.estimator_.sample(_model_u(model, u), random_state=seed)
     if not noise:
         X = model.estimator_.inverse_transform(Z)
@@ -222,7 +239,8 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
         basis = np.asarray(p.basis, dtype=np.float64)
         e = np.random.default_rng(seed).normal(scale=np.sqrt(resid_var), size=data.shape)
         data = data + (e - (e @ basis) @ basis.T).astype(np.float32)    # orthogonal to the basis
-    img = unmask(data, p.mask_img(), descrip="trends_ivae synthetic run")
+    mask = with_input_space(p.mask_img(), space_img, [{"path": r.get("file")} for r in p.runs])
+    img = unmask(data, mask, descrip="trends_ivae synthetic run")
     img.header.set_xyzt_units("mm", "sec")
     img.header["pixdim"][4] = tr
     sidecar = {"Synthetic": True, "RepetitionTime": tr, "TaskName": "synthetic",

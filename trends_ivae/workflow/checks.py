@@ -76,11 +76,17 @@ def check_foreign_files(out_dir: str | Path, within: Sequence[str] | None = None
 
 def check_output_folder(out_dir: str | Path, force: bool, what: str = "--out") -> None:
     """The output folder of a fit: new, or (``force``) one of the tool's own outputs, in a
-    place where files can be written."""
+    place where files can be written.
+
+    A folder holding files the tool did not write is refused first, ``force`` or not (the
+    message names them and says to move them or choose another folder); an existing folder
+    of the tool's own outputs without ``force`` is refused with a message saying ``--force``,
+    which then replaces it."""
     out_dir = Path(out_dir)
+    check_foreign_files(out_dir)   # first: with files of the user's in it, --force would not help
     if out_dir.exists() and not force:
-        raise OptionError(f"{str(out_dir)!r} exists; pass --force to overwrite it")
-    check_foreign_files(out_dir)
+        raise OptionError(f"{what} {str(out_dir)!r} exists and holds only trends-ivae's own outputs; pass "
+                          "--force to replace it")
     check_writable(out_dir.absolute().parent, what)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from ..data.settings import PrepareSettings
 from .choices import Notify, with_resting_aux
 
-__all__ = ["OUTPUT_NAME", "CONFIG_NAME", "PrepareRequest", "PrepareResult", "prepare_data", "prepare_to_file"]
+__all__ = ["OUTPUT_NAME", "CONFIG_NAME", "PrepareRequest", "PrepareResult", "prepare_data", "check_prepare_outputs",
+           "prepare_to_file"]
 
 OUTPUT_NAME = "prepared.h5"
 CONFIG_NAME = "prepare_config.json"
@@ -108,6 +109,23 @@ def _summary(data) -> str:
             f"{data.n_voxels} voxels, u={data.aux['spec']} ({data.u_kind}, {len(data.u_names)} levels)")
 
 
+def check_prepare_outputs(out_dir: str | Path, force: bool) -> None:
+    """Refuse to write ``out_dir/prepared.h5`` and ``out_dir/prepare_config.json`` over files it
+    must not replace: one the tool did not write (not in the folder's manifest) never,
+    ``force`` or not; the tool's own only with ``force``.
+
+    Raises
+    ------
+    FileExistsError
+        The message names the file and says what to do
+        (:class:`~trends_ivae.export.guard.ForeignOutputError` for a file of the user's).
+    """
+    from ..export.guard import check_output_files
+
+    out_dir = Path(out_dir)
+    check_output_files([out_dir / OUTPUT_NAME, out_dir / CONFIG_NAME], force=force, what="--out")
+
+
 def prepare_to_file(request: PrepareRequest, out_dir: str | Path, *, force: bool = False, arguments: Mapping[str, Any] | None = None,
                     notify: Notify | None = None) -> PrepareResult:
     """Prepare ``runs`` and write ``out_dir/prepared.h5`` and ``out_dir/prepare_config.json``.
@@ -119,7 +137,8 @@ def prepare_to_file(request: PrepareRequest, out_dir: str | Path, *, force: bool
     out_dir : path
         The folder (created when missing).
     force : bool, default=False
-        Replace an existing ``prepared.h5``.
+        Replace the ``prepared.h5`` and ``prepare_config.json`` the tool wrote there before
+        (files it did not write are never replaced: :func:`check_prepare_outputs`).
     arguments : mapping, optional
         Recorded in ``prepare_config.json`` (the command line's options).
     notify : callable, optional
@@ -133,13 +152,18 @@ def prepare_to_file(request: PrepareRequest, out_dir: str | Path, *, force: bool
     ------
     trends_ivae.data.PrepareError
         Input the prepare stage cannot use.
+    FileExistsError
+        An output exists that may not be replaced (:func:`check_prepare_outputs`); nothing
+        is written.
     OSError
         The files cannot be written; both are written to temporary names first, so the
         previous ones are then intact.
     """
     from ..atomic import write_json_atomic
     from ..data.store import write_prepared
+    from ..export.guard import record_output_files
 
+    check_prepare_outputs(out_dir, force)
     data = prepare_data(request, notify=notify)
     if data.parameters.get("order") and notify:
         from ..reduction.order import OrderEstimate
@@ -147,8 +171,10 @@ def prepare_to_file(request: PrepareRequest, out_dir: str | Path, *, force: bool
         notify(f"--n-dims auto: {OrderEstimate.from_dict(data.parameters['order']).describe()}")
     out_dir = Path(out_dir)
     target, config = out_dir / OUTPUT_NAME, out_dir / CONFIG_NAME
+    check_prepare_outputs(out_dir, force)   # again: preparing gives a user time to put files there
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_prepared(target, data, overwrite=force)
+    write_prepared(target, data, overwrite=True)   # (checked above: absent, or the tool's own with force)
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in (arguments or {}).items()}
     write_json_atomic(config, record, default=str, allow_nan=True)
+    record_output_files([target, config])
     return PrepareResult(path=target, config=config, summary=_summary(data))

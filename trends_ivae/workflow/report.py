@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .fit import WorkflowError
 
-__all__ = ["ReportSettings", "ReportResult", "FIT_COMPONENTS", "report_for_folder"]
+__all__ = ["ReportSettings", "ReportResult", "FIT_COMPONENTS", "report_page", "check_report_page",
+           "report_for_folder"]
 
 #: the file that marks an output folder of ``trends-ivae fit`` (BIDS layout)
 FIT_COMPONENTS = Path("group") / "desc-ivae_components.nii.gz"
@@ -25,7 +26,8 @@ class ReportSettings:
     Attributes
     ----------
     output : path, optional
-        Where to write the page (default: ``OUT/report.html``).
+        Where to write the page (default: ``OUT/report.html``). An existing file there is
+        replaced only when the tool wrote it (:func:`check_report_page`).
     subject : str, optional
         Subject whose time course and spectrum are shown (default: the first).
     atlas : path, optional
@@ -71,6 +73,31 @@ class ReportResult:
     seconds: float
 
 
+def report_page(out_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Where the report of the fit in ``out_dir`` goes: ``output``, or ``out_dir/report.html``."""
+    return Path(output) if output is not None else Path(out_dir) / "report.html"
+
+
+def check_report_page(page: str | Path, what: str = "--output") -> None:
+    """Refuse to write the report onto a file the tool did not write.
+
+    A report page is rebuilt in place without ``--force`` when it is the tool's own (listed
+    in the manifest of its folder, or an earlier page with the report's title); any other
+    file, folder or link at ``page`` is never replaced.
+
+    Raises
+    ------
+    WorkflowError
+        ``page`` is not the tool's own (the message names ``what`` and the path).
+    """
+    from ..export.guard import REPORT_MARK, check_output_files
+
+    try:
+        check_output_files([page], force=False, what=what, mark=REPORT_MARK, replace_own=True)
+    except FileExistsError as exc:
+        raise WorkflowError(str(exc)) from exc
+
+
 def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = None) -> ReportResult:
     """Write the HTML report of the fit in ``out_dir``.
 
@@ -88,14 +115,17 @@ def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = Non
     Raises
     ------
     WorkflowError
-        ``out_dir`` is no fit folder, or the report cannot be built or written (the
-        message says why).
+        ``out_dir`` is no fit folder, the page would replace a file the tool did not write
+        (:func:`check_report_page`; nothing is written then), or the report cannot be built
+        or written (the message says why).
     """
     settings = settings or ReportSettings()
     out_dir = Path(out_dir)
     if not (out_dir / FIT_COMPONENTS).is_file():
         raise WorkflowError(f"{str(out_dir)!r} holds no {FIT_COMPONENTS.as_posix()}: not an output folder "
                             "of 'trends-ivae fit' (BIDS layout)")
+    page_path = report_page(out_dir, settings.output)
+    check_report_page(page_path, "--output" if settings.output is not None else "the report page")
     from ..report import build_report  # matplotlib and nilearn are heavy
 
     t0 = time.perf_counter()
@@ -106,4 +136,7 @@ def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = Non
     except (OSError, ValueError) as exc:
         raise WorkflowError(str(exc)) from exc
     page = Path(page)
+    from ..export.guard import record_output_files
+
+    record_output_files([page])   # the tool's own from now on: the next report may replace it
     return ReportResult(page=page, size=page.stat().st_size, seconds=time.perf_counter() - t0)

@@ -70,14 +70,13 @@ def simulate_to_folder(out_dir: str | Path, params: FMRISimParams, *, dtype: str
         ``out_dir`` exists and ``force`` is False, it holds files the tool did not write
         (they are named), or a parameter is invalid; nothing is written then.
     """
-    from ..export.outputs import ForeignFilesError, foreign_files
+    from ..export.outputs import refuse_existing_dir
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise WorkflowError(f"{str(out_dir)!r} exists; use --force to overwrite")
-    foreign = foreign_files(out_dir)
-    if foreign:
-        raise WorkflowError(str(ForeignFilesError(out_dir, foreign)))
+    try:
+        refuse_existing_dir(out_dir, force)   # files of the user's first: --force would not help
+    except FileExistsError as exc:
+        raise WorkflowError(str(exc)) from exc
     try:
         params.validate()
     except ValueError as exc:
