@@ -148,7 +148,8 @@ def checks(quick: bool = False) -> list[tuple[str, bool, str]]:
                                     nib.load(files[3]).affine, 2.5)]
         code, err = _fit(mixed, root / "mixed")
         ok = code != 0 and "different TRs" in err and "sub-x_bold.nii.gz" in err and not (root / "mixed").exists()
-        out.append(("a fit of runs with different TRs is refused", ok, f"exit {code}: " + err.strip()[-160:]))
+        said = next((line for line in err.splitlines() if "different TRs" in line), err.strip()[-160:])
+        out.append(("a fit of runs with different TRs is refused", ok, f"exit {code}: {said[:220]}"))
         code, err = _fit(files, root / "fit.ica", "--tr", "2", "--layout", "melodic", "--max-epochs", "2")
         pixdim4 = float(nib.load(root / "fit.ica" / "melodic_IC.nii.gz").header.get_zooms()[3]) if code == 0 else None
         out.append(("melodic_IC's pixdim4 is the TR", pixdim4 == 2.0, f"pixdim4 = {pixdim4} for --tr 2"))
