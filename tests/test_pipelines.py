@@ -242,3 +242,21 @@ def test_dual_regression_refuses_a_run_at_another_tr(band_fit, tmp_path, capsys)
     with pytest.raises(SystemExit):   # a bad --tr is refused by the parser
         dual_regression.main([str(fit), "--func", str(files[0]), "--tr", "0", "--out", str(out)])
     assert not out.exists()
+
+
+def test_dual_regression_confounds_follow_the_fit(band_fit, tmp_path):
+    """The fit regressed no confounds: a new run's table is not regressed (the fit is reproduced);
+    --confounds-file needs one file per --func."""
+    fit, files = band_fit
+    table = tmp_path / "conf.tsv"
+    pd.DataFrame(np.random.default_rng(0).normal(size=(80, 2)), columns=["a", "b"]).to_csv(table, sep="\t",
+                                                                                          index=False)
+    out = tmp_path / "dr"
+    assert _run(dual_regression, [str(fit), "--func", str(files[1]), "--confounds-file", str(table),
+                                  "--out", str(out)]) == 0
+    got = pd.read_csv(out / "sub-02" / "func" / "sub-02_run-1_desc-dualreg_timeseries.tsv", sep="\t").to_numpy()
+    ref = pd.read_csv(fit / "sub-02" / "func" / "sub-02_run-1_desc-ivae_timeseries.tsv", sep="\t").to_numpy()
+    assert np.abs(got - ref).max() < 1e-4
+    with pytest.raises(SystemExit):
+        dual_regression.main([str(fit), "--func", *map(str, files[:2]), "--confounds-file", str(table),
+                              "--out", str(tmp_path / "x")])
