@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-import h5py
 import nibabel as nib
 import numpy as np
 import pytest
