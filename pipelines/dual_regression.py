@@ -4,11 +4,17 @@
 Usage::
 
     python pipelines/dual_regression.py FIT_OUT --bids new_ds/ [--task T] [--participant-label L ...] --out DR_OUT
-    python pipelines/dual_regression.py FIT_OUT --func new/sub-*_bold.nii.gz --out DR_OUT
+    python pipelines/dual_regression.py FIT_OUT --func new/sub-*_bold.nii.gz [--confounds-file C ...] [--tr S] --out DR_OUT
 
 ``FIT_OUT`` is a ``trends-ivae fit`` output (any ``--layout``, with ``prepared.h5``).
-For each new run the data are masked and cleaned exactly as in the fit and projected on
-the group basis; the encoder q(z|x) gives the time courses (``GroupIVAE.transform``, no
+For each new run the data are masked and cleaned exactly as in the fit, as its record
+(``prepared.h5``) says: the mask, detrending, filters at the fit's TR, standardisation,
+the confound columns it regressed and the volumes it left out (``--drop-initial``,
+fMRIPrep's non-steady-state volumes); then projected on the group basis. A run's TR is
+``--tr`` when given, else the fit's ``--tr`` when it had one, else the run's sidecar or
+header; a run at another TR than the fit's is refused (it would be filtered at the
+wrong rate). When the fit regressed confounds, each new run needs its table
+(``--confounds-file``, or found beside each run of ``--bids`` derivatives); the encoder q(z|x) gives the time courses (``GroupIVAE.transform``, no
 u needed: stage 1, the analogue of regressing the group maps on the data); each
 subject's maps are then the regression of its data on its own time courses, z-scored
 across voxels (stage 2). Writes::
@@ -39,6 +45,11 @@ def _build_parser() -> argparse.ArgumentParser:
     src.add_argument("--task", help="task to keep")
     src.add_argument("--participant-label", nargs="+", metavar="L", help="subjects to keep")
     src.add_argument("--func", nargs="+", metavar="FILE", help="4-D runs (sub- in the names gives the subject)")
+    src.add_argument("--confounds-file", nargs="+", metavar="FILE",
+                     help="confounds TSV, one per --func (needed when the fit regressed confounds)")
+    p.add_argument("--tr", type=float, metavar="S",
+                   help="repetition time of the runs, when a file lacks one or its own is wrong (default: the "
+                        "fit's --tr, else each run's sidecar or header); another TR than the fit's is refused")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", default="cpu", help="torch device for the encoder")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
@@ -60,9 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give exactly one of --bids DIR or --func FILE ...")
     if args.bids and not Path(args.bids).is_dir():
         parser.error(f"--bids {args.bids!r} is not a directory")
-    for f in args.func or []:
-        if not Path(f).is_file():
-            parser.error(f"--func {f!r} does not exist")
+    for opt, files in (("--func", args.func), ("--confounds-file", args.confounds_file)):
+        for f in files or []:
+            if not Path(f).is_file():
+                parser.error(f"{opt} {f!r} does not exist")
+    if args.confounds_file and (args.bids or len(args.confounds_file) != len(args.func)):
+        parser.error("--confounds-file goes with --func, one file per --func")
+    if args.tr is not None and not args.tr > 0:
+        parser.error(f"--tr {args.tr:g}: must be a positive number of seconds")
     out = Path(args.out)
     if out.exists() and not args.force:
         parser.error(f"{str(out)!r} exists; pass --force to overwrite it")
@@ -72,10 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trends_ivae.workflow import WorkflowError, dual_regression_to_folder
 
     try:
-        runs = (find_bids_runs(args.bids, task=args.task, participant_label=args.participant_label)
-                if args.bids else runs_from_files(args.func))
+        runs = (find_bids_runs(args.bids, task=args.task, participant_label=args.participant_label,
+                               with_confounds=True)   # used when the fit regressed confounds
+                if args.bids else runs_from_files(args.func, confounds=args.confounds_file))
         result = dual_regression_to_folder(fit_dir, runs, out, sources=[args.bids or Path(args.func[0]).parent],
-                                           device=args.device, force=args.force)
+                                           device=args.device, force=args.force, tr=args.tr)
     except (PrepareError, WorkflowError) as exc:
         print(f"dual_regression.py: error: {exc}", file=sys.stderr)
         return 1

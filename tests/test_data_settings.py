@@ -112,3 +112,22 @@ def test_fill_doc_gives_an_option_under_its_field_name():
     doc = AuxSpec.__doc__
     assert "    spec : str\n" in doc and "The prepare option ``aux``." in doc
     assert "    combine : {" in doc and "The prepare option ``aux_combine``." in doc
+
+
+def test_drop_initial_is_one_cleaning_setting_with_one_spelling():
+    import argparse
+
+    from trends_ivae.cli.fit import add_parser
+    from trends_ivae.workflow.fit_options import FitOptions
+
+    fit_parser = add_parser(argparse.ArgumentParser().add_subparsers())
+
+    s = PrepareSettings.from_options(drop_initial=3)
+    assert s.clean.drop_initial == 3 and s.to_options()["drop_initial"] == 3
+    assert FLAT_OPTIONS["drop_initial"] == ("clean", "drop_initial") and "drop_initial" in docdict
+    assert CleanSettings.from_dict({"detrend": True}).drop_initial == 0    # older stores: nothing dropped
+    for bad in (-1, 1.5, True):
+        with pytest.raises(PrepareError, match="drop_initial"):
+            CleanSettings(drop_initial=bad)
+    assert FitOptions(out="x").drop_initial == 0
+    assert fit_parser.parse_args(["--func", "a", "--out", "o", "--drop-initial", "4"]).drop_initial == 4

@@ -196,3 +196,67 @@ def test_dual_regression_calls_its_workflow(task_fit, tmp_path, monkeypatch):
     (fit_dir, runs, out, kwargs), = calls
     assert fit_dir == task_fit and [r.subject for r in runs] == ["03"] and out == tmp_path / "dr"
     assert kwargs["device"] == "cpu" and kwargs["force"] is False
+
+
+# ---- dual regression reads the fit's record (issue 21) ---------------------------------------
+@pytest.fixture(scope="module")
+def band_fit(tmp_path_factory):
+    """``fit --tr 2 --high-pass 0.01 --low-pass 0.1`` on runs whose headers say 1 s (no sidecars)."""
+    from trends_ivae.cli.main import main
+
+    root = tmp_path_factory.mktemp("band")
+    files = []
+    for s in ("01", "02", "03"):
+        img = nib.load(SAMPLE / f"sub-{s}" / "func" / f"sub-{s}_task-sim_bold.nii.gz")
+        img = nib.Nifti1Image(np.asarray(img.dataobj)[..., :80], img.affine, img.header)
+        img.header.set_zooms(img.header.get_zooms()[:3] + (1.0,))
+        files.append(root / f"sub-{s}_bold.nii.gz")
+        nib.save(img, files[-1])
+    out = root / "fit"
+    argv = ["fit", "--func", *map(str, files), "--tr", "2", "--high-pass", "0.01", "--low-pass", "0.1",
+            "--aux", "window", "--window", "20", "--n-components", "3", "--n-init", "1", "--max-epochs", "3",
+            "--no-report", "-q", "--out", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+    return out, files
+
+
+def test_dual_regression_of_a_band_passed_fit_reproduces_its_time_courses(band_fit, tmp_path):
+    fit, files = band_fit
+    ref = pd.read_csv(fit / "sub-02" / "func" / "sub-02_run-1_desc-ivae_timeseries.tsv", sep="\t").to_numpy()
+    for extra in ([], ["--tr", "2"]):   # the fit's --tr by default; the same given
+        out = tmp_path / f"dr{len(extra)}"
+        assert _run(dual_regression, [str(fit), "--func", str(files[1]), "--out", str(out), *extra]) == 0
+        got = pd.read_csv(out / "sub-02" / "func" / "sub-02_run-1_desc-dualreg_timeseries.tsv", sep="\t")
+        assert np.abs(got.to_numpy() - ref).max() < 1e-4
+
+
+def test_dual_regression_refuses_a_run_at_another_tr(band_fit, tmp_path, capsys):
+    fit, files = band_fit
+    out = tmp_path / "dr"
+    assert _run(dual_regression, [str(fit), "--func", str(files[0]), "--tr", "2.5", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "sub-01_bold.nii.gz" in err and "TR 2.5 s" in err and "TR 2 s" in err and "--tr 2" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit):   # a bad --tr is refused by the parser
+        dual_regression.main([str(fit), "--func", str(files[0]), "--tr", "0", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_dual_regression_confounds_follow_the_fit(band_fit, tmp_path):
+    """The fit regressed no confounds: a new run's table is not regressed (the fit is reproduced);
+    --confounds-file needs one file per --func."""
+    fit, files = band_fit
+    table = tmp_path / "conf.tsv"
+    pd.DataFrame(np.random.default_rng(0).normal(size=(80, 2)), columns=["a", "b"]).to_csv(table, sep="\t",
+                                                                                          index=False)
+    out = tmp_path / "dr"
+    assert _run(dual_regression, [str(fit), "--func", str(files[1]), "--confounds-file", str(table),
+                                  "--out", str(out)]) == 0
+    got = pd.read_csv(out / "sub-02" / "func" / "sub-02_run-1_desc-dualreg_timeseries.tsv", sep="\t").to_numpy()
+    ref = pd.read_csv(fit / "sub-02" / "func" / "sub-02_run-1_desc-ivae_timeseries.tsv", sep="\t").to_numpy()
+    assert np.abs(got - ref).max() < 1e-4
+    with pytest.raises(SystemExit):
+        dual_regression.main([str(fit), "--func", *map(str, files[:2]), "--confounds-file", str(table),
+                              "--out", str(tmp_path / "x")])

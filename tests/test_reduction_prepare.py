@@ -266,3 +266,20 @@ def test_real_localizer_mni_with_mask_and_tr_override(tmp_path):
     assert (d.u.data > 0).sum() >= 60  # zero-duration events each mark a volume
     out = write_prepared(tmp_path / "prepared.h5", d)
     assert read_prepared(out).n_voxels == d.n_voxels
+
+
+@pytest.mark.xfail(strict=True, reason="write_participant_share must pass its CleanSettings to denoise_keeps and "
+                                       "record 'censored' whenever a volume is left out (not only with denoise)")
+def test_participant_shares_drop_initial_volumes_as_prepare_does(tmp_path):
+    from trends_ivae.reduction.participant import gather_shares, write_participant_share
+
+    files = [write_run(tmp_path / f"sub-0{i}_bold.nii.gz", n_volumes=40, tr=2.0, seed=i) for i in (1, 2, 3)]
+    m = write_mask(tmp_path / "mask.nii.gz")
+    st = PrepareSettings.from_options(aux="window", window=10, n_dims=3, drop_initial=3)
+    runs = runs_from_files(files)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = gather_shares([write_participant_share([r], tmp_path / "shares", st, mask=m)["share"] for r in runs], st)
+        p = prepare(runs, st, mask=m)
+    assert g.x.shape == p.x.shape == (3 * 37, 3) and [r.get("censored") for r in g.runs] == [[0, 1, 2]] * 3
+    np.testing.assert_array_equal(g.u.data, p.u.data)

@@ -42,6 +42,12 @@ docdict["denoise"] = """denoise : {"simple", "scrubbing", "compcor", "ica_aroma"
     volumes its sample mask censors (non-steady-state volumes; with ``scrubbing``
     also high-motion ones) are left out of x and of u. The run table keeps each
     run's acquired volumes and the censored ones."""
+docdict["drop_initial"] = """drop_initial : int, default=0
+    Drop the first N volumes of every run before cleaning (non-steady-state volumes):
+    x, u and the time courses then have N fewer volumes per run, and the run table
+    records each run's acquired volumes and the dropped ones. Whatever this says, the
+    volumes that a run's confounds table flags in fMRIPrep's
+    ``non_steady_state_outlier*`` columns are dropped too (announced once)."""
 docdict["aux"] = """aux : str
     The factors of the auxiliary variable u joined with ``+``: ``task`` (BIDS
     events), ``window`` (sliding-window segments), ``subject``, ``run`` or a

@@ -70,6 +70,10 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
                          "volumes it censors (non-steady-state; scrubbing: high motion) out of x and u. "
                          "Needs fMRIPrep outputs (*_desc-confounds_timeseries.tsv and .json next to each "
                          "run); instead of --confounds")
+    cl.add_argument("--drop-initial", type=int, default=0, metavar="N",
+                    help="drop the first N volumes of every run before cleaning (non-steady state); the time "
+                         "courses then have N fewer volumes per run. Volumes flagged by fMRIPrep's "
+                         "non_steady_state_outlier* confound columns are dropped whenever confounds are given")
     cl.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=True, help="linear detrending")
     cl.add_argument("--standardize", action="store_true", help="z-score each voxel's time series per run")
     cl.add_argument("--high-pass", type=float, metavar="HZ", help="high-pass cut-off")

@@ -5,8 +5,14 @@ or the intersection of nilearn's ``compute_epi_mask`` over every run. Either way
 voxels that are not finite in some run (NaN/inf) or constant over time in some run are
 removed from it with a warning naming the file.
 
+Volumes left out (:func:`kept_volumes`): the first ``drop_initial`` of every run, those
+that fMRIPrep's ``non_steady_state_outlier*`` confound columns flag (read with nilearn's
+``extract_outlier_regressors``; these columns are then not regressed) and, with
+``denoise``, those its strategy censors. A leading block of them is cut off before
+cleaning; any other is nilearn's ``sample_mask``.
+
 Cleaning a run (:func:`clean_run`): optional smoothing (``smoothing_fwhm``, before
-masking), then ``nilearn.signal.clean`` with ``detrend``, ``standardize``,
+masking), the leading left-out volumes cut off, then ``nilearn.signal.clean`` with ``detrend``, ``standardize``,
 Butterworth ``high_pass`` / ``low_pass`` at the run's TR and confounds chosen by
 column name; finally each voxel is centred in time (so every run has zero temporal
 mean: the "temporally demeaned" input of MIGP) and the result is float32.
@@ -35,9 +41,69 @@ __all__ = [
     "run_statistics",
     "epi_mask",
     "clean_run",
+    "kept_volumes",
+    "non_steady_state_volumes",
+    "NON_STEADY_STATE",
     "denoise_confounds",
     "DENOISE_STRATEGIES",
 ]
+
+
+#: fMRIPrep's one-hot columns of the non-steady-state volumes at the start of a run
+NON_STEADY_STATE = "non_steady_state_outlier*"
+
+
+def _is_non_steady(column: str) -> bool:
+    return fnmatch.fnmatchcase(str(column), NON_STEADY_STATE)
+
+
+def non_steady_state_volumes(confounds, n_volumes: int, run_name: str = "<run>") -> np.ndarray:
+    """The volumes (sorted indices) that a run's confounds table (path, DataFrame, array or
+    None) flags in fMRIPrep's ``non_steady_state_outlier*`` columns, by nilearn's
+    ``extract_outlier_regressors``; empty without such columns."""
+    if confounds is None:
+        return np.zeros(0, dtype=int)
+    values, names = read_confounds(confounds, None, n_volumes, run_name, with_names=True, outliers=True)
+    cols = [i for i, c in enumerate(names) if _is_non_steady(c)]
+    if not cols:
+        return np.zeros(0, dtype=int)
+    table = pd.DataFrame(values[:, cols], columns=[names[i] for i in cols])
+    try:
+        from nilearn.interfaces.fmriprep.load_confounds_scrub import extract_outlier_regressors
+    except ImportError:   # older nilearn: the same rule
+        return np.flatnonzero((table.to_numpy() != 0).any(axis=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # every volume flagged: refused by kept_volumes
+        sample_mask = extract_outlier_regressors(table)[0]
+    keep = np.ones(n_volumes, dtype=bool)
+    if sample_mask is not None:
+        keep[:] = False
+        keep[np.asarray(sample_mask, dtype=int)] = True
+    return np.flatnonzero(~keep)
+
+
+def kept_volumes(run, settings: CleanSettings, n_volumes: int) -> np.ndarray:
+    """Which of the ``n_volumes`` acquired volumes of ``run`` (a RunSpec or an image) are kept.
+
+    Left out: the first ``settings.drop_initial``; those flagged by the run's
+    ``non_steady_state_outlier*`` confound columns (:func:`non_steady_state_volumes`);
+    with ``settings.denoise``, those its strategy censors (:func:`denoise_confounds`).
+    A :class:`PrepareError` names the run when fewer than two volumes would be left.
+    """
+    img = getattr(run, "img", run)
+    name = getattr(run, "name", None) or image_name(img)
+    keep = np.ones(n_volumes, dtype=bool)
+    keep[:settings.drop_initial] = False
+    if settings.denoise:
+        keep &= denoise_confounds(img, settings.denoise, n_volumes, name)[1]
+    else:
+        keep[non_steady_state_volumes(getattr(run, "confounds", None), n_volumes, name)] = False
+    if keep.sum() < 2:
+        why = [f"drop_initial={settings.drop_initial}"] if settings.drop_initial else []
+        why.append(f"denoise={settings.denoise!r}" if settings.denoise else "its non_steady_state_outlier columns")
+        raise PrepareError(f"{' and '.join(why)} leave {int(keep.sum())} of the {n_volumes} volumes of {name!r}; "
+                           "at least 2 are needed")
+    return keep
 
 
 def confound_columns(confounds, names: Sequence[str] | None, n_volumes: int,
@@ -120,7 +186,7 @@ def denoise_confounds(img, strategy: str, n_volumes: int,
 
 
 def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
-                   run_name: str = "<run>", *, with_names: bool = False):
+                   run_name: str = "<run>", *, with_names: bool = False, outliers: bool = False):
     """The confound matrix of one run, ``(n_volumes, n_confounds)`` float64, or None.
 
     Parameters
@@ -135,6 +201,10 @@ def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
 
     with_names : bool
         Return ``(values, column names)`` instead (``(None, [])`` without confounds).
+    outliers : bool
+        Keep fMRIPrep's ``non_steady_state_outlier*`` columns; by default they are
+        left out (their volumes are dropped instead, :func:`kept_volumes`), and a run
+        whose chosen columns are all of them has no confounds.
 
     Raises
     ------
@@ -183,6 +253,10 @@ def read_confounds(confounds, names: Sequence[str] | None, n_volumes: int,
                 )
             chosen.extend(h for h in hits if h not in chosen)
         df = df[chosen]
+    if not outliers:
+        df = df[[c for c in df.columns if not _is_non_steady(c)]]
+        if not df.shape[1]:
+            return (None, []) if with_names else None
     try:
         values = df.to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
@@ -355,8 +429,8 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
     Returns
     -------
     ndarray, shape (n_kept, n_voxels), float32
-        Cleaned, temporally centred time series of the in-mask voxels: every volume,
-        or with ``settings.denoise`` the volumes its sample mask keeps.
+        Cleaned, temporally centred time series of the in-mask voxels: the volumes
+        :func:`kept_volumes` keeps.
     """
     if settings is None:
         settings = CleanSettings()
@@ -371,13 +445,15 @@ def clean_run(run, mask_img, settings: CleanSettings | dict | None = None,
     series = masked_series(img, np.asarray(mask.dataobj) > 0, target=mask, resample=settings.resample,
                            smoothing_fwhm=settings.smoothing_fwhm)
     n_volumes = series.shape[0]
-    sample_mask = None
+    keep = kept_volumes(run, settings, n_volumes)
     if settings.denoise:
-        conf, keep = denoise_confounds(img, settings.denoise, n_volumes, name)
-        if not keep.all():
-            sample_mask = np.flatnonzero(keep)
+        conf = denoise_confounds(img, settings.denoise, n_volumes, name)[0]
     else:
         conf = read_confounds(confounds, settings.confounds, n_volumes, name)
+    first = int(np.argmax(keep))   # the leading volumes left out are cut off before cleaning
+    series, keep = series[first:], keep[first:]
+    conf = None if conf is None else conf[first:]
+    sample_mask = None if keep.all() else np.flatnonzero(keep)
     from nilearn import signal
 
     standardize = settings.standardize

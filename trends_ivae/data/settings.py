@@ -139,6 +139,7 @@ class CleanSettings(_DictSettings):
     %(confounds)s
     %(resample_to_first as resample)s
     %(denoise)s
+    %(drop_initial)s
     """
 
     detrend: bool = True
@@ -149,9 +150,13 @@ class CleanSettings(_DictSettings):
     confounds: list | None = None
     resample: bool = False
     denoise: str | None = None
+    drop_initial: int = 0
 
     def __post_init__(self) -> None:
         own = "CleanSettings"
+        if _optional_number(own, "drop_initial", self.drop_initial, integer=True, minimum=0) is None:
+            raise _bad(own, "drop_initial", self.drop_initial, "an integer >= 0")
+        self.drop_initial = int(self.drop_initial)
         self.detrend = _bool(own, "detrend", self.detrend)
         if not isinstance(self.standardize, (bool, str)):
             raise _bad(own, "standardize", self.standardize, "True, False or a nilearn strategy name")
@@ -302,6 +307,7 @@ FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     "standardize": ("clean", "standardize"), "high_pass": ("clean", "high_pass"),
     "low_pass": ("clean", "low_pass"), "smoothing_fwhm": ("clean", "smoothing_fwhm"),
     "resample_to_first": ("clean", "resample"), "denoise": ("clean", "denoise"),
+    "drop_initial": ("clean", "drop_initial"),
     "aux": ("aux", "spec"), "window": ("aux", "window"), "step": ("aux", "step"),
     "hrf_delay": ("aux", "hrf_delay"), "min_event_duration": ("aux", "min_event_duration"),
     "aux_combine": ("aux", "combine"),
@@ -359,7 +365,7 @@ class PrepareSettings:
             Any prepare option by its name: ``aux``, ``window``, ``step``, ``hrf_delay``,
             ``min_event_duration``, ``aux_combine``, ``confounds``, ``detrend``,
             ``standardize``, ``high_pass``, ``low_pass``, ``smoothing_fwhm``,
-            ``resample_to_first``, ``denoise``, ``n_dims``, ``whiten``, ``n_keep``,
+            ``resample_to_first``, ``denoise``, ``drop_initial``, ``n_dims``, ``whiten``, ``n_keep``,
             ``subject_dims``, ``n_jobs``, ``scheduler``, ``dask_address``,
             ``cache_dir`` (each described in its part's docstring). ``aux=None`` is
             the default u; the others not given take their defaults.

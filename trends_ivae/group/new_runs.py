@@ -3,9 +3,9 @@
 :func:`run_specs` turns what ``GroupIVAE.fit``, ``transform`` and ``score`` accept (images
 or paths, with events and confounds, or run specs) into
 :class:`~trends_ivae.data.bids.RunSpec` objects. :func:`reduce_new_runs` cleans new runs
-and projects them on the fitted basis
-(:func:`~trends_ivae.reduction.prepare.transform_runs`), with their u in the layout of
-the fit's u (:func:`~trends_ivae.data.auxiliary.aux_for_runs`; its levels must have been
+and projects them on the fitted basis as the fit's record says they were
+(:func:`~trends_ivae.reduction.prepare.reduce_runs`: the fit's TR, cleaning, confound
+columns and left-out volumes), with their u in the layout of the fit's u (:func:`~trends_ivae.data.auxiliary.aux_for_runs`; its levels must have been
 seen in the fit).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from ..aux_variable import AuxVariable
 from ..data.auxiliary import aux_for_runs
 from ..data.bids import RunSpec, runs_from_files
-from ..reduction.prepare import transform_runs
+from ..reduction.prepare import reduce_runs
 
 __all__ = ["run_specs", "reduce_new_runs"]
 
@@ -53,27 +53,36 @@ def run_specs(imgs: Any, events: Any = None, confounds: Any = None,
 
 
 def reduce_new_runs(model: Any, imgs: Any, events: Any = None, confounds: Any = None, *,
-                    with_u: bool = True) -> tuple[list[np.ndarray], list[AuxVariable | None]]:
+                    with_u: bool = True, tr: float | None = None
+                    ) -> tuple[list[np.ndarray], list[AuxVariable | None]]:
     """New runs cleaned and reduced as in ``model``'s fit, and their u.
 
     Parameters
     ----------
     model : GroupIVAE
-        Fitted (its ``prepared_``, ``tr`` and u options are used).
+        Fitted (its ``prepared_`` record and u options are used).
     imgs, events, confounds
         As for :func:`run_specs`.
     with_u : bool, default=True
         Build u (needs each run's events when u has a task factor); False: None per run.
+    tr : float, optional
+        The runs' TR, when a file lacks one or its own is wrong (default: the fit's TR
+        override, else each run's sidecar or header); a TR other than the fit's is
+        refused (:func:`~trends_ivae.reduction.prepare.new_run_trs`).
 
     Returns
     -------
-    xs : list of ndarray (n_volumes, n_dims)
+    xs : list of ndarray (n_kept, n_dims)
+        The kept volumes of each run (those the fit would keep: ``drop_initial``,
+        non-steady-state volumes, a denoising strategy's censoring).
     us : list of AuxVariable or None
+        u of the same volumes.
     """
     runs = run_specs(imgs, events, confounds)
-    xs = transform_runs(runs, model.prepared_, tr=model.tr)
+    new = reduce_runs(runs, model.prepared_, tr=tr)
     if not with_u:
-        return xs, [None] * len(xs)
-    return xs, aux_for_runs(model.prepared_, runs, [x.shape[0] for x in xs], tr=model.tr,
-                            hrf_delay=model.hrf_delay, min_event_duration=model.min_event_duration,
-                            combine=model.aux_combine)
+        return new.xs, [None] * len(new.xs)
+    us = aux_for_runs(model.prepared_, runs, [k.size for k in new.keeps], tr=new.trs[0] if new.trs else None,
+                      hrf_delay=model.hrf_delay, min_event_duration=model.min_event_duration,
+                      combine=model.aux_combine)
+    return new.xs, [u if k.all() else u.take(k) for u, k in zip(us, new.keeps)]

@@ -24,10 +24,11 @@ Peak memory is that of one subject (per worker) plus the MIGP matrix
 """
 from __future__ import annotations
 
+import dataclasses
+import glob
 import logging
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -47,7 +48,7 @@ from ..data.store import PreparedData
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare", "transform_runs", "DEFAULT_N_DIMS"]
+__all__ = ["prepare", "transform_runs", "reduce_runs", "NewRuns", "new_run_trs", "DEFAULT_N_DIMS"]
 
 
 def _clean_subject_task(runs: list[RunSpec], trs: list[float], mask_img, settings: CleanSettings,
@@ -117,18 +118,15 @@ def prepare(
     names = [r.name for r in specs]
 
     # -- pass 0: headers, grid, TR, u -----------------------------------------
-    infos, trs, target = read_headers(specs, tr, same_grid=not clean.resample)
-    if len(set(np.round(trs, 6))) > 1:
-        warnings.warn(f"runs have different TRs {sorted(set(trs))}; each run is filtered with its own",
-                      UserWarning, stacklevel=2)
+    infos, trs, target = read_headers(specs, tr, same_grid=not clean.resample)   # one TR for all runs
     metas = [RunMeta(name=n, subject=r.subject, run=label,
                      n_volumes=info["n_volumes"], tr=t, events=r.events, participant=r.participant)
              for r, n, info, t, label in zip(specs, names, infos, trs, run_labels(specs))]
     u = build_aux(settings.aux, metas)
     acquired = [m.n_volumes for m in metas]
-    keeps = denoise_keeps(specs, acquired, clean.denoise)   # the strategy's sample masks (cheap)
+    conf_cols = confound_lists(specs, acquired, clean)   # the columns asked for are checked first
+    keeps = denoise_keeps(specs, acquired, clean)   # drop_initial, non-steady-state, the strategy's censoring
     u, metas = censor(u, metas, keeps)
-    conf_cols = confound_lists(specs, [m.n_volumes for m in metas], clean)
     given = given_mask(mask, target, names[0], clean.resample)
     log("prepare: %d run(s) of %d subject(s); u=%s with %d level(s)", len(specs), len(subjects),
         u.spec, u.n_levels)
@@ -196,7 +194,7 @@ def prepare(
     rows = [{"file": m.name, "entities": {k: str(v) for k, v in r.entities.items()},
              "events": str(r.events) if isinstance(r.events, (str, Path)) else None, "confounds": cols,
              **({"censoring": {"n_volumes_acquired": n_acq, "censored": [int(v) for v in np.flatnonzero(~keep)]}}
-                if clean.denoise else {})}
+                if not keep.all() else {})}
             for m, r, cols, n_acq, keep in zip(metas, specs, conf_cols, acquired, keeps)]
     data = assemble(
         x=x, u=u, metas=metas, keeps=keeps, subjects=subjects, rows=rows, reduced=reduced, mask=mask_arr,
@@ -209,9 +207,101 @@ def prepare(
     return data
 
 
-def transform_runs(runs: Sequence[RunSpec] | Sequence, prepared: PreparedData, *,
-                   tr: float | None = None) -> list[np.ndarray]:
-    """Clean new runs like ``prepared`` and project them on its basis.
+@dataclasses.dataclass
+class NewRuns:
+    """New runs cleaned and reduced as in a fit (:func:`reduce_runs`).
+
+    Attributes
+    ----------
+    xs : list of ndarray (n_kept, d)
+        Each run's reduced data, its kept volumes only.
+    keeps : list of bool ndarray (n_acquired,)
+        Each run's kept volumes among those acquired.
+    trs : list of float
+        Each run's TR (the fit's).
+    """
+
+    xs: list
+    keeps: list
+    trs: list
+
+
+def new_run_trs(runs: Sequence[RunSpec], prepared: PreparedData, tr: float | None = None) -> list[float]:
+    """The TR of each new run, checked against the TR at which ``prepared``'s runs were cleaned.
+
+    A run's TR is ``tr`` when given, else the fit's own TR override when it had one
+    (``parameters["tr_override"]``: the follow-up is cleaned as the fit was), else its
+    sidecar's ``RepetitionTime``, else its header's.
+
+    Raises
+    ------
+    PrepareError
+        A run whose TR differs from the fit's (it would be filtered at the wrong rate and
+        its u built on another time axis), or whose sidecar contradicts the fit's TR
+        override; the message names the run, both TRs and what to do.
+    """
+    fit_trs = sorted({round(float(r["tr"]), 6) for r in prepared.runs if r.get("tr")} or {round(float(prepared.tr), 6)})
+    fit_override = (prepared.parameters or {}).get("tr_override")
+    said = " or ".join(f"{t:g}" for t in fit_trs)
+    out = []
+    for r in runs:
+        if tr is not None:
+            t, source = resolve_tr(r.name, override=tr, sidecar=None, header=None), "the tr given (--tr)"
+        elif fit_override is not None:
+            t, source = float(fit_override), "the fit's --tr"
+            if r.tr is not None and abs(float(r.tr) - t) > 1e-3 * t:
+                raise PrepareError(f"run {r.name!r}: its sidecar says RepetitionTime {float(r.tr):g} s, but the fit "
+                                   f"was cleaned at TR {t:g} s (its --tr); resample the run to {t:g} s first, or, "
+                                   f"if its sidecar is wrong, pass tr={t:g} (--tr {t:g}) to clean it at {t:g} s")
+        else:
+            info = header_info(load_4d(r.img))
+            t = resolve_tr(r.name, override=None, sidecar=r.tr, header=info["header_tr"])
+            source = "its sidecar" if r.tr is not None else "its header"
+        if not any(abs(t - f) <= 1e-3 * f for f in fit_trs):
+            raise PrepareError(f"run {r.name!r} has TR {t:g} s ({source}) but the fit's runs were cleaned at TR "
+                               f"{said} s: it would be filtered at the wrong rate and its u built on another time "
+                               f"axis; resample it to {said} s first, or, if its TR is wrong, pass tr={fit_trs[0]:g} "
+                               f"(--tr {fit_trs[0]:g})")
+        out.append(t)
+    return out
+
+
+def _fit_clean(specs: list[RunSpec], prepared: PreparedData) -> tuple[list[RunSpec], CleanSettings]:
+    """The runs and the cleaning of ``prepared``, for new runs: the confound columns its runs
+    regressed (a new run's confounds are ignored when the fit regressed none).
+
+    Raises
+    ------
+    PrepareError
+        The fit regressed confounds from every run and a new run has none.
+    """
+    clean = prepared.clean_settings
+    regressed = (prepared.parameters or {}).get("confounds_regressed") or {}
+    columns = regressed.get("columns") or []
+    if clean.denoise:
+        return specs, clean
+    if not columns:
+        return [dataclasses.replace(r, confounds=None) for r in specs], clean
+    if regressed.get("n_runs") != regressed.get("n_runs_total"):
+        return specs, clean
+    missing = [r.name for r in specs if r.confounds is None]
+    if missing:
+        raise PrepareError(f"the fit regressed confounds from each of its runs ({', '.join(columns[:5])}"
+                           f"{' ...' if len(columns) > 5 else ''}), but run {missing[0]!r} has no confounds table: "
+                           "give each new run its confounds (confounds=..., --confounds-file)")
+    if clean.confounds is None:   # every column of the fit's tables: those columns, by name
+        clean = dataclasses.replace(clean, confounds=[glob.escape(c) for c in columns])
+    return specs, clean
+
+
+def reduce_runs(runs: Sequence[RunSpec] | Sequence, prepared: PreparedData, *,
+                tr: float | None = None) -> NewRuns:
+    """Clean new runs as ``prepared``'s runs were (its record), and project them on its basis.
+
+    What ran is read from the store: the mask, the cleaning (detrending, filters at the
+    fit's TR, standardisation, smoothing, the confound columns it regressed, the
+    volumes left out: ``drop_initial``, non-steady-state volumes, a denoising
+    strategy's censoring), the basis, the group mean and the scale.
 
     Parameters
     ----------
@@ -220,20 +310,36 @@ def transform_runs(runs: Sequence[RunSpec] | Sequence, prepared: PreparedData, *
         ``resample_to_first``).
     prepared : PreparedData
     tr : float, optional
-        Overrides sidecar / header TRs.
+        The runs' TR (when a file lacks one, or its own is wrong); see :func:`new_run_trs`.
+
+    Returns
+    -------
+    NewRuns
+
+    Raises
+    ------
+    PrepareError
+        A run at another TR than the fit's, without the confounds the fit regressed, or
+        that cannot be cleaned.
+    """
+    specs = as_runs(runs)
+    trs = new_run_trs(specs, prepared, tr)
+    specs, clean = _fit_clean(specs, prepared)
+    acquired = [header_info(load_4d(r.img))["n_volumes"] for r in specs]
+    keeps = denoise_keeps(specs, acquired, clean)
+    mask_img = prepared.mask_img()
+    xs = [project(clean_run(r, mask_img, clean, t), prepared.basis, prepared.voxel_mean, prepared.scale)
+          for r, t in zip(specs, trs)]
+    return NewRuns(xs=xs, keeps=keeps, trs=trs)
+
+
+def transform_runs(runs: Sequence[RunSpec] | Sequence, prepared: PreparedData, *,
+                   tr: float | None = None) -> list[np.ndarray]:
+    """Clean new runs like ``prepared`` and project them on its basis: :func:`reduce_runs`'s ``xs``.
 
     Returns
     -------
     list of ndarray
-        One ``(n_volumes, d)`` float32 array per run.
+        One ``(n_kept, d)`` float32 array per run.
     """
-    specs = as_runs(runs)
-    mask_img = prepared.mask_img()
-    settings = prepared.clean_settings
-    out = []
-    for r in specs:
-        info = header_info(load_4d(r.img))
-        t = resolve_tr(r.name, override=tr, sidecar=r.tr, header=info["header_tr"])
-        Y = clean_run(r, mask_img, settings, t)
-        out.append(project(Y, prepared.basis, prepared.voxel_mean, prepared.scale))
-    return out
+    return reduce_runs(runs, prepared, tr=tr).xs

@@ -7,8 +7,10 @@ Both paths read the headers, censor volumes, check confounds, build the mask, fi
 the MIGP basis and assemble :class:`~trends_ivae.data.store.PreparedData` with the
 functions here, so that the two give the same mask, run table and record:
 
-- :func:`read_headers`: every run a readable 4D image, on one grid, with its TR;
-- :func:`denoise_keeps`, :func:`censor`: the volumes a denoising strategy keeps, and u
+- :func:`read_headers`: every run a readable 4D image, on one grid, with its TR, one TR
+  for all (:func:`check_one_tr`);
+- :func:`denoise_keeps`, :func:`censor`: the volumes each run keeps (``drop_initial``,
+  fMRIPrep's non-steady-state volumes, a denoising strategy's censoring), and u
   restricted to them;
 - :func:`confound_lists`: the confound columns each run regresses (checked early);
 - :func:`given_mask`, :func:`run_stats`, :func:`intersect_masks`: the mask, i.e. the
@@ -32,14 +34,14 @@ import numpy as np
 from ..aux_variable import AuxVariable
 from ..data.auxiliary import RunMeta
 from ..data.bids import RunSpec, runs_from_files
-from ..data.cleaning import confound_columns, denoise_confounds, epi_mask, run_statistics
+from ..data.cleaning import confound_columns, epi_mask, kept_volumes, run_statistics
 from ..data.errors import PrepareError
 from ..data.images import check_same_grid, header_info, load_4d, load_mask, resolve_tr
 from .migp import MIGP
 from ..data.settings import AUTO, CleanSettings, PrepareSettings, is_auto
 from ..data.store import PreparedData, package_versions
 
-__all__ = ["Grid", "as_runs", "as_settings", "run_labels", "read_headers", "denoise_keeps", "censor", "confound_lists",
+__all__ = ["Grid", "as_runs", "as_settings", "run_labels", "read_headers", "check_one_tr", "denoise_keeps", "censor", "confound_lists",
            "given_mask", "run_stats", "intersect_masks", "resolve_n_dims", "migp_dims", "choose_n_dims",
            "spectrum_record", "Basis", "finish_basis", "assemble"]
 
@@ -105,20 +107,51 @@ def read_headers(specs: Sequence[RunSpec], tr: float | None, *, same_grid: bool 
     if same_grid:
         check_same_grid(infos, names)
     trs = [resolve_tr(n, override=tr, sidecar=r.tr, header=i["header_tr"]) for r, n, i in zip(specs, names, infos)]
+    check_one_tr(names, trs)
     return infos, trs, Grid(infos[0]["shape"], infos[0]["affine"])
 
 
-def denoise_keeps(specs: Sequence[RunSpec], n_volumes: Sequence[int], denoise: str | None) -> list[np.ndarray]:
-    """The volumes each run keeps: the strategy's sample mask, or all of them without ``denoise``."""
-    if not denoise:
-        return [np.ones(n, dtype=bool) for n in n_volumes]
-    keeps = []
-    for r, n in zip(specs, n_volumes):
-        keep = denoise_confounds(r.img, denoise, n, r.name)[1]
-        if keep.sum() < 2:
-            raise PrepareError(f"denoise={denoise!r} censors {int((~keep).sum())} of the {n} "
-                               f"volumes of {r.name!r}, leaving fewer than 2")
-        keeps.append(keep)
+def check_one_tr(names: Sequence[str], trs: Sequence[float]) -> None:
+    """Refuse runs of different TRs: the model's time axis, u's windows and the filters
+    assume one sampling rate (and the MELODIC layout writes one TR).
+
+    Raises
+    ------
+    PrepareError
+        Naming each TR and (up to three of) its runs.
+    """
+    by_tr: dict[float, list[str]] = {}
+    for n, t in zip(names, trs):
+        by_tr.setdefault(round(float(t), 6), []).append(str(n))
+    if len(by_tr) > 1:
+        said = "; ".join(f"TR {t:g} s: {', '.join(repr(n) for n in ns[:3])}{' ...' if len(ns) > 3 else ''}"
+                         f" ({len(ns)} run(s))" for t, ns in sorted(by_tr.items()))
+        raise PrepareError(f"the runs have different TRs ({said}); one fit needs one TR: fit the runs of each "
+                           "TR separately (or resample them in time first), or, if a sidecar or header is wrong, "
+                           "pass tr=... (--tr SECONDS)")
+
+
+def denoise_keeps(specs: Sequence[RunSpec], n_volumes: Sequence[int],
+                  clean: CleanSettings | str | None) -> list[np.ndarray]:
+    """The volumes each run keeps (:func:`~trends_ivae.data.cleaning.kept_volumes`).
+
+    Left out: the first ``clean.drop_initial`` volumes, those flagged by a run's
+    ``non_steady_state_outlier*`` confound columns, and with ``clean.denoise`` those its
+    strategy censors (``clean`` a strategy name: that strategy alone). The
+    non-steady-state volumes are announced once, in one warning naming the runs.
+    """
+    if not isinstance(clean, CleanSettings):
+        clean = CleanSettings(denoise=clean)
+    keeps = [kept_volumes(r, clean, n) for r, n in zip(specs, n_volumes)]
+    if not clean.denoise:
+        flagged = [f"{r.name!r} (volume(s) {', '.join(map(str, np.flatnonzero(~k).tolist()))})"
+                   for r, k in zip(specs, keeps) if not k[clean.drop_initial:].all()]
+        if flagged:
+            besides = f" (with the first {clean.drop_initial} of every run, drop_initial)" if clean.drop_initial else ""
+            warnings.warn("volumes flagged by the non_steady_state_outlier columns of the confounds are dropped"
+                          f"{besides}: " + "; ".join(flagged[:10])
+                          + (f"; and {len(flagged) - 10} more run(s)" if len(flagged) > 10 else ""),
+                          UserWarning, stacklevel=3)
     return keeps
 
 
@@ -310,6 +343,7 @@ def assemble(*, x: np.ndarray, u: AuxVariable, metas: Sequence[RunMeta], keeps: 
         ``mask_source``, ``clean``, ``confounds_regressed``, ...); they replace the
         common ones in place.
     """
+    check_one_tr([m.name for m in metas], [m.tr for m in metas])
     index = {s: i for i, s in enumerate(subjects)}
     starts = np.concatenate([[0], np.cumsum([m.n_volumes for m in metas])[:-1]])
     run_table = [{

@@ -1,7 +1,10 @@
 """Dual regression to a folder: a fitted group iVAE applied to new runs, no refit.
 
 :func:`dual_regression_to_folder` is what ``pipelines/dual_regression.py`` runs. Each new
-run is masked and cleaned exactly as in the fit and projected on the group basis; the
+run is masked and cleaned exactly as in the fit, as its record (``prepared.h5``) says:
+the same mask, detrending, filters at the fit's TR (a run at another TR is refused),
+standardisation, confound columns and left-out volumes (``drop_initial``,
+non-steady-state volumes), and projected on the group basis; the
 encoder q(z|x) gives its time courses (stage 1, the analogue of regressing the group maps
 on the data; u is built from the events only when the encoder needs it); each subject's
 maps are the regression of its data on its own time courses, z-scored across voxels
@@ -38,7 +41,7 @@ class DualRegressionResult:
 
 def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str | Path, *,
                               sources: Sequence[str | Path] = (), device: str = "cpu",
-                              force: bool = False) -> DualRegressionResult:
+                              force: bool = False, tr: float | None = None) -> DualRegressionResult:
     """Time courses and z-maps of ``runs`` from the fit in ``fit_dir``, written to ``out``.
 
     Parameters
@@ -51,7 +54,7 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
         The output folder, written whole at the end::
 
             out/dataset_description.json
-            out/sub-<label>/[ses-<label>/]func/<entities>_desc-dualreg_timeseries.tsv   volumes x ic01..
+            out/sub-<label>/[ses-<label>/]func/<entities>_desc-dualreg_timeseries.tsv   kept volumes x ic01..
             out/sub-<label>/func/sub-<label>_desc-dualreg_components.nii.gz              subject z-maps, 4-D
 
         Component ``icNN`` is the fit's ``icNN``.
@@ -62,6 +65,11 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
         Where the encoder runs.
     force : bool, default=False
         Replace an existing folder of the tool's outputs.
+    tr : float, optional
+        The runs' repetition time in seconds, when a file lacks one or its own is wrong.
+        Default: the fit's ``--tr`` when it had one, else each run's sidecar, else its
+        header. A run whose TR differs from the fit's is refused: it would be filtered
+        at the wrong rate.
 
     Returns
     -------
@@ -70,7 +78,8 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     Raises
     ------
     WorkflowError
-        The fit cannot be loaded, or a run cannot be cleaned or projected alike.
+        The fit cannot be loaded, or a run cannot be cleaned or projected alike (another
+        TR than the fit's, no confounds where the fit regressed them, another grid).
     """
     import nibabel as nib
     import numpy as np
@@ -79,7 +88,7 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     from .. import GroupIVAE
     from ..group.backprojection import back_project
     from ..data.errors import PrepareError
-    from ..reduction.prepare import transform_runs
+    from ..group.new_runs import reduce_new_runs
     from ..export.derivatives import atomic_output_dir, component_names, derivative_stem, unmask
     from ..export.outputs import write_dataset_description
 
@@ -87,13 +96,10 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     try:
         model = GroupIVAE.load(fit_dir, device=device)
         p = model.prepared_
-        xs = transform_runs(runs, p)
+        xs, us = reduce_new_runs(model, runs, with_u=model.estimator_.model_.uses_aux, tr=tr)
     except (PrepareError, FileNotFoundError, ValueError) as exc:
         raise WorkflowError(str(exc)) from exc
-    if model.estimator_.model_.uses_aux:
-        zs = model.transform(runs)                       # the encoder needs u: built from the events
-    else:
-        zs = [model.estimator_.transform(x, None) for x in xs]
+    zs = [model.estimator_.transform(x, u) for x, u in zip(xs, us)]   # u only when the encoder needs it
     names = component_names(model.n_components_)
     subjects = list(dict.fromkeys(r.subject for r in runs))
     with atomic_output_dir(out, force=force) as root:

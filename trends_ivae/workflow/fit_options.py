@@ -53,7 +53,7 @@ def count_or_auto(value: Any) -> int | str:
 
 #: option -> the type its value is read as (a value of another type is converted)
 OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
-    "window": int, "step": int, "hrf_delay": float, "min_event_duration": float, "tr": float, "high_pass": float,
+    "window": int, "step": int, "hrf_delay": float, "min_event_duration": float, "tr": float, "drop_initial": int, "high_pass": float,
     "low_pass": float, "smoothing_fwhm": float, "n_dims": count_or_auto, "n_keep": int, "subject_dims": int,
     "n_jobs": int, "n_components": count_or_auto, "seed": int, "n_init": int, "max_epochs": int,
     "batch_size": int, "stream_rows": int,
@@ -186,6 +186,7 @@ class FitOptions(RunSelection):
     resample_to_first: bool = False
     confounds: list[str] | None = None
     denoise: str | None = None
+    drop_initial: int = 0
     detrend: bool = True
     standardize: bool = False
     high_pass: float | None = None
