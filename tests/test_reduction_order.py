@@ -134,7 +134,7 @@ def test_subsampling_corrects_for_smoothness_where_the_laplace_estimate_does_not
     iid = iid_spectrum(Y, mask)
     assert iid["step"] >= 2 and iid["n_samples"] < mask.sum() / 4
     mdl = estimate_order(np.array(iid["eigenvalues"]), iid["n_samples"], method="mdl", step=iid["step"])
-    assert mdl.n_components == n_sources and "every" in mdl.describe()
+    assert mdl.n_components == n_sources and f"one in {iid['step']} along each axis" in mdl.describe()
     n_vox = int(mask.sum())
     laplace = estimate_order(np.linalg.eigvalsh(Y @ Y.T / n_vox), n_vox)
     assert laplace.n_components > n_sources + 2   # counting every smooth voxel as a sample

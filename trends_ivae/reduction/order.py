@@ -91,7 +91,7 @@ class OrderEstimate:
     def describe(self) -> str:
         """One line for the terminal."""
         of = f"{self.n_samples} voxels" if self.step == 1 else \
-            f"{self.n_samples} voxels (every {self.step}th in each direction)"
+            f"{self.n_samples} voxels (one in {self.step} along each axis)"
         text = f"{self.n_components} component(s) by {NAMES[self.method]} on the {self.n_dims}-value eigenspectrum of {of}"
         if self.capped:
             text += f"; the estimate was {self.estimated}, capped at {self.max_order}"

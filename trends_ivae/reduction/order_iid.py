@@ -92,14 +92,16 @@ def subsampling_step(patterns: np.ndarray, mask: np.ndarray, max_step: int | Non
         Values at the voxels of ``mask`` (C order).
     mask : bool ndarray, 3-D
     max_step : int, optional
-        Never more than this (default: the smallest grid side minus one).
+        Never more than this (default: the smallest grid side minus one, sides of one
+        voxel apart).
 
     Returns
     -------
     int
     """
     mask = np.asarray(mask, bool)
-    top = max(1, min(mask.shape) - 1 if max_step is None else int(max_step))
+    sides = [n for n in mask.shape if n > 1] or [1]   # a single slice is a 2-D grid
+    top = max(1, min(sides) - 1 if max_step is None else int(max_step))
     steps = []
     for p in np.atleast_2d(patterns):
         grid = np.zeros(mask.shape)
@@ -156,7 +158,8 @@ def iid_spectrum(W: np.ndarray, mask: np.ndarray) -> dict:
     order = np.argsort(evals)[::-1]
     rows = evecs[:, order].T @ W   # principal spatial patterns, decreasing
     evals = np.clip(evals[order], 0.0, None)
-    cap = max(1, int(np.floor((mask.sum() / max(W.shape[0], 1)) ** (1.0 / mask.ndim))))
+    n_axes = max(1, sum(n > 1 for n in mask.shape))   # a single slice is a 2-D grid
+    cap = max(1, int(np.floor((mask.sum() / max(W.shape[0], 1)) ** (1.0 / n_axes))))
     step = min(subsampling_step(_noise_patterns(rows, evals), mask), cap)
     keep = np.zeros(mask.shape, bool)
     keep[(slice(None, None, step),) * mask.ndim] = True
