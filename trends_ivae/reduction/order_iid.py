@@ -39,7 +39,14 @@ def _parzen(lags: np.ndarray, width: int) -> np.ndarray:
     return np.where(u <= 0.5, 1 - 6 * u ** 2 + 6 * u ** 3, np.where(u < 1, 2 * (1 - u) ** 3, 0.0))
 
 
-def entropy_rate(field: np.ndarray, mask: np.ndarray) -> float:
+def _pair_counts(mask: np.ndarray) -> np.ndarray:
+    """Voxel pairs of ``mask`` at every lag (zero-padded circular correlation of the mask)."""
+    size = tuple(2 * n for n in mask.shape)
+    axes = tuple(range(mask.ndim))
+    return np.fft.irfftn(np.abs(np.fft.rfftn(mask.astype(np.float64), size, axes)) ** 2, size, axes)
+
+
+def entropy_rate(field: np.ndarray, mask: np.ndarray, pairs: np.ndarray | None = None) -> float:
     """Entropy rate (nats per voxel) of a field seen on ``mask``, as a stationary Gaussian process.
 
     The autocorrelation is computed over the mask (each lag divided by the number of
@@ -53,6 +60,8 @@ def entropy_rate(field: np.ndarray, mask: np.ndarray) -> float:
     field : ndarray, 3-D
         Values on a grid (only those inside ``mask`` are used).
     mask : bool ndarray, same shape
+    pairs : ndarray, optional
+        ``_pair_counts(mask)``, when already computed for this mask.
 
     Returns
     -------
@@ -67,7 +76,7 @@ def entropy_rate(field: np.ndarray, mask: np.ndarray) -> float:
     size = tuple(2 * n for n in mask.shape)
     axes = tuple(range(mask.ndim))
     ac = np.fft.irfftn(np.abs(np.fft.rfftn(x, size, axes)) ** 2, size, axes)
-    pairs = np.fft.irfftn(np.abs(np.fft.rfftn(mask.astype(np.float64), size, axes)) ** 2, size, axes)
+    pairs = _pair_counts(mask) if pairs is None else pairs
     r = np.where(pairs > 0.5, ac / np.maximum(pairs, 1.0), 0.0)
     window = np.ones(size)
     for axis, (n, m) in enumerate(zip(mask.shape, size)):
@@ -84,7 +93,8 @@ def subsampling_step(patterns: np.ndarray, mask: np.ndarray, max_step: int | Non
 
     For each pattern the step ``j = 1, 2, ...`` grows until the entropy rate of the
     pattern on the grid subsampled by ``j`` in every direction exceeds
-    :data:`WHITE_THRESHOLD`.
+    :data:`WHITE_THRESHOLD`. As in GIFT, patterns stop being examined once more than six
+    agree with the running median.
 
     Parameters
     ----------
@@ -102,17 +112,25 @@ def subsampling_step(patterns: np.ndarray, mask: np.ndarray, max_step: int | Non
     mask = np.asarray(mask, bool)
     sides = [n for n in mask.shape if n > 1] or [1]   # a single slice is a 2-D grid
     top = max(1, min(sides) - 1 if max_step is None else int(max_step))
-    steps = []
+    grids: dict[int, tuple] = {}
+    steps: list[int] = []
     for p in np.atleast_2d(patterns):
-        grid = np.zeros(mask.shape)
-        grid[mask] = p
+        field = np.zeros(mask.shape)
+        field[mask] = p
         step = top
         for j in range(1, top + 1):
-            sub = (slice(None, None, j),) * mask.ndim
-            if mask[sub].sum() < 8 or entropy_rate(grid[sub], mask[sub]) > WHITE_THRESHOLD:
+            if j not in grids:
+                sub_mask = mask[(slice(None, None, j),) * mask.ndim]
+                grids[j] = (sub_mask, _pair_counts(sub_mask) if sub_mask.sum() >= 8 else None)
+            sub_mask, pairs = grids[j]
+            if pairs is None or entropy_rate(field[(slice(None, None, j),) * mask.ndim], sub_mask,
+                                             pairs) > WHITE_THRESHOLD:
                 step = j
                 break
         steps.append(step)
+        median = int(round(float(np.median(steps))))
+        if len(steps) > 6 and steps.count(median) > 6:
+            break
     return int(round(float(np.median(steps)))) if steps else 1
 
 
