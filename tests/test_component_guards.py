@@ -95,3 +95,14 @@ def test_group_ivae_fit_refuses_before_preparing(bids, monkeypatch):
     monkeypatch.setattr(group_ivae, "prepare", no_prepare)
     with pytest.raises(ValueError, match=r"n_components \(25\).*20 volumes.*--n-components"):
         GroupIVAE(n_components=25, n_dims=30, aux="subject").fit(find_bids_runs(bids))
+
+
+def test_the_option_check_refuses_from_the_headers(bids):
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.workflow.checks import OptionError, check_components_fit
+
+    runs = find_bids_runs(bids)
+    with pytest.raises(OptionError, match=r"--n-components \(25\) is more than the 20 volumes of sub-01"):
+        check_components_fit(25, 30, runs=runs)
+    check_components_fit(20, 30, runs=runs)
+    check_components_fit("auto", "auto", runs=runs)
