@@ -249,10 +249,11 @@ def test_n_components_auto_is_estimated_printed_and_recorded(bids, prepared, tmp
         warnings.simplefilter("ignore")
         assert main(["fit", "--bids", str(bids), "--out", str(out), "--n-components", "auto", *fast]) == 0
     err = capsys.readouterr().err
-    assert "--n-components auto:" in err and "Laplace" in err
+    assert "--n-components auto:" in err and "MDL after i.i.d. subsampling" in err and "cap" in err
     config = json.loads((out / "model" / "config.json").read_text())
     chosen = config["arguments"]["chosen"]["n_components"]
-    assert chosen["method"] == "laplace" and chosen["n_components"] == config["arguments"]["n_components"]
+    assert chosen["method"] == "mdl" and chosen["n_components"] == config["arguments"]["n_components"]
+    assert chosen["n_components"] <= chosen["max_order"] and chosen["cap_reason"]
     assert abs(chosen["n_components"] - 3) <= 1    # three simulated sources
     assert config["model"]["n_components"] == chosen["n_components"]
     assert config["prepare"]["n_dims_requested"] == "auto"

@@ -42,8 +42,10 @@ from ..estimators.flow import IFlow
 from ..aux_variable import AuxVariable
 from ..docstrings import fill_doc
 from ..export.derivatives import unmask
+from ..reduction.order import check_subject_volumes
 from ..reduction.prepare import prepare
 from ..data.settings import FLAT_OPTIONS, PrepareSettings
+from ..data.images import load_4d
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
 from .fit_folder import load_group_ivae
@@ -55,6 +57,8 @@ from .sampling import SampledRun, sample_run
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
+
+
 
 @fill_doc
 class GroupIVAE(BaseEstimator):
@@ -252,6 +256,7 @@ class GroupIVAE(BaseEstimator):
         self
         """
         runs = run_specs(imgs, events, confounds, subjects)
+        check_subject_volumes(self.n_components, [(r.subject, load_4d(r.img).shape[3]) for r in runs])
         prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
@@ -281,6 +286,7 @@ class GroupIVAE(BaseEstimator):
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
                              f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
                              "prepare with a larger --n-dims")
+        check_subject_volumes(self.n_components, [(r["subject"], r["n_volumes"]) for r in prepared.runs or []])
         if prepared.n_dims > self.n_components:
             warnings.warn(f"the prepared data have {prepared.n_dims} dimensions for {self.n_components} "
                           "components: the iVAE recovers sources far better from as many dimensions as "

@@ -1,35 +1,42 @@
 """The model order: how many components the data support (``--n-components auto``).
 
-MELODIC (``melodic -d 0``) estimates the number of components from the PCA
-eigenspectrum with Minka's Laplace approximation to the Bayesian evidence of
-probabilistic PCA (T. P. Minka, "Automatic choice of dimensionality for PCA", NIPS 13,
-2000; the estimator scikit-learn's ``PCA(n_components="mle")`` implements). This
-module implements that estimate on an eigenspectrum (arrays only, no torch):
+Two families of estimate, arrays only (no torch):
 
-- :func:`laplace_evidence` -- the log evidence of every order ``k = 1 ... D-1``;
-- :func:`estimate_order` -- its maximiser, as an :class:`OrderEstimate` to print and
-  record.
+- **Minka's Laplace approximation** to the Bayesian evidence of probabilistic PCA
+  (T. P. Minka, "Automatic choice of dimensionality for PCA", NIPS 13, 2000; MELODIC's
+  ``-d 0``, scikit-learn's ``PCA(n_components="mle")``) on the eigenspectrum of the
+  group's MIGP matrix, counting every voxel as a sample (:func:`laplace_evidence`);
+- **MDL and AIC after i.i.d. subsampling** (Li, Adali & Calhoun, "Estimating the
+  number of independent components for fMRI data", Hum Brain Mapp 28:1251, 2007; GIFT's
+  estimate): the voxel grid is subsampled until the noise is white, and the information
+  criteria are computed on the subsampled voxels (:mod:`trends_ivae.reduction.order_iid`).
 
-Spatial ICA, as MELODIC does it: the samples are voxels and the dimensions time
-points (here the rows of the group's MIGP matrix, :meth:`MIGP.spectrum
-<trends_ivae.reduction.migp.MIGP.spectrum>`), so the eigenvalues are those of the
-(rows x rows) covariance and ``n_samples`` is the number of voxels. The evidence
-assumes independent samples: spatial smoothing (``--smoothing-fwhm``) makes
-neighbouring voxels dependent, and the estimate then tends to be too high (GIFT's
-MDL with i.i.d. subsampling, Li, Adali & Calhoun 2007, addresses this; it is not
-implemented here).
+:func:`estimate_order` applies one of them to an eigenspectrum and returns an
+:class:`OrderEstimate` to print and record; :func:`order_from_parameters` does it from
+what the prepare stage recorded (``parameters["spectrum"]``). Spatial ICA, as MELODIC
+and GIFT do it: the samples are voxels and the dimensions time points (the rows of the
+MIGP matrix), so the eigenvalues are those of the (rows x rows) covariance. Minka's
+evidence assumes independent voxels; spatially smooth data (and ``--smoothing-fwhm``)
+make neighbours dependent, and it then finds too many components, which is why
+:data:`DEFAULT_METHOD` is the subsampled MDL (chosen on simulations: see
+``benchmarks/model_order.py`` and ``docs/prepare.md``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["OrderEstimate", "estimate_order", "laplace_evidence", "order_from_parameters"]
+__all__ = ["OrderEstimate", "estimate_order", "laplace_evidence", "order_from_parameters", "METHODS",
+           "DEFAULT_METHOD", "order_cap", "volumes_per_subject", "check_subject_volumes"]
 
 #: the estimators :func:`estimate_order` knows
-METHODS = ("laplace",)
+METHODS = ("laplace", "mdl", "aic")
+#: the estimate ``--n-components auto`` and ``--n-dims auto`` use when the prepared data
+#: hold the subsampled spectrum (else ``"laplace"``)
+DEFAULT_METHOD = "mdl"
 
 
 @dataclass
@@ -41,9 +48,11 @@ class OrderEstimate:
     n_components : int
         The chosen order.
     method : str
-        ``"laplace"``: Minka's (2000) Laplace approximation, as MELODIC's ``-d 0``.
+        ``"laplace"``: Minka's (2000) Laplace approximation, as MELODIC's ``-d 0``;
+        ``"mdl"``, ``"aic"``: the information criterion after i.i.d. subsampling (Li et
+        al. 2007, as GIFT).
     n_samples : int
-        The samples the evidence counted (voxels).
+        The samples the estimate counted (voxels; after subsampling for MDL and AIC).
     n_dims : int
         Length of the eigenspectrum used (the dimensions of the data's range).
     max_order : int or None
@@ -53,6 +62,12 @@ class OrderEstimate:
     n_null : int
         Eigenvalues left out as the data's null space (numerically zero: the
         dimensions that cleaning removed).
+    step : int
+        Grid step of the i.i.d. subsampling (1: every voxel).
+    cap_reason : str
+        What sets ``max_order`` (e.g. "50 volumes in the smallest subject").
+    estimated : int or None
+        The order the criterion chose before the cap.
     """
 
     n_components: int
@@ -62,6 +77,9 @@ class OrderEstimate:
     max_order: int | None = None
     capped: bool = False
     n_null: int = 0
+    step: int = 1
+    cap_reason: str = ""
+    estimated: int | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "reference": REFERENCES[self.method]}
@@ -72,15 +90,24 @@ class OrderEstimate:
 
     def describe(self) -> str:
         """One line for the terminal."""
-        text = (f"{self.n_components} component(s) by {NAMES[self.method]} on the {self.n_dims}-value "
-                f"eigenspectrum of {self.n_samples} voxels")
+        of = f"{self.n_samples} voxels" if self.step == 1 else \
+            f"{self.n_samples} voxels (one in {self.step} along each axis)"
+        text = f"{self.n_components} component(s) by {NAMES[self.method]} on the {self.n_dims}-value eigenspectrum of {of}"
         if self.capped:
-            text += f" (the evidence peaked higher; capped at {self.max_order})"
+            text += f"; the estimate was {self.estimated}, capped at {self.max_order}"
+        elif self.max_order is not None:
+            text += f"; cap {self.max_order}"
+        if self.max_order is not None and self.cap_reason:
+            text += f" ({self.cap_reason})"
         return text
 
 
-NAMES = {"laplace": "Minka's Laplace approximation (as MELODIC -d 0)"}
-REFERENCES = {"laplace": "Minka, T. P. (2000). Automatic choice of dimensionality for PCA. NIPS 13."}
+_LI = "Li, Y.-O., Adali, T., Calhoun, V. D. (2007). Estimating the number of independent components for fMRI data. Hum Brain Mapp 28:1251-66."
+NAMES = {"laplace": "Minka's Laplace approximation (as MELODIC -d 0)",
+         "mdl": "MDL after i.i.d. subsampling (Li et al. 2007, as GIFT)",
+         "aic": "AIC after i.i.d. subsampling (Li et al. 2007, as GIFT)"}
+REFERENCES = {"laplace": "Minka, T. P. (2000). Automatic choice of dimensionality for PCA. NIPS 13.",
+              "mdl": _LI, "aic": _LI}
 
 
 def laplace_evidence(eigenvalues: np.ndarray, n_samples: int) -> np.ndarray:
@@ -137,7 +164,8 @@ def laplace_evidence(eigenvalues: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def estimate_order(eigenvalues: np.ndarray, n_samples: int, *, method: str = "laplace",
-                   max_order: int | None = None) -> OrderEstimate:
+                   max_order: int | None = None, n_dims: int | None = None, step: int = 1,
+                   cap_reason: str = "") -> OrderEstimate:
     """The number of components the eigenspectrum supports.
 
     Parameters
@@ -146,11 +174,20 @@ def estimate_order(eigenvalues: np.ndarray, n_samples: int, *, method: str = "la
         Eigenvalues of the sample covariance (see the module docstring for which);
         numerically zero ones (below ``NULL_FRACTION`` of the median) are left out.
     n_samples : int
-        Samples behind it (voxels, for spatial ICA).
-    method : {"laplace"}
-        Minka's Laplace approximation (MELODIC's default estimate).
+        Samples behind it (voxels; for ``"mdl"`` and ``"aic"`` those of the
+        subsampled grid).
+    method : {"laplace", "mdl", "aic"}
+        Minka's Laplace approximation (maximum of the evidence), or the first local
+        minimum of MDL or AIC (Li et al. 2007).
     max_order : int, optional
-        Never choose more than this (e.g. the reduced dimension).
+        Never choose more than this (what the data support; see ``cap_reason``).
+    n_dims : int, optional
+        For ``"mdl"`` and ``"aic"``: the dimensions of the data that ``eigenvalues`` are
+        the top of (default: as many as there are non-null eigenvalues).
+    step : int, default=1
+        Recorded: the grid step of the subsampling behind ``n_samples``.
+    cap_reason : str, optional
+        Recorded and printed: what sets ``max_order``.
 
     Returns
     -------
@@ -162,14 +199,23 @@ def estimate_order(eigenvalues: np.ndarray, n_samples: int, *, method: str = "la
     if lam.size < 2 or not lam[0] > 0:
         raise ValueError("the eigenspectrum is zero or too short: no component can be estimated")
     lam, n_null = _drop_null(lam)
-    evidence = laplace_evidence(lam, n_samples) if lam.size >= 2 else np.array([0.0])
-    k = int(np.argmax(evidence)) + 1
+    if lam.size < 2:
+        k = 1
+    elif method == "laplace":
+        k = int(np.argmax(laplace_evidence(lam, n_samples))) + 1
+    else:
+        from .order_iid import first_minimum, information_criteria
+
+        mdl, aic = information_criteria(lam, n_samples, n_dims=lam.size if n_null else n_dims)
+        k = first_minimum(mdl if method == "mdl" else aic)
+    estimated = k
     capped = max_order is not None and k > max_order
     if capped:
         k = max(1, int(max_order))
     return OrderEstimate(n_components=k, method=method, n_samples=int(n_samples), n_dims=int(lam.size),
                          max_order=None if max_order is None else int(max_order), capped=bool(capped),
-                         n_null=n_null)
+                         n_null=n_null, step=int(step), cap_reason=cap_reason if max_order is not None else "",
+                         estimated=int(estimated))
 
 
 #: eigenvalues below this fraction of the median (non-zero) eigenvalue are the data's null space
@@ -190,18 +236,109 @@ def _drop_null(lam: np.ndarray) -> tuple[np.ndarray, int]:
     return lam[keep], int(lam.size - keep.sum())
 
 
-def order_from_parameters(parameters: dict, max_order: int | None = None) -> OrderEstimate:
+def order_from_parameters(parameters: dict, max_order: int | None = None, *, method: str | None = None,
+                          cap_reason: str = "") -> OrderEstimate:
     """The estimate from a prepared file's ``parameters["spectrum"]`` (see ``prepare``).
+
+    Parameters
+    ----------
+    parameters : dict
+        ``PreparedData.parameters``.
+    max_order : int, optional
+        The cap (see :func:`estimate_order`).
+    method : {"laplace", "mdl", "aic"}, optional
+        Default :data:`DEFAULT_METHOD`, or ``"laplace"`` when the file holds no
+        subsampled spectrum (prepared by an older trends-ivae).
+    cap_reason : str, optional
+        What sets ``max_order``.
 
     Raises
     ------
     ValueError
-        When the parameters hold no spectrum (a file prepared before it was recorded).
+        When the parameters hold no spectrum (a file prepared before it was recorded), or
+        no subsampled spectrum for ``method="mdl"`` or ``"aic"``.
     """
     record = parameters.get("spectrum") if parameters else None
     if not record or not record.get("singular_values"):
         raise ValueError("the prepared data hold no eigenspectrum (prepared by an older trends-ivae), so "
                          "the number of components cannot be estimated: give a number, or prepare again")
+    iid = record.get("iid")
+    if method is None:
+        method = DEFAULT_METHOD if iid else "laplace"
+    if method != "laplace":
+        if not iid:
+            raise ValueError(f"the prepared data hold no subsampled eigenspectrum, so {method!r} cannot be "
+                             "used: prepare again with this version, or use 'laplace'")
+        return estimate_order(np.asarray(iid["eigenvalues"]), int(iid["n_samples"]), method=method,
+                              max_order=max_order, n_dims=record.get("n_volumes"), step=int(iid["step"]),
+                              cap_reason=cap_reason)
     s = np.asarray(record["singular_values"], dtype=np.float64)
     n_voxels = int(record["n_voxels"])
-    return estimate_order(s ** 2 / n_voxels, n_voxels, max_order=max_order)
+    return estimate_order(s ** 2 / n_voxels, n_voxels, max_order=max_order, cap_reason=cap_reason)
+
+
+def order_cap(parameters: dict, subject_volumes: dict[str, int], n_dims: int) -> tuple[int, str]:
+    """The most components the data support, and why: the reduced dimension, the volumes
+    of the smallest subject (its time courses span no more) and the data's rank (the
+    non-null values of the recorded spectrum, when it holds all of them).
+
+    Parameters
+    ----------
+    parameters : dict
+        ``PreparedData.parameters`` (``spectrum`` is read when present).
+    subject_volumes : dict
+        Volumes per subject label.
+    n_dims : int
+        The reduced dimension.
+
+    Returns
+    -------
+    cap : int
+    reason : str
+        E.g. ``"50 volumes in sub-01, the smallest subject"``.
+    """
+    limits = [(int(n_dims), f"the reduced dimension is {int(n_dims)}")]
+    if subject_volumes:
+        label, n = min(subject_volumes.items(), key=lambda kv: kv[1])
+        limits.append((int(n), f"{int(n)} volumes in sub-{label}, the smallest subject"))
+    record = (parameters or {}).get("spectrum") or {}
+    if record.get("singular_values"):
+        lam = np.sort(np.asarray(record["singular_values"], np.float64) ** 2)[::-1]
+        if lam[0] > 0:
+            kept, n_null = _drop_null(lam)
+            if n_null:
+                limits.append((int(kept.size), f"the cleaned data have rank {int(kept.size)}"))
+    cap, reason = min(limits, key=lambda lr: lr[0])
+    return max(1, cap), reason
+
+
+def volumes_per_subject(runs) -> dict[str, int]:
+    """Volumes per subject label, from ``(subject label, number of volumes)`` per run."""
+    volumes: dict[str, int] = {}
+    for subject, n in runs:
+        volumes[str(subject)] = volumes.get(str(subject), 0) + int(n)
+    return volumes
+
+
+def check_subject_volumes(n_components: int, runs: Sequence[tuple[str, int]]) -> None:
+    """Refuse more components than the smallest subject's volumes (before any work).
+
+    A subject's time courses span at most as many dimensions as it has volumes, so its
+    maps (regressed on them) would not be identified.
+
+    Parameters
+    ----------
+    n_components : int
+    runs : sequence of (subject label, number of volumes)
+
+    Raises
+    ------
+    ValueError
+        Naming ``n_components`` (``--n-components``), the subject and its volumes.
+    """
+    volumes = volumes_per_subject(runs)
+    if volumes and int(n_components) > min(volumes.values()):
+        label = min(volumes, key=volumes.get)
+        raise ValueError(f"n_components ({n_components}) is more than the {volumes[label]} volumes of subject "
+                         f"{label!r}, the smallest: its time courses cannot span more, so its maps would not "
+                         f"be identified; lower n_components (--n-components) to at most {volumes[label]}")

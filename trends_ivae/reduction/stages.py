@@ -257,31 +257,63 @@ def migp_dims(n_dims: int | str, n_voxels: int, n_total: int) -> int | None:
     return None if is_auto(n_dims) else resolve_n_dims(n_dims, n_voxels, n_total)
 
 
-def choose_n_dims(migp: MIGP, d: int | None, n_voxels: int, n_total: int):
+def choose_n_dims(migp: MIGP, d: int | None, n_voxels: int, n_total: int, mask: np.ndarray | None = None):
     """``(d, order)``: ``d`` as given, or the estimated model order once MIGP has seen the data.
 
-    With ``d`` None the order is Minka's Laplace estimate (:mod:`trends_ivae.reduction.order`)
-    on the MIGP spectrum, capped by what the data allow; ``migp.n_dims`` is set to it.
+    With ``d`` None the order is estimated (:mod:`trends_ivae.reduction.order`), capped by
+    what the data allow, and ``migp.n_dims`` is set to it: with ``mask`` (the voxels of
+    MIGP's columns), :data:`~trends_ivae.reduction.order.DEFAULT_METHOD` after i.i.d.
+    subsampling of the voxel grid; without, Minka's Laplace estimate on the MIGP spectrum.
     ``order`` is the :class:`~trends_ivae.reduction.order.OrderEstimate` (None when ``d`` was given).
     """
     if d is not None:
         return d, None
-    from .order import estimate_order
+    from .order import DEFAULT_METHOD, estimate_order
 
     s = migp.spectrum()
     cap = max(1, min(n_voxels, n_total - 1, s.size - 1))
+    reason = f"{n_total} volumes, {n_voxels} voxels, {s.size} MIGP rows"
     try:
-        order = estimate_order(s ** 2 / n_voxels, n_voxels, max_order=cap)
+        iid = _iid_record(migp, mask)
+        if iid is not None:
+            order = estimate_order(np.asarray(iid["eigenvalues"]), iid["n_samples"], method=DEFAULT_METHOD,
+                                   max_order=cap, n_dims=n_total, step=iid["step"], cap_reason=reason)
+        else:
+            order = estimate_order(s ** 2 / n_voxels, n_voxels, max_order=cap, cap_reason=reason)
     except ValueError as exc:
         raise PrepareError(f"the model order cannot be estimated: {exc}; give n_dims") from exc
     migp.n_dims = order.n_components
     return order.n_components, order
 
 
-def spectrum_record(migp: MIGP, n_voxels: int) -> dict:
-    """The MIGP spectrum as stored in ``parameters["spectrum"]`` (for a later ``auto`` order)."""
-    return {"singular_values": [float(v) for v in migp.spectrum()], "n_voxels": int(n_voxels),
-            "of": "the MIGP running matrix (rows x voxels)"}
+def _iid_record(migp: MIGP, mask: np.ndarray | None) -> dict | None:
+    """The i.i.d.-subsampled spectrum of MIGP's matrix (computed once per matrix), or None
+    without a mask."""
+    if mask is None or migp.W_ is None or migp.W_.shape[0] < 2:
+        return None
+    from .order_iid import iid_spectrum
+
+    cached = getattr(migp, "iid_spectrum_", None)
+    if cached is None or cached[0] is not migp.W_:
+        cached = (migp.W_, iid_spectrum(migp.W_, np.asarray(mask, bool)))
+        migp.iid_spectrum_ = cached
+    return cached[1]
+
+
+def spectrum_record(migp: MIGP, n_voxels: int, mask: np.ndarray | None = None) -> dict:
+    """The MIGP spectrum as stored in ``parameters["spectrum"]`` (for a later ``auto`` order).
+
+    With ``mask`` (the voxels of MIGP's columns) it also holds ``iid``: the spectrum of
+    the data on a grid subsampled until the noise is white, for MDL and AIC
+    (:func:`trends_ivae.reduction.order_iid.iid_spectrum`); ``n_volumes`` is the number
+    of volumes MIGP saw.
+    """
+    record = {"singular_values": [float(v) for v in migp.spectrum()], "n_voxels": int(n_voxels),
+              "of": "the MIGP running matrix (rows x voxels)", "n_volumes": int(migp.n_samples_seen_)}
+    iid = _iid_record(migp, mask)
+    if iid is not None:
+        record["iid"] = iid
+    return record
 
 
 @dataclass
@@ -299,13 +331,16 @@ class Basis:
 
 
 def finish_basis(migp: MIGP, d: int | None, n_voxels: int, n_total: int, voxel_sum: np.ndarray,
-                 whiten: bool) -> Basis:
-    """The dimension (``d``, or estimated when None), MIGP's basis, the group mean and the scale."""
-    d, order = choose_n_dims(migp, d, n_voxels, n_total)
+                 whiten: bool, mask: np.ndarray | None = None) -> Basis:
+    """The dimension (``d``, or estimated when None, from the subsampled grid with ``mask``:
+    :func:`choose_n_dims`), MIGP's basis, the group mean and the scale."""
+    d, order = choose_n_dims(migp, d, n_voxels, n_total, mask)
     try:
         basis, sing = migp.basis()
     except ValueError as exc:
-        raise PrepareError(f"group PCA failed: {exc}; lower n_dims") from exc
+        raise PrepareError(f"group PCA failed: {exc}: ask for fewer dimensions, with --n-dims (n_dims), or "
+                           "with --n-components when --n-dims is not given (it then sets the dimension); "
+                           "no more components than the smallest subject's volumes") from exc
     voxel_mean = (voxel_sum / n_total).astype(np.float32)
     scale = (sing / np.sqrt(max(n_total - 1, 1))).astype(np.float32) if whiten else np.ones(d, np.float32)
     return Basis(d, order, basis, sing, voxel_mean, scale, migp, n_voxels)
@@ -357,7 +392,7 @@ def assemble(*, x: np.ndarray, u: AuxVariable, metas: Sequence[RunMeta], keeps: 
         "min_event_duration": aux.min_event_duration, "aux_combine": aux.combine,
         "n_dims": reduced.d, "n_dims_requested": AUTO if is_auto(red.n_dims) else int(red.n_dims),
         "whiten": bool(red.whiten), "order": None if reduced.order is None else reduced.order.to_dict(),
-        "spectrum": spectrum_record(migp, reduced.n_voxels), "n_keep": migp.n_keep,
+        "spectrum": spectrum_record(migp, reduced.n_voxels, mask), "n_keep": migp.n_keep,
         "subject_dims": red.subject_dims, "tr_override": None, "mask": None, "mask_source": None,
         "resample_to_first": bool(settings.clean.resample), "clean": settings.clean.to_dict(),
         "confounds_regressed": None, "total_sum_of_squares": migp.total_ss_,

@@ -140,7 +140,35 @@ def check_model_values(n_components: int | str, n_init: int, device: str) -> Non
             raise OptionError(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
-def check_components_fit(n_components: int | str, n_dims: int | str, suffix: str = "") -> None:
-    """``--n-components`` at most the reduced dimension (when both are numbers)."""
+def check_components_fit(n_components: int | str, n_dims: int | str, suffix: str = "",
+                         runs: Sequence | None = None) -> None:
+    """``--n-components`` at most the reduced dimension (when both are numbers) and, with
+    ``runs``, at most the volumes of the smallest subject (read from the headers, before
+    any data are).
+
+    Parameters
+    ----------
+    n_components, n_dims : int or "auto"
+    suffix : str
+        Appended to the reduced-dimension message.
+    runs : sequence of RunSpec, optional
+        The runs to fit (their ``subject`` and image); a subject's time courses span no
+        more dimensions than its volumes.
+
+    Raises
+    ------
+    OptionError
+        Naming ``--n-components``.
+    """
     if not is_auto(n_components) and not is_auto(n_dims) and n_components > n_dims:
         raise OptionError(f"--n-components ({n_components}) is larger than --n-dims ({n_dims}){suffix}")
+    if runs and not is_auto(n_components):
+        from ..data.images import load_4d
+        from ..reduction.order import volumes_per_subject
+
+        volumes = volumes_per_subject((r.subject, load_4d(r.img).shape[3]) for r in runs)
+        label = min(volumes, key=volumes.get)
+        if int(n_components) > volumes[label]:
+            raise OptionError(f"--n-components ({n_components}) is more than the {volumes[label]} volumes of "
+                              f"sub-{label}, the smallest subject: its time courses span no more, so its maps "
+                              f"would not be identified; give --n-components {volumes[label]} or fewer, or auto")

@@ -72,12 +72,16 @@ def with_resting_aux(settings: PrepareSettings, has_events: Sequence[bool], chos
 
 
 def auto_components(requested: int | str, parameters: dict, n_dims: int, chosen: dict,
-                    notify: Notify | None = None) -> int:
+                    notify: Notify | None = None, subject_volumes: dict[str, int] | None = None) -> int:
     """``requested`` as a count: ``"auto"`` becomes the model order estimated from the data.
 
-    The estimate is Minka's Laplace approximation on the MIGP spectrum that the prepare
-    stage recorded in ``parameters`` (:func:`trends_ivae.reduction.order.order_from_parameters`),
-    at most ``n_dims``; it is announced and recorded in ``chosen["n_components"]``.
+    The estimate is :data:`trends_ivae.reduction.order.DEFAULT_METHOD` (MDL after i.i.d.
+    subsampling, Li et al. 2007; Minka's Laplace approximation for files prepared
+    before the subsampled spectrum was recorded) on what the prepare stage recorded in
+    ``parameters`` (:func:`trends_ivae.reduction.order.order_from_parameters`), capped by
+    what the data support (:func:`trends_ivae.reduction.order.order_cap`: ``n_dims``,
+    the smallest subject's volumes, the rank). The estimate, the method and the cap are
+    announced and recorded in ``chosen["n_components"]``.
 
     Raises
     ------
@@ -87,10 +91,11 @@ def auto_components(requested: int | str, parameters: dict, n_dims: int, chosen:
     """
     if not is_auto(requested):
         return int(requested)
-    from ..reduction.order import order_from_parameters
+    from ..reduction.order import order_cap, order_from_parameters
 
+    cap, reason = order_cap(parameters, subject_volumes or {}, n_dims)
     try:
-        order = order_from_parameters(parameters, max_order=n_dims)
+        order = order_from_parameters(parameters, max_order=cap, cap_reason=reason)
     except ValueError as exc:
         raise ValueError(f"--n-components auto: {exc}") from None
     if notify:

@@ -181,15 +181,24 @@ def _read(path: str | Path):
 
 
 def _n_components(requested: int | str, prepared, where: str, chosen: dict, notify: Notify | None) -> int:
-    """``requested`` resolved against ``prepared`` (``"auto"``) and checked against its dimension."""
+    """``requested`` resolved against ``prepared`` (``"auto"``) and checked against what the
+    data support: the reduced dimension, the smallest subject's volumes and the rank."""
+    from ..reduction.order import order_cap, volumes_per_subject
+
+    volumes = volumes_per_subject((r["subject"], r["n_volumes"]) for r in prepared.runs or [])
     try:
-        n = auto_components(requested, prepared.parameters, prepared.n_dims, chosen, notify)
+        n = auto_components(requested, prepared.parameters, prepared.n_dims, chosen, notify, volumes)
     except ValueError as exc:
         raise WorkflowError(f"{exc}{where and f' ({where})'}") from None
     if n > prepared.n_dims:
         dim = f"of {where} ({prepared.n_dims})" if where else \
             f"({prepared.n_dims}, lowered from --n-dims by the data size)"
         raise WorkflowError(f"--n-components ({n}) is larger than the reduced dimension {dim}")
+    cap, reason = order_cap(prepared.parameters, volumes, prepared.n_dims)
+    if n > cap:
+        raise WorkflowError(f"--n-components ({n}) is more than the data support: {reason}, so no more than "
+                            f"{cap} components can be told apart (each subject's maps are regressed on its "
+                            f"time courses); give --n-components {cap} or fewer, or auto")
     return n
 
 
