@@ -80,8 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tr is not None and not args.tr > 0:
         parser.error(f"--tr {args.tr:g}: must be a positive number of seconds")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        parser.error(f"{str(out)!r} exists; pass --force to overwrite it")
+    from trends_ivae.export.outputs import refuse_existing_dir
+
+    try:   # files of the user's in it are refused first, --force or not; the --force advice is then true
+        refuse_existing_dir(out, args.force)
+    except (FileExistsError, OSError) as exc:
+        parser.error(str(exc))
 
     from trends_ivae.data.errors import PrepareError
     from trends_ivae.data.bids import find_bids_runs, runs_from_files  # heavy imports after parsing

@@ -234,16 +234,12 @@ def test_bids_group_keeps_a_users_file(tmp_path, capsys):
              force=True)
 
 
-@pytest.mark.xfail(strict=True, reason="workflow/bids_app.py group_stage says 'pass --force' before checking "
-                                       "for foreign files (swap the two checks)")
 def test_bids_group_message_is_true(tmp_path, capsys):
     out = tmp_path / "app"
     digest = _users_file(out / "group" / "my_notes.txt")
     _refused(_app(out, "group", *FIT[:-2]), capsys, out / "group" / "my_notes.txt", digest, force=False)
 
 
-@pytest.mark.xfail(strict=True, reason="workflow/bids_app.py participant_stage replaces a file of the user's "
-                                       "at a share's path under --force (it needs the guard)")
 @pytest.mark.parametrize("force", [False, True])
 def test_bids_participant_keeps_a_users_file(tmp_path, capsys, force):
     out = tmp_path / "app"
@@ -278,8 +274,6 @@ def test_dual_regression_keeps_a_users_file(fit_dir, tmp_path, capsys):
     assert code not in (0, None) and _digest(out / "my_fnc.csv") == digest
 
 
-@pytest.mark.xfail(strict=True, reason="pipelines/dual_regression.py says 'pass --force' for a folder of the "
-                                       "user's (check with export.outputs.refuse_existing_dir instead)")
 def test_dual_regression_message_is_true(fit_dir, tmp_path, capsys):
     dual_regression = _script("dual_regression")
     out = tmp_path / "dr"

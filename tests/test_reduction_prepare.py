@@ -268,8 +268,6 @@ def test_real_localizer_mni_with_mask_and_tr_override(tmp_path):
     assert read_prepared(out).n_voxels == d.n_voxels
 
 
-@pytest.mark.xfail(strict=True, reason="write_participant_share must pass its CleanSettings to denoise_keeps and "
-                                       "record 'censored' whenever a volume is left out (not only with denoise)")
 def test_participant_shares_drop_initial_volumes_as_prepare_does(tmp_path):
     from trends_ivae.reduction.participant import gather_shares, write_participant_share
 

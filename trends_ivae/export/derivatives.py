@@ -38,7 +38,7 @@ from ..docstrings import EXPLAINED_VARIANCE_DEFINITION
 from .fit_outputs import FitOutputs
 from .naming import component_names, derivative_stem, run_entities
 from .outputs import (MANIFEST_NAME, ForeignFilesError, atomic_output_dir, foreign_files, read_manifest,
-                      record_outputs, remove_own_outputs, write_dataset_description)
+                      record_outputs, remove_own_outputs, write_dataset_description, refuse_existing_dir)
 from .space import copy_space, with_input_space
 
 __all__ = [
@@ -250,8 +250,7 @@ def write_derivatives(out_dir: str | os.PathLike, outputs: FitOutputs, *, names:
         Inconsistent shapes or run descriptions (nothing is written).
     """
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+    refuse_existing_dir(out, force)
     checked = _check(outputs, names, space_img)   # everything before writing anything
     with atomic_output_dir(out, force=force) as root:
         _write_checked(root, checked, effects_zscored)

@@ -68,7 +68,7 @@ import pandas as pd
 
 from .derivatives import component_names, load_mask, run_entities, unmask, write_derivative_files
 from .fit_outputs import FitOutputs
-from .outputs import atomic_output_dir
+from .outputs import atomic_output_dir, refuse_existing_dir
 from .space import copy_space, with_input_space
 
 __all__ = ["LAYOUTS", "write_layout", "write_layout_files", "write_melodic", "write_gift", "power_spectra",
@@ -197,8 +197,7 @@ def _savetxt(path: Path, arr: np.ndarray) -> None:
 
 
 def _refuse_existing(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite")
+    refuse_existing_dir(out, force)   # files of the user's first: the --force advice is then true
 
 
 @dataclass(frozen=True)

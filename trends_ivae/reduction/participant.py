@@ -209,7 +209,7 @@ def write_participant_share(
     infos, trs, grid = read_headers(runs, tr)
     shape, affine = grid.shape, grid.affine
     acquired = [i["n_volumes"] for i in infos]
-    keeps = denoise_keeps(runs, acquired, denoise)
+    keeps = denoise_keeps(runs, acquired, clean)   # drop_initial, non-steady-state, denoise
     conf_cols = confound_lists(runs, acquired, clean)   # what each run regresses is recorded
     events = [events_text(r.events) for r in runs]
 
@@ -248,7 +248,7 @@ def write_participant_share(
               "events": str(r.events) if isinstance(r.events, (str, Path)) else None,
               "confounds": cols,
               **({"n_volumes_acquired": n_acq, "censored": [int(v) for v in np.flatnonzero(~keep)]}
-                 if denoise else {})}
+                 if not keep.all() else {})}
              for r, n_acq, t, ev, cols, keep in zip(runs, acquired, trs, events, conf_cols, keeps)]
     meta = {"format": "trends_ivae.participant_share", "share_format": SHARE_FORMAT, "subject": label,
             "runs": table, "participant": {kk: str(v) for kk, v in runs[0].participant.items()},
@@ -345,7 +345,7 @@ def gather_shares(
         subject_ss.append(migp.total_ss_ - before)
         voxel_sum += U.sum(axis=0).astype(np.float64) @ R.astype(np.float64)
         log("group: sub-%s gathered (%d volumes)", s.subject, U.shape[0])
-    reduced = finish_basis(migp, d, n_voxels, n_total, voxel_sum, red.whiten)
+    reduced = finish_basis(migp, d, n_voxels, n_total, voxel_sum, red.whiten, mask=group_mask)
     x = np.empty((n_total, reduced.d), np.float32)
     row = 0
     basis = reduced.basis.astype(np.float64)

@@ -176,7 +176,7 @@ def prepare(
             log("prepare: subject %d/%d sub-%s cleaned and reduced (%d volumes, %.1f s elapsed)",
                 k + 1, len(subjects), subjects[k], res["n"], time.perf_counter() - t0)
         raise_failures(outcomes)
-        reduced = finish_basis(migp, d, n_voxels, n_total, voxel_sum, red.whiten)
+        reduced = finish_basis(migp, d, n_voxels, n_total, voxel_sum, red.whiten, mask=mask_arr)
         if reduced.order is not None:
             log("prepare: n_dims auto: %s", reduced.order.describe())
 

@@ -55,11 +55,10 @@ def write_bids(sim: FMRISimulation, out_dir: str | os.PathLike, *, dtype: str = 
     Path
         ``out_dir``.
     """
-    from ..export.derivatives import atomic_output_dir   # numpy, nibabel, pandas: no torch
+    from ..export.outputs import atomic_output_dir, refuse_existing_dir   # no torch
 
     out = Path(out_dir)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True to overwrite")
+    refuse_existing_dir(out, force)   # files of the user's first: the --force advice is then true
     if dtype not in ("float32", "int16"):
         raise ValueError(f"dtype must be 'float32' or 'int16', got {dtype!r}")
     with atomic_output_dir(out, force=force) as tmp:   # force: never over files it did not write

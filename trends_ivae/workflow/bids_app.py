@@ -104,10 +104,22 @@ class ParticipantResult:
 def write_description(out: Path, selection: BidsSelection) -> None:
     """OUTPUT_DIR's ``dataset_description.json`` (:func:`trends_ivae.export.outputs.dataset_description`:
     a derivative of the raw data and of the fMRIPrep derivatives)."""
+    from ..export.guard import ForeignOutputError
     from ..export.outputs import write_dataset_description
 
+    desc = out / "dataset_description.json"
+    if (desc.exists() or desc.is_symlink()) and (desc.is_symlink() or "trends_ivae" not in _text(desc)):
+        raise WorkflowError(str(ForeignOutputError(desc, "OUTPUT_DIR")))
     sources = [selection.bids_dir] + ([selection.derivatives] if selection.derivatives else [])
     write_dataset_description(out, sources=[Path(s).resolve().as_uri() for s in sources], app=APP)
+
+
+def _text(path: Path) -> str:
+    """The text of ``path``, or "" when it cannot be read as text."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _share_problem(share, runs, clean: dict) -> str | None:
@@ -134,6 +146,26 @@ def _run_shares(by_subject: dict, out: Path, settings: PrepareSettings, mask: An
     return bar(run_tasks(write_participant_share, tasks, scheduler=c.scheduler, n_jobs=c.n_jobs,
                          dask_address=c.dask_address),
                enabled=progress, desc="participant", total=len(tasks), unit="subject")
+
+
+def _refuse_foreign_share(paths: dict[str, Path]) -> None:
+    """Refuse when a subject's share paths hold something the tool did not write: a share
+    file that is not a readable share, or a mask or mean image where no share is."""
+    from ..export.guard import ForeignOutputError
+    from ..reduction.participant import read_share_meta
+
+    share = paths["share"]
+    own = False
+    if share.exists() or share.is_symlink():
+        try:
+            own = not share.is_symlink() and read_share_meta(share) is not None
+        except (PrepareError, OSError, ValueError, KeyError):
+            own = False
+        if not own:
+            raise WorkflowError(str(ForeignOutputError(share, "OUTPUT_DIR")))
+    for p in (paths["mask"], paths["mean"]):
+        if (p.exists() or p.is_symlink()) and not own:
+            raise WorkflowError(str(ForeignOutputError(p, "OUTPUT_DIR")))
 
 
 def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSettings, *, mask: Any = None,
@@ -179,7 +211,9 @@ def participant_stage(selection: BidsSelection, out: Path, settings: PrepareSett
     result, todo = ParticipantResult(n_subjects=len(labels)), {}
     clean = settings.clean.to_dict()
     for s, rs in by_subject.items():
-        path = share_paths(out, s)["share"]
+        paths = share_paths(out, s)
+        path = paths["share"]
+        _refuse_foreign_share(paths)   # a file of the user's at a share's paths: never replaced, --force or not
         if path.exists() and not force:
             try:
                 problem = _share_problem(read_share_meta(path), rs, clean)
@@ -295,13 +329,13 @@ def group_stage(selection: BidsSelection, out: Path, settings: PrepareSettings, 
     from ..data.store import write_prepared
 
     fit, output = fit or FitSettings(), output or OutputSettings()
+    foreign = foreign_group_files(out, output.layout) if out.is_dir() else []
+    if foreign:   # first: with these, --force would not help either
+        where = out if output.layout == "bids" else out / LAYOUT_DIRS[output.layout]
+        raise WorkflowError(str(ForeignFilesError(where, foreign)))
     existing = [str(p) for p in group_targets(out, output.layout) if p.exists()]
     if existing and not output.force:
         raise WorkflowError(f"group outputs exist ({', '.join(existing)}); pass --force to overwrite them")
-    foreign = foreign_group_files(out, output.layout) if out.is_dir() else []
-    if foreign:
-        where = out if output.layout == "bids" else out / LAYOUT_DIRS[output.layout]
-        raise WorkflowError(str(ForeignFilesError(where, foreign)))
     labels, shares, missing, runs = _gather_inputs(selection, out, settings)
 
     final = out if output.layout == "bids" else out / LAYOUT_DIRS[output.layout]

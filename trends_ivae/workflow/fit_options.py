@@ -275,7 +275,7 @@ class FitOptions(RunSelection):
                 existing_file(self.mask, "--mask")
             check_denoise(self.denoise, self.confounds, self.confounds_file)
             check_prepare_values(n_dims, self.tr, self.n_jobs, self.scheduler, self.dask_address)
-            check_components_fit(self.n_components, n_dims, ", the reduced dimension")
+            check_components_fit(self.n_components, n_dims, ", the reduced dimension", runs=self._headers_runs())
         check_model_values(self.n_components, self.n_init, self.device)
         if self.stream_rows is not None and self.stream_rows < 1:
             raise OptionError("--stream-rows must be >= 1")
@@ -283,6 +283,16 @@ class FitOptions(RunSelection):
         if self.checkpoint_dir:
             check_writable(self.checkpoint_dir, "--checkpoint-dir")
         return n_dims
+
+    def _headers_runs(self) -> list | None:
+        """The runs to fit, for the checks that read their headers (None when they cannot be
+        found: preparing them then says why)."""
+        from ..data.errors import PrepareError
+
+        try:
+            return self.selection().runs()
+        except (PrepareError, OSError, ValueError):
+            return None
 
     def progress(self) -> bool:
         """Progress bars: on a terminal (stderr), unless ``quiet``."""
