@@ -21,10 +21,11 @@ import numpy as np
 from ..atomic import atomic_path
 from ..data.store import read_prepared, write_prepared
 from ..estimators.base import SourceEstimator
-from ..export.fit_outputs import FitOutputs
+from ..export.fit_outputs import FitOutputs, early_stopping
 from ..export.naming import MODEL_FILE, model_file
 
-__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "restarts",
+__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "early_stopping_record",
+           "restarts",
            "fit_outputs", "write_model_folder"]
 
 #: the learned prior per distinct u, beside the model (read by the report with numpy only)
@@ -101,6 +102,11 @@ class TrainingRecord:
         Epochs the chosen restart trained.
     device : str
         The device it trained on.
+    elbo : float or None
+        The held-out ELBO per volume of the state kept (training keeps the epoch of the
+        best held-out ELBO).
+    n_dims : int or None
+        The reduced dimension the model was fitted on.
     """
 
     params: dict
@@ -108,6 +114,14 @@ class TrainingRecord:
     restart_elbos: list
     n_epochs: int
     device: str
+    elbo: float | None = None
+    n_dims: int | None = None
+
+    def early_stopping(self) -> dict | None:
+        """The held-out ELBO's peak epoch, its fall after the peak and the epoch kept
+        (:func:`~trends_ivae.export.fit_outputs.early_stopping`), as ``model/config.json``
+        records it under ``results.early_stopping``."""
+        return early_stopping(self.history.get("val_elbo", []), self.elbo, self.n_dims)
 
     def elbo_table(self) -> str:
         """``model/elbo.tsv``: a header, then epoch, train and validation ELBO per line."""
@@ -120,9 +134,19 @@ class TrainingRecord:
 def training_record(model: Any) -> TrainingRecord:
     """The :class:`TrainingRecord` of a fitted :class:`~trends_ivae.GroupIVAE`."""
     est = model.estimator_
+    n_dims = getattr(est, "n_features_in_", None)
     return TrainingRecord(params=est.get_params(), history=est.history_,
                           restart_elbos=[float(v) for v in est.restart_elbos_], n_epochs=est.n_iter_,
-                          device=str(est.device_))
+                          device=str(est.device_), elbo=float(est.elbo_) if est.elbo_ is not None else None,
+                          n_dims=None if n_dims is None else int(n_dims))
+
+
+def early_stopping_record(model: Any) -> dict | None:
+    """:meth:`TrainingRecord.early_stopping` of a fitted group model; None when its
+    estimator keeps no history."""
+    if getattr(getattr(model, "estimator_", None), "history_", None) is None:
+        return None
+    return training_record(model).early_stopping()
 
 
 def restarts(model: Any) -> int:
@@ -186,7 +210,8 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
 
     ``root/model/estimator.pt`` (the estimator, :meth:`SourceEstimator.save`),
     ``root/model/prior.npz`` (:func:`write_prior_table` on the prepared data's u),
-    ``root/model/config.json`` (``config``) and ``root/model/elbo.tsv``
+    ``root/model/config.json`` (``config``, with ``results.early_stopping``:
+    :meth:`TrainingRecord.early_stopping`) and ``root/model/elbo.tsv``
     (:meth:`TrainingRecord.elbo_table`); with ``keep_prepared``, ``root/prepared.h5``.
 
     Returns
@@ -200,8 +225,10 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
     model.estimator_.save(written[0])
     write_prior_table(written[1], model.estimator_, prepared.u)
+    record = training_record(model)
+    config = {**config, "results": {**(config.get("results") or {}), "early_stopping": record.early_stopping()}}
     written[2].write_text(json.dumps(config, indent=2, default=str))
-    written[3].write_text(training_record(model).elbo_table())
+    written[3].write_text(record.elbo_table())
     if keep_prepared:
         written.append(write_prepared(root / "prepared.h5", prepared))
     return written

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_text_atomic
+from ..export.fit_outputs import early_stopping, early_stopping_note
 from .results import FitResults, load_results
 
 __all__ = ["build_report"]
@@ -160,7 +161,14 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if isinstance(total_ev, (int, float)) and np.isfinite(total_ev):
         rows.append(("variance explained", f"{100 * total_ev:.1f}% of the cleaned data's variance by all "
                                            "components together (R²; each component's share in the table)"))
-    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + " (data units, final)"))
+    stopping = _early_stopping(res)
+    kept = (f", the model of epoch {stopping['kept_epoch']} of {stopping['n_epochs']}, where the held-out ELBO "
+            + ("peaked" if stopping["kept_epoch"] == stopping["peak_epoch"] else f"was {stopping['kept_val_elbo']:.2f}")
+            if stopping and stopping.get("kept_epoch") else "")
+    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + f" (data units{kept})"))
+    note = early_stopping_note(stopping)
+    if note:
+        rows.append(("overfitting", note))
     rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
     rows.append(("stability across restarts", _stability_text(results.get("stability"),
                                                               ivae.get("n_init", args.get("n_init")))))
@@ -185,6 +193,19 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if atlas_name:
         rows.append(("atlas", atlas_name))
     return rows
+
+
+def _early_stopping(res: FitResults) -> dict | None:
+    """``results.early_stopping`` of ``model/config.json``; for folders written before it,
+    the same from ``model/elbo.tsv`` and the recorded ELBO."""
+    results = res.config.get("results", {})
+    if isinstance(results.get("early_stopping"), dict):
+        return results["early_stopping"]
+    if res.elbo is None or "val_elbo" not in res.elbo:
+        return None
+    n_dims = res.config.get("prepare", {}).get("n_dims")
+    return early_stopping(np.asarray(res.elbo["val_elbo"], float), results.get("elbo"),
+                          int(n_dims) if isinstance(n_dims, (int, float)) else None)
 
 
 def _cleaning_text(clean: dict, regressed: dict | None) -> str:
@@ -323,7 +344,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                                              dpi=dpi),
                               "training and validation ELBO per epoch", dpi=dpi))
         parts.append('<p class="muted">ELBO per volume of the kept restart (higher is better); '
-                     "validation = held-out volumes.</p>")
+                     "validation = held-out volumes; training keeps the epoch of the best held-out ELBO.</p>")
+        note = early_stopping_note(_early_stopping(res))
+        if note:
+            parts.append(f'<ul class="notes"><li>{html.escape(note[0].upper() + note[1:])}.</li></ul>')
     else:
         parts.append("<p>No model/elbo.tsv.</p>")
     parts.append("</section>")
