@@ -58,6 +58,18 @@ class FitOutputs:
         The held-out nonlinearity test (``NonlinearityTest.to_dict()``).
     source : str, optional
         The input dataset (``SourceDatasets`` of ``dataset_description.json``).
+    unmixing : ndarray of shape (n_components, d), optional
+        The least-squares linear map from the reduced data to the time courses
+        (``melodic_unmix``): ``concat(timecourses) ~= reduced_data @ unmixing.T``.
+    reduced_data : ndarray of shape (n_volumes_total, d), optional
+        The reduced data (the MIGP scores), rows in the order of the concatenated time
+        courses (for the unmixing's R^2 in ``log.txt``).
+    pca_maps : ndarray of shape (d, n_voxels), optional
+        The group PCA maps (the MIGP basis; ``melodic_pca``).
+    pca_variance : sequence of float, optional
+        Each PCA dimension's fraction of the cleaned data's variance (``eigenvalues_percent``).
+    log : str, optional
+        What ran, in words (``log.txt`` of the MELODIC layout).
     """
 
     mask_img: Any
@@ -72,6 +84,11 @@ class FitOutputs:
     stability: Sequence[float] | None = None
     nonlinearity_test: Mapping[str, Any] | None = None
     source: str | None = None
+    unmixing: np.ndarray | None = None
+    reduced_data: np.ndarray | None = None
+    pca_maps: np.ndarray | None = None
+    pca_variance: Sequence[float] | None = None
+    log: str | None = None
 
     @property
     def tr(self) -> float | None:

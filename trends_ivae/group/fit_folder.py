@@ -26,7 +26,7 @@ from ..export.naming import MODEL_FILE, model_file
 
 __all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "early_stopping_record",
            "restarts",
-           "fit_outputs", "write_model_folder"]
+           "fit_outputs", "least_squares_unmixing", "fit_log", "write_model_folder"]
 
 #: the learned prior per distinct u, beside the model (read by the report with numpy only)
 PRIOR_TABLE = "prior.npz"
@@ -197,11 +197,74 @@ def fit_outputs(model: Any, prepared: Any, *, params: Mapping[str, Any] | None =
     for r in runs:
         if not r["path"] or str(r["path"]).startswith("<"):
             r.pop("path")
+    x = np.concatenate([np.asarray(prepared.x)[np.asarray(prepared.run) == i] for i in range(len(prepared.runs))])
+    unmixing = least_squares_unmixing(x, model.timecourses_)
+    variance = np.asarray(prepared.explained_variance_ratio, float)
+    if not np.all(np.isfinite(variance)):   # no total recorded: the share of the reduced data's variance
+        s2 = np.asarray(prepared.singular_values, float) ** 2
+        variance = s2 / s2.sum() if np.all(np.isfinite(s2)) and s2.sum() > 0 else None
     return FitOutputs(mask_img=model.mask_img_, group_maps=model.components_, timecourses=model.timecourses_,
                       runs=runs, subject_maps=_RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs]),
                       effect_maps=model.effects_, params=params, explained_variance=model.explained_variance_,
                       total_explained_variance=model.total_explained_variance_, stability=model.stability_,
-                      nonlinearity_test=nonlinearity_test, source=source)
+                      nonlinearity_test=nonlinearity_test, source=source, unmixing=unmixing, reduced_data=x,
+                      pca_maps=np.asarray(prepared.basis).T, pca_variance=variance,
+                      log=fit_log(model, prepared, nonlinearity_test))
+
+
+def least_squares_unmixing(x: np.ndarray, timecourses: Sequence[np.ndarray]) -> np.ndarray:
+    """The linear map W (n_components, d) that best gives the time courses from the reduced
+    data: ``concat(timecourses) ~= x @ W.T`` in least squares (MELODIC's ``melodic_unmix``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_volumes_total, d)
+        The reduced data, rows in the order of the concatenated time courses.
+    timecourses : sequence of ndarray of shape (n_volumes, n_components)
+
+    Returns
+    -------
+    ndarray of shape (n_components, d)
+    """
+    z = np.concatenate([np.asarray(t, np.float64) for t in timecourses], axis=0)
+    w, *_ = np.linalg.lstsq(np.asarray(x, np.float64), z, rcond=None)
+    return w.T
+
+
+def fit_log(model: Any, prepared: Any, nonlinearity_test: Mapping[str, Any] | None = None) -> str:
+    """What ran, in words (the MELODIC layout's ``log.txt``): the process, the version, the
+    data, the reduction, the model, the training and the nonlinearity test."""
+    import sys
+    from datetime import datetime, timezone
+
+    from .. import __version__
+    from ..export.fit_outputs import early_stopping_note
+
+    par = prepared.parameters
+    est = model.estimator_
+    record = training_record(model) if getattr(est, "history_", None) is not None else None
+    stopping = record.early_stopping() if record is not None else None
+    lines = [f"trends-ivae {__version__}, written {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             "process: " + " ".join(sys.argv),
+             f"data: {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), {prepared.n_samples} volumes, "
+             f"u {prepared.aux.get('spec')!r} ({prepared.u_kind}, {len(prepared.u_names)} levels)",
+             f"cleaning: {json.dumps(par.get('clean', {}), default=str)}",
+             f"reduction: {par.get('reduction', 'migp')} to {prepared.n_dims} dimensions",
+             f"model: {type(est).__name__}, {model.n_components_} components, prior {model.prior!r}, "
+             f"{restarts(model)} restart(s), seed {model.random_state}"]
+    if record is not None:
+        lines.append(f"training: {record.n_epochs} epochs on {record.device}; held-out ELBO per volume of the model "
+                     f"kept {record.elbo:.4f}" + (f" (epoch {stopping['kept_epoch']}, peak at epoch "
+                                                  f"{stopping['peak_epoch']})" if stopping else ""))
+        note = early_stopping_note(stopping)
+        if note:
+            lines.append("overfitting: " + note)
+    total = getattr(model, "total_explained_variance_", None)
+    if total is not None:
+        lines.append(f"explained variance: {100 * float(total):.1f}% of the cleaned data's variance")
+    if nonlinearity_test:
+        lines.append("nonlinearity test: " + str(nonlinearity_test.get("summary", nonlinearity_test.get("verdict"))))
+    return "\n".join(lines) + "\n"
 
 
 def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str, Any], *,

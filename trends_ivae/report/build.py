@@ -23,9 +23,9 @@ import pandas as pd
 
 from ..atomic import write_text_atomic
 from ..export.fit_outputs import early_stopping, early_stopping_note
-from .results import FitResults, load_results
+from .results import FitResults, is_melodic_folder, load_results
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "default_report_path", "MELODIC_REPORT"]
 
 log = logging.getLogger("trends_ivae.report")
 
@@ -252,6 +252,16 @@ def _html_table(df, cls: str, link_col: str | None = None) -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+#: where the page of a MELODIC-layout folder goes by default (MELODIC's own report is report/00index.html)
+MELODIC_REPORT = "report/00index.html"
+
+
+def default_report_path(out_dir: str | os.PathLike) -> Path:
+    """``OUT/report.html``, or ``OUT/report/00index.html`` for a ``--layout melodic`` folder."""
+    out = Path(out_dir)
+    return out / MELODIC_REPORT if is_melodic_folder(out) else out / "report.html"
+
+
 def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None = None,
                  subject: str | None = None, atlas: str | os.PathLike | None = None,
                  atlas_labels: str | os.PathLike | None = None, threshold: float = 2.0,
@@ -261,9 +271,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     Parameters
     ----------
     out_dir : path
-        Output folder of ``trends-ivae fit``.
+        Output folder of ``trends-ivae fit`` (BIDS or MELODIC layout).
     output : path, optional
-        Where to write the page (default ``out_dir/report.html``).
+        Where to write the page (default ``out_dir/report.html``; for a folder written with
+        ``--layout melodic``, ``out_dir/report/00index.html``, where MELODIC keeps its report).
     subject : str, optional
         Subject whose (first) run's time course and spectrum are shown (default the first).
     atlas : path, optional
@@ -301,7 +312,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     dpi = int(dpi or DEFAULT_DPI)
     t0 = time.perf_counter()
     out = Path(out_dir)
-    target = Path(output) if output is not None else out / "report.html"
+    target = Path(output) if output is not None else default_report_path(out)
     atlas_obj = load_atlas(atlas, atlas_labels) if atlas is not None else None
     res = load_results(out, subject=subject)
     k = res.n_components
@@ -445,11 +456,13 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
             f"<header><h1>{html.escape(title)}</h1><p>{k} components · identifiable VAE (iVAE) · "
             f"built {time.strftime('%Y-%m-%d %H:%M')} in {time.perf_counter() - t0:.1f} s</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n</body>\n</html>\n")
+    if output is None:
+        target.parent.mkdir(exist_ok=True)   # report/ of a MELODIC folder
     write_text_atomic(target, page)
-    if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
-        from ..export.derivatives import record_outputs
+    if output is None or target.resolve().parent == out.resolve():
+        from ..export.derivatives import record_outputs   # one of the fit folder's own files (for --force)
 
-        record_outputs(out, [target.name])
+        record_outputs(out, [target.resolve().relative_to(out.resolve())])
     log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,
              time.perf_counter() - t0)
     return target
