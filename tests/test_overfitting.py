@@ -68,3 +68,12 @@ def test_identifiability_warning_fits_the_u_at_hand():
     assert "at most 2" in text and "--window" in text
     task = pd.DataFrame({"task": ["a", "b"] * 5})
     assert "--aux task+window" in identifiability_advice(task, 2)
+
+
+def test_a_kept_state_past_the_peak_is_said_with_the_warm_up_as_its_reason():
+    kept = VAL[29]                                     # epoch 30: the warm-up's last
+    rec = TrainingRecord(params={"warmup_frac": 0.3, "max_epochs": 100}, history={"val_elbo": VAL},
+                         restart_elbos=[kept], n_epochs=40, device="cpu", elbo=kept, n_dims=10).early_stopping()
+    assert rec["kept_epoch"] == 30 and rec["warmup_epochs"] == 30
+    note = early_stopping_note(rec)
+    assert "epoch-30 model is the one kept, 7.6 below the peak" in note and "warm-up, the first 30 epochs" in note

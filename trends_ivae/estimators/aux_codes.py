@@ -229,7 +229,9 @@ class AuxCoding:
             return Ut[:, j].long().cpu().numpy()
         return None
 
-    def _warn_identifiability(self, u: np.ndarray | pd.DataFrame | AuxVariable) -> None:
+    def _warn_identifiability(self, u: np.ndarray | pd.DataFrame | AuxVariable, given: Any = None) -> None:
+        """Warn when u (checked) has fewer distinct values than the theorem needs; ``given``:
+        u as the caller passed it (its spec or columns name the factors for the advice)."""
         if self.prior == "normal":
             return
         if isinstance(u, AuxVariable):   # distinct rows of the factors' codes
@@ -245,7 +247,8 @@ class AuxCoding:
                 f"needs at least n*k+1 = {needed} (n={self.n_components} sources, k=2 parameters "
                 f"per source for the {self.prior!r} prior): the sources may not be identifiable, "
                 "because too few distinct conditional distributions p(z|u) constrain them. "
-                + identifiability_advice(u, n_points), IdentifiabilityWarning, stacklevel=3)
+                + identifiability_advice(u if given is None else given, n_points), IdentifiabilityWarning,
+                stacklevel=3)
 
 
 def _factor_names(u: Any) -> list[str]:

@@ -101,7 +101,8 @@ class FitOutputs:
         return [r.get("path") for r in self.runs if r.get("path")]
 
 
-def early_stopping(val_elbo: Sequence[float], kept: float | None = None, n_dims: int | None = None) -> dict | None:
+def early_stopping(val_elbo: Sequence[float], kept: float | None = None, n_dims: int | None = None,
+                   warmup_epochs: int | None = None) -> dict | None:
     """What the held-out ELBO curve says about stopping: its peak, its fall, the state kept.
 
     Parameters
@@ -113,6 +114,10 @@ def early_stopping(val_elbo: Sequence[float], kept: float | None = None, n_dims:
         last epoch with that value.
     n_dims : int, optional
         The reduced dimension (the margin is ``OVERFIT_MARGIN * n_dims``; 0 without it).
+    warmup_epochs : int, optional
+        The epochs of the training's warm-up (``warmup_frac`` of its steps), during which
+        the training keeps every epoch's state, better or not; recorded, and named in the
+        note when the state kept is the warm-up's last rather than the peak.
 
     Returns
     -------
@@ -146,7 +151,8 @@ def early_stopping(val_elbo: Sequence[float], kept: float | None = None, n_dims:
     return {"n_epochs": int(v.size), "peak_epoch": peak + 1, "peak_val_elbo": float(v[peak]),
             "last_val_elbo": last, "fall_after_peak": fall, "noise": noise, "margin": margin,
             "fell_after_peak": bool(sustained > margin and peak + 1 < v.size), "kept_epoch": kept_epoch,
-            "kept_val_elbo": None if kept is None or not np.isfinite(kept) else float(kept)}
+            "kept_val_elbo": None if kept is None or not np.isfinite(kept) else float(kept),
+            "warmup_epochs": None if warmup_epochs is None else int(warmup_epochs)}
 
 
 def early_stopping_note(record: Mapping[str, Any] | None) -> str:
@@ -161,8 +167,11 @@ def early_stopping_note(record: Mapping[str, Any] | None) -> str:
     if kept == peak:
         keep = f"the epoch-{peak} model (the peak) is the one kept"
     elif kept is not None:
+        warm = record.get("warmup_epochs")
+        why = (f" (training keeps every epoch of its warm-up, the first {warm} epochs, whether better or not)"
+               if warm and peak < kept <= warm + 1 else "")
         keep = (f"the epoch-{kept} model is the one kept, "
-                f"{record['peak_val_elbo'] - record['kept_val_elbo']:.3g} below the peak")
+                f"{record['peak_val_elbo'] - record['kept_val_elbo']:.3g} below the peak{why}")
     else:
         keep = "the kept model's epoch is unknown"
     return (f"the held-out ELBO peaked at epoch {peak} of {record['n_epochs']} ({record['peak_val_elbo']:.2f}) "

@@ -121,7 +121,10 @@ class TrainingRecord:
         """The held-out ELBO's peak epoch, its fall after the peak and the epoch kept
         (:func:`~trends_ivae.export.fit_outputs.early_stopping`), as ``model/config.json``
         records it under ``results.early_stopping``."""
-        return early_stopping(self.history.get("val_elbo", []), self.elbo, self.n_dims)
+        warm = None   # the VAE's loop keeps every state of its warm-up (the flow's keeps the best throughout)
+        if "transforms" not in self.params and self.params.get("warmup_frac") and self.params.get("max_epochs"):
+            warm = int(np.ceil(float(self.params["warmup_frac"]) * int(self.params["max_epochs"])))
+        return early_stopping(self.history.get("val_elbo", []), self.elbo, self.n_dims, warm)
 
     def elbo_table(self) -> str:
         """``model/elbo.tsv``: a header, then epoch, train and validation ELBO per line."""
