@@ -165,3 +165,21 @@ def test_identifiability_warning_once_per_test():
         warnings.simplefilter("always")
         held_out_test(_vae(max_epochs=1), X, poor, g, random_state=0, warn_identifiability=False)
     assert not [w for w in caught if issubclass(w.category, IdentifiabilityWarning)]
+
+
+def test_fit_with_the_test_gives_the_identifiability_warning_once(tmp_path):
+    import warnings
+    from pathlib import Path
+
+    from trends_ivae.cli.main import main
+    from trends_ivae.estimators.aux_codes import IdentifiabilityWarning
+
+    bids = Path(__file__).resolve().parents[1] / "sample_data" / "bids"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", "--bids", str(bids), "--out", str(tmp_path / "out"), "--aux", "task",   # 4 levels
+                     "--n-components", "3", "--n-init", "1", "--max-epochs", "4", "--nonlinearity-test",
+                     "--no-report", "-q"]) == 0
+    said = [str(w.message) for w in caught if issubclass(w.category, IdentifiabilityWarning)]
+    assert len(said) == 1, said                       # the fit's; not again for each of the test's 4 fits
+    assert "add sliding windows (--aux task+window)" in said[0]
