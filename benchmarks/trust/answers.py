@@ -8,7 +8,8 @@
   data, which must not say "helps";
 - the overfitting note: a fit on Haxby's 25 mm runs with more components than the data
   support, whose held-out ELBO falls after its peak: said in ``model/config.json``, the
-  summary line and the report (skipped when ``../shared/data`` is absent);
+  summary line and the report (skipped when ``../shared/data`` is absent); and whether the
+  state kept is the peak's;
 - the IdentifiabilityWarning: printed once under ``fit --nonlinearity-test`` (the shipped
   sample data, u = task: 4 levels for 3 components), and advice that fits a u of windows;
 - the MELODIC layout: the new files present, readable (nibabel, numpy.loadtxt) and
@@ -73,10 +74,11 @@ def _verdict_checks(quick: bool) -> list[tuple[str, bool, str]]:
     return out
 
 
-def _overfitting_check(tmp: Path) -> tuple[str, bool, str]:
+def _overfitting_checks(tmp: Path) -> list[tuple[str, bool, str]]:
     name = "overfitting said when the held-out ELBO falls after its peak (Haxby 25 mm)"
+    kept_name = "training keeps the epoch of the best held-out ELBO (Haxby 25 mm)"
     if not HAXBY.is_dir():
-        return name, True, "skipped: data absent"
+        return [(name, True, "skipped: data absent"), (kept_name, True, "skipped: data absent")]
     runs = [HAXBY / "BOLD" / f"task001_run00{i}" for i in (1, 2)]
     out = tmp / "overfit"
     r = _cli("fit", "--func", *[str(p / "bold_25mm.nii.gz") for p in runs],
@@ -84,15 +86,20 @@ def _overfitting_check(tmp: Path) -> tuple[str, bool, str]:
              "--tr", "2.5", "--aux", "task+run", "--n-components", "20", "--n-dims", "40", "--n-init", "1",
              "--seed", "0", "--out", str(out), "-q")
     if r.returncode:
-        return name, False, f"fit failed: {r.stderr.strip()[-200:]}"
+        return [(name, False, f"fit failed: {r.stderr.strip()[-200:]}")]
     rec = json.loads((out / "model" / "config.json").read_text())["results"].get("early_stopping") or {}
     page = (out / "report.html").read_text() if (out / "report.html").is_file() else ""
     said = "overfits the training volumes" in r.stdout and "overfits the training volumes" in page
     ok = bool(rec.get("fell_after_peak")) and said
-    return name, ok, (f"peak at epoch {rec.get('peak_epoch')} of {rec.get('n_epochs')}, fell by "
-                      f"{rec.get('fall_after_peak', float('nan')):.1f} nats/volume, kept epoch {rec.get('kept_epoch')}; "
-                      f"summary {'says so' if 'overfits' in r.stdout else 'silent'}, report "
-                      f"{'says so' if 'overfits' in page else 'silent'}")
+    said = (name, ok, (f"peak at epoch {rec.get('peak_epoch')} of {rec.get('n_epochs')}, fell by "
+                       f"{rec.get('fall_after_peak', float('nan')):.1f} nats/volume, kept epoch {rec.get('kept_epoch')}; "
+                       f"summary {'says so' if 'overfits' in r.stdout else 'silent'}, report "
+                       f"{'says so' if 'overfits' in page else 'silent'}"))
+    kept, peak = rec.get("kept_epoch"), rec.get("peak_epoch")
+    below = (rec.get("peak_val_elbo") or 0) - (rec.get("kept_val_elbo") or 0)
+    return [said, (kept_name, kept is not None and kept == peak,
+                   f"kept epoch {kept}, peak epoch {peak}" + (f" ({below:.2f} nats/volume below the peak; warm-up "
+                                                               f"{rec.get('warmup_epochs')} epochs)" if kept != peak else ""))]
 
 
 def _warning_checks(tmp: Path, quick: bool) -> list[tuple[str, bool, str]]:
@@ -148,9 +155,17 @@ def _melodic_checks(tmp: Path) -> list[tuple[str, bool, str]]:
                "; ".join(problems) or detail)]
     r = _cli("report", str(out_dir), "--no-viewer")
     page = out_dir / "report" / "00index.html"
-    checks.append(("trends-ivae report on a MELODIC folder", r.returncode == 0 and page.is_file(),
-                   f"wrote {page.relative_to(out_dir)}" if r.returncode == 0 and page.is_file()
-                   else f"exit {r.returncode}: {(r.stderr or r.stdout).strip()[-160:]}"))
+    if r.returncode == 0 and page.is_file():
+        detail = f"wrote {page.relative_to(out_dir)}"
+    else:
+        from trends_ivae.report import build_report
+
+        try:
+            library = f"build_report on it writes {Path(build_report(out_dir, interactive=False)).relative_to(out_dir)}"
+        except (OSError, ValueError) as exc:
+            library = f"build_report fails too: {exc}"
+        detail = f"exit {r.returncode}: {(r.stderr or r.stdout).strip().splitlines()[-1][-140:]}; {library}"
+    checks.append(("trends-ivae report on a MELODIC folder", r.returncode == 0 and page.is_file(), detail))
     return checks
 
 
@@ -158,7 +173,7 @@ def checks(quick: bool = False) -> list[tuple[str, bool, str]]:
     """One ``(name, holds, detail)`` per defect of items 5, 6, 8 (warnings) and 9."""
     with tempfile.TemporaryDirectory(prefix="trust_answers_") as tmp:
         tmp = Path(tmp)
-        return [*_verdict_checks(quick), _overfitting_check(tmp), *_warning_checks(tmp, quick),
+        return [*_verdict_checks(quick), *_overfitting_checks(tmp), *_warning_checks(tmp, quick),
                 *_melodic_checks(tmp)]
 
 
