@@ -284,7 +284,7 @@ def identifiability_advice(u: Any, n_points: int) -> str:
     fewer = (f"or fewer components (this u supports at most {most})" if most >= 1 else
              "(no number of components is identifiable with this u)")
     if "window" in factors:
-        return ("u already has sliding windows: make them shorter or overlapping (--window, --step), add "
+        return ("Here u already has sliding windows: make them shorter or overlapping (--window, --step), add "
                 f"runs or subjects, {fewer}.")
     if factors:
         spec = "+".join(factors)
