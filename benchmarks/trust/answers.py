@@ -91,15 +91,15 @@ def _overfitting_checks(tmp: Path) -> list[tuple[str, bool, str]]:
     page = (out / "report.html").read_text() if (out / "report.html").is_file() else ""
     said = "overfits the training volumes" in r.stdout and "overfits the training volumes" in page
     ok = bool(rec.get("fell_after_peak")) and said
-    said = (name, ok, (f"peak at epoch {rec.get('peak_epoch')} of {rec.get('n_epochs')}, fell by "
-                       f"{rec.get('fall_after_peak', float('nan')):.1f} nats/volume, kept epoch {rec.get('kept_epoch')}; "
+    kept, peak = rec.get("kept_epoch"), rec.get("peak_epoch")
+    said = (name, ok, (f"peak at epoch {peak} of {rec.get('n_epochs')}, fell by "
+                       f"{rec.get('fall_after_peak', float('nan')):.1f} nats/volume, kept epoch {kept}; "
                        f"summary {'says so' if 'overfits' in r.stdout else 'silent'}, report "
                        f"{'says so' if 'overfits' in page else 'silent'}"))
-    kept, peak = rec.get("kept_epoch"), rec.get("peak_epoch")
     below = (rec.get("peak_val_elbo") or 0) - (rec.get("kept_val_elbo") or 0)
+    why = f" ({below:.2f} nats/volume below the peak; warm-up {rec.get('warmup_epochs')} epochs)"
     return [said, (kept_name, kept is not None and kept == peak,
-                   f"kept epoch {kept}, peak epoch {peak}" + (f" ({below:.2f} nats/volume below the peak; warm-up "
-                                                               f"{rec.get('warmup_epochs')} epochs)" if kept != peak else ""))]
+                   f"kept epoch {kept}, peak epoch {peak}" + (why if kept != peak else ""))]
 
 
 def _warning_checks(tmp: Path, quick: bool) -> list[tuple[str, bool, str]]:

@@ -24,8 +24,8 @@ from ..estimators.base import SourceEstimator
 from ..export.fit_outputs import FitOutputs, early_stopping
 from ..export.naming import MODEL_FILE, model_file
 
-__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "early_stopping_record",
-           "restarts",
+__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record",
+           "early_stopping_record", "restarts",
            "fit_outputs", "least_squares_unmixing", "fit_log", "write_model_folder"]
 
 #: the learned prior per distinct u, beside the model (read by the report with numpy only)
