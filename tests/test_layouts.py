@@ -138,6 +138,49 @@ def test_fit_cli_layout_option(bids, tmp_path):
     np.testing.assert_allclose(z[0], np.loadtxt(out / "melodic_mix")[80:], rtol=1e-4, atol=1e-4)
 
 
+def test_melodic_folder_has_the_files_fsl_users_open(bids, tmp_path):
+    """melodic_unmix, melodic_pca, eigenvalues_percent, log.txt, stats/thresh_zstatN: readable,
+    with shapes that agree with each other and with the fit; the report reads the folder."""
+    import json
+
+    from trends_ivae.data.store import read_prepared
+    from trends_ivae.export.melodic_files import THRESHOLD
+    from trends_ivae.report import build_report
+
+    out = tmp_path / "fit.ica"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", "--bids", str(bids), "--out", str(out), "--layout", "melodic", *FAST]) == 0
+    prepared = read_prepared(out / "prepared.h5")
+    d = prepared.n_dims
+    mix = np.loadtxt(out / "melodic_mix")
+    unmix = np.loadtxt(out / "melodic_unmix")
+    assert unmix.shape == (3, d)
+    x = np.concatenate([prepared.x[prepared.run == i] for i in range(len(prepared.runs))])
+    fit = x @ unmix.T      # the least-squares linear map from the reduced data to the time courses
+    assert np.corrcoef(fit[:, 0], mix[:, 0])[0, 1] > 0.5
+    pca = nib.load(out / "melodic_pca.nii.gz")
+    ic = nib.load(out / "melodic_IC.nii.gz")
+    assert pca.shape == ic.shape[:3] + (d,)
+    mask = nib.load(out / "mask.nii.gz").get_fdata() > 0
+    np.testing.assert_allclose(pca.get_fdata()[mask], prepared.basis, atol=1e-6)
+    ev = np.loadtxt(out / "eigenvalues_percent")
+    assert ev.shape == (d,) and np.all(np.diff(ev) >= 0) and 0 < ev[-1] <= 1 + 1e-6
+    np.testing.assert_allclose(ev, np.cumsum(prepared.explained_variance_ratio), rtol=1e-5)
+    for i in range(3):
+        z = ic.get_fdata()[..., i]
+        t = nib.load(out / "stats" / f"thresh_zstat{i + 1}.nii.gz").get_fdata()
+        assert t.shape == ic.shape[:3]
+        np.testing.assert_allclose(t, np.where(np.abs(z) > THRESHOLD, z, 0), atol=1e-6)
+    assert not (out / "stats" / "thresh_zstat4.nii.gz").exists()
+    log = (out / "log.txt").read_text()
+    assert "trends-ivae" in log and "melodic_unmix" in log and "not written" in log and "R^2" in log
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["results"]["early_stopping"]["n_epochs"] == 8
+    page = build_report(out, interactive=False)
+    assert page == out / "report" / "00index.html" and "ic03" in page.read_text()
+
+
 @pytest.mark.parametrize("layout", ["melodic", "gift"])
 def test_layouts_keep_the_input_space_codes(tmp_path, layout):
     """An MNI-coded input (qform/sform code 4) gives MNI-coded maps, mask and mean image,

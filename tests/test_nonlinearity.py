@@ -21,8 +21,8 @@ def _data(n_layers: int, seed: int = 7):
 
 
 def _vae(**kw):
-    kw = {"encoder_uses_aux": False, **kw}
-    return IVAE(3, max_epochs=25, batch_size=256, random_state=0, decoder_var=None, n_iwae=1,
+    kw = {"encoder_uses_aux": False, "max_epochs": 25, **kw}
+    return IVAE(3, batch_size=256, random_state=0, decoder_var=None, n_iwae=1,
                 decoder_var_start=None, **kw)
 
 
@@ -97,3 +97,89 @@ def test_fit_command_reports_the_test(tmp_path, capsys):
     assert len(side["groups"]) == 4 and side["grouping"] == "subject"
     assert f"nonlinearity test: {side['summary']}" in printed
     assert side["summary"] in (out / "report.html").read_text()
+
+
+def test_the_verdict_says_what_the_data_say_both_ways():
+    from trends_ivae.group.nonlinearity import verdict_of
+
+    # six held-out subjects all favouring the linear model (the real resting-state case)
+    assert verdict_of(-9.6, -19.0, -0.19, margin=0.3) == "linear better"
+    assert verdict_of(9.6, 0.19, 19.0, margin=0.3) == "helps"          # the mirror image
+    assert verdict_of(-0.1, -0.15, -0.05, margin=0.3) == "no evidence"  # real but negligible
+    assert verdict_of(0.1, 0.05, 0.15, margin=0.3) == "no evidence"
+    assert verdict_of(-5.0, -12.0, 2.0, margin=0.3) == "no evidence"    # the interval crosses zero
+    res = NonlinearityTest("linear better", difference=-9.6, ci_low=-19.0, ci_high=-0.19, margin=0.3,
+                           group_differences=[-1.8, -21.3, -5, -8, -10, -11.5], groups=list("123456"))
+    assert res.summary().startswith("linear ICA with the same prior explains held-out subjects better")
+    assert "no evidence" not in res.summary() and "9.6 nats per volume" in res.summary()
+
+
+class _ScoresByGroup:
+    """A stand-in estimator whose held-out score of a row is a fixed number per group
+    (column 0 of X holds the group); the linear counterpart scores 0."""
+
+    def __init__(self, per_group=None):
+        self.per_group = per_group
+
+    def fit(self, X, u):
+        return self
+
+    def score_samples(self, X, u, n_importance=1):
+        if self.per_group is None:
+            return np.zeros(len(X))
+        return np.array([self.per_group[int(k)] for k in X[:, 0]])
+
+
+def test_held_out_test_says_linear_better_when_every_subject_favours_linear(monkeypatch):
+    from trends_ivae.group import nonlinearity
+
+    # per subject: nonlinear - linear, nats per volume (the real case: -1.8 to -21.3)
+    per_group = {0: -1.8, 1: -21.3, 2: -2.0, 3: -3.0, 4: -9.5, 5: -20.0}
+    groups = np.repeat(np.arange(6), 20)
+    X = np.column_stack([groups, np.zeros((groups.size, 29))]).astype(float)   # 30 dims: margin 0.3
+    u = np.tile(np.arange(10), 12)
+    monkeypatch.setattr(nonlinearity, "clone", lambda est: _ScoresByGroup(per_group))
+    monkeypatch.setattr(nonlinearity, "linear_counterpart", lambda est: _ScoresByGroup())
+    res = nonlinearity.held_out_test(_vae(), X, u, groups, random_state=0)
+    assert res.verdict == "linear better", res.summary()
+    assert res.ci_high < 0 and -res.ci_high < res.margin     # inside the margin: "no evidence" before
+    assert res.summary().startswith("linear ICA with the same prior explains held-out subjects better")
+    # the mirror image says "helps"
+    monkeypatch.setattr(nonlinearity, "clone", lambda est: _ScoresByGroup({k: -v for k, v in per_group.items()}))
+    assert nonlinearity.held_out_test(_vae(), X, u, groups, random_state=0).verdict == "helps"
+
+
+def test_identifiability_warning_once_per_test():
+    import warnings
+
+    from trends_ivae.estimators.aux_codes import IdentifiabilityWarning
+
+    X, u, g = _data(n_layers=1)
+    poor = u % 3                                     # 3 levels < 2 * 3 + 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        held_out_test(_vae(max_epochs=1), X, poor, g, random_state=0)
+    said = [w for w in caught if issubclass(w.category, IdentifiabilityWarning)]
+    assert len(said) == 1 and "nonlinearity test" in str(said[0].message)      # 4 fits, said once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        held_out_test(_vae(max_epochs=1), X, poor, g, random_state=0, warn_identifiability=False)
+    assert not [w for w in caught if issubclass(w.category, IdentifiabilityWarning)]
+
+
+def test_fit_with_the_test_gives_the_identifiability_warning_once(tmp_path):
+    import warnings
+    from pathlib import Path
+
+    from trends_ivae.cli.main import main
+    from trends_ivae.estimators.aux_codes import IdentifiabilityWarning
+
+    bids = Path(__file__).resolve().parents[1] / "sample_data" / "bids"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", "--bids", str(bids), "--out", str(tmp_path / "out"), "--aux", "task",   # 4 levels
+                     "--n-components", "3", "--n-init", "1", "--max-epochs", "4", "--nonlinearity-test",
+                     "--no-report", "-q"]) == 0
+    said = [str(w.message) for w in caught if issubclass(w.category, IdentifiabilityWarning)]
+    assert len(said) == 1, said                       # the fit's; not again for each of the test's 4 fits
+    assert "add sliding windows (--aux task+window)" in said[0]

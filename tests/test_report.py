@@ -640,3 +640,25 @@ def test_stability_column_left_out_when_every_value_is_na(native_out, tmp_path):
     table = text[text.index('<table class="comps">'):]
     assert "<th>stability</th>" not in table[:table.index("</thead>")]
     assert "stability nan" not in text
+
+
+def test_report_says_when_the_held_out_elbo_fell_after_its_peak(fitted_out, tmp_path):
+    """From config.json's results.early_stopping, and for older folders from model/elbo.tsv."""
+    import json
+    import shutil
+
+    from trends_ivae.report import build_report
+
+    out = tmp_path / "out"
+    shutil.copytree(fitted_out, out)
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["results"]["early_stopping"]["n_epochs"] == 8      # written by fit
+    val = [-60.0 + 4 * min(e, 11) - 0.4 * max(0, e - 11) for e in range(1, 41)]
+    (out / "model" / "elbo.tsv").write_text("epoch\ttrain_elbo\tval_elbo\n"
+                                            + "".join(f"{e}\t{v + 1:.6g}\t{v:.6g}\n" for e, v in enumerate(val, 1)))
+    del config["results"]["early_stopping"]                          # a folder written before the record
+    config["results"]["elbo"] = max(val)
+    (out / "model" / "config.json").write_text(json.dumps(config))
+    text = build_report(out, interactive=False).read_text()
+    assert "peaked at epoch 11 of 40" in text and "overfits the training volumes after epoch 11" in text
+    assert "the model of epoch 11 of 40, where the held-out ELBO peaked" in text

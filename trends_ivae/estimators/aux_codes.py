@@ -21,7 +21,7 @@ import torch
 
 from ..aux_variable import AuxVariable
 
-__all__ = ["AuxCoding", "IdentifiabilityWarning"]
+__all__ = ["AuxCoding", "IdentifiabilityWarning", "identifiability_advice"]
 
 
 class IdentifiabilityWarning(UserWarning):
@@ -229,7 +229,9 @@ class AuxCoding:
             return Ut[:, j].long().cpu().numpy()
         return None
 
-    def _warn_identifiability(self, u: np.ndarray | pd.DataFrame | AuxVariable) -> None:
+    def _warn_identifiability(self, u: np.ndarray | pd.DataFrame | AuxVariable, given: Any = None) -> None:
+        """Warn when u (checked) has fewer distinct values than the theorem needs; ``given``:
+        u as the caller passed it (its spec or columns name the factors for the advice)."""
         if self.prior == "normal":
             return
         if isinstance(u, AuxVariable):   # distinct rows of the factors' codes
@@ -245,5 +247,46 @@ class AuxCoding:
                 f"needs at least n*k+1 = {needed} (n={self.n_components} sources, k=2 parameters "
                 f"per source for the {self.prior!r} prior): the sources may not be identifiable, "
                 "because too few distinct conditional distributions p(z|u) constrain them. "
-                "Use a richer u (e.g. add sliding windows) or fewer components.",
-                IdentifiabilityWarning, stacklevel=3)
+                + identifiability_advice(u if given is None else given, n_points), IdentifiabilityWarning,
+                stacklevel=3)
+
+
+def _factor_names(u: Any) -> list[str]:
+    """The factors u was built from, as far as u says (its spec, its columns), else []."""
+    if isinstance(u, AuxVariable):
+        if u.spec:
+            return [f.strip() for f in str(u.spec).split("+") if f.strip()]
+        return [str(f["name"]) for f in u.factors]
+    if isinstance(u, pd.DataFrame):
+        return [str(c) for c in u.columns]
+    return []
+
+
+def identifiability_advice(u: Any, n_points: int) -> str:
+    """What to do when u has too few distinct values, for the u at hand.
+
+    Parameters
+    ----------
+    u : AuxVariable, DataFrame or ndarray
+        The auxiliary variable (its spec or columns say which factors it has).
+    n_points : int
+        Its distinct values.
+
+    Returns
+    -------
+    str
+        One or two sentences: with sliding windows already in u, shorter windows or a
+        smaller step (``--window``, ``--step``) or more runs; without them, add them
+        (``--aux <spec>+window``); and in every case the most components this u supports.
+    """
+    factors = _factor_names(u)
+    most = (n_points - 1) // 2
+    fewer = (f"or fewer components (this u supports at most {most})" if most >= 1 else
+             "(no number of components is identifiable with this u)")
+    if "window" in factors:
+        return ("Here u already has sliding windows: make them shorter or overlapping (--window, --step), add "
+                f"runs or subjects, {fewer}.")
+    if factors:
+        spec = "+".join(factors)
+        return f"Use a richer u, e.g. add sliding windows (--aux {spec}+window), {fewer}."
+    return f"Use a richer u (more distinct values), {fewer}."

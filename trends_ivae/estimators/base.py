@@ -313,7 +313,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         disk = stream_rows is not None and _on_disk(X)
         X = self._check_disk_X(X) if disk else self._check_X(X)
         n_samples, n_features = X.shape
-        u = self._check_u(u, n_samples, fitting=True)
+        given, u = u, self._check_u(u, n_samples, fitting=True)
         if self.n_components > n_features:
             raise ValueError(f"n_components ({self.n_components}) is larger than the number of "
                              f"features of X ({n_features})")
@@ -324,7 +324,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             raise ValueError(f"too few samples: {n_all} samples leave {n_train} for training "
                              f"(val_frac={self.val_frac}), fewer than one batch of {self.batch_size}; "
                              "lower batch_size or pass more data")
-        self._warn_identifiability(u)
+        self._warn_identifiability(u, given)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1 - 10**6))
         seed = int(comm.gather(seed)[0])   # rank 0's, when random_state is None
         self.device_ = resolve_device(self.device)

@@ -20,6 +20,9 @@ recognises a folder whose name ends in ``.ica`` and which holds ``melodic_IC``,
                              (cleaned data's) variance, as MELODIC's first two columns
     OUT/mask.nii.gz          the mask (uint8)
     OUT/mean.nii.gz          the background image (see below)
+    OUT/melodic_unmix, melodic_pca.nii.gz, eigenvalues_percent, log.txt, stats/thresh_zstatN.nii.gz
+                             :mod:`~trends_ivae.export.melodic_files` (the unmixing, the
+                             group PCA and its spectrum, what ran, thresholded z-maps)
 
 ``mean.nii.gz`` is the mean EPI image, for FSLeyes' underlay. The voxel mean kept in
 ``prepared.h5`` is about zero (every voxel is centred in time per run before the
@@ -68,6 +71,7 @@ import pandas as pd
 
 from .derivatives import component_names, load_mask, run_entities, unmask, write_derivative_files
 from .fit_outputs import FitOutputs
+from .melodic_files import check_melodic_extras, write_melodic_extras
 from .outputs import atomic_output_dir, refuse_existing_dir
 from .space import copy_space, with_input_space
 
@@ -220,6 +224,7 @@ def _check_melodic(outputs: FitOutputs, tr: float | None, mean_img: Any, space_i
     ev = outputs.explained_variance
     if ev is not None and len(ev) != k:
         raise ValueError(f"explained_variance must have {k} values, got {len(ev)}")
+    check_melodic_extras(outputs, group_maps)
     return _Melodic(mimg, group_maps, timecourses, background, outputs.tr if tr is None else tr, outputs)
 
 
@@ -236,6 +241,7 @@ def _write_melodic(root: Path, m: _Melodic) -> None:
         _savetxt(root / "melodic_ICstats", np.column_stack([of_explained, 100.0 * shares]))
     nib.save(_mask_image(m.mimg), root / "mask.nii.gz")
     nib.save(m.background, root / "mean.nii.gz")
+    write_melodic_extras(root, m.outputs, m.mimg, m.group_maps)
 
 
 def write_melodic(out_dir: str | os.PathLike, outputs: FitOutputs, *, tr: float | None = None,

@@ -21,11 +21,12 @@ import numpy as np
 from ..atomic import atomic_path
 from ..data.store import read_prepared, write_prepared
 from ..estimators.base import SourceEstimator
-from ..export.fit_outputs import FitOutputs
+from ..export.fit_outputs import FitOutputs, early_stopping
 from ..export.naming import MODEL_FILE, model_file
 
-__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record", "restarts",
-           "fit_outputs", "write_model_folder"]
+__all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record",
+           "early_stopping_record", "restarts",
+           "fit_outputs", "least_squares_unmixing", "fit_log", "write_model_folder"]
 
 #: the learned prior per distinct u, beside the model (read by the report with numpy only)
 PRIOR_TABLE = "prior.npz"
@@ -101,6 +102,11 @@ class TrainingRecord:
         Epochs the chosen restart trained.
     device : str
         The device it trained on.
+    elbo : float or None
+        The held-out ELBO per volume of the state kept (training keeps the epoch of the
+        best held-out ELBO).
+    n_dims : int or None
+        The reduced dimension the model was fitted on.
     """
 
     params: dict
@@ -108,6 +114,17 @@ class TrainingRecord:
     restart_elbos: list
     n_epochs: int
     device: str
+    elbo: float | None = None
+    n_dims: int | None = None
+
+    def early_stopping(self) -> dict | None:
+        """The held-out ELBO's peak epoch, its fall after the peak and the epoch kept
+        (:func:`~trends_ivae.export.fit_outputs.early_stopping`), as ``model/config.json``
+        records it under ``results.early_stopping``."""
+        warm = None   # the VAE's loop keeps every state of its warm-up (the flow's keeps the best throughout)
+        if "transforms" not in self.params and self.params.get("warmup_frac") and self.params.get("max_epochs"):
+            warm = int(np.ceil(float(self.params["warmup_frac"]) * int(self.params["max_epochs"])))
+        return early_stopping(self.history.get("val_elbo", []), self.elbo, self.n_dims, warm)
 
     def elbo_table(self) -> str:
         """``model/elbo.tsv``: a header, then epoch, train and validation ELBO per line."""
@@ -120,9 +137,19 @@ class TrainingRecord:
 def training_record(model: Any) -> TrainingRecord:
     """The :class:`TrainingRecord` of a fitted :class:`~trends_ivae.GroupIVAE`."""
     est = model.estimator_
+    n_dims = getattr(est, "n_features_in_", None)
     return TrainingRecord(params=est.get_params(), history=est.history_,
                           restart_elbos=[float(v) for v in est.restart_elbos_], n_epochs=est.n_iter_,
-                          device=str(est.device_))
+                          device=str(est.device_), elbo=float(est.elbo_) if est.elbo_ is not None else None,
+                          n_dims=None if n_dims is None else int(n_dims))
+
+
+def early_stopping_record(model: Any) -> dict | None:
+    """:meth:`TrainingRecord.early_stopping` of a fitted group model; None when its
+    estimator keeps no history."""
+    if getattr(getattr(model, "estimator_", None), "history_", None) is None:
+        return None
+    return training_record(model).early_stopping()
 
 
 def restarts(model: Any) -> int:
@@ -173,11 +200,74 @@ def fit_outputs(model: Any, prepared: Any, *, params: Mapping[str, Any] | None =
     for r in runs:
         if not r["path"] or str(r["path"]).startswith("<"):
             r.pop("path")
+    x = np.concatenate([np.asarray(prepared.x)[np.asarray(prepared.run) == i] for i in range(len(prepared.runs))])
+    unmixing = least_squares_unmixing(x, model.timecourses_)
+    variance = np.asarray(prepared.explained_variance_ratio, float)
+    if not np.all(np.isfinite(variance)):   # no total recorded: the share of the reduced data's variance
+        s2 = np.asarray(prepared.singular_values, float) ** 2
+        variance = s2 / s2.sum() if np.all(np.isfinite(s2)) and s2.sum() > 0 else None
     return FitOutputs(mask_img=model.mask_img_, group_maps=model.components_, timecourses=model.timecourses_,
                       runs=runs, subject_maps=_RunMaps(model.subject_maps_, [r["subject_index"] for r in prepared.runs]),
                       effect_maps=model.effects_, params=params, explained_variance=model.explained_variance_,
                       total_explained_variance=model.total_explained_variance_, stability=model.stability_,
-                      nonlinearity_test=nonlinearity_test, source=source)
+                      nonlinearity_test=nonlinearity_test, source=source, unmixing=unmixing, reduced_data=x,
+                      pca_maps=np.asarray(prepared.basis).T, pca_variance=variance,
+                      log=fit_log(model, prepared, nonlinearity_test))
+
+
+def least_squares_unmixing(x: np.ndarray, timecourses: Sequence[np.ndarray]) -> np.ndarray:
+    """The linear map W (n_components, d) that best gives the time courses from the reduced
+    data: ``concat(timecourses) ~= x @ W.T`` in least squares (MELODIC's ``melodic_unmix``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_volumes_total, d)
+        The reduced data, rows in the order of the concatenated time courses.
+    timecourses : sequence of ndarray of shape (n_volumes, n_components)
+
+    Returns
+    -------
+    ndarray of shape (n_components, d)
+    """
+    z = np.concatenate([np.asarray(t, np.float64) for t in timecourses], axis=0)
+    w, *_ = np.linalg.lstsq(np.asarray(x, np.float64), z, rcond=None)
+    return w.T
+
+
+def fit_log(model: Any, prepared: Any, nonlinearity_test: Mapping[str, Any] | None = None) -> str:
+    """What ran, in words (the MELODIC layout's ``log.txt``): the process, the version, the
+    data, the reduction, the model, the training and the nonlinearity test."""
+    import sys
+    from datetime import datetime, timezone
+
+    from .. import __version__
+    from ..export.fit_outputs import early_stopping_note
+
+    par = prepared.parameters
+    est = model.estimator_
+    record = training_record(model) if getattr(est, "history_", None) is not None else None
+    stopping = record.early_stopping() if record is not None else None
+    lines = [f"trends-ivae {__version__}, written {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             "process: " + " ".join(sys.argv),
+             f"data: {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), {prepared.n_samples} volumes, "
+             f"u {prepared.aux.get('spec')!r} ({prepared.u_kind}, {len(prepared.u_names)} levels)",
+             f"cleaning: {json.dumps(par.get('clean', {}), default=str)}",
+             f"reduction: {par.get('reduction', 'migp')} to {prepared.n_dims} dimensions",
+             f"model: {type(est).__name__}, {model.n_components_} components, prior {model.prior!r}, "
+             f"{restarts(model)} restart(s), seed {model.random_state}"]
+    if record is not None:
+        lines.append(f"training: {record.n_epochs} epochs on {record.device}; held-out ELBO per volume of the model "
+                     f"kept {record.elbo:.4f}" + (f" (epoch {stopping['kept_epoch']}, peak at epoch "
+                                                  f"{stopping['peak_epoch']})" if stopping else ""))
+        note = early_stopping_note(stopping)
+        if note:
+            lines.append("overfitting: " + note)
+    total = getattr(model, "total_explained_variance_", None)
+    if total is not None:
+        lines.append(f"explained variance: {100 * float(total):.1f}% of the cleaned data's variance")
+    if nonlinearity_test:
+        lines.append("nonlinearity test: " + str(nonlinearity_test.get("summary", nonlinearity_test.get("verdict"))))
+    return "\n".join(lines) + "\n"
 
 
 def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str, Any], *,
@@ -186,7 +276,8 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
 
     ``root/model/estimator.pt`` (the estimator, :meth:`SourceEstimator.save`),
     ``root/model/prior.npz`` (:func:`write_prior_table` on the prepared data's u),
-    ``root/model/config.json`` (``config``) and ``root/model/elbo.tsv``
+    ``root/model/config.json`` (``config``, with ``results.early_stopping``:
+    :meth:`TrainingRecord.early_stopping`) and ``root/model/elbo.tsv``
     (:meth:`TrainingRecord.elbo_table`); with ``keep_prepared``, ``root/prepared.h5``.
 
     Returns
@@ -200,8 +291,10 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
     model.estimator_.save(written[0])
     write_prior_table(written[1], model.estimator_, prepared.u)
+    record = training_record(model)
+    config = {**config, "results": {**(config.get("results") or {}), "early_stopping": record.early_stopping()}}
     written[2].write_text(json.dumps(config, indent=2, default=str))
-    written[3].write_text(training_record(model).elbo_table())
+    written[3].write_text(record.elbo_table())
     if keep_prepared:
         written.append(write_prepared(root / "prepared.h5", prepared))
     return written

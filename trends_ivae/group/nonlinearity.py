@@ -10,15 +10,19 @@ that every subject is held out once). For each held-out subject the score is the
 log-likelihood per volume (:meth:`SourceEstimator.score_samples`: exact for the flow, the
 importance-weighted evidence bound for the VAE); the test statistic is the mean over
 subjects of the nonlinear minus the linear score, with a Student-t interval across
-subjects, compared with a margin of negligible differences (``negligible`` nats per
-volume and reduced dimension, default 0.01: a likelihood ratio of about 1 % per
-dimension and volume; an evidence bound gains that much from a flexible decoder
-absorbing the posterior approximation's gap even on linear data):
+subjects. The same two thresholds decide both ways: the interval must exclude zero
+(the difference is real at the ``confidence`` level), and the mean difference must exceed
+a margin of negligible differences (``negligible`` nats per volume and reduced dimension,
+default 0.01: a likelihood ratio of about 1 % per dimension and volume; an evidence bound
+gains that much from a flexible decoder absorbing the posterior approximation's gap even
+on linear data):
 
-- ``"helps"``: the interval lies above the margin: the nonlinear model explains
-  held-out subjects better;
-- ``"linear better"``: the interval lies below minus the margin;
-- ``"no evidence"``: otherwise: the linear components are as good;
+- ``"helps"``: the interval lies above zero and the mean above the margin: the
+  nonlinear model explains held-out subjects better;
+- ``"linear better"``: the interval lies below zero and the mean below minus the
+  margin: the linear counterpart explains held-out subjects better;
+- ``"no evidence"``: otherwise (an interval across zero, or a real but negligible
+  difference): the linear components are as good;
 - ``"untestable"``: fewer than two subjects (or runs), or an encoder that needs u for
   held-out subjects whose u levels are new.
 
@@ -35,6 +39,7 @@ entry point is :meth:`trends_ivae.GroupIVAE.test_nonlinearity`.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,6 +49,7 @@ from scipy import stats
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ..estimators.aux_codes import IdentifiabilityWarning
 from ..estimators.ivae import IVAE
 from ..estimators.base import SourceEstimator
 from ..estimators.flow import IFlow
@@ -51,7 +57,7 @@ from ..estimators.nn.priors import LookupPrior
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "group_test", "VERDICTS"]
+__all__ = ["NonlinearityTest", "linear_counterpart", "held_out_test", "group_test", "verdict_of", "VERDICTS"]
 
 #: the test's possible answers
 VERDICTS = ("helps", "no evidence", "linear better", "untestable")
@@ -122,13 +128,17 @@ class NonlinearityTest:
             return (f"the nonlinear model explains held-out {self.grouping}s better by "
                     f"{self.difference:.3g} nats per volume ({ci}) than linear ICA with the same prior")
         if self.verdict == "linear better":
-            return (f"no evidence that the nonlinear model helps here: linear ICA with the same prior "
-                    f"explains held-out {self.grouping}s better ({self.difference:+.3g} nats per volume, "
-                    f"{ci}); the linear components are as good")
+            return (f"linear ICA with the same prior explains held-out {self.grouping}s better than the "
+                    f"nonlinear model, by {-self.difference:.3g} nats per volume ({ci}); prefer the linear "
+                    "counterpart's components")
         if self.ci_low > 0:
             return (f"no evidence that the nonlinear model helps here: it explains held-out "
                     f"{self.grouping}s better by only {self.difference:.3g} nats per volume ({ci}), a "
                     "negligible gain; the linear components are as good")
+        if self.ci_high < 0:
+            return (f"no evidence that the nonlinear model helps here: linear ICA with the same prior "
+                    f"explains held-out {self.grouping}s better by only {-self.difference:.3g} nats per "
+                    f"volume ({ci}), a negligible difference; the linear components are as good")
         return (f"no evidence that the nonlinear model helps here ({self.difference:+.3g} nats per "
                 f"volume, {ci}); the linear components are as good")
 
@@ -138,6 +148,32 @@ class NonlinearityTest:
         out["group_differences"] = [float(v) for v in self.group_differences]
         out["summary"] = self.summary()
         return out
+
+
+def verdict_of(difference: float, ci_low: float, ci_high: float, margin: float) -> str:
+    """The test's answer from the mean difference (nonlinear - linear), its interval and the margin.
+
+    The same two thresholds both ways: the interval must exclude zero, and the mean must
+    lie beyond the margin of negligible differences on the same side.
+
+    Parameters
+    ----------
+    difference : float
+        Mean over held-out groups of (nonlinear - linear), nats per volume.
+    ci_low, ci_high : float
+        Its interval across groups.
+    margin : float
+        Differences within +-margin nats per volume are negligible (>= 0).
+
+    Returns
+    -------
+    {"helps", "linear better", "no evidence"}
+    """
+    if ci_low > 0 and difference > margin:
+        return "helps"
+    if ci_high < 0 and difference < -margin:
+        return "linear better"
+    return "no evidence"
 
 
 def linear_counterpart(estimator: SourceEstimator) -> SourceEstimator:
@@ -216,9 +252,23 @@ def _fold_in_scores(est: SourceEstimator, X: np.ndarray, keys: np.ndarray, n_imp
         model.prior = old
 
 
+def _pass_on(caught: list, said: dict) -> None:
+    """Re-issue the warnings one of the test's fits gave; an IdentifiabilityWarning only
+    once per test (``said["identifiability"]``: given already, or not wanted)."""
+    for w in caught:
+        if issubclass(w.category, IdentifiabilityWarning):
+            if said["identifiability"]:
+                continue
+            said["identifiability"] = True
+            warnings.warn(f"in the nonlinearity test's fits: {w.message}", IdentifiabilityWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_folds: int = 2,
                   confidence: float = 0.95, n_importance: int = 8, negligible: float = 0.01,
-                  grouping: str = "subject", random_state: Any = None) -> NonlinearityTest:
+                  grouping: str = "subject", random_state: Any = None,
+                  warn_identifiability: bool = True) -> NonlinearityTest:
     """Cross-fitted held-out comparison of ``estimator`` with its linear counterpart.
 
     Parameters
@@ -239,11 +289,18 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
         Draws of the VAE's importance-weighted bound (ignored by the flow).
     negligible : float, default=0.01
         Differences within ``negligible * n_features`` nats per volume are negligible:
-        "helps" needs the interval above that margin, "linear better" below minus it.
+        "helps" needs the interval above zero and the mean above that margin, "linear
+        better" the interval below zero and the mean below minus the margin
+        (:func:`verdict_of`).
     grouping : str, default="subject"
         What a group is, for the summary.
     random_state : int, RandomState or None
         Assigns groups to folds.
+    warn_identifiability : bool, default=True
+        Pass on the :class:`~trends_ivae.estimators.aux_codes.IdentifiabilityWarning`
+        of the test's fits, once (the first; the ``2 n_folds`` fits on subsets of the
+        same u would each give it); False: keep them quiet (the caller's own fit on all
+        rows has said it already).
 
     Notes
     -----
@@ -272,6 +329,7 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
     k = int(min(max(2, n_folds), labels.size))
     rng = check_random_state(random_state)
     folds = np.array_split(rng.permutation(labels), k)
+    said = {"identifiability": not warn_identifiability}
     diffs: dict[Any, float] = {}
     nl_scores: dict[Any, float] = {}
     lin_scores: dict[Any, float] = {}
@@ -288,7 +346,10 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
                     "counterpart on %d rows, scoring %d held-out rows", i + 1, k, tr.size, te.size)
         scores = []
         for model in (clone(estimator), linear_counterpart(estimator)):
-            model.fit(X[tr], u_tr)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", IdentifiabilityWarning)
+                model.fit(X[tr], u_tr)
+            _pass_on(caught, said)
             scores.append(model.score_samples(X[te], u_te, n_importance=n_importance) if keys is None
                           else _fold_in_scores(model, X[te], keys, n_importance))
         for g in held:
@@ -302,7 +363,7 @@ def held_out_test(estimator: SourceEstimator, X: Any, u: Any, groups: Any, *, n_
     half = (float(stats.t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
             if d.size > 1 else float("inf"))
     lo, hi = mean - half, mean + half
-    verdict = "helps" if lo > margin else "linear better" if hi < -margin else "no evidence"
+    verdict = verdict_of(mean, lo, hi, margin)
     return NonlinearityTest(verdict, difference=mean, ci_low=lo, ci_high=hi,
                             nonlinear_score=float(np.mean([nl_scores[g] for g in order])),
                             linear_score=float(np.mean([lin_scores[g] for g in order])),
@@ -316,7 +377,9 @@ def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float
 
     The estimator is the one ``group`` fits (:meth:`~trends_ivae.GroupIVAE.build_estimator`), with one restart
     trained to the end; the groups are the subjects, or the runs when there is one
-    subject. The vanilla VAE (``prior="normal"``) is untestable.
+    subject. The vanilla VAE (``prior="normal"``) is untestable. When ``group`` is
+    fitted, its fit has given any :class:`IdentifiabilityWarning` already: the test's
+    fits keep it quiet.
     """
     by_subject = prepared.n_subjects >= 2
     grouping = "subject" if by_subject else "run"
@@ -333,6 +396,7 @@ def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float
     else:
         result = held_out_test(est, prepared.x, group.model_u(prepared), groups, n_folds=n_folds,
                                confidence=confidence, n_importance=n_importance, negligible=negligible,
-                               grouping=grouping, random_state=group.random_state)
+                               grouping=grouping, random_state=group.random_state,
+                               warn_identifiability=not hasattr(group, "estimator_"))
     logger.info("nonlinearity test: %s", result.summary())
     return result

@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_text_atomic
-from .results import FitResults, load_results
+from ..export.fit_outputs import early_stopping, early_stopping_note
+from .results import FitResults, is_melodic_folder, load_results
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "default_report_path", "MELODIC_REPORT"]
 
 log = logging.getLogger("trends_ivae.report")
 
@@ -160,7 +161,14 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if isinstance(total_ev, (int, float)) and np.isfinite(total_ev):
         rows.append(("variance explained", f"{100 * total_ev:.1f}% of the cleaned data's variance by all "
                                            "components together (R²; each component's share in the table)"))
-    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + " (data units, final)"))
+    stopping = _early_stopping(res)
+    kept = (f", the model of epoch {stopping['kept_epoch']} of {stopping['n_epochs']}, where the held-out ELBO "
+            + ("peaked" if stopping["kept_epoch"] == stopping["peak_epoch"] else f"was {stopping['kept_val_elbo']:.2f}")
+            if stopping and stopping.get("kept_epoch") else "")
+    rows.append(("held-out ELBO per volume", _fmt(results.get("elbo")) + f" (data units{kept})"))
+    note = early_stopping_note(stopping)
+    if note:
+        rows.append(("overfitting", note))
     rows.append(("restart ELBOs per volume", _fmt(results.get("restart_elbos"))))
     rows.append(("stability across restarts", _stability_text(results.get("stability"),
                                                               ivae.get("n_init", args.get("n_init")))))
@@ -185,6 +193,19 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     if atlas_name:
         rows.append(("atlas", atlas_name))
     return rows
+
+
+def _early_stopping(res: FitResults) -> dict | None:
+    """``results.early_stopping`` of ``model/config.json``; for folders written before it,
+    the same from ``model/elbo.tsv`` and the recorded ELBO."""
+    results = res.config.get("results", {})
+    if isinstance(results.get("early_stopping"), dict):
+        return results["early_stopping"]
+    if res.elbo is None or "val_elbo" not in res.elbo:
+        return None
+    n_dims = res.config.get("prepare", {}).get("n_dims")
+    return early_stopping(np.asarray(res.elbo["val_elbo"], float), results.get("elbo"),
+                          int(n_dims) if isinstance(n_dims, (int, float)) else None)
 
 
 def _cleaning_text(clean: dict, regressed: dict | None) -> str:
@@ -231,6 +252,16 @@ def _html_table(df, cls: str, link_col: str | None = None) -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+#: where the page of a MELODIC-layout folder goes by default (MELODIC's own report is report/00index.html)
+MELODIC_REPORT = "report/00index.html"
+
+
+def default_report_path(out_dir: str | os.PathLike) -> Path:
+    """``OUT/report.html``, or ``OUT/report/00index.html`` for a ``--layout melodic`` folder."""
+    out = Path(out_dir)
+    return out / MELODIC_REPORT if is_melodic_folder(out) else out / "report.html"
+
+
 def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None = None,
                  subject: str | None = None, atlas: str | os.PathLike | None = None,
                  atlas_labels: str | os.PathLike | None = None, threshold: float = 2.0,
@@ -240,9 +271,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     Parameters
     ----------
     out_dir : path
-        Output folder of ``trends-ivae fit``.
+        Output folder of ``trends-ivae fit`` (BIDS or MELODIC layout).
     output : path, optional
-        Where to write the page (default ``out_dir/report.html``).
+        Where to write the page (default ``out_dir/report.html``; for a folder written with
+        ``--layout melodic``, ``out_dir/report/00index.html``, where MELODIC keeps its report).
     subject : str, optional
         Subject whose (first) run's time course and spectrum are shown (default the first).
     atlas : path, optional
@@ -280,7 +312,7 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     dpi = int(dpi or DEFAULT_DPI)
     t0 = time.perf_counter()
     out = Path(out_dir)
-    target = Path(output) if output is not None else out / "report.html"
+    target = Path(output) if output is not None else default_report_path(out)
     atlas_obj = load_atlas(atlas, atlas_labels) if atlas is not None else None
     res = load_results(out, subject=subject)
     k = res.n_components
@@ -323,7 +355,10 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                                              dpi=dpi),
                               "training and validation ELBO per epoch", dpi=dpi))
         parts.append('<p class="muted">ELBO per volume of the kept restart (higher is better); '
-                     "validation = held-out volumes.</p>")
+                     "validation = held-out volumes; training keeps the epoch of the best held-out ELBO.</p>")
+        note = early_stopping_note(_early_stopping(res))
+        if note:
+            parts.append(f'<ul class="notes"><li>{html.escape(note[0].upper() + note[1:])}.</li></ul>')
     else:
         parts.append("<p>No model/elbo.tsv.</p>")
     parts.append("</section>")
@@ -421,11 +456,13 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
             f"<header><h1>{html.escape(title)}</h1><p>{k} components · identifiable VAE (iVAE) · "
             f"built {time.strftime('%Y-%m-%d %H:%M')} in {time.perf_counter() - t0:.1f} s</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n</body>\n</html>\n")
+    if output is None:
+        target.parent.mkdir(exist_ok=True)   # report/ of a MELODIC folder
     write_text_atomic(target, page)
-    if target.resolve().parent == out.resolve():   # one of the fit folder's own files (for --force)
-        from ..export.derivatives import record_outputs
+    if output is None or target.resolve().parent == out.resolve():
+        from ..export.derivatives import record_outputs   # one of the fit folder's own files (for --force)
 
-        record_outputs(out, [target.name])
+        record_outputs(out, [target.resolve().relative_to(out.resolve())])
     log.info("report: wrote %s (%.1f MB) in %.1f s", target, target.stat().st_size / 1e6,
              time.perf_counter() - t0)
     return target

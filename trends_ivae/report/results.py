@@ -1,5 +1,10 @@
 """Read a ``trends-ivae fit`` output folder into one object for the report.
 
+A folder written with ``--layout melodic`` is read from its own files instead of
+``group/`` and the TSVs: ``melodic_IC.nii.gz`` (maps), ``mask.nii.gz``, ``melodic_ICstats``
+(explained variance) and ``melodic_mix`` (time courses, split into runs by the prepared
+run table), with ``model/`` and ``prepared.h5`` as in the BIDS layout.
+
 Everything the report shows comes from files in ``OUT`` (see ``docs/cli.md``):
 ``model/config.json``, ``model/elbo.tsv``, ``group/desc-ivae_*``, the per-run
 ``*_desc-ivae_timeseries.tsv`` (+ ``.json``), ``prepared.h5`` (optional: u, its factors
@@ -20,7 +25,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunSeries", "Prior", "FitResults", "load_results"]
+__all__ = ["RunSeries", "Prior", "FitResults", "load_results", "is_melodic_folder"]
 
 log = logging.getLogger("trends_ivae.report")
 
@@ -131,11 +136,13 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
     """
     out = Path(out_dir)
     group = out / "group"
-    comp_path = group / "desc-ivae_components.nii.gz"
-    mask_path = group / "desc-ivae_mask.nii.gz"
+    melodic = is_melodic_folder(out)
+    comp_path = out / "melodic_IC.nii.gz" if melodic else group / "desc-ivae_components.nii.gz"
+    mask_path = out / "mask.nii.gz" if melodic else group / "desc-ivae_mask.nii.gz"
     for p in (comp_path, mask_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing: is {out} an output folder of 'trends-ivae fit'?")
+            raise FileNotFoundError(f"{p} is missing: is {out} an output folder of 'trends-ivae fit' "
+                                    "(--layout bids or melodic)?")
     notes: list[str] = []
     config = _read_json(out / "model" / "config.json")
     if not config:
@@ -152,7 +159,9 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
     k = components.shape[3]
 
     labels_path = group / "desc-ivae_labels.tsv"
-    if labels_path.is_file():
+    if melodic:
+        names, labels = _melodic_labels(out, k)
+    elif labels_path.is_file():
         labels = pd.read_csv(labels_path, sep="\t")
         names = [str(n) for n in labels["name"]]
     else:
@@ -188,7 +197,7 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
         notes.append("no prepared.h5 in the folder (fit --no-keep-prepared): u levels and the "
                      "prior by condition are not shown.")
 
-    runs = _read_runs(out, names, prepared)
+    runs = _melodic_runs(out, names, prepared, components) if melodic else _read_runs(out, names, prepared)
     if not runs:
         notes.append("no time-series TSVs found: no time courses or spectra.")
     subject_run = 0
@@ -207,6 +216,62 @@ def load_results(out_dir: str | Path, *, subject: str | None = None,
     if load_prior:
         res.prior = _load_prior(res)
     return res
+
+
+def is_melodic_folder(out_dir: str | Path) -> bool:
+    """True for a fit written with ``--layout melodic`` (``melodic_IC.nii.gz``, no ``group/``)."""
+    out = Path(out_dir)
+    return (out / "melodic_IC.nii.gz").is_file() and not (out / "group" / "desc-ivae_components.nii.gz").is_file()
+
+
+def _melodic_labels(out: Path, k: int) -> tuple[list, pd.DataFrame]:
+    """ic01 ... and, from ``melodic_ICstats``'s second column (percent of the total
+    variance), each component's explained variance as a fraction."""
+    from ..export.derivatives import component_names
+
+    names = component_names(k)
+    labels = pd.DataFrame({"index": np.arange(1, k + 1), "name": names})
+    stats_path = out / "melodic_ICstats"
+    if stats_path.is_file():
+        try:
+            stats = np.atleast_2d(np.loadtxt(stats_path))
+            if stats.shape == (k, 2):
+                labels["explained_variance"] = stats[:, 1] / 100.0
+        except ValueError:
+            pass
+    return names, labels
+
+
+def _melodic_runs(out: Path, names: list, prepared: Any, components: Any) -> list[RunSeries]:
+    """The runs' time courses from ``melodic_mix``: split by the prepared run table (runs in
+    its order), or one series of all volumes without ``prepared.h5``."""
+    try:
+        mix = np.atleast_2d(np.loadtxt(out / "melodic_mix"))
+    except (OSError, ValueError):
+        return []
+    if mix.shape[1] != len(names):
+        return []
+    if prepared is not None:
+        from ..export.derivatives import derivative_stem
+
+        lengths = [int(r.get("n_volumes", -1)) for r in prepared.runs]
+        if sum(lengths) == mix.shape[0]:
+            runs, start = [], 0
+            for i, (r, n) in enumerate(zip(prepared.runs, lengths)):
+                ents = {**r.get("entities", {}), "sub": r["subject"], "path": r.get("file")}
+                if not ents["path"] or str(ents["path"]).startswith("<"):
+                    ents.pop("path")
+                try:
+                    name = derivative_stem(ents)[1]
+                except (KeyError, ValueError):
+                    name = f"run-{i + 1}"
+                runs.append(RunSeries(subject=str(r["subject"]), name=name, tr=float(r["tr"]) if r.get("tr") else None,
+                                      data=mix[start:start + n], index=i))
+                start += n
+            return runs
+    zooms = components.header.get_zooms()
+    tr = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
+    return [RunSeries(subject="all", name="melodic_mix", tr=tr, data=mix)]
 
 
 def _read_runs(out: Path, names: list, prepared: Any) -> list[RunSeries]:

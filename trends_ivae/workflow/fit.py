@@ -153,10 +153,13 @@ class FitResult:
 
 
 def summary_line(model, prepared, n_components: int) -> str:
-    """The fit's one-line result: the variance all components explain, the ELBO per volume
-    (data units, as ``model/elbo.tsv`` and the report) and the stability across restarts, or
-    why there is none (one restart)."""
-    from ..group.fit_folder import restarts
+    """The fit's one-line result: the variance all components explain, the held-out ELBO per
+    volume of the model kept (data units, as ``model/elbo.tsv`` and the report) and its
+    epoch, the stability across restarts, or why there is none (one restart), and when the
+    held-out ELBO fell after its peak, a sentence that says so
+    (:func:`~trends_ivae.export.fit_outputs.early_stopping_note`)."""
+    from ..export.fit_outputs import early_stopping_note
+    from ..group.fit_folder import early_stopping_record, restarts
 
     n_init = restarts(model)
     stability = model.restart_agreement_
@@ -167,8 +170,13 @@ def summary_line(model, prepared, n_components: int) -> str:
     total = getattr(model, "total_explained_variance_", None)
     explained = (f"together explaining {100 * total:.1f}% of the cleaned data's variance; "
                  if total is not None and math.isfinite(float(total)) else "")
+    stopping = early_stopping_record(model)
+    epoch = (f", epoch {stopping['kept_epoch']} of {stopping['n_epochs']}"
+             if stopping and stopping.get("kept_epoch") else "")
+    note = early_stopping_note(stopping)
     return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
-            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units), {stab}")
+            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units{epoch}), {stab}"
+            + (f"; {note}" if note else ""))
 
 
 def _read(path: str | Path):
