@@ -52,12 +52,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``trends-ivae report``; returns the exit code."""
-    from ..workflow.report import FIT_COMPONENTS, ReportSettings
+    from ..workflow.report import ReportSettings, fit_folder_problem
 
     out = existing_dir(parser, args.out, "OUT")
-    if not (out / FIT_COMPONENTS).is_file():
-        parser.error(f"{str(out)!r} holds no {FIT_COMPONENTS.as_posix()}: not an output folder "
-                     "of 'trends-ivae fit' (BIDS layout)")
+    problem = fit_folder_problem(out)
+    if problem:
+        parser.error(problem)
     if args.atlas:
         existing_file(parser, args.atlas, "--atlas")
     if args.atlas_labels:

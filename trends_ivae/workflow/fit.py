@@ -103,8 +103,8 @@ class OutputSettings:
     keep_prepared : bool, default=True
         Copy the prepared data into the folder as ``prepared.h5``.
     report : bool, default=True
-        Write ``report.html`` once the outputs are in place (BIDS layout only; the other
-        layouts never get one). A failed report is :attr:`FitResult.report_error`; the
+        Write the report once the outputs are in place: ``report.html`` (BIDS layout),
+        ``report/00index.html`` (MELODIC layout); the GIFT layout gets none. A failed report is :attr:`FitResult.report_error`; the
         outputs are kept.
     force : bool, default=False
         Replace an existing folder of the tool's own outputs (never a user's files).
@@ -388,7 +388,7 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
     result = FitResult(out_dir=out_dir, n_components=n_components,
                        summary=summary_line(model, prepared, n_components),
                        seconds=time.perf_counter() - t0, chosen=chosen, nonlinearity=nonlinearity)
-    if output.report and output.layout == "bids":
+    if output.report and output.layout in ("bids", "melodic"):
         result.report, result.report_error = write_report(out_dir)
     return result
 

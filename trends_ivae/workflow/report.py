@@ -12,11 +12,24 @@ from pathlib import Path
 
 from .fit import WorkflowError
 
-__all__ = ["ReportSettings", "ReportResult", "FIT_COMPONENTS", "report_page", "check_report_page",
+__all__ = ["ReportSettings", "ReportResult", "FIT_COMPONENTS", "MELODIC_COMPONENTS", "fit_folder_problem",
+           "report_page", "check_report_page",
            "report_for_folder"]
 
 #: the file that marks an output folder of ``trends-ivae fit`` (BIDS layout)
 FIT_COMPONENTS = Path("group") / "desc-ivae_components.nii.gz"
+#: the group maps of a fit written with ``--layout melodic``
+MELODIC_COMPONENTS = Path("melodic_IC.nii.gz")
+
+
+def fit_folder_problem(out_dir: str | Path) -> str | None:
+    """Why ``out_dir`` is not a fit folder the report reads (None: it is one, in the BIDS
+    or the MELODIC layout)."""
+    out = Path(out_dir)
+    if (out / FIT_COMPONENTS).is_file() or (out / MELODIC_COMPONENTS).is_file():
+        return None
+    return (f"{str(out)!r} holds neither {FIT_COMPONENTS.as_posix()} nor {MELODIC_COMPONENTS.as_posix()}: "
+            "not an output folder of 'trends-ivae fit' (BIDS or MELODIC layout)")
 
 
 @dataclass
@@ -74,8 +87,13 @@ class ReportResult:
 
 
 def report_page(out_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Where the report of the fit in ``out_dir`` goes: ``output``, or ``out_dir/report.html``."""
-    return Path(output) if output is not None else Path(out_dir) / "report.html"
+    """Where the report of the fit in ``out_dir`` goes: ``output``, else ``out_dir/report.html``
+    (``out_dir/report/00index.html`` in a MELODIC-layout folder, where MELODIC keeps its report)."""
+    if output is not None:
+        return Path(output)
+    out = Path(out_dir)
+    melodic = (out / MELODIC_COMPONENTS).is_file() and not (out / FIT_COMPONENTS).is_file()
+    return out / "report" / "00index.html" if melodic else out / "report.html"
 
 
 def check_report_page(page: str | Path, what: str = "--output") -> None:
@@ -104,7 +122,7 @@ def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = Non
     Parameters
     ----------
     out_dir : path
-        Output folder of ``trends-ivae fit`` (BIDS layout).
+        Output folder of ``trends-ivae fit`` (BIDS or MELODIC layout).
     settings : ReportSettings, optional
         Default: ``ReportSettings()``.
 
@@ -121,9 +139,9 @@ def report_for_folder(out_dir: str | Path, settings: ReportSettings | None = Non
     """
     settings = settings or ReportSettings()
     out_dir = Path(out_dir)
-    if not (out_dir / FIT_COMPONENTS).is_file():
-        raise WorkflowError(f"{str(out_dir)!r} holds no {FIT_COMPONENTS.as_posix()}: not an output folder "
-                            "of 'trends-ivae fit' (BIDS layout)")
+    problem = fit_folder_problem(out_dir)
+    if problem:
+        raise WorkflowError(problem)
     page_path = report_page(out_dir, settings.output)
     check_report_page(page_path, "--output" if settings.output is not None else "the report page")
     from ..report import build_report  # matplotlib and nilearn are heavy

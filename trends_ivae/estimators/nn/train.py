@@ -287,7 +287,7 @@ def train_model(model_config: IVAEConfig, train_config: TrainConfig, X: Any, U: 
         state.history["train_elbo"].append(train_elbo)
         state.history["val_elbo"].append(val_elbo)
         progress.update(state.epoch, train_elbo, val_elbo)
-        annealing = warm_steps > 0 and state.step < warm_steps
+        annealing = anneal.start is not None and warm_steps > 0 and state.step < warm_steps   # the objective moves
         if val_elbo > state.best_val or annealing:
             state.best_val, state.bad_epochs = val_elbo, 0
             state.best_state = copy.deepcopy(model.state_dict())
