@@ -91,6 +91,7 @@ class GroupIVAE(BaseEstimator):
     %(smoothing_fwhm)s
     %(whiten)s
     %(resample_to_first)s
+    %(drop_initial)s
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
     n_init : int, default=3
@@ -165,7 +166,7 @@ class GroupIVAE(BaseEstimator):
                  confounds: Sequence[str] | None = None, detrend: bool = True,
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
-                 whiten: bool = False, resample_to_first: bool = False, prior: str = "gauss",
+                 whiten: bool = False, resample_to_first: bool = False, drop_initial: int = 0, prior: str = "gauss",
                  n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
                  device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
                  ivae_params: dict | None = None) -> None:
@@ -187,6 +188,7 @@ class GroupIVAE(BaseEstimator):
         self.smoothing_fwhm = smoothing_fwhm
         self.whiten = whiten
         self.resample_to_first = resample_to_first
+        self.drop_initial = drop_initial
         self.prior = prior
         self.n_init = n_init
         self.estimator = estimator
