@@ -54,6 +54,19 @@ def _centre(a: np.ndarray) -> np.ndarray:
     return a - a.mean(axis=0, keepdims=True)
 
 
+def _regression_pair(data: np.ndarray, z: np.ndarray, center: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` (n_volumes, n_features) and ``z`` (n_volumes, k) as float64, checked to share
+    their volumes, each centred in time when ``center``."""
+    data = np.asarray(data, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    if data.ndim != 2 or z.ndim != 2 or data.shape[0] != z.shape[0]:
+        raise ValueError(f"data (n_volumes, n_features) and z (n_volumes, k) must share "
+                         f"n_volumes; got data {data.shape} and z {z.shape}")
+    if center:
+        data, z = _centre(data), _centre(z)
+    return data, z
+
+
 def regression_coefficients(data: np.ndarray, z: np.ndarray, *, center: bool = True,
                             rcond: float = 1e-10) -> np.ndarray:
     """Least-squares coefficients of ``data`` on the time courses ``z``.
@@ -74,13 +87,7 @@ def regression_coefficients(data: np.ndarray, z: np.ndarray, *, center: bool = T
     ndarray (k, n_features)
         ``pinv(z) data``.
     """
-    data = np.asarray(data, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    if data.ndim != 2 or z.ndim != 2 or data.shape[0] != z.shape[0]:
-        raise ValueError(f"data (n_volumes, n_features) and z (n_volumes, k) must share "
-                         f"n_volumes; got data {data.shape} and z {z.shape}")
-    if center:
-        data, z = _centre(data), _centre(z)
+    data, z = _regression_pair(data, z, center)
     return np.linalg.pinv(z, rcond=rcond) @ data
 
 
@@ -185,13 +192,7 @@ def explained_variance(data: np.ndarray, z: np.ndarray, coefs: np.ndarray | None
     -------
     ndarray (k,), or (ndarray (k,), float) with ``return_total``
     """
-    data = np.asarray(data, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    if data.ndim != 2 or z.ndim != 2 or data.shape[0] != z.shape[0]:
-        raise ValueError(f"data (n_volumes, n_features) and z (n_volumes, k) must share "
-                         f"n_volumes; got data {data.shape} and z {z.shape}")
-    if center:
-        data, z = _centre(data), _centre(z)
+    data, z = _regression_pair(data, z, center)
     parts, fitted = _variance_parts(data, z)
     denom = float(np.sum(data ** 2)) if total is None else float(total)
     shares = parts / denom if denom > 0 else np.zeros(z.shape[1])
