@@ -105,11 +105,13 @@ docdict["settings"] = """settings : PrepareSettings, optional
     The cleaning, u, reduction and compute settings
     (:class:`~trends_ivae.data.settings.PrepareSettings`); default: every default."""
 
-docdict["ica"] = """ica : {"temporal", "spatial"}, default="temporal"
+docdict["ica"] = """ica : {"auto", "temporal", "spatial"}, default="auto"
     Which ICA: ``"temporal"`` (volumes are the samples, time courses the sources, u
     from events, windows or subjects) or ``"spatial"`` (voxels are the samples, maps
     the sources, u from space, as GIFT, MELODIC and CanICA; time courses and subject
-    maps by back-reconstruction: :mod:`trends_ivae.group.spatial`)."""
+    maps by back-reconstruction: :mod:`trends_ivae.group.spatial`). ``"auto"``:
+    temporal when u has a task factor (runs with events), else spatial; the mode
+    that ran is ``ica_``."""
 docdict["spatial_aux"] = """spatial_aux : str, default="segments"
     The spatial u (``ica="spatial"`` only): ``"segments"`` (k-means of the voxel
     coordinates), ``"atlas"`` (the parcels of ``aux_atlas``), ``"rbf"`` (radial basis

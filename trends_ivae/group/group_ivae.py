@@ -47,7 +47,7 @@ from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
-from .spatial import check_mode, fit_spatial, spatial_reconstruction, spatial_timecourses, subject_totals
+from .spatial import check_mode, fit_spatial, resolve_ica, spatial_reconstruction, spatial_timecourses, subject_totals
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,10 @@ class GroupIVAE(BaseEstimator):
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
         noiseless, started from linear ICA). Both see the same reduced data and u.
     estimator_params : dict, optional
-        Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimators.ivae.IVAE`
-        parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
-        ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
-        Default for the VAE: the IVAE defaults with ``encoder_uses_aux=False`` (new
-        subjects can be transformed without their u), ``decoder_var=None`` (the noise
-        variance is learned) and ``init="ica"`` (the first restart starts at the linear
-        ICA solution), see ``GROUP_IVAE_DEFAULTS``.
+        Further :class:`~trends_ivae.estimators.ivae.IVAE` (or :class:`~trends_ivae.IFlow`)
+        parameters. Default for the VAE (``GROUP_IVAE_DEFAULTS``): ``encoder_uses_aux=False``
+        (new subjects need no u), ``decoder_var=None`` (learned noise variance) and
+        ``init="ica"`` (the first restart starts at linear ICA).
     device : str, default="auto"
     random_state : int or None
     %(n_jobs)s
@@ -119,12 +116,14 @@ class GroupIVAE(BaseEstimator):
 
     Attributes
     ----------
+    ica_ : {"temporal", "spatial"}
+        The mode that ran.
     components_ : ndarray (n_components, n_voxels)
-        Group z-maps in the mask.
+        Group z-maps in the mask (in the spatial mode: the sources).
     components_img_ : nibabel.Nifti1Image
         The same as a 4D image, one volume per component.
     effects_ : ndarray (n_components, n_voxels)
-        Decoder-effect z-maps.
+        Decoder-effect z-maps (:mod:`.backprojection`, :mod:`.spatial`).
     effects_img_ : nibabel.Nifti1Image
     masker_ : nilearn.maskers.NiftiMasker
         A fitted masker with the mask used.
@@ -164,7 +163,7 @@ class GroupIVAE(BaseEstimator):
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, drop_initial: int = 0, prior: str = "gauss",
-                 ica: str = "temporal", spatial_aux: str = "segments", n_segments: Any = 100,
+                 ica: str = "auto", spatial_aux: str = "segments", n_segments: Any = 100,
                  aux_atlas: Any = None, n_rbf: int = 32, n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
                  device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
                  ivae_params: dict | None = None) -> None:
@@ -300,7 +299,8 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
-        if self.ica == "spatial":
+        self.ica_ = resolve_ica(self.ica, prepared)
+        if self.ica_ == "spatial":
             if rows is not None or comm is not SINGLE_PROCESS:
                 raise ValueError("the spatial mode (ica='spatial') does not run distributed: its samples are "
                                  "voxels, fit it in one process")
@@ -468,7 +468,7 @@ class GroupIVAE(BaseEstimator):
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
         self._check_fitted()
-        if self.ica == "spatial":      # spatial regression on the maps (dual regression's first stage)
+        if self.ica_ == "spatial":      # spatial regression on the maps (dual regression's first stage)
             return spatial_timecourses(self, reduce_new_runs(self, imgs, events, confounds, with_u=False)[0])
         xs, us = reduce_new_runs(self, imgs, events, confounds, with_u=self.estimator_.model_.uses_aux)
         return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
@@ -485,7 +485,7 @@ class GroupIVAE(BaseEstimator):
         p = self.prepared_
         out = []
         for z in timecourses:
-            x = (spatial_reconstruction(self, z) if self.ica == "spatial"
+            x = (spatial_reconstruction(self, z) if self.ica_ == "spatial"
                  else self.estimator_.inverse_transform(np.asarray(z, dtype=np.float32)))
             data = p.reconstruct(x)                         # (n_volumes, n_voxels)
             out.append(unmask(data, self.mask_img_))

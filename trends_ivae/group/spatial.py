@@ -39,11 +39,11 @@ from ..data.spatial_aux import SpatialAuxSettings, spatial_aux
 from ..data.store import PreparedData
 from .backprojection import BackProjection, back_project, peak_signs, zscore_maps
 
-__all__ = ["ICA_MODES", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
+__all__ = ["ICA_MODES", "resolve_ica", "check_mode", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
            "timecourse_projection", "fit_spatial", "subject_totals"]
 
-#: the two modes of GroupIVAE(ica=...)
-ICA_MODES = ("temporal", "spatial")
+#: the modes of GroupIVAE(ica=...): "auto" is temporal for data with task events, else spatial
+ICA_MODES = ("auto", "temporal", "spatial")
 
 
 @dataclass
@@ -192,11 +192,51 @@ def spatial_reconstruction(model: Any, timecourses: np.ndarray) -> np.ndarray:
     return (coords / model.prepared_.scale).astype(np.float32)
 
 
+def resolve_ica(ica: str, prepared: PreparedData) -> str:
+    """The mode that ``ica`` stands for on ``prepared``: ``"auto"`` is temporal when u has a
+    task factor (runs with events: u from the design identifies the time courses), else
+    spatial (resting data: see ``docs/benchmarks.md``, "Real networks")."""
+    if ica not in ICA_MODES:
+        raise ValueError(f"ica={ica!r}: use one of {', '.join(ICA_MODES)}")
+    if ica != "auto":
+        return ica
+    factors = [f.get("name") for f in (prepared.aux or {}).get("factors", [])]
+    return "temporal" if "task" in factors else "spatial"
+
+
 def check_mode(model: Any, what: str) -> None:
-    """``NotImplementedError`` when ``what`` needs the temporal mode and ``model`` is spatial;
-    ``ValueError`` for an unknown mode."""
+    """``NotImplementedError`` when ``what`` needs the temporal mode and the fitted ``model``
+    ran in the spatial one; ``ValueError`` for an unknown mode."""
     if model.ica not in ICA_MODES:
         raise ValueError(f"ica={model.ica!r}: use one of {', '.join(ICA_MODES)}")
-    if model.ica == "spatial" and what:
+    if what and getattr(model, "ica_", model.ica) == "spatial":
         raise NotImplementedError(f"{what} needs the temporal mode: in the spatial mode (ica='spatial') the "
                                   "model's samples are voxels, not volumes")
+
+
+def fitted_u(model: Any, prepared: PreparedData) -> AuxVariable:
+    """The u a fitted ``model``'s estimator was trained with: the spatial u (one row per
+    voxel) in the spatial mode, else the prepared data's u (one row per volume)."""
+    if getattr(model, "ica_", "temporal") == "spatial":
+        return model_spatial_u(model, prepared)
+    return model.model_u(prepared)
+
+
+def mode_record(model: Any) -> dict:
+    """Which mode ran and why, and in the spatial mode its u: for ``model/config.json``,
+    the sidecars and the report."""
+    mode = model.ica_
+    if model.ica == "auto":
+        why = ("auto: u has a task factor (runs with events), so the temporal mode" if mode == "temporal" else
+               "auto: no task events, so the spatial mode (it finds resting-state networks better than the "
+               "temporal mode; docs/benchmarks.md, 'Real networks')")
+    else:
+        why = f"asked for (ica={model.ica!r})"
+    record: dict = {"ica": mode, "why": why}
+    if mode == "spatial":
+        from ..data.spatial_aux import describe_settings
+
+        u = model_spatial_u(model, model.prepared_)
+        record["u"] = describe_settings(spatial_settings(model)) | {"kind": u.kind, "n_levels": u.n_levels,
+                                                                    "samples": "voxels"}
+    return record
