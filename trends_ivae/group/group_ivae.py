@@ -47,7 +47,7 @@ from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
-from .spatial import check_mode, fit_spatial, resolve_ica, spatial_reconstruction, spatial_timecourses, subject_totals
+from .spatial import check_mode, fit_spatial, resolve_ica, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +388,6 @@ class GroupIVAE(BaseEstimator):
         Returns a :class:`~trends_ivae.group.sampling.SampledRun` (``img``, ``events``, ``u``,
         ``sources``, ``sidecar``). Temporal mode only.
         """
-        check_mode(self, "sample")
         return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
                           like_run=like_run, noise=noise, random_state=random_state)
 
@@ -467,11 +466,8 @@ class GroupIVAE(BaseEstimator):
     # ------------------------------------------------------------- transforms
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
-        self._check_fitted()
-        if self.ica_ == "spatial":      # spatial regression on the maps (dual regression's first stage)
-            return spatial_timecourses(self, reduce_new_runs(self, imgs, events, confounds, with_u=False)[0])
-        xs, us = reduce_new_runs(self, imgs, events, confounds, with_u=self.estimator_.model_.uses_aux)
-        return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
+        self._check_fitted()   # spatial mode: spatial regression on the maps (dual regression's first stage)
+        return reduced_timecourses(self, *reduce_new_runs(self, imgs, events, confounds, with_u=needs_run_u(self)))
 
     def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
         """4D images of the decoder's reconstruction f(z) for each array of time courses.

@@ -240,3 +240,16 @@ def mode_record(model: Any) -> dict:
         record["u"] = describe_settings(spatial_settings(model)) | {"kind": u.kind, "n_levels": u.n_levels,
                                                                     "samples": "voxels"}
     return record
+
+
+def reduced_timecourses(model: Any, xs: list[np.ndarray], us: list[Any]) -> list[np.ndarray]:
+    """Time courses of runs reduced as in the fit (``xs``, with their u ``us`` or Nones), in
+    either mode: the encoder's posterior means (temporal), or spatial regression on the maps."""
+    if getattr(model, "ica_", "temporal") == "spatial":
+        return spatial_timecourses(model, xs)
+    return [model.estimator_.transform(x, u) for x, u in zip(xs, us)]
+
+
+def needs_run_u(model: Any) -> bool:
+    """Whether time courses of new runs need their u (temporal mode with an encoder q(z|x, u))."""
+    return getattr(model, "ica_", "temporal") == "temporal" and bool(model.estimator_.model_.uses_aux)

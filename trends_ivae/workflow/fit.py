@@ -196,7 +196,8 @@ def summary_line(model, prepared, n_components: int) -> str:
              if stopping and stopping.get("kept_epoch") else "")
     note = early_stopping_note(stopping)
     return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
-            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units{epoch}), {stab}"
+            f"{getattr(model, 'ica_', 'temporal')} ICA, {explained}held-out ELBO per "
+            f"{'voxel' if getattr(model, 'ica_', '') == 'spatial' else 'volume'} {model.elbo_:.2f} (data units{epoch}), {stab}"
             + (f"; {note}" if note else ""))
 
 
