@@ -115,7 +115,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="the spatial u (--ica spatial): segments (k-means of the voxel coordinates), atlas "
                         "(the parcels of --aux-atlas), rbf (radial basis functions of position), or several "
                         "joined by '+'")
-    m.add_argument("--n-segments", type=int, nargs="+", default=[100], metavar="N",
+    m.add_argument("--n-segments", type=int, nargs="+", default=100, metavar="N",
                    help="number of k-means segments of the spatial u; several numbers: one factor per scale")
     m.add_argument("--aux-atlas", metavar="FILE",
                    help="a label image on the data's grid whose parcels are the levels of --spatial-aux atlas")

@@ -47,7 +47,7 @@ from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
-from .spatial import check_mode, fit_spatial, resolve_ica, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
+from .spatial import check_mode, fit_spatial, resolve_ica, resting_aux, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
 
 logger = logging.getLogger(__name__)
 
@@ -207,14 +207,18 @@ class GroupIVAE(BaseEstimator):
         """The parameters that are prepare options (named as in :data:`~trends_ivae.data.settings.FLAT_OPTIONS`)."""
         return [name for name in inspect.signature(cls.__init__).parameters if name in FLAT_OPTIONS]
 
-    def prepare_settings(self) -> PrepareSettings:
+    def prepare_settings(self, has_events: bool = True) -> PrepareSettings:
         """The prepare settings these (flat, scikit-learn) parameters stand for.
 
-        ``n_dims=None`` is ``n_components`` (as many dimensions as components).
+        ``n_dims=None`` is ``n_components`` (as many dimensions as components). Without
+        events (``has_events=False``) and unless ``ica="temporal"``, u's task factor is
+        dropped (:func:`~.spatial.resting_aux`).
         """
         options = {name: getattr(self, name) for name in self._prepare_options()}
         if options["n_dims"] is None:
             options["n_dims"] = self.n_components
+        if not has_events and self.ica != "temporal":
+            options["aux"] = resting_aux(options["aux"])
         return PrepareSettings.from_options(**options)
 
     def _estimator_params(self) -> dict | None:
@@ -262,7 +266,8 @@ class GroupIVAE(BaseEstimator):
         check_mode(self, "")
         runs = run_specs(imgs, events, confounds, subjects)
         check_subject_volumes(self.n_components, [(r.subject, load_4d(r.img).shape[3]) for r in runs])
-        prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
+        settings = self.prepare_settings(has_events=any(r.events is not None for r in runs))
+        prepared = prepare(runs, settings, mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
@@ -395,15 +400,10 @@ class GroupIVAE(BaseEstimator):
     def prepare_params(cls, prepared: PreparedData) -> dict:
         """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
 
-        ``fit_prepared`` uses the prepared data as they are, so the parameters a
-        ``GroupIVAE`` was built with say nothing about how they were prepared; the
-        command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
-        so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
-        TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
-        path or an image; ``prepared.parameters`` has it), and so are the compute
-        options (``n_jobs``: they do not change the result). The inverse of
-        :meth:`prepare_settings` through :meth:`PrepareSettings.from_record
-        <trends_ivae.data.settings.PrepareSettings.from_record>`, plus ``tr``.
+        The command line builds its ``GroupIVAE`` with these, so that ``get_params()``
+        (``model/config.json``, the sidecars' ``Parameters``) records the u, window, TR
+        override and cleaning that ran. ``mask`` and the compute options are left out.
+        The inverse of :meth:`prepare_settings` (``PrepareSettings.from_record``), plus ``tr``.
         """
         ran = PrepareSettings.from_record(prepared.parameters, prepared.aux, n_dims=int(prepared.n_dims))
         names = [name for name in cls._prepare_options() if FLAT_OPTIONS[name][0] != "compute"]

@@ -253,3 +253,10 @@ def reduced_timecourses(model: Any, xs: list[np.ndarray], us: list[Any]) -> list
 def needs_run_u(model: Any) -> bool:
     """Whether time courses of new runs need their u (temporal mode with an encoder q(z|x, u))."""
     return getattr(model, "ica_", "temporal") == "temporal" and bool(model.estimator_.model_.uses_aux)
+
+
+def resting_aux(spec: str) -> str:
+    """The temporal u spec without its task factor (for runs without events, when the
+    mode is not forced temporal: ``"task+window"`` becomes ``"window"``)."""
+    parts = [p for p in str(spec).split("+") if p.strip() and p.strip() != "task"]
+    return "+".join(parts) or "window"

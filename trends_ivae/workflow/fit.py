@@ -271,6 +271,23 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
     }
 
 
+def _check_mode(fit: FitSettings, prepared: Any, training: "_Training") -> None:
+    """Refuse, before training, what the spatial mode cannot do (``--ica auto`` resolved on the data)."""
+    from ..group.spatial import resolve_ica
+
+    try:
+        mode = resolve_ica(fit.ica, prepared)
+    except ValueError as exc:
+        raise WorkflowError(f"--ica: {exc}") from exc
+    if mode != "spatial":
+        return
+    why = "" if fit.ica == "spatial" else " (--ica auto chose it: these runs have no task events)"
+    for asked, option in ((fit.nonlinearity_test, "--nonlinearity-test"), (training.rows is not None, "--distributed")):
+        if asked:
+            raise WorkflowError(f"{option} needs the temporal mode and this fit is spatial{why}: give --ica temporal, "
+                                f"or leave out {option}")
+
+
 @dataclass(frozen=True)
 class _Training:
     """How the estimator trains: checkpoints, streaming, and in a distributed fit the rows
@@ -395,6 +412,7 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
 
     model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
                            **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
+    _check_mode(fit, prepared, training)
     training.fit(model, prepared)
 
     fit_seconds = time.perf_counter() - t0
@@ -451,6 +469,10 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
             n = auto_components(fit.n_components, meta["parameters"], int(meta["parameters"]["n_dims"]), {})
         except ValueError as exc:
             raise WorkflowError(str(exc)) from None
+        factors = [f.get("name") for f in (meta.get("aux") or {}).get("factors", [])]
+        if fit.ica == "spatial" or (fit.ica == "auto" and "task" not in factors):
+            raise WorkflowError("--distributed needs the temporal mode (its samples, volumes, are shared between "
+                                "the processes), and this fit would be spatial: give --ica temporal")
         rows = distributed.row_share(n_rows(prepared_path))
         if rank0:
             mean_img = kwargs.pop("mean_img", None)
