@@ -105,6 +105,26 @@ docdict["settings"] = """settings : PrepareSettings, optional
     The cleaning, u, reduction and compute settings
     (:class:`~trends_ivae.data.settings.PrepareSettings`); default: every default."""
 
+docdict["ica"] = """ica : {"auto", "temporal", "spatial"}, default="auto"
+    Which ICA: ``"temporal"`` (volumes are the samples, time courses the sources, u
+    from events, windows or subjects) or ``"spatial"`` (voxels are the samples, maps
+    the sources, u from space, as GIFT, MELODIC and CanICA; time courses and subject
+    maps by back-reconstruction: :mod:`trends_ivae.group.spatial`). ``"auto"``:
+    temporal when u has a task factor (runs with events), else spatial; the mode
+    that ran is ``ica_``."""
+docdict["spatial_aux"] = """spatial_aux : str, default="segments"
+    The spatial u (``ica="spatial"`` only): ``"segments"`` (k-means of the voxel
+    coordinates), ``"atlas"`` (the parcels of ``aux_atlas``), ``"rbf"`` (radial basis
+    functions of position) or several joined by ``+``
+    (:mod:`trends_ivae.data.spatial_aux`)."""
+docdict["n_segments"] = """n_segments : int or list of int, default=100
+    Number of k-means segments of the spatial u; several values: one factor per scale."""
+docdict["aux_atlas"] = """aux_atlas : path or image, optional
+    A label image on the data's grid whose parcels are the levels of the spatial u
+    ``"atlas"``."""
+docdict["n_rbf"] = """n_rbf : int, default=32
+    Number of radial basis functions of the spatial u ``"rbf"``."""
+
 _PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)(?: as (\w+))?\)s[ \t]*$", re.M)
 _T = TypeVar("_T")
 

@@ -107,6 +107,20 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "estimate, as MELODIC -d 0 (printed, and recorded in model/config.json)")
     m.add_argument("--prior", choices=["gauss", "laplace", "normal"], default="gauss",
                    help="conditional prior p(z|u); 'normal' is the vanilla VAE baseline")
+    m.add_argument("--ica", choices=["auto", "temporal", "spatial"], default="auto",
+                   help="temporal ICA (volumes are the samples, time courses the sources, u from events or "
+                        "windows) or spatial ICA (voxels are the samples, maps the sources, u from space, as "
+                        "GIFT, MELODIC and CanICA); auto: temporal for runs with task events, else spatial")
+    m.add_argument("--spatial-aux", default="segments", metavar="SPEC",
+                   help="the spatial u (--ica spatial): segments (k-means of the voxel coordinates), atlas "
+                        "(the parcels of --aux-atlas), rbf (radial basis functions of position), or several "
+                        "joined by '+'")
+    m.add_argument("--n-segments", type=int, nargs="+", default=100, metavar="N",
+                   help="number of k-means segments of the spatial u; several numbers: one factor per scale")
+    m.add_argument("--aux-atlas", metavar="FILE",
+                   help="a label image on the data's grid whose parcels are the levels of --spatial-aux atlas")
+    m.add_argument("--n-rbf", type=int, default=32, metavar="N",
+                   help="number of radial basis functions of --spatial-aux rbf")
     m.add_argument("--estimator", choices=["vae", "flow"], default="vae",
                    help="the iVAE with Gaussian noise (vae), or the exact-likelihood flow started from "
                         "linear ICA (flow)")
@@ -246,10 +260,7 @@ def fit_settings(args: argparse.Namespace, n_jobs: int = 1) -> "FitSettings":
     """The :class:`~trends_ivae.workflow.FitSettings` of the model options."""
     from ..workflow import FitSettings
 
-    return FitSettings(n_components=args.n_components, prior=args.prior, estimator=args.estimator,
-                       device=args.device, seed=args.seed, n_init=args.n_init, max_epochs=args.max_epochs,
-                       batch_size=args.batch_size, nonlinearity_test=args.nonlinearity_test,
-                       verbose=training_verbosity(args), n_jobs=n_jobs)
+    return FitSettings.from_options(args, verbose=training_verbosity(args), n_jobs=n_jobs)
 
 
 def arguments_record(args: argparse.Namespace, **resolved: Any) -> dict:

@@ -23,6 +23,7 @@ from ..data.store import read_prepared, write_prepared
 from ..estimators.base import SourceEstimator
 from ..export.fit_outputs import FitOutputs, early_stopping
 from ..export.naming import MODEL_FILE, model_file
+from .spatial import fitted_u, resolve_ica
 
 __all__ = ["load_group_ivae", "write_prior_table", "PRIOR_TABLE", "TrainingRecord", "training_record",
            "early_stopping_record", "restarts",
@@ -83,6 +84,8 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     model.runs_ = model.prepared_.runs
     model.n_components_ = model.estimator_.n_components
     model.elbo_ = getattr(model.estimator_, "elbo_", None)
+    model.ica_ = config.get("mode", {}).get("ica") or ("temporal" if "ica" not in config.get("model", {})
+                                                       else resolve_ica(model.ica, model.prepared_))
     return model
 
 
@@ -275,7 +278,8 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     """Write a fitted group model's files into the output folder ``root`` (being staged).
 
     ``root/model/estimator.pt`` (the estimator, :meth:`SourceEstimator.save`),
-    ``root/model/prior.npz`` (:func:`write_prior_table` on the prepared data's u),
+    ``root/model/prior.npz`` (:func:`write_prior_table` on the u the estimator was fitted with:
+    per volume, or per voxel in the spatial mode),
     ``root/model/config.json`` (``config``, with ``results.early_stopping``:
     :meth:`TrainingRecord.early_stopping`) and ``root/model/elbo.tsv``
     (:meth:`TrainingRecord.elbo_table`); with ``keep_prepared``, ``root/prepared.h5``.
@@ -290,7 +294,7 @@ def write_model_folder(root: Any, model: Any, prepared: Any, config: Mapping[str
     mdir.mkdir(parents=True, exist_ok=True)
     written = [root / MODEL_FILE, mdir / PRIOR_TABLE, mdir / "config.json", mdir / "elbo.tsv"]
     model.estimator_.save(written[0])
-    write_prior_table(written[1], model.estimator_, prepared.u)
+    write_prior_table(written[1], model.estimator_, fitted_u(model, prepared))
     record = training_record(model)
     config = {**config, "results": {**(config.get("results") or {}), "early_stopping": record.early_stopping()}}
     written[2].write_text(json.dumps(config, indent=2, default=str))

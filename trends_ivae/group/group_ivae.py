@@ -1,27 +1,21 @@
 """``GroupIVAE``: fMRI images in, component maps and time courses out.
 
-The image-level estimator in the nilearn / scikit-learn style. ``fit`` runs the
-prepare stage (:func:`trends_ivae.reduction.prepare`: mask, clean, one group spatial basis,
-u), fits the array-level :class:`~trends_ivae.estimators.ivae.IVAE` on the reduced data,
-and maps the result back to the brain (:mod:`trends_ivae.group.backprojection`):
+The image-level estimator in the nilearn / scikit-learn style. ``fit`` runs the prepare
+stage (:func:`trends_ivae.reduction.prepare`: mask, clean, one group spatial basis, u),
+fits the array-level estimator on the reduced data and maps the result back to the
+brain. Temporal mode (default): time courses are the posterior means z(t); group maps
+the subjects' regression maps on them, averaged and z-scored; effect maps the decoder's
+mean Jacobian through the basis (:mod:`.backprojection`). Spatial mode: the maps are the
+sources and the time courses come from back-reconstruction (:mod:`.spatial`). Either
+way each map's strongest peak is positive and the components are sorted by explained
+variance, in the same order in maps, time courses and ``estimator_``.
 
-- time courses: posterior means z(t) for every run and volume;
-- group maps: per-subject regression of the data on the time courses, averaged over
-  subjects and z-scored across voxels (temporal-ICA back-reconstruction);
-- effect maps: the decoder's mean Jacobian per component, through the basis to voxels;
-- sign and order: each map flipped so its strongest peak is positive, components
-  sorted by explained variance, the same order in maps, time courses and ``estimator_``.
-
-Its parts live elsewhere: the array-level estimator's construction and training length
-in :mod:`.training`; the maps and the subjects' maps on demand
-(:class:`~.backprojection.SubjectMaps`) in :mod:`.backprojection`; the run specs of the
-inputs and new runs reduced with their u (for ``transform`` and ``score``) in
-:mod:`.new_runs`; the prepare options, their one name each and their mapping to and
-from :class:`~trends_ivae.data.settings.PrepareSettings` (``FLAT_OPTIONS``) in
-:mod:`trends_ivae.data.settings`; reading a fit folder back in :mod:`.fit_folder`;
-synthetic runs in :mod:`.sampling`; the held-out test in :mod:`.nonlinearity`. What
-stays here is the estimator itself: its flat scikit-learn parameters, documented and
-stored, and the methods that tie the parts together.
+Elsewhere: the estimator's construction (:mod:`.training`), subject maps on demand
+(:class:`~.backprojection.SubjectMaps`), inputs and new runs (:mod:`.new_runs`), the
+prepare options' names (``FLAT_OPTIONS`` in :mod:`trends_ivae.data.settings`), fit
+folders (:mod:`.fit_folder`), synthetic runs (:mod:`.sampling`), the held-out test
+(:mod:`.nonlinearity`). What stays here is the estimator: its flat parameters and the
+methods that tie the parts together.
 """
 from __future__ import annotations
 
@@ -53,16 +47,16 @@ from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
+from .spatial import check_mode, fit_spatial, resolve_ica, resting_aux, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroupIVAE"]
 
 
-
 @fill_doc
 class GroupIVAE(BaseEstimator):
-    """Group iVAE decomposition of fMRI (temporal sources, one spatial basis for all).
+    """Group iVAE decomposition of fMRI (temporal or spatial sources, one group basis).
 
     Parameters
     ----------
@@ -94,24 +88,24 @@ class GroupIVAE(BaseEstimator):
     %(drop_initial)s
     prior : {"gauss", "laplace", "normal"}, default="gauss"
         Conditional prior of the iVAE ("normal" gives the vanilla VAE baseline).
+    %(ica)s
+    %(spatial_aux)s
+    %(n_segments)s
+    %(aux_atlas)s
+    %(n_rbf)s
     n_init : int, default=3
-        iVAE restarts; the best held-out ELBO is kept. The restarts race
-        (``IVAE(init_epochs=...)``): every restart trains for the first eighth of the
-        schedule (at least 5 epochs), and only the one with the best held-out ELBO then
-        continues to the end; the others are kept as they stood. ``estimator_params={"init_epochs":
-        None}`` trains every restart to the end (``docs/benchmarks.md`` compares the two).
+        iVAE restarts, racing (``IVAE(init_epochs=...)``): all train for an eighth of the
+        schedule, the best held-out ELBO continues to the end (``{"init_epochs": None}``
+        in ``estimator_params`` trains all to the end; ``docs/benchmarks.md``).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
         noiseless, started from linear ICA). Both see the same reduced data and u.
     estimator_params : dict, optional
-        Further parameters of the estimator: for the VAE :class:`~trends_ivae.estimators.ivae.IVAE`
-        parameters (``max_epochs``, ``batch_size``, ``hidden_dim``, ``decoder_var``,
-        ``init_epochs``, ``init``, ...), for the flow :class:`~trends_ivae.IFlow` ones.
-        Default for the VAE: the IVAE defaults with ``encoder_uses_aux=False`` (new
-        subjects can be transformed without their u), ``decoder_var=None`` (the noise
-        variance is learned) and ``init="ica"`` (the first restart starts at the linear
-        ICA solution), see ``GROUP_IVAE_DEFAULTS``.
+        Further :class:`~trends_ivae.estimators.ivae.IVAE` (or :class:`~trends_ivae.IFlow`)
+        parameters. Default for the VAE (``GROUP_IVAE_DEFAULTS``): ``encoder_uses_aux=False``
+        (new subjects need no u), ``decoder_var=None`` (learned noise variance) and
+        ``init="ica"`` (the first restart starts at linear ICA).
     device : str, default="auto"
     random_state : int or None
     %(n_jobs)s
@@ -122,12 +116,14 @@ class GroupIVAE(BaseEstimator):
 
     Attributes
     ----------
+    ica_ : {"temporal", "spatial"}
+        The mode that ran.
     components_ : ndarray (n_components, n_voxels)
-        Group z-maps in the mask.
+        Group z-maps in the mask (in the spatial mode: the sources).
     components_img_ : nibabel.Nifti1Image
         The same as a 4D image, one volume per component.
     effects_ : ndarray (n_components, n_voxels)
-        Decoder-effect z-maps.
+        Decoder-effect z-maps (:mod:`.backprojection`, :mod:`.spatial`).
     effects_img_ : nibabel.Nifti1Image
     masker_ : nilearn.maskers.NiftiMasker
         A fitted masker with the mask used.
@@ -167,7 +163,8 @@ class GroupIVAE(BaseEstimator):
                  standardize: bool = False, high_pass: float | None = None,
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, drop_initial: int = 0, prior: str = "gauss",
-                 n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
+                 ica: str = "auto", spatial_aux: str = "segments", n_segments: Any = 100,
+                 aux_atlas: Any = None, n_rbf: int = 32, n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
                  device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
                  ivae_params: dict | None = None) -> None:
         self.n_components = n_components
@@ -190,6 +187,11 @@ class GroupIVAE(BaseEstimator):
         self.resample_to_first = resample_to_first
         self.drop_initial = drop_initial
         self.prior = prior
+        self.ica = ica
+        self.spatial_aux = spatial_aux
+        self.n_segments = n_segments
+        self.aux_atlas = aux_atlas
+        self.n_rbf = n_rbf
         self.n_init = n_init
         self.estimator = estimator
         self.estimator_params = estimator_params
@@ -205,14 +207,18 @@ class GroupIVAE(BaseEstimator):
         """The parameters that are prepare options (named as in :data:`~trends_ivae.data.settings.FLAT_OPTIONS`)."""
         return [name for name in inspect.signature(cls.__init__).parameters if name in FLAT_OPTIONS]
 
-    def prepare_settings(self) -> PrepareSettings:
+    def prepare_settings(self, has_events: bool = True) -> PrepareSettings:
         """The prepare settings these (flat, scikit-learn) parameters stand for.
 
-        ``n_dims=None`` is ``n_components`` (as many dimensions as components).
+        ``n_dims=None`` is ``n_components`` (as many dimensions as components). Without
+        events (``has_events=False``) and unless ``ica="temporal"``, u's task factor is
+        dropped (:func:`~.spatial.resting_aux`).
         """
         options = {name: getattr(self, name) for name in self._prepare_options()}
         if options["n_dims"] is None:
             options["n_dims"] = self.n_components
+        if not has_events and self.ica != "temporal":
+            options["aux"] = resting_aux(options["aux"])
         return PrepareSettings.from_options(**options)
 
     def _estimator_params(self) -> dict | None:
@@ -257,9 +263,11 @@ class GroupIVAE(BaseEstimator):
         -------
         self
         """
+        check_mode(self, "")
         runs = run_specs(imgs, events, confounds, subjects)
         check_subject_volumes(self.n_components, [(r.subject, load_4d(r.img).shape[3]) for r in runs])
-        prepared = prepare(runs, self.prepare_settings(), mask=self.mask, tr=self.tr, verbose=self.verbose)
+        settings = self.prepare_settings(has_events=any(r.events is not None for r in runs))
+        prepared = prepare(runs, settings, mask=self.mask, tr=self.tr, verbose=self.verbose)
         return self.fit_prepared(prepared)
 
     def fit_prepared(self, prepared: PreparedData, checkpoint_dir: Any = None,
@@ -284,6 +292,7 @@ class GroupIVAE(BaseEstimator):
             The process group of a distributed fit (with ``rows``, this rank's share),
             passed to :meth:`IVAE.fit`; default one process.
         """
+        check_mode(self, "")
         if self.n_components > prepared.n_dims:
             raise ValueError(f"n_components ({self.n_components}) is larger than the reduced dimension "
                              f"of the prepared data (n_dims={prepared.n_dims}); lower n_components or "
@@ -295,6 +304,14 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
+        self.ica_ = resolve_ica(self.ica, prepared)
+        if self.ica_ == "spatial":
+            if rows is not None or comm is not SINGLE_PROCESS:
+                raise ValueError("the spatial mode (ica='spatial') does not run distributed: its samples are "
+                                 "voxels, fit it in one process")
+            est, fit = fit_spatial(self, prepared, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
+            self.timecourse_projection_ = fit.projection
+            return self._store_fit(est, fit.backprojection, fit.timecourses, fit.maps, fit.effects)
         est = self.build_estimator(prepared.n_samples)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
@@ -303,17 +320,20 @@ class GroupIVAE(BaseEstimator):
         est.fit(prepared.x[train], u_train, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
         z = est.transform(prepared.x, u)
         x_units = prepared.x * prepared.scale          # coordinates in the orthonormal basis
-        par = prepared.parameters or {}   # the cleaned data's variance: the explained variance's denominator
-        totals = par.get("subject_sums_of_squares") or par.get("total_sum_of_squares")
-        if isinstance(totals, (list, tuple)) and len(totals) != prepared.n_subjects:
-            totals = par.get("total_sum_of_squares")
-        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject, total_sum_of_squares=totals)
+        bp = back_project(x_units, z, prepared.basis, subject=prepared.subject,
+                          total_sum_of_squares=subject_totals(prepared))
         est.reorder(bp.order, bp.signs)
         z = est.transform(prepared.x, u)
         jac = est.decoder_jacobian(z, batch_size=1024) * prepared.scale[None, :]   # (k, d) per unit of basis coords
+        return self._store_fit(est, bp, z, bp.maps, bp.effect_maps(jac, already_ordered=True))
+
+    def _store_fit(self, est: IVAE | IFlow, bp: Any, z: np.ndarray, maps: np.ndarray,
+                   effects: np.ndarray) -> "GroupIVAE":
+        """Keep the fitted estimator and the maps, time courses and variances of either mode."""
+        prepared = self.prepared_
         self.estimator_ = est
-        self.components_ = bp.maps.astype(np.float32)
-        self.effects_ = bp.effect_maps(jac, already_ordered=True).astype(np.float32)
+        self.components_ = np.asarray(maps, dtype=np.float32)
+        self.effects_ = np.asarray(effects, dtype=np.float32)
         self.explained_variance_ = bp.explained_variance
         self.total_explained_variance_ = bp.total_explained_variance
         self.subject_maps_ = SubjectMaps(bp, prepared.n_subjects)
@@ -353,6 +373,7 @@ class GroupIVAE(BaseEstimator):
         NonlinearityTest
             Also kept as ``nonlinearity_test_``; ``.summary()`` says it in words.
         """
+        check_mode(self, "test_nonlinearity")
         if prepared is None:
             if not hasattr(self, "prepared_"):
                 raise ValueError("test_nonlinearity needs prepared data: pass them or fit first")
@@ -370,7 +391,7 @@ class GroupIVAE(BaseEstimator):
         one ``condition``) and the subject factor from ``subject``; sources are drawn from
         p(z|u), decoded, and mapped through the basis to voxels with the model's noise.
         Returns a :class:`~trends_ivae.group.sampling.SampledRun` (``img``, ``events``, ``u``,
-        ``sources``, ``sidecar``).
+        ``sources``, ``sidecar``). Temporal mode only.
         """
         return sample_run(self, events=events, n_volumes=n_volumes, condition=condition, subject=subject,
                           like_run=like_run, noise=noise, random_state=random_state)
@@ -379,15 +400,10 @@ class GroupIVAE(BaseEstimator):
     def prepare_params(cls, prepared: PreparedData) -> dict:
         """The prepare-stage parameters of ``GroupIVAE`` that made ``prepared``: what ran.
 
-        ``fit_prepared`` uses the prepared data as they are, so the parameters a
-        ``GroupIVAE`` was built with say nothing about how they were prepared; the
-        command line builds its ``GroupIVAE`` with these, so that ``get_params()`` (and
-        so ``model/config.json`` and the sidecars' ``Parameters``) records the u, window,
-        TR override and cleaning that ran, not the defaults. ``mask`` is left out (a
-        path or an image; ``prepared.parameters`` has it), and so are the compute
-        options (``n_jobs``: they do not change the result). The inverse of
-        :meth:`prepare_settings` through :meth:`PrepareSettings.from_record
-        <trends_ivae.data.settings.PrepareSettings.from_record>`, plus ``tr``.
+        The command line builds its ``GroupIVAE`` with these, so that ``get_params()``
+        (``model/config.json``, the sidecars' ``Parameters``) records the u, window, TR
+        override and cleaning that ran. ``mask`` and the compute options are left out.
+        The inverse of :meth:`prepare_settings` (``PrepareSettings.from_record``), plus ``tr``.
         """
         ran = PrepareSettings.from_record(prepared.parameters, prepared.aux, n_dims=int(prepared.n_dims))
         names = [name for name in cls._prepare_options() if FLAT_OPTIONS[name][0] != "compute"]
@@ -434,18 +450,14 @@ class GroupIVAE(BaseEstimator):
 
         return NiftiMasker(mask_img=self.mask_img_).fit()
 
-    @property
-    def ivae_(self) -> IVAE | IFlow:
-        """Deprecated alias of ``estimator_`` (removed in the next release)."""
+    def _deprecated_ivae(self, *value: Any) -> Any:
         warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
-                      DeprecationWarning, stacklevel=2)
+                      DeprecationWarning, stacklevel=3)
+        if value:
+            self.estimator_ = value[0]
         return self.estimator_
 
-    @ivae_.setter
-    def ivae_(self, value: IVAE | IFlow) -> None:
-        warnings.warn("GroupIVAE.ivae_ is deprecated and will be removed in the next release: use estimator_",
-                      DeprecationWarning, stacklevel=2)
-        self.estimator_ = value
+    ivae_ = property(_deprecated_ivae, _deprecated_ivae, doc="Deprecated alias of ``estimator_`` (removed in the next release).")
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "estimator_", msg="This %(name)s is not fitted yet: call fit(imgs, ...), "
@@ -454,14 +466,14 @@ class GroupIVAE(BaseEstimator):
     # ------------------------------------------------------------- transforms
     def transform(self, imgs: Any, events: Any = None, confounds: Any = None) -> list[np.ndarray]:
         """Time courses (n_volumes, n_components) of each run, cleaned and reduced as in fit."""
-        self._check_fitted()
-        xs, us = reduce_new_runs(self, imgs, events, confounds, with_u=self.estimator_.model_.uses_aux)
-        return [self.estimator_.transform(x, u) for x, u in zip(xs, us)]
+        self._check_fitted()   # spatial mode: spatial regression on the maps (dual regression's first stage)
+        return reduced_timecourses(self, *reduce_new_runs(self, imgs, events, confounds, with_u=needs_run_u(self)))
 
     def inverse_transform(self, timecourses: Sequence[np.ndarray] | np.ndarray) -> list[nib.Nifti1Image]:
         """4D images of the decoder's reconstruction f(z) for each array of time courses.
 
-        The reconstruction lives in the cleaned-data space (the group mean added back).
+        The reconstruction lives in the cleaned-data space (the group mean added back). In
+        the spatial mode: the time courses times the maps (linear back-reconstruction).
         """
         self._check_fitted()
         if isinstance(timecourses, np.ndarray):
@@ -469,14 +481,16 @@ class GroupIVAE(BaseEstimator):
         p = self.prepared_
         out = []
         for z in timecourses:
-            x = self.estimator_.inverse_transform(np.asarray(z, dtype=np.float32))
+            x = (spatial_reconstruction(self, z) if self.ica_ == "spatial"
+                 else self.estimator_.inverse_transform(np.asarray(z, dtype=np.float32)))
             data = p.reconstruct(x)                         # (n_volumes, n_voxels)
             out.append(unmask(data, self.mask_img_))
         return out
 
     def score(self, imgs: Any, events: Any = None, confounds: Any = None) -> float:
-        """Mean ELBO per volume of new runs (reduced as in fit)."""
+        """Mean ELBO per volume of new runs (reduced as in fit); temporal mode only."""
         self._check_fitted()
+        check_mode(self, "score")
         xs, us = reduce_new_runs(self, imgs, events, confounds)
         total = sum(self.estimator_.score(x, u) * len(x) for x, u in zip(xs, us))
         return total / sum(len(x) for x in xs)

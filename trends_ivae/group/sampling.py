@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .spatial import check_mode
 from ..data.auxiliary import read_events, task_labels
 from ..export.derivatives import unmask
 from ..export.space import with_input_space
@@ -226,6 +227,7 @@ def sample_run(model, *, events: Any = None, n_volumes: int | None = None, condi
 
     check_is_fitted(model, "estimator_", msg="This %(name)s is not fitted: fit it or GroupIVAE.load a fit "
                                              "output first.")
+    check_mode(model, "sampling a run")
     p = model.prepared_
     u, events_out, tr = run_u(model, events=events, n_volumes=n_volumes, condition=condition,
                               subject=subject, like_run=like_run)

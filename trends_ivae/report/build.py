@@ -147,6 +147,12 @@ def _summary_rows(res: FitResults, space: str, bg_name: str, atlas_name: str | N
     clean = prep.get("clean") or {}
     if clean:
         rows.append(("cleaning", _cleaning_text(clean, prep.get("confounds_regressed"))))
+    mode = cfg.get("mode") or {"ica": "temporal", "why": "written before the spatial mode existed"}
+    mode_text = f"{_fmt(mode.get('ica'))} ICA ({html.escape(str(mode.get('why', '')))})"
+    if mode.get("u"):
+        mode_text += (f"; spatial u {_fmt(mode['u'].get('spec'))} ({_fmt(mode['u'].get('n_levels'))} levels, "
+                      f"segments {_fmt(mode['u'].get('n_segments'))})")
+    rows.append(("mode", mode_text))
     rows.append(("model", f"{res.n_components} components, prior {_fmt(model.get('prior', args.get('prior')))}, "
                           f"posterior {_fmt(ivae.get('posterior'))}, {_fmt(ivae.get('n_hidden'))}×"
                           f"{_fmt(ivae.get('hidden_dim'))} hidden ({_fmt(ivae.get('activation'))}), "

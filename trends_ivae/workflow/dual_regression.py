@@ -89,6 +89,7 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     from ..group.backprojection import back_project
     from ..data.errors import PrepareError
     from ..group.new_runs import reduce_new_runs
+    from ..group.spatial import needs_run_u, reduced_timecourses
     from ..export.derivatives import atomic_output_dir, component_names, derivative_stem, unmask
     from ..export.outputs import write_dataset_description
 
@@ -96,10 +97,10 @@ def dual_regression_to_folder(fit_dir: str | Path, runs: Sequence[Any], out: str
     try:
         model = GroupIVAE.load(fit_dir, device=device)
         p = model.prepared_
-        xs, us = reduce_new_runs(model, runs, with_u=model.estimator_.model_.uses_aux, tr=tr)
+        xs, us = reduce_new_runs(model, runs, with_u=needs_run_u(model), tr=tr)
     except (PrepareError, FileNotFoundError, ValueError) as exc:
         raise WorkflowError(str(exc)) from exc
-    zs = [model.estimator_.transform(x, u) for x, u in zip(xs, us)]   # u only when the encoder needs it
+    zs = reduced_timecourses(model, xs, us)   # u only when the encoder needs it
     names = component_names(model.n_components_)
     subjects = list(dict.fromkeys(r.subject for r in runs))
     with atomic_output_dir(out, force=force) as root:

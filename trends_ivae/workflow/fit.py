@@ -8,6 +8,8 @@ in the output folder. torch is imported here only when a fit runs.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import time
 from collections.abc import Mapping
@@ -58,6 +60,11 @@ class FitSettings:
         Training verbosity (1: a progress bar, 2: a line per epoch).
     n_jobs : int, default=1
         Parallel jobs of GroupIVAE's own prepare steps.
+    ica : {"auto", "temporal", "spatial"}, default="auto"
+        The mode (``GroupIVAE(ica=...)``); ``"auto"``: temporal when u has a task factor
+        (runs with events), else spatial.
+    spatial_aux, n_segments, aux_atlas, n_rbf
+        The spatial u (``GroupIVAE`` parameters of the same names).
     """
 
     n_components: int | str = 10
@@ -71,6 +78,18 @@ class FitSettings:
     nonlinearity_test: bool = False
     verbose: int = 0
     n_jobs: int = 1
+    ica: str = "auto"
+    spatial_aux: str = "segments"
+    n_segments: Any = 100
+    aux_atlas: Any = None
+    n_rbf: int = 32
+
+    @classmethod
+    def from_options(cls, options: Any, **overrides: Any) -> "FitSettings":
+        """The settings from any object holding the options as attributes of the same names
+        (parsed arguments, :class:`~trends_ivae.workflow.fit_options.FitOptions`); ``overrides`` win."""
+        values = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls) if hasattr(options, f.name)}
+        return cls(**(values | overrides))
 
     def estimator_params(self) -> dict:
         """The estimator keyword arguments that were given (GroupIVAE fills in the rest)."""
@@ -88,6 +107,8 @@ class FitSettings:
         return GroupIVAE(n_components=n_components, prior=self.prior, n_init=self.n_init,
                          estimator=self.estimator, estimator_params=self.estimator_params(), device=self.device,
                          random_state=self.seed, verbose=self.verbose if verbose is None else verbose,
+                         ica=self.ica, spatial_aux=self.spatial_aux, n_segments=self.n_segments,
+                         aux_atlas=None if self.aux_atlas is None else str(self.aux_atlas), n_rbf=self.n_rbf,
                          **params)
 
 
@@ -175,7 +196,8 @@ def summary_line(model, prepared, n_components: int) -> str:
              if stopping and stopping.get("kept_epoch") else "")
     note = early_stopping_note(stopping)
     return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
-            f"{explained}held-out ELBO per volume {model.elbo_:.2f} (data units{epoch}), {stab}"
+            f"{getattr(model, 'ica_', 'temporal')} ICA, {explained}held-out ELBO per "
+            f"{'voxel' if getattr(model, 'ica_', '') == 'spatial' else 'volume'} {model.elbo_:.2f} (data units{epoch}), {stab}"
             + (f"; {note}" if note else ""))
 
 
@@ -224,6 +246,7 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
             nonlinearity: dict | None) -> dict:
     from .. import __version__
     from ..group.fit_folder import training_record
+    from ..group.spatial import mode_record
 
     record = training_record(model)
     return {
@@ -233,6 +256,7 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
         "ivae": record.params,
         "prepare": prepared.parameters,
         "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
+        "mode": mode_record(model),
         "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
                     "total_explained_variance": model.total_explained_variance_,
                     "explained_variance_unit": "fraction of the cleaned data's variance (0 to 1)",
@@ -245,6 +269,23 @@ def _config(command, arguments, model, prepared, fit: FitSettings, seconds: floa
         "version": __version__,
         "versions": prepared.versions,
     }
+
+
+def _check_mode(fit: FitSettings, prepared: Any, training: "_Training") -> None:
+    """Refuse, before training, what the spatial mode cannot do (``--ica auto`` resolved on the data)."""
+    from ..group.spatial import resolve_ica
+
+    try:
+        mode = resolve_ica(fit.ica, prepared)
+    except ValueError as exc:
+        raise WorkflowError(f"--ica: {exc}") from exc
+    if mode != "spatial":
+        return
+    why = "" if fit.ica == "spatial" else " (--ica auto chose it: these runs have no task events)"
+    for asked, option in ((fit.nonlinearity_test, "--nonlinearity-test"), (training.rows is not None, "--distributed")):
+        if asked:
+            raise WorkflowError(f"{option} needs the temporal mode and this fit is spatial{why}: give --ica temporal, "
+                                f"or leave out {option}")
 
 
 @dataclass(frozen=True)
@@ -371,12 +412,14 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
 
     model = fit.group_ivae(n_components, n_jobs=fit.n_jobs,
                            **GroupIVAE.prepare_params(prepared))   # the options that ran, for the records
+    _check_mode(fit, prepared, training)
     training.fit(model, prepared)
 
     fit_seconds = time.perf_counter() - t0
     nonlinearity = model.test_nonlinearity(prepared).to_dict() if fit.nonlinearity_test else None
     config = _config(call.command, record, model, prepared, fit, fit_seconds, nonlinearity)
-    outputs = fit_outputs(model, prepared, params=config["model"] | {"ivae": config["ivae"]}, source=call.source,
+    outputs = fit_outputs(model, prepared, params=config["model"] | {"ivae": config["ivae"], "mode": config["mode"]},
+                          source=call.source,
                           nonlinearity_test=nonlinearity)
     try:
         with atomic_output_dir(out_dir, force=output.force) as stage:   # the whole folder, or nothing
@@ -426,6 +469,10 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
             n = auto_components(fit.n_components, meta["parameters"], int(meta["parameters"]["n_dims"]), {})
         except ValueError as exc:
             raise WorkflowError(str(exc)) from None
+        factors = [f.get("name") for f in (meta.get("aux") or {}).get("factors", [])]
+        if fit.ica == "spatial" or (fit.ica == "auto" and "task" not in factors):
+            raise WorkflowError("--distributed needs the temporal mode (its samples, volumes, are shared between "
+                                "the processes), and this fit would be spatial: give --ica temporal")
         rows = distributed.row_share(n_rows(prepared_path))
         if rank0:
             mean_img = kwargs.pop("mean_img", None)

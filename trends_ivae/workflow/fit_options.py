@@ -35,7 +35,7 @@ PREPARE_OPTIONS = tuple(name for name in FLAT_OPTIONS if name not in ("aux", "n_
 #: the choices of the options that have them
 CHOICES = {"aux_combine": ("concat", "product"), "scheduler": ("joblib", "dask"),
            "denoise": (None, "simple", "scrubbing", "compcor", "ica_aroma"), "prior": ("gauss", "laplace", "normal"),
-           "estimator": ("vae", "flow"), "layout": ("bids", "melodic", "gift")}
+           "estimator": ("vae", "flow"), "ica": ("auto", "temporal", "spatial"), "layout": ("bids", "melodic", "gift")}
 
 
 def count_or_auto(value: Any) -> int | str:
@@ -56,7 +56,7 @@ OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "window": int, "step": int, "hrf_delay": float, "min_event_duration": float, "tr": float, "drop_initial": int, "high_pass": float,
     "low_pass": float, "smoothing_fwhm": float, "n_dims": count_or_auto, "n_keep": int, "subject_dims": int,
     "n_jobs": int, "n_components": count_or_auto, "seed": int, "n_init": int, "max_epochs": int,
-    "batch_size": int, "stream_rows": int,
+    "batch_size": int, "stream_rows": int, "n_rbf": int,
 }
 
 
@@ -211,6 +211,11 @@ class FitOptions(RunSelection):
     max_epochs: int | None = None
     batch_size: int | None = None
     nonlinearity_test: bool = False
+    ica: str = "auto"
+    spatial_aux: str = "segments"
+    n_segments: Any = 100
+    aux_atlas: str | Path | None = None
+    n_rbf: int = 32
     # output
     keep_prepared: bool = True
     report: bool = True
@@ -313,10 +318,7 @@ class FitOptions(RunSelection):
         """The :class:`~trends_ivae.workflow.FitSettings` of the model options (``verbose``: as
         given; else a progress bar on a terminal)."""
         verbose = self.verbose if self.verbose > 0 else int(self.progress())
-        return FitSettings(n_components=self.n_components, prior=self.prior, estimator=self.estimator,
-                           device=self.device, seed=self.seed, n_init=self.n_init, max_epochs=self.max_epochs,
-                           batch_size=self.batch_size, nonlinearity_test=self.nonlinearity_test,
-                           verbose=verbose, n_jobs=self.n_jobs)
+        return FitSettings.from_options(self, verbose=verbose)
 
     def record(self, **resolved: Any) -> dict:
         """The options as ``model/config.json`` records them (paths as strings), with the values

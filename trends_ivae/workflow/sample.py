@@ -177,8 +177,8 @@ def sample_to_file(fit_dir: str | Path, out: str | Path, settings: SampleSetting
                              condition=settings.condition, subject=settings.subject, like_run=settings.like_run,
                              noise=settings.noise, random_state=int(settings.seed),
                              space_img=fit_space_image(fit_dir))
-    except (FileNotFoundError, ValueError) as exc:
-        raise WorkflowError(str(exc)) from exc
+    except (FileNotFoundError, ValueError, NotImplementedError) as exc:
+        raise WorkflowError(f"{fit_dir}: {exc}" if isinstance(exc, NotImplementedError) else str(exc)) from exc
     check_sample_outputs(out, settings.force)   # again: sampling gives a user time to put files there
     sidecar = dict(sampled.sidecar, Sources=str(Path(fit_dir).resolve()))
     with atomic_path(out, suffix=".tmp" + (".nii.gz" if out.name.endswith(".gz") else ".nii")) as tmp:
