@@ -12,7 +12,7 @@ radial basis functions; Sipilä, Nordhausen & Taskinen 2024).
 
 The steps, in the order :func:`fit_spatial` runs them:
 
-1. x: the basis rows, each column centred and scaled to unit variance
+1. x: the basis rows, each column centred and weighted by its singular value
    (:func:`spatial_data`); u: the spatial u of the mask voxels.
 2. The array-level estimator on (x, u); the maps S = E[z | x, u] (n_voxels, k), each
    flipped so that its strongest peak is positive.
@@ -72,11 +72,24 @@ class SpatialFit:
 
 
 def spatial_data(prepared: PreparedData) -> np.ndarray:
-    """x of the spatial mode: the basis rows, columns centred and scaled to unit variance (n_voxels, d)."""
+    """x of the spatial mode: the basis rows, columns centred and weighted by their singular
+    values (n_voxels, d).
+
+    Column ``j`` has a standard deviation of ``s_j / s_1``: the group PCA's leading
+    directions stay louder than its trailing ones, as they are in the data. Scaling every
+    column to unit variance instead (whitening) makes the weakest, noisiest directions as
+    loud as the networks', which the iVAE's isotropic noise model cannot discount: on the
+    GIFT data it cost 0.02-0.03 of network coverage (``docs/benchmarks.md``, "Real
+    networks"). Prepared data without singular values get unit-variance columns.
+    """
     basis = np.asarray(prepared.basis, dtype=np.float64)
     basis = basis - basis.mean(axis=0)
     sd = basis.std(axis=0)
-    return (basis / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+    x = basis / np.where(sd > 0, sd, 1.0)
+    sv = np.asarray(prepared.singular_values, dtype=np.float64)
+    if sv.shape == (x.shape[1],) and np.all(np.isfinite(sv)) and sv.max() > 0:
+        x = x * (sv / sv.max())
+    return x.astype(np.float32)
 
 
 def spatial_settings(model: Any) -> SpatialAuxSettings:
