@@ -39,9 +39,12 @@ from ..data.spatial_aux import SpatialAuxSettings, spatial_aux
 from ..data.store import PreparedData
 from .backprojection import BackProjection, back_project, peak_signs, zscore_maps
 
-__all__ = ["ICA_MODES", "resolve_ica", "check_mode", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
+__all__ = ["ICA_MODES", "SPATIAL_ESTIMATOR_DEFAULTS", "resolve_ica", "check_mode", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
            "timecourse_projection", "fit_spatial", "subject_totals"]
 
+#: estimator parameters of the spatial mode (``estimator_params`` win): x's singular-value
+#: weighting is kept, not undone by the estimator's per-column standardisation
+SPATIAL_ESTIMATOR_DEFAULTS = {"standardize": False}
 #: the modes of GroupIVAE(ica=...): "auto" is temporal for data with task events, else spatial
 ICA_MODES = ("auto", "temporal", "spatial")
 
@@ -160,7 +163,7 @@ def fit_spatial(model: Any, prepared: PreparedData, checkpoint_dir: Any = None,
     """
     x = spatial_data(prepared)
     u = model_spatial_u(model, prepared)
-    estimator = model.build_estimator(x.shape[0])
+    estimator = model.build_estimator(x.shape[0], defaults=SPATIAL_ESTIMATOR_DEFAULTS)
     estimator.fit(x, u, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
     sources = estimator.transform(x, u).astype(np.float64)               # (n_voxels, k)
     signs = peak_signs(zscore_maps(sources.T))
