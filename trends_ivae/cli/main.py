@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "report": "report",
     "sample": "sample",
     "label": "label",
+    "denoise": "denoise",
 }
 
 
