@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "sample": "sample",
     "label": "label",
     "denoise": "denoise",
+    "stats": "stats",
 }
 
 
