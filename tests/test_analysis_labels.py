@@ -241,3 +241,25 @@ def test_label_bad_inputs_write_nothing(fitted, tmp_path, capsys):
         main(["label", str(out), "--key", str(bad)])
     with pytest.raises(SystemExit):
         main(["label", str(tmp_path / "nowhere")])
+
+
+def test_simulated_artifacts_extend_data_and_truth():
+    from trends_ivae.simulate.artifacts import ARTIFACT_KINDS, add_artifacts, artifact_timecourse
+
+    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=60, n_components=3, n_task=1, shape=(12, 14, 12),
+                                      seed=1))
+    art = add_artifacts(sim)
+    k = len(ARTIFACT_KINDS)
+    assert art.truth.maps.shape[0] == 3 + k and art.truth.timecourses.shape[2] == 3 + k
+    assert art.truth.component_kinds[-k:] == ["artifact"] * k
+    assert art.truth.component_names[-k:] == [f"artifact-{a}" for a in ARTIFACT_KINDS]
+    assert np.array_equal(art.truth.maps[:3], sim.truth.maps)                  # the networks are unchanged
+    added = art.data[0] - sim.data[0]
+    expected = art.truth.timecourses[0, :, 3:] @ (sim.params.signal_scale * art.truth.maps[3:])
+    assert np.allclose(added, sim.data[0].mean(0) * expected / 100, rtol=1e-3, atol=1e-2)
+    rng = np.random.default_rng(0)
+    csf, white = artifact_timecourse("csf", 400, rng), artifact_timecourse("highfreq", 400, rng)
+    tf = temporal_features([(np.c_[csf, white], 2.0)])
+    assert tf.loc[0, "high_freq_share"] > tf.loc[1, "high_freq_share"] > 0.3
+    with pytest.raises(ValueError, match="unknown artifact kind"):
+        add_artifacts(sim, ["blink"])

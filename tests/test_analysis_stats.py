@@ -148,3 +148,23 @@ def test_stats_without_effects_finds_nothing_and_bad_inputs_write_nothing(tmp_pa
         assert main(["stats", str(fit), "--participants", str(tmp_path / participants), "--design", design,
                      "--contrast", contrast, "--out", str(out)]) == 1
         assert match in capsys.readouterr().err and not out.exists()
+
+
+def test_simulated_group_effects_change_patients_only():
+    from trends_ivae.simulate import FMRISimParams, simulate_fmri
+    from trends_ivae.simulate.groups import add_group_effects
+
+    sim = simulate_fmri(FMRISimParams(n_subjects=4, n_volumes=400, n_components=4, n_task=0, shape=(10, 12, 10),
+                                      nonlinear=False, seed=2))
+    out, effects = add_group_effects(sim, source=0, amplitude_d=1.0, pair=(1, 2), delta_r=0.5)
+    assert effects["patients"] == ["02", "04"]
+    for s in (0, 2):                                                           # controls untouched
+        assert np.array_equal(out.data[s], sim.data[s])
+    tc = out.truth.timecourses
+    r_patient = np.corrcoef(tc[1, :, 1], tc[1, :, 2])[0, 1]
+    r_control = np.corrcoef(tc[0, :, 1], tc[0, :, 2])[0, 1]
+    assert r_patient - r_control > 0.3
+    gain = np.abs(out.truth.subject_maps[1, 0]).max() / np.abs(sim.truth.subject_maps[1, 0]).max()
+    assert np.isclose(gain - 1, effects["amplitude_delta"] / np.abs(sim.truth.subject_maps[1, 0]).max(), rtol=1e-4)
+    with pytest.raises(ValueError, match="distinct"):
+        add_group_effects(sim, source=1, pair=(1, 1))

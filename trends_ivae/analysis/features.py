@@ -1,6 +1,8 @@
 """The features that tell a network from an artifact, per component.
 
-Spatial, on the group z-map (``|z| > threshold`` is "in the map"):
+Spatial, on the group z-map (``|z| > threshold`` is "in the map", or ``|z|`` above half
+its peak when the peak is under twice the threshold: a broad map such as a rim reaches no
+high z):
 
 ``gm_share``, ``wm_share``, ``csf_share``
     Share of the map's suprathreshold weight (sum of ``|z|``) in grey matter, white
@@ -101,7 +103,8 @@ def spatial_features(maps: np.ndarray, mask: np.ndarray, tissue: np.ndarray | No
     rows = []
     for m in np.asarray(maps, float):
         z = (m - m.mean()) / (m.std() or 1.0)
-        w = np.where(np.abs(z) > threshold, np.abs(z), 0.0)
+        cut = min(threshold, 0.5 * np.abs(z).max())     # a broad map (a rim) has no voxel at |z| > 2
+        w = np.where(np.abs(z) > cut, np.abs(z), 0.0)
         total = w.sum() or np.nan
         vol = np.zeros(mask.shape, bool)
         vol[mask] = w > 0

@@ -41,6 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="add a domain_order column (components ordered by domain, then network)")
     p.add_argument("--no-classify", dest="classify", action="store_false",
                    help="skip the network-or-artifact features and class")
+    p.add_argument("--no-tissue", dest="tissue", action="store_false", default=None,
+                   help="leave out the grey/white matter/CSF shares (used by default when the maps are in MNI space)")
     p.add_argument("--force", action="store_true", help="replace this command's own earlier files")
     p.add_argument("-v", "--verbose", action="count", default=0, help="progress output (-v)")
     return p
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..workflow.labels import LabelSettings, label_fit_folder
 
     settings = LabelSettings(templates=args.templates, key=args.key, min_r=args.min_r,
-                             order_by_domain=args.order_by_domain, classify=args.classify, force=args.force)
+                             order_by_domain=args.order_by_domain, classify=args.classify, tissue=args.tissue,
+                             force=args.force)
     try:
         result = label_fit_folder(out, settings)
     except (WorkflowError, FileExistsError) as exc:

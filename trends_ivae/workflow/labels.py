@@ -71,6 +71,9 @@ class LabelSettings:
         Add the ``domain_order`` column.
     classify : bool, default=True
         Compute the features and the network-or-artifact class.
+    tissue : bool, optional
+        Use the MNI152 tissue shares (default: when the maps are in MNI space; False for
+        maps whose blobs have no anatomy, such as the simulator's).
     force : bool, default=False
         Replace this command's own earlier files.
     """
@@ -80,6 +83,7 @@ class LabelSettings:
     min_r: float = 0.2
     order_by_domain: bool = False
     classify: bool = True
+    tissue: bool | None = None
     force: bool = False
 
 
@@ -254,7 +258,7 @@ def label_fit_folder(fit_dir: str | os.PathLike, settings: LabelSettings | None 
         from ..report.space import detect_space
 
         feats = component_features(folder.maps_img, folder.mask_img, folder.timecourses(), names=folder.names,
-                                   mni=detect_space(folder.maps_img).mni)
+                                   mni=detect_space(folder.maps_img).mni if s.tissue is None else s.tissue)
         classes = classify_components(feats)
         labels["class"] = classes["class"].to_numpy()
         labels["class_reasons"] = classes["reasons"].to_numpy()
