@@ -72,7 +72,7 @@ def _corr_with(clean_runs, reference_runs) -> float:
     return float(np.mean(np.concatenate(rs)))
 
 
-def one_seed(seed: int, work: Path) -> dict:
+def one_seed(seed: int, work: Path, reuse: bool = False) -> dict:
     import nibabel as nib
     import numpy as np
     import pandas as pd
@@ -82,20 +82,22 @@ def one_seed(seed: int, work: Path) -> dict:
     from trends_ivae.simulate.artifacts import add_artifacts
 
     root = work / f"seed{seed}"
-    shutil.rmtree(root, ignore_errors=True)
     sim = add_artifacts(simulate_fmri(n_subjects=8, seed=seed))
-    bids = write_bids(sim, root / "bids")
     truth = sim.truth
-    fit = root / "fit"
-    assert main(["fit", "--bids", str(bids), "--out", str(fit), "--n-components", str(len(truth.component_names)),
-                 "--seed", str(seed), "--no-report"]) == 0
+    fit, bids = root / "fit", root / "bids"
+    if not (reuse and (fit / "group/desc-ivae_labels.tsv").is_file()):
+        reuse = False
+        shutil.rmtree(root, ignore_errors=True)
+        write_bids(sim, bids)
+        assert main(["fit", "--bids", str(bids), "--out", str(fit), "--n-components",
+                     str(len(truth.component_names)), "--seed", str(seed), "--no-report"]) == 0
     rng = np.random.default_rng(1000 + seed)
     order = rng.permutation(len(truth.component_names))
     maps = nib.load(str(bids / "derivatives/truth/truth_maps.nii.gz"))
     nib.save(nib.Nifti1Image(np.asarray(maps.dataobj)[..., order], maps.affine), root / "templates.nii.gz")
     (root / "key.txt").write_text("\n".join(truth.component_names[i] for i in order))
     assert main(["label", str(fit), "--templates", str(root / "templates.nii.gz"), "--key", str(root / "key.txt"),
-                 "--no-tissue"]) == 0
+                 "--no-tissue", "--force"]) == 0
     labels = pd.read_csv(fit / "group/desc-ivae_labels.tsv", sep="\t")
     pairs = _pair_components(fit, truth)
     names_ok = [labels.loc[c, "network"] == truth.component_names[k] for k, c in pairs.items()]
@@ -106,24 +108,28 @@ def one_seed(seed: int, work: Path) -> dict:
     art_found = sum(kinds[k] == "artifact" and classes[k] == "artifact" for k in pairs)
 
     # removal
-    assert main(["denoise", str(fit), "--remove", "artifacts", "--out", str(root / "clean")]) == 0
+    assert main(["denoise", str(fit), "--remove", "artifacts", "--out", str(root / "clean"), "--force"]) == 0
     assert main(["denoise", str(fit), "--remove", "artifacts", "--method", "decoder",
-                 "--out", str(root / "clean_dec")]) == 0
+                 "--out", str(root / "clean_dec"), "--force"]) == 0
     ref = simulate_fmri(n_subjects=8, seed=seed, snr=1e9)
-    mask = truth.mask
+    fit_mask = np.asarray(nib.load(str(fit / "group/desc-ivae_mask.nii.gz")).dataobj) > 0
+    both = fit_mask & truth.mask                   # voxels the fit kept and the simulation has
     removed = [i for i, c in enumerate(labels["class"]) if c == "artifact"]
-    diffs, raw, clean, dec = [], [], [], []
-    for s in truth.subjects:
+    diffs, raw, clean, dec, reference = [], [], [], [], []
+    for i, s in enumerate(truth.subjects):
         tsv = next(fit.glob(f"sub-{s}/func/*_desc-ivae_timeseries.tsv"))
         z = pd.read_csv(tsv, sep="\t").to_numpy(float)
-        y = sim.data[int(s) - 1].astype(np.float64)
-        out = nib.load(str(next((root / "clean").glob(f"sub-{s}/func/*_bold.nii.gz")))).get_fdata()[mask].T
-        outd = nib.load(str(next((root / "clean_dec").glob(f"sub-{s}/func/*_bold.nii.gz")))).get_fdata()[mask].T
-        diffs.append(np.abs(out - _fsl_regfilt(y, z, removed)).max() / np.abs(y).max())
-        raw.append(y)
-        clean.append(out)
-        dec.append(outd)
-    reference = [d.astype(np.float64) for d in ref.data]
+        run = nib.load(str(next(bids.glob(f"sub-{s}/func/*_bold.nii.gz")))).get_fdata()
+        out = nib.load(str(next((root / "clean").glob(f"sub-{s}/func/*_bold.nii.gz")))).get_fdata()
+        outd = nib.load(str(next((root / "clean_dec").glob(f"sub-{s}/func/*_bold.nii.gz")))).get_fdata()
+        y = run[fit_mask].T
+        diffs.append(np.abs(out[fit_mask].T - _fsl_regfilt(y, z, removed)).max() / np.abs(y).max())
+        full = np.zeros(truth.mask.shape + (len(z),))
+        full[truth.mask] = ref.data[i].T
+        raw.append(run[both].T)
+        clean.append(out[both].T)
+        dec.append(outd[both].T)
+        reference.append(full[both].T)
     return {"seed": seed, "label_accuracy": float(np.mean(names_ok)), "class_accuracy": float(np.mean(class_ok)),
             "networks_called_artifact": int(nets_as_artifact), "artifacts_found": f"{art_found}/3",
             "regfilt_max_rel_diff": float(max(diffs)), "r_raw": _corr_with(raw, reference),
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--work", default="/tmp/labels-bench")
+    parser.add_argument("--reuse", action="store_true", help="reuse the fits already in --work")
     args = parser.parse_args(argv)
     import pandas as pd
     import torch
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         t0 = time.time()
-        rows.append({**one_seed(seed, Path(args.work)), "seconds": round(time.time() - t0)})
+        rows.append({**one_seed(seed, Path(args.work), args.reuse), "seconds": round(time.time() - t0)})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)

@@ -263,3 +263,14 @@ def test_simulated_artifacts_extend_data_and_truth():
     assert tf.loc[0, "high_freq_share"] > tf.loc[1, "high_freq_share"] > 0.3
     with pytest.raises(ValueError, match="unknown artifact kind"):
         add_artifacts(sim, ["blink"])
+
+
+def test_report_shows_the_labels_columns():
+    from trends_ivae.report.labels import label_columns
+
+    labels = pd.DataFrame({"name": ["ic01", "ic02"], "network": ["DMN", None], "network_r": [0.71, 0.05],
+                           "class": ["network", "artifact"], "class_reasons": ["network: compact", "artifact: edge"]})
+    cols = label_columns(labels)
+    assert cols["template"] == ["DMN (r = 0.71)", ""]
+    assert cols["class"] == ["network (network: compact)", "artifact (artifact: edge)"]
+    assert label_columns(labels[["name"]]) == {}

@@ -5,12 +5,15 @@ with a network list (GIFT's ``RSN.nii`` + ``RSN.txt``: each network the union of
 ROIs) or a 3-D label atlas, with its key (:mod:`trends_ivae.analysis.keys`), and resamples
 them to the maps' grid with :func:`nilearn.image.resample_to_img` (continuous
 interpolation for maps, nearest for atlas labels). :func:`match_templates` correlates
-every component map with every template over the mask (Pearson, signed: components are
-flipped peak-positive), keeps each component's best template, and assigns templates to
-components one-to-one with :func:`scipy.optimize.linear_sum_assignment` (the Hungarian
-method, maximising the summed correlation). The goodness of fit of each template is the
-correlation of its one-to-one component and of its best component; a template is
-``found`` when its one-to-one correlation reaches ``min_r``.
+every component map with every template over the mask (Pearson), keeps each component's
+best template, and assigns templates to components one-to-one with
+:func:`scipy.optimize.linear_sum_assignment` (the Hungarian method, maximising the summed
+correlation). Matching uses the absolute correlation: a component's sign is arbitrary,
+and flipping it peak-positive fails for broad maps (a diffuse source's largest |z| can be
+on its negative side); the tables keep the signed value, so a negative ``network_r``
+says the component is the template upside down. The goodness of fit of each template is
+the correlation of its one-to-one component and of its best component; a template is
+``found`` when its one-to-one |correlation| reaches ``min_r``.
 """
 from __future__ import annotations
 
@@ -185,7 +188,7 @@ class TemplateMatch:
         rows = []
         for c in range(self.r.shape[0]):
             a, b = int(self.assigned[c]), int(self.best[c])
-            ok = a >= 0 and self.r[c, a] >= self.min_r
+            ok = a >= 0 and abs(self.r[c, a]) >= self.min_r
             rows.append({"network": self.names[a] if ok else None, "domain": (self.domains[a] or None) if ok else None,
                          "network_r": float(self.r[c, a]) if a >= 0 else np.nan,
                          "best_network": self.names[b], "best_network_r": float(self.r[c, b])})
@@ -198,12 +201,12 @@ class TemplateMatch:
         rows = []
         for t, name in enumerate(self.names):
             c = owner.get(t)
-            b = int(np.argmax(self.r[:, t]))
+            b = int(np.argmax(np.abs(self.r[:, t])))
             r_one = float(self.r[c, t]) if c is not None else np.nan
             rows.append({"template": name, "domain": self.domains[t] or None,
                          "component": component_names[c] if c is not None else None, "r": r_one,
                          "best_component": component_names[b], "best_r": float(self.r[b, t]),
-                         "found": bool(c is not None and r_one >= self.min_r)})
+                         "found": bool(c is not None and abs(r_one) >= self.min_r)})
         return pd.DataFrame(rows)
 
 
@@ -224,7 +227,7 @@ def match_templates(maps: np.ndarray, templates: Templates, min_r: float = 0.2) 
         In-mask component maps (the same voxels as ``templates.data``).
     templates : Templates
     min_r : float, default=0.2
-        A one-to-one match with a lower correlation names no network.
+        A one-to-one match with a lower absolute correlation names no network.
 
     Returns
     -------
@@ -236,10 +239,10 @@ def match_templates(maps: np.ndarray, templates: Templates, min_r: float = 0.2) 
     if maps.shape[1] != templates.data.shape[1]:
         raise ValueError(f"maps have {maps.shape[1]} voxels, templates {templates.data.shape[1]}")
     r = _correlation(maps, templates.data)
-    rows, cols = linear_sum_assignment(-r)
+    rows, cols = linear_sum_assignment(-np.abs(r))
     assigned = np.full(r.shape[0], -1)
     assigned[rows] = cols
-    return TemplateMatch(r, np.argmax(r, axis=1), assigned, list(templates.names), list(templates.domains), min_r)
+    return TemplateMatch(r, np.argmax(np.abs(r), axis=1), assigned, list(templates.names), list(templates.domains), min_r)
 
 
 def domain_order(table: pd.DataFrame) -> np.ndarray:
@@ -248,7 +251,7 @@ def domain_order(table: pd.DataFrame) -> np.ndarray:
     ``table`` is :meth:`TemplateMatch.component_table`; returns the component indices.
     """
     key = pd.DataFrame({"d": table["domain"].fillna("~"), "n": table["network"].fillna("~"),
-                        "r": -table["network_r"].fillna(-1.0).to_numpy(), "i": np.arange(len(table))})
+                        "r": -table["network_r"].abs().fillna(-1.0).to_numpy(), "i": np.arange(len(table))})
     return key.sort_values(["d", "n", "r", "i"]).index.to_numpy()
 
 

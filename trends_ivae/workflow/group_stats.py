@@ -4,8 +4,14 @@
 subjects, for three families of tests, each with its own FDR:
 
 ``maps``
-    every in-mask voxel of every component's subject map (the mean of the subject's
-    runs' ``*_desc-ivae_components.nii.gz``);
+    every in-mask voxel of every component's subject map: dual regression's stage 2 with
+    variance-normalised time courses (each subject's data regressed on its unit-variance
+    time courses, in data units: amplitude and shape; FSL ``dual_regression``'s
+    ``--des_norm``), from ``prepared.h5``; without it, the written z-scored subject maps
+    (shape only: an amplitude difference is then invisible);
+``amplitude``
+    each component's subject map averaged over the voxels where the group map's z > 2
+    (one test per component: the map's strength where the network is);
 ``fnc``
     static FNC edges: per subject, the correlation of the component time courses (each
     run z-scored, runs concatenated), Fisher z, every pair ``i < j``;
@@ -15,7 +21,7 @@ subjects, for three families of tests, each with its own FDR:
 Written to ``OUT`` (default ``FIT_DIR/stats``), one folder that appears whole:
 ``design.tsv``; ``desc-<label>_stat-<t|z|p|fdrz>_statmap.nii.gz`` (4-D, one volume per
 component; ``fdrz`` is z where q < alpha, else 0; ``fwep`` with permutations);
-``desc-<label>_maps.tsv``, ``desc-<label>_fnc.tsv``, ``desc-<label>_spectra.tsv`` (+ JSON
+``desc-<label>_maps.tsv``, ``desc-<label>_amplitude.tsv``, ``desc-<label>_fnc.tsv``, ``desc-<label>_spectra.tsv`` (+ JSON
 sidecars) and ``stats.json`` (the formula, contrast, weights, subjects and counts).
 ``<label>`` is the contrast in letters and digits. A folder inside the fit folder is added
 to the fit's manifest. Never imports torch.
@@ -92,7 +98,8 @@ def subject_fnc(runs: list) -> np.ndarray:
     return np.arctanh(np.clip(np.corrcoef(z.T), -0.999999, 0.999999))
 
 
-def _subject_maps(folder, subjects: list) -> np.ndarray:
+def _written_maps(folder, subjects: list) -> np.ndarray:
+    """The subject maps the fit wrote (z-scored: their shape, not their amplitude)."""
     import nibabel as nib
 
     mask = np.asarray(folder.mask_img.dataobj) > 0
@@ -102,7 +109,56 @@ def _subject_maps(folder, subjects: list) -> np.ndarray:
         if not files:
             raise WorkflowError(f"{folder.root}/sub-{s}: no subject maps (*_desc-ivae_components.nii.gz)")
         out.append(np.mean([np.asarray(nib.load(str(f)).dataobj)[mask].T for f in files], axis=0))
-    return np.stack(out)                                   # (n_subjects, k, n_voxels)
+    return np.stack(out)
+
+
+def _subject_maps(folder, subjects: list) -> tuple[np.ndarray, str]:
+    """(n_subjects, k, n_voxels) subject maps in data units, and what they are.
+
+    Dual regression's stage 2 with variance-normalised time courses (FSL's ``--des_norm``):
+    each subject's reduced data (``prepared.h5``) regressed on its centred, unit-variance
+    time courses, back to voxels through the basis, so that a map carries the component's
+    amplitude as well as its shape. Without ``prepared.h5`` (or when its mask is not the
+    maps'), the written z-scored maps, which carry the shape only.
+    """
+    from ..data.store import read_prepared
+
+    path = folder.root / "prepared.h5"
+    mask = np.asarray(folder.mask_img.dataobj) > 0
+    if not path.is_file():
+        return _written_maps(folder, subjects), "written subject maps (z-scored: shape only)"
+    p = read_prepared(path)
+    if p.basis.shape[0] != int(mask.sum()):
+        return _written_maps(folder, subjects), "written subject maps (z-scored: shape only)"
+    series = {str(src): data for src, data in _run_sources(folder)}
+    x, run = np.asarray(p.x, np.float64), np.asarray(p.run)
+    basis = np.asarray(p.basis, np.float64) * np.asarray(p.scale, np.float64)[None, :]
+    out = []
+    for s in subjects:
+        xs, zs = [], []
+        for i, r in enumerate(p.runs):
+            if str(r["subject"]) != s or str(r.get("file")) not in series:
+                continue
+            xs.append(x[run == i])
+            zs.append(series[str(r.get("file"))])
+        if not xs or any(len(a) != len(b) for a, b in zip(xs, zs)):
+            return _written_maps(folder, subjects), "written subject maps (z-scored: shape only)"
+        X, Z = np.concatenate(xs), np.concatenate(zs)
+        Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-12)
+        beta, *_ = np.linalg.lstsq(Z, X - X.mean(0), rcond=None)      # (k, d)
+        out.append(beta @ basis.T)
+    return np.stack(out), "dual regression stage 2, variance-normalised time courses (amplitude and shape)"
+
+
+def _run_sources(folder) -> list:
+    """(input file, time courses) of every run of the fit folder."""
+    out = []
+    for tsv in sorted(folder.root.glob("sub-*/**/*_desc-ivae_timeseries.tsv")):
+        side = tsv.with_suffix(".json")
+        sources = json.loads(side.read_text()).get("Sources") if side.is_file() else None
+        if sources:
+            out.append((sources[0], pd.read_csv(tsv, sep="\t")[folder.names].to_numpy(float)))
+    return out
 
 
 def _families(folder) -> tuple[list, dict]:
@@ -159,9 +215,14 @@ def group_stats(fit_dir: str | os.PathLike, settings: StatsSettings) -> StatsRes
     except DesignError as exc:
         raise WorkflowError(str(exc)) from None
     X = design.to_numpy()
-    maps = _subject_maps(folder, subjects)                      # (n, k, v)
+    maps, maps_kind = _subject_maps(folder, subjects)           # (n, k, v)
     n, k, v = maps.shape
-    fams = {"maps": (maps.reshape(n, k * v), pd.DataFrame({"name": np.repeat(folder.names, v)})), **fams}
+    group = np.asarray(folder.maps_img.dataobj)[np.asarray(folder.mask_img.dataobj) > 0].T.reshape(k, v)
+    zg = (group - group.mean(1, keepdims=True)) / (group.std(1, keepdims=True) + 1e-12)
+    amplitude = np.stack([[m[c][zg[c] > 2].mean() if (zg[c] > 2).any() else np.nan for c in range(k)] for m in maps])
+    fams = {"maps": (maps.reshape(n, k * v), pd.DataFrame({"name": np.repeat(folder.names, v)})),
+            "amplitude": (amplitude, pd.DataFrame({"name": folder.names, "measure": "mean over the group map's z > 2"})),
+            **fams}
     result = StatsResult(out=out)
     for fam, (data, index) in fams.items():
         res = glm_contrast(X, data, weights)
@@ -185,14 +246,14 @@ def group_stats(fit_dir: str | os.PathLike, settings: StatsSettings) -> StatsRes
         write_table(tmp, Path(f"desc-{label}_maps.tsv"), summary,
                     {"name": "Component", "n_voxels_fdr": f"Voxels with q < {s.alpha}",
                      "max_abs_z": "Largest |z|", "min_q": "Smallest q", "mean_d": "Mean d over the mask"})
-        for fam in ("fnc", "spectra"):
+        for fam in ("amplitude", "fnc", "spectra"):
             if fam in result.tables:
                 write_table(tmp, Path(f"desc-{label}_{fam}.tsv"), result.tables[fam], RESULT_COLUMNS)
         pd.concat([pd.Series(["sub-" + x for x in subjects], name="participant_id", index=design.index), design],
                   axis=1).to_csv(tmp / "design.tsv", sep="\t", index=False)
         (tmp / "stats.json").write_text(json.dumps({
             "Design": s.design, "Contrast": s.contrast, "ContrastWeights": dict(zip(design.columns, weights.tolist())),
-            "Subjects": subjects, "Alpha": s.alpha, "Permutations": s.n_perm,
+            "Subjects": subjects, "SubjectMaps": maps_kind, "Alpha": s.alpha, "Permutations": s.n_perm,
             "SignificantFDR": result.significant, "Participants": str(s.participants),
             "Model": "OLS (nilearn.glm.OLSModel), one t contrast; FDR per family"}, indent=2) + "\n")
     if root.absolute() in out.absolute().parents and read_manifest(root) is not None:

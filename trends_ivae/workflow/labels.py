@@ -37,10 +37,13 @@ __all__ = ["LabelSettings", "LabelResult", "FitFolder", "read_fit_folder", "labe
 #: columns of labels.tsv that template matching writes, and what they hold
 TEMPLATE_COLUMNS = {
     "network": "The template assigned to the component one-to-one (Hungarian assignment maximising the summed "
-               "spatial correlation); n/a when that correlation is below the minimum or no template is left",
+               "absolute spatial correlation); n/a when that |correlation| is below the minimum or no template is "
+               "left",
     "domain": "The domain of that template, when the key gives one",
-    "network_r": "Spatial (Pearson) correlation over the mask of the group map with the one-to-one template",
-    "best_network": "The template most correlated with the component (several components may share it)",
+    "network_r": "Spatial (Pearson) correlation over the mask of the group map with the one-to-one template "
+                 "(negative: the component is the template upside down)",
+    "best_network": "The template with the largest |correlation| with the component (several components may "
+                    "share it)",
     "best_network_r": "That correlation",
     "domain_order": "The component's rank (from 1) when ordered by domain, then network, then correlation "
                     "(written with --order-by-domain)",
