@@ -28,19 +28,20 @@ CONTRAST = "group[patient] - group[control]"
 SOURCE, PAIR = 3, (4, 5)
 
 
-def _fit_and_test(sim, root: Path, seed: int):
+def _fit_and_test(sim, root: Path, seed: int, reuse: bool = False):
     import pandas as pd
 
     from trends_ivae.cli.main import main
     from trends_ivae.simulate import write_bids
 
-    shutil.rmtree(root, ignore_errors=True)
-    bids = write_bids(sim, root / "bids")
-    fit = root / "fit"
-    assert main(["fit", "--bids", str(bids), "--out", str(fit), "--n-components", "12", "--seed", str(seed),
-                 "--no-report"]) == 0
+    fit, bids = root / "fit", root / "bids"
+    if not (reuse and (fit / "model/config.json").is_file()):
+        shutil.rmtree(root, ignore_errors=True)
+        write_bids(sim, bids)
+        assert main(["fit", "--bids", str(bids), "--out", str(fit), "--n-components", "12", "--seed", str(seed),
+                     "--no-report"]) == 0
     assert main(["stats", str(fit), "--participants", str(bids / "participants.tsv"), "--design", "group",
-                 "--contrast", CONTRAST]) == 0
+                 "--contrast", CONTRAST, "--force"]) == 0
     out = fit / "stats"
     label = "GroupPatientMinusGroupControl"
     tables = {f: pd.read_csv(out / f"desc-{label}_{f}.tsv", sep="\t") for f in ("maps", "amplitude", "fnc", "spectra")}
@@ -60,29 +61,30 @@ def _pairs(fit: Path, truth) -> dict:
     return dict(zip(rows.tolist(), cols.tolist()))
 
 
-def one_seed(seed: int, work: Path, d: float = 1.0, delta_r: float = 0.3, null: bool = True) -> dict:
+def one_seed(seed: int, work: Path, d: float = 1.0, delta_r: float = 0.3, null: bool = True,
+             reuse: bool = False) -> dict:
     from trends_ivae.export.naming import component_names
     from trends_ivae.simulate import simulate_fmri
     from trends_ivae.simulate.groups import add_group_effects
 
     base = simulate_fmri(n_subjects=16, nonlinear=False, seed=seed)
     sim, effects = add_group_effects(base, source=SOURCE, amplitude_d=d, pair=PAIR, delta_r=delta_r)
-    fit, tables = _fit_and_test(sim, work / f"seed{seed}-d{d}-r{delta_r}", seed)
+    fit, tables = _fit_and_test(sim, work / f"seed{seed}-d{d}-r{delta_r}", seed, reuse)
     pairs = _pairs(fit, sim.truth)
     names = component_names(12)
     amp = tables["maps"].set_index("name").loc[names[pairs[SOURCE]]]
     a, b = sorted((pairs[PAIR[0]], pairs[PAIR[1]]))
     edge = tables["fnc"].set_index("edge").loc[f"{names[a]}-{names[b]}"]
     others = tables["maps"][tables["maps"]["name"] != names[pairs[SOURCE]]]["n_voxels_fdr"].sum()
-    _, null = _fit_and_test(base, work / f"seed{seed}-null", seed)
     summary = tables["amplitude"].set_index("name").loc[names[pairs[SOURCE]]]
-    return {"seed": seed, "amplitude_voxels_q05": int(amp["n_voxels_fdr"]), "amplitude_mean_d": float(amp["mean_d"]),
-            "amplitude_summary_q": float(summary["q"]), "amplitude_summary_d": float(summary["d"]),
+    row = {"seed": seed, "d": d, "delta_r": delta_r, "amplitude_voxels_q05": int(amp["n_voxels_fdr"]),
+           "amplitude_mean_d": float(amp["mean_d"]),
+           "amplitude_summary_q": float(summary["q"]), "amplitude_summary_d": float(summary["d"]),
             "other_components_voxels_q05": int(others),
             "coupling_q": float(edge["q"]), "coupling_effect_z": float(edge["effect"])}
     if not null:
         return row
-    _, null = _fit_and_test(base, work / f"seed{seed}-null", seed)
+    _, null = _fit_and_test(base, work / f"seed{seed}-null", seed, reuse)
     return {**row,
             "null_voxels_q05": int(null["maps"]["n_voxels_fdr"].sum()),
             "null_edges_q05": int((null["fnc"]["q"] < 0.05).sum()),
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/stats-bench")
     parser.add_argument("--d", type=float, default=1.0, help="Cohen's d of the amplitude effect")
     parser.add_argument("--delta-r", type=float, default=0.3, help="coupling difference")
+    parser.add_argument("--reuse", action="store_true", help="reuse the fits already in --work")
     parser.add_argument("--no-null", dest="null", action="store_false", help="skip the fits without effects")
     args = parser.parse_args(argv)
     import pandas as pd
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         t0 = time.time()
-        rows.append({**one_seed(seed, Path(args.work), args.d, args.delta_r, args.null),
+        rows.append({**one_seed(seed, Path(args.work), args.d, args.delta_r, args.null, args.reuse),
                      "seconds": round(time.time() - t0)})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -12,10 +11,8 @@ import pytest
 
 from trends_ivae.analysis.denoise import components_to_remove, regfilt
 from trends_ivae.cli.main import main
-from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
 
-FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
-        "--batch-size", "32", "--seed", "0"]
+from _analysis_fixtures import fitted_folder
 
 
 def _fsl_regfilt(data, mix, remove):
@@ -63,15 +60,8 @@ def test_components_to_remove_names_numbers_and_artifacts():
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=60, n_components=3, n_task=1,
-                                      shape=(12, 14, 12), seed=4))
-    root = tmp_path_factory.mktemp("denoise")
-    bids = write_bids(sim, root / "bids")
-    out = root / "fit"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["fit", "--bids", str(bids), "--out", str(out), "--no-report", *FAST]) == 0
+def fitted():
+    out, bids, _ = fitted_folder()
     return out, bids
 
 

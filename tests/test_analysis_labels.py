@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -16,11 +15,11 @@ from trends_ivae.analysis.features import spatial_features, temporal_features
 from trends_ivae.analysis.keys import TemplateKeyError, detect_format, read_key
 from trends_ivae.analysis.templates import TemplateError, load_templates, match_templates
 from trends_ivae.cli.main import main
-from trends_ivae.simulate import FMRISimParams, simulate_fmri, write_bids
+from trends_ivae.simulate import FMRISimParams, simulate_fmri
+
+from _analysis_fixtures import fitted_folder
 
 GIFT = Path("/work/data/gift")
-FAST = ["--n-components", "3", "--n-dims", "6", "--n-init", "1", "--max-epochs", "8",
-        "--batch-size", "32", "--seed", "0"]
 
 
 # ------------------------------------------------------------------ keys
@@ -177,15 +176,8 @@ def test_features_and_rule_tell_an_edge_rim_from_a_blob():
 
 # ------------------------------------------------------------------ the command on a fit folder
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    sim = simulate_fmri(FMRISimParams(n_subjects=2, n_volumes=80, n_components=3, n_task=1,
-                                      shape=(14, 16, 14), seed=5))
-    root = tmp_path_factory.mktemp("labels")
-    bids = write_bids(sim, root / "bids")
-    out = root / "fit"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["fit", "--bids", str(bids), "--out", str(out), "--no-report", *FAST]) == 0
+def fitted():
+    out, bids, sim = fitted_folder()
     return out, bids / "derivatives" / "truth" / "truth_maps.nii.gz", sim
 
 
@@ -222,7 +214,8 @@ def test_label_command_writes_columns_tables_and_sidecars(fitted, tmp_path, caps
     # again: refused without --force, done with it
     assert main(["label", str(out), "--templates", str(fitted[1]), "--key", str(key)]) == 1
     assert "--force" in capsys.readouterr().err
-    assert main(["label", str(out), "--templates", str(fitted[1]), "--key", str(key), "--force"]) == 0
+    assert main(["label", str(out), "--templates", str(fitted[1]), "--key", str(key), "--force", "--no-tissue"]) == 0
+    assert pd.read_csv(out / "group/desc-ivae_features.tsv", sep="\t")["gm_share"].isna().all()
 
 
 def test_label_bad_inputs_write_nothing(fitted, tmp_path, capsys):
