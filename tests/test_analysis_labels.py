@@ -40,6 +40,8 @@ def test_each_key_form_is_read(tmp_path):
     assert (k.fmt, k.names, k.domains, k.values) == ("indexed", ["Caudate", "Putamen", "STG"], ["SC", "SC", "AUD"],
                                                       [(1,), (2,), (3,)])
     assert read_key(head).names == ["A", "B"]
+    spaced = read_key(_write(tmp_path / "spaced.txt", "1 Default mode\n2 Visual"))
+    assert (spaced.fmt, spaced.names, spaced.values) == ("indexed", ["Default mode", "Visual"], [(1,), (2,)])
     k = read_key(names)
     assert (k.fmt, k.names, k.values) == ("names", ["Default mode", "Visual", "Motor"], [(1,), (2,), (3,)])
     k = read_key(nets)

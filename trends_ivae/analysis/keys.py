@@ -9,7 +9,8 @@ One reader, :func:`read_key`, for the forms in use:
 ``indexed``
     GIFT / NeuroMark ``.txt`` keys: one line per template, ``INDEX<TAB>NAME[<TAB>DOMAIN]``
     (tabs, or two or more spaces, between the fields; a first line ``index name ...`` is
-    read as a header).
+    read as a header); ``INDEX NAME`` with single spaces gives the rest of the line as
+    the name.
 ``names``
     One name per line, in volume (or label value) order.
 ``networks``
@@ -36,6 +37,7 @@ KEY_FORMATS = ("tsv", "indexed", "names", "networks")
 
 _INT = re.compile(r"^\s*\d+\s*$")
 _FIELDS = re.compile(r"\t+|\s{2,}")
+_SPACED = re.compile(r"^\s*\d+ +\S")
 
 
 class TemplateKeyError(ValueError):
@@ -83,9 +85,11 @@ def detect_format(path: str | os.PathLike, text: str) -> str:
         return "tsv"
     if lines and all("," in ln and _INT.match(ln.rsplit(",", 1)[1]) for ln in lines):
         return "networks"
-    body = lines[1:] if lines and not _INT.match(_FIELDS.split(lines[0].strip())[0]) else lines
+    body = lines[1:] if lines and not _INT.match(lines[0].split()[0]) else lines
     if body and all(len(_FIELDS.split(ln.strip())) >= 2 and _INT.match(_FIELDS.split(ln.strip())[0])
                     for ln in body):
+        return "indexed"
+    if lines and all(_SPACED.match(ln) for ln in lines):
         return "indexed"
     return "names"
 
@@ -134,7 +138,7 @@ def _read_networks(path: Path, lines: list[str]) -> TemplateKey:
 
 def _read_indexed(path: Path, lines: list[str]) -> TemplateKey:
     first = _FIELDS.split(lines[0].strip())
-    if not _INT.match(first[0]):
+    if not _INT.match(lines[0].split()[0]):
         header = [f.lower() for f in first]
         table = pd.DataFrame([_FIELDS.split(ln.strip()) for ln in lines[1:]])
         table.columns = header[: table.shape[1]] + [f"c{i}" for i in range(len(header), table.shape[1])]
@@ -142,6 +146,8 @@ def _read_indexed(path: Path, lines: list[str]) -> TemplateKey:
     names, domains, values = [], [], []
     for ln in lines:
         fields = _FIELDS.split(ln.strip())
+        if len(fields) < 2:                       # "INDEX NAME WITH SPACES": one space after the index
+            fields = ln.strip().split(None, 1)
         values.append((int(fields[0]),))
         names.append(fields[1].strip())
         domains.append(fields[2].strip() if len(fields) > 2 else "")
