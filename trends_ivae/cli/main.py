@@ -24,6 +24,9 @@ SUBCOMMANDS = {
     "demo": "demo",
     "report": "report",
     "sample": "sample",
+    "label": "label",
+    "denoise": "denoise",
+    "stats": "stats",
 }
 
 

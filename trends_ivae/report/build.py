@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import write_text_atomic
 from ..export.fit_outputs import early_stopping, early_stopping_note
+from .labels import label_columns
 from .results import FitResults, is_melodic_folder, load_results
 
 __all__ = ["build_report", "default_report_path", "MELODIC_REPORT"]
@@ -338,6 +339,8 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
                  if "stability" in res.labels else None)
     if stability is not None and np.isfinite(stability).any():   # n/a throughout with one restart
         table.insert(1 + ("explained variance" in table), "stability", stability)
+    for name, values in label_columns(res.labels).items():   # written by 'trends-ivae label'
+        table[name] = values
     edge_flags = [bool(v) for v in table["edge"]] if "edge" in table else [False] * k
     if "edge" in table:
         table["edge"] = ["⚠ mostly on the mask edge" if f else "" for f in edge_flags]
