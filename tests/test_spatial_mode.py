@@ -149,3 +149,12 @@ def test_both_modes_write_the_same_files_and_the_record_names_the_mode(tmp_path)
     # the model folder reads back in its mode
     loaded = GroupIVAE.load(tmp_path / "spatial", device="cpu")
     assert loaded.ica_ == "spatial"
+    # follow-ups: removing a component from a new run (regression on the maps' time courses)
+    # works; through the decoder it is refused, and nothing is written
+    run = next(bids.glob("sub-01/func/*_bold.nii.gz"))
+    assert main(["denoise", str(tmp_path / "spatial"), "--remove", "ic01", "--func", str(run),
+                 "--out", str(tmp_path / "clean")]) == 0
+    assert next((tmp_path / "clean").rglob("*desc-ivaedenoised_bold.nii.gz"), None) is not None
+    assert main(["denoise", str(tmp_path / "spatial"), "--remove", "ic01", "--method", "decoder",
+                 "--out", str(tmp_path / "decoded")]) != 0
+    assert not (tmp_path / "decoded").exists()

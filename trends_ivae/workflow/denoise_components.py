@@ -117,12 +117,22 @@ def _kept_rows(n_volumes: int, n_rows: int, path: str, drop: int) -> slice:
                         "other than the first --drop-initial ones); such runs cannot be denoised volume by volume")
 
 
-def _decoder_contributions(fit_dir: Path, runs: list, remove: list, new: bool, events: list | None) -> list:
-    """f(z) - f(z') in voxels (n_kept, n_voxels) per run, and the time courses (torch, via the group layer)."""
+def _decoder_contributions(fit_dir: Path, runs: list, remove: list, new: bool, events: list | None,
+                           method: str = "decoder") -> list:
+    """f(z) - f(z') in voxels (n_kept, n_voxels) per run, and the time courses (torch, via the group layer).
+
+    In the spatial mode (samples are voxels) only the time courses, by spatial regression on
+    the maps (``None`` for the voxels); ``method="decoder"`` is refused there.
+    """
     from ..group.group_ivae import GroupIVAE
     from ..group.new_runs import reduce_new_runs
+    from ..group.spatial import reduced_timecourses
 
     model = GroupIVAE.load(fit_dir)
+    spatial = getattr(model, "ica_", "temporal") == "spatial"
+    if spatial and method == "decoder":
+        raise WorkflowError(f"{fit_dir}: --method decoder needs a temporal fit (this one is spatial: its decoder "
+                            "maps voxels, not volumes); use --method regression")
     p = model.prepared_
     if p.clean_settings.standardize:
         raise WorkflowError(f"{fit_dir}: the data were standardised when prepared, so the decoder's output is not "
@@ -132,7 +142,7 @@ def _decoder_contributions(fit_dir: Path, runs: list, remove: list, new: bool, e
         from ..data.errors import PrepareError
 
         try:
-            xs, us = reduce_new_runs(model, [r["path"] for r in runs], events)
+            xs, us = reduce_new_runs(model, [r["path"] for r in runs], events, with_u=not spatial)
         except PrepareError as exc:
             raise WorkflowError(f"{exc} (for new runs, give --events)") from None
     else:
@@ -142,6 +152,8 @@ def _decoder_contributions(fit_dir: Path, runs: list, remove: list, new: bool, e
             rows = np.flatnonzero(np.asarray(p.run) == index[r["path"]])
             xs.append(np.asarray(p.x)[rows])
             us.append(p.u.take(rows))
+    if spatial:
+        return [(None, z) for z in reduced_timecourses(model, xs, [None] * len(xs))]
     out = []
     for x, u in zip(xs, us):
         z = est.transform(x, u)
@@ -213,7 +225,7 @@ def denoise_runs(fit_dir: str | os.PathLike, settings: DenoiseSettings) -> Denoi
     drop = int(getattr(prepared.clean_settings, "drop_initial", 0) or 0)
     mask = np.asarray(folder.mask_img.dataobj) > 0
     if s.method == "decoder" or new:
-        decoded = _decoder_contributions(folder.root, runs, remove, new, s.events)
+        decoded = _decoder_contributions(folder.root, runs, remove, new, s.events, s.method)
         for r, (voxels, z) in zip(runs, decoded):
             r["timecourses"], r["decoded"] = z, voxels
     result = DenoiseResult(out=out, removed=[folder.names[i] for i in remove], method=s.method)
