@@ -1,0 +1,138 @@
+"""The real-data benchmark's network metrics and loaders (``benchmarks/real_data.py``,
+issue 20) on generated maps; the GIFT smoke run is skipped when the data are absent."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def rd():
+    return _load("real_data")
+
+
+def _blobs(n_maps: int, shape=(12, 14, 10), seed: int = 0) -> np.ndarray:
+    """Smooth, overlapping Gaussian blobs flattened: (n_maps, n_voxels)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
+    centres = rng.uniform(0, 1, (n_maps, 3)) * np.array(shape)
+    d2 = ((grid[None] - centres[:, None]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * 2.0 ** 2)) + 0.01 * rng.normal(size=d2.shape)
+
+
+def test_coverage_is_one_for_the_reference_itself(rd):
+    ref = _blobs(6)
+    s = rd.network_scores(ref, ref)
+    assert s["coverage"] == pytest.approx(1.0)
+    assert s["one_to_one"] == pytest.approx(1.0)
+    assert s["n_matched"] == s["n_networks"] == 6
+    np.testing.assert_array_equal(s["best_map"], np.arange(6))
+
+
+def test_one_to_one_matches_shuffled_and_flipped_maps(rd):
+    ref = _blobs(5, seed=1)
+    order = np.array([3, 0, 4, 1, 2])
+    signs = np.array([1, -1, -1, 1, -1])[:, None]
+    extra = _blobs(3, seed=2)
+    maps = np.vstack([signs * ref[order], extra])          # 8 maps, 5 of them the networks
+    s = rd.network_scores(maps, ref)
+    assert s["coverage"] == pytest.approx(1.0)
+    assert s["one_to_one"] == pytest.approx(1.0)
+    np.testing.assert_array_equal(s["best_map"], np.argsort(order))
+
+
+def test_one_to_one_penalises_a_map_that_serves_two_networks(rd):
+    ref = _blobs(2, seed=3)
+    both = ref.sum(0, keepdims=True)                      # one map like both networks
+    maps = np.vstack([both, _blobs(1, seed=4)])
+    s = rd.network_scores(maps, ref)
+    assert s["one_to_one"] < s["coverage"]                  # only one network may use the shared map
+
+
+def test_threshold_counts_the_matched_networks(rd):
+    ref = _blobs(4, seed=5)
+    rng = np.random.default_rng(0)
+    maps = np.vstack([ref[:2], rng.normal(size=(2, ref.shape[1]))])
+    s = rd.network_scores(maps, ref, threshold=0.5)
+    assert s["n_matched"] == 2
+    assert rd.network_scores(maps, ref, threshold=0.0)["n_matched"] == 4
+
+
+def test_map_agreement_is_invariant_to_sign_and_order(rd):
+    a = _blobs(6, seed=6)
+    rng = np.random.default_rng(1)
+    b = (rng.choice([-1, 1], size=6)[:, None] * a[rng.permutation(6)]) * 3.0 + 1.0
+    assert rd.map_agreement(a, b) == pytest.approx(1.0)
+    noisy = a + 0.5 * rng.normal(size=a.shape)
+    assert rd.map_agreement(a, noisy) == pytest.approx(rd.map_agreement(noisy[::-1], -a))
+    assert rd.map_agreement(a, noisy) < 1.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros(10), np.zeros((2, 9))])
+def test_maps_on_other_voxels_are_refused(rd, bad):
+    with pytest.raises(ValueError, match="voxels|2-D"):
+        rd.map_agreement(np.zeros((2, 10)), bad)
+    with pytest.raises(ValueError, match="voxels|2-D"):
+        rd.network_scores(bad, np.zeros((3, 10)))
+
+
+def _atlas(folder: Path, text: str) -> Path:
+    """A tiny RSN-like atlas: 4 binary ROI boxes at 3 mm and a key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = np.zeros((20, 20, 20, 4), np.int16)
+    data[2:6, 2:6, 2:6, 0] = 1
+    data[2:6, 12:16, 2:6, 1] = 1
+    data[12:16, 2:6, 12:16, 2] = 1
+    data[12:16, 12:16, 12:16, 3] = 1
+    nib.save(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])), folder / "RSN.nii")
+    (folder / "RSN.txt").write_text(text)
+    return folder
+
+
+def test_rsn_reference_is_the_union_of_rois_on_the_mask_grid(rd, tmp_path):
+    folder = _atlas(tmp_path / "gift", "Left, 1, 2\nRight, 3\nLast, 4")     # no final newline
+    mask = nib.Nifti1Image(np.ones((10, 10, 10), np.uint8), np.diag([6.0, 6.0, 6.0, 1.0]))
+    ref, names = rd.rsn_reference(mask, folder)
+    assert names == ["Left", "Right", "Last"]
+    assert ref.shape == (3, 1000)
+    vol = ref.reshape(3, 10, 10, 10)
+    assert vol[0, 2, 2, 2] > 0.5 and vol[0, 2, 7, 2] > 0.5     # both ROIs of "Left"
+    assert vol[1, 7, 2, 7] > 0.5 and vol[1, 2, 2, 2] < 0.1
+    assert abs(vol[2, 2, 2, 2]) < 0.1
+
+
+@pytest.mark.parametrize("text, match", [("Net, 1, x\n", "integers"), ("Net, 1, 9\n", "outside"),
+                                         ("Net\n", "no ROI")])
+def test_a_bad_key_names_the_file(rd, tmp_path, text, match):
+    folder = _atlas(tmp_path / "gift", text)
+    mask = nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.diag([15.0, 15.0, 15.0, 1.0]))
+    with pytest.raises(ValueError, match=match) as err:
+        rd.rsn_reference(mask, folder)
+    assert "RSN.txt" in str(err.value)
+
+
+def test_gift_dir_follows_the_environment(rd, tmp_path, monkeypatch):
+    folder = _atlas(tmp_path / "gift", "Net, 1\n")
+    monkeypatch.setenv("TRENDS_IVAE_GIFT_DIR", str(tmp_path / "nowhere"))
+    assert rd.gift_dir() is None
+    monkeypatch.setenv("TRENDS_IVAE_GIFT_DIR", str(folder))
+    assert rd.gift_dir() is None                     # no subjects yet
+    (folder / "sub-01_lowres.nii").write_bytes(b"")
+    assert rd.gift_dir() == folder.resolve()
+    assert rd.gift_runs(folder) == [folder / "sub-01_lowres.nii"]
