@@ -136,3 +136,73 @@ def test_gift_dir_follows_the_environment(rd, tmp_path, monkeypatch):
     (folder / "sub-01_lowres.nii").write_bytes(b"")
     assert rd.gift_dir() == folder.resolve()
     assert rd.gift_runs(folder) == [folder / "sub-01_lowres.nii"]
+
+
+# ----------------------------------------------------------------------------- the benchmarks
+TINY_SIM = dict(n_subjects=3, n_volumes=60, n_components=4, n_task=0, shape=(14, 16, 14),
+                voxel_size=6.0, blob_fwhm=(18.0, 24.0), snr=4.0, nonlinear=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(tmp_path_factory):
+    from trends_ivae.simulate.fmri import load_truth, simulate_fmri, write_bids
+
+    bids = tmp_path_factory.mktemp("sim") / "bids"
+    write_bids(simulate_fmri(seed=7, **TINY_SIM), bids, force=True)
+    return bids, load_truth(bids)
+
+
+def test_truth_mcc_is_one_for_the_true_maps_in_any_order(tiny_sim):
+    sim = _load("spatial_simulation")
+    _, truth = tiny_sim
+    maps = -truth.maps[::-1]
+    assert sim.truth_mcc(maps, truth.mask, truth) == pytest.approx(1.0)
+    noisy = maps + np.random.default_rng(0).normal(size=maps.shape)
+    assert sim.truth_mcc(noisy, truth.mask, truth) < 0.99
+
+
+def test_spatial_fastica_on_the_common_mask_recovers_the_simulated_maps(rd, tiny_sim):
+    rn = _load("real_networks")
+    sim = _load("spatial_simulation")
+    bids, truth = tiny_sim
+    runs = sorted(bids.glob("sub-*/func/*_bold.nii*"))
+    mask_img = rd.common_mask(runs)
+    maps, wall = rn.fit_maps("fastica-spatial", runs, mask_img, 4, 0, smoothing=None, tr=2.0)
+    mask = np.asarray(mask_img.dataobj) > 0
+    assert maps.shape == (4, int(mask.sum())) and wall > 0
+    assert sim.truth_mcc(maps, mask, truth) > 0.8
+
+
+def test_a_groupivae_without_the_spatial_mode_is_not_available(rd, tiny_sim, monkeypatch):
+    """Before the spatial mode exists, GroupIVAE's TypeError becomes NotAvailable."""
+    rn = _load("real_networks")
+    import trends_ivae
+
+    def reject(*args, **kwargs):
+        raise TypeError("GroupIVAE.__init__() got an unexpected keyword argument 'ica'")
+
+    monkeypatch.setattr(trends_ivae, "GroupIVAE", reject, raising=False)   # no torch import
+    bids, _ = tiny_sim
+    runs = sorted(bids.glob("sub-*/func/*_bold.nii*"))
+    with pytest.raises(rn.NotAvailable, match="spatial mode"):
+        rn.fit_maps("ivae-spatial", runs, rd.common_mask(runs), 4, 0, smoothing=None, tr=2.0)
+
+
+GIFT = _load("real_data").gift_dir()
+
+
+@pytest.mark.skipif(GIFT is None, reason="GIFT's development data are absent (TRENDS_IVAE_GIFT_DIR)")
+def test_gift_smoke(tmp_path, capsys):
+    """The GIFT table with 3 components, one seed, one fast method."""
+    import json
+
+    rn = _load("real_networks")
+    out = tmp_path / "gift.json"
+    assert rn.main(["--methods", "fastica-spatial", "--n-components", "3", "--seeds", "0",
+                    "--no-split", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| fastica-spatial |" in printed
+    rec = json.loads(out.read_text())
+    assert len(rec["networks"]) == 14
+    row = rec["rows"][0]
+    assert 0 < row["coverage"] <= 1 and 0 <= row["n_matched"] <= 14
