@@ -5,8 +5,9 @@ For each method, on one common mask (:func:`real_data.common_mask`: nilearn's
 ``compute_multi_epi_mask`` of all runs, less the voxels that are not finite or constant in
 some run; Haxby: its 25 mm brain mask) and with ``--n-components`` maps:
 
-* ``ivae-temporal``: :class:`trends_ivae.GroupIVAE` as for resting data
-  (``aux="window", window=15``; volumes are the samples, time courses the sources);
+* ``ivae-temporal``: :class:`trends_ivae.GroupIVAE` in the temporal mode as for resting
+  data (``aux="window", window=15``, and ``ica="temporal"`` where the estimator has the
+  spatial mode; volumes are the samples, time courses the sources);
 * ``ivae-spatial``: ``GroupIVAE(ica="spatial", spatial_aux="segments")`` (voxels are the
   samples, maps the sources, u from space); ``ivae-spatial-linear``: the same with
   ``estimator_params={"linear_decoder": True}``, its linear start. Printed as "not
@@ -46,6 +47,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -139,10 +141,14 @@ def _fit_ivae(kind, runs, mask_img, k, seed, smoothing, tr, n_segments=None):
     from trends_ivae import GroupIVAE
 
     common = dict(n_dims=k, mask=mask_img, tr=tr, smoothing_fwhm=smoothing, random_state=seed, device="cpu")
-    if kind == "temporal":
-        g = GroupIVAE(k, aux="window", window=15, **common)
+    if kind == "temporal":   # ica="temporal" where the spatial mode exists (its "auto" is spatial at rest)
+        try:
+            g = GroupIVAE(k, aux="window", window=15, ica="temporal", **common)
+        except TypeError:
+            g = GroupIVAE(k, aux="window", window=15, **common)
     else:
-        spatial = {"ica": "spatial", "spatial_aux": "segments"}
+        # the temporal u is built by the prepare stage in either mode: windows, as for resting data
+        spatial = {"ica": "spatial", "spatial_aux": "segments", "aux": "window", "window": 15}
         if n_segments is not None:
             spatial["n_segments"] = n_segments
         if kind == "spatial-linear":
@@ -276,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         except NotAvailable as err:
             print(f"#   {method}: not available ({err})", flush=True)
             rows.append({"method": method, "error": "not available"})
+        except Exception as err:   # one method's failure is a row of the table, not the end of it
+            traceback.print_exc()
+            rows.append({"method": method, "error": f"error: {type(err).__name__}"})
     print_table(rows, data, args)
     if args.json:
         out = {"dataset": args.dataset, "networks": data["networks"], "n_components": args.n_components,

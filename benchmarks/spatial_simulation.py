@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -135,6 +136,10 @@ def run_seed(bids: Path, args) -> list[dict]:
             print(f"#   {method}: not available ({err})", flush=True)
             out.append({"method": method, "error": "not available"})
             continue
+        except Exception as err:   # one method's failure is a row of the table
+            traceback.print_exc()
+            out.append({"method": method, "error": f"error: {type(err).__name__}"})
+            continue
         res = {"method": method, "map_mcc": truth_mcc(maps, mask, truth), "fit_s": wall}
         print(f"#   {bids.name} {method}: map MCC {res['map_mcc']:.3f}, fit {wall:.1f} s", flush=True)
         out.append(res)
@@ -201,7 +206,7 @@ def summary(results: list[dict], seeds) -> None:
     for m in methods:
         rows = {r["seed"]: r for r in results if r["method"] == m}
         if any("error" in r for r in rows.values()):
-            print(f"| {m} | " + " | ".join("not available" for _ in seeds) + " | | |")
+            print(f"| {m} | " + " | ".join(rows[s].get("error", "") if s in rows else "" for s in seeds) + " | | |")
             continue
         cells = [f"{rows[s]['map_mcc']:.3f}" if s in rows else "" for s in seeds]
         print(f"| {m} | " + " | ".join(cells) + f" | {np.mean([r['map_mcc'] for r in rows.values()]):.3f} | "
