@@ -163,7 +163,8 @@ def time_pairs(commands: tuple[list[str], list[str]], n: int) -> dict:
     for i in range(n):
         for j in ((0, 1) if i % 2 == 0 else (1, 0)):
             t0 = time.perf_counter()
-            proc = subprocess.run(commands[j], capture_output=True, text=True)
+            # cwd: not the checkout, so that the commands import the package this process imports
+            proc = subprocess.run(commands[j], capture_output=True, text=True, cwd=tempfile.gettempdir())
             walls[j].append(time.perf_counter() - t0)
             if proc.returncode:
                 return {"error": f"{shlex.join(commands[j][:1] + commands[j][3:4])} failed "
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     used = sorted(set(args.seeds) & set(TUNING_SEEDS))
     print(f"# data seeds {args.seeds} ({'tuning' if used else 'report'} seeds), model seed {args.model_seed}, "
           f"smoothing {args.smoothing_fwhm} mm{', quick' if args.quick else ''}")
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="spatial_sim_"))
+    root = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="spatial_sim_"))
     root.mkdir(parents=True, exist_ok=True)
     results, timing = [], {}
     try:
