@@ -216,9 +216,10 @@ def summary(results: list[dict], seeds) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    import torch
+    if any(m.startswith("ivae-") for m in args.methods):   # torch only when a model needs it
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     print(f"# benchmarks/spatial_simulation.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     used = sorted(set(args.seeds) & set(TUNING_SEEDS))
     print(f"# data seeds {args.seeds} ({'tuning' if used else 'report'} seeds), model seed {args.model_seed}, "

@@ -173,7 +173,7 @@ def test_spatial_fastica_on_the_common_mask_recovers_the_simulated_maps(rd, tiny
     assert sim.truth_mcc(maps, mask, truth) > 0.8
 
 
-def test_a_groupivae_without_the_spatial_mode_is_not_available(rd, tiny_sim, monkeypatch):
+def test_a_groupivae_without_the_spatial_mode_is_not_available(monkeypatch):
     """Before the spatial mode exists, GroupIVAE's TypeError becomes NotAvailable."""
     rn = _load("real_networks")
     import trends_ivae
@@ -181,11 +181,11 @@ def test_a_groupivae_without_the_spatial_mode_is_not_available(rd, tiny_sim, mon
     def reject(*args, **kwargs):
         raise TypeError("GroupIVAE.__init__() got an unexpected keyword argument 'ica'")
 
-    monkeypatch.setattr(trends_ivae, "GroupIVAE", reject, raising=False)   # no torch import
-    bids, _ = tiny_sim
-    runs = sorted(bids.glob("sub-*/func/*_bold.nii*"))
-    with pytest.raises(rn.NotAvailable, match="spatial mode"):
-        rn.fit_maps("ivae-spatial", runs, rd.common_mask(runs), 4, 0, smoothing=None, tr=2.0)
+    monkeypatch.setitem(vars(trends_ivae), "GroupIVAE", reject)   # not getattr: that imports torch
+    mask = nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4))
+    for method in ("ivae-spatial", "ivae-spatial-linear"):
+        with pytest.raises(rn.NotAvailable, match="spatial mode"):
+            rn.fit_maps(method, [], mask, 4, 0, smoothing=None, tr=2.0)
 
 
 GIFT = _load("real_data").gift_dir()
@@ -206,3 +206,10 @@ def test_gift_smoke(tmp_path, capsys):
     assert len(rec["networks"]) == 14
     row = rec["rows"][0]
     assert 0 < row["coverage"] <= 1 and 0 <= row["n_matched"] <= 14
+
+
+def test_absent_gift_data_skip_the_table(monkeypatch, tmp_path, capsys):
+    rn = _load("real_networks")
+    monkeypatch.setenv("TRENDS_IVAE_GIFT_DIR", str(tmp_path / "nowhere"))
+    assert rn.main(["--methods", "canica"]) == 0
+    assert "skipped" in capsys.readouterr().out
