@@ -23,7 +23,9 @@ Maps are arrays ``(n_maps, n_voxels)`` on one mask.
   threshold), ``one_to_one`` (mean |r| of the Hungarian one-to-one assignment of maps to
   networks, :func:`trends_ivae.metrics.mcc`);
 * :func:`map_agreement`: the MCC between two sets of maps (|r|, Hungarian-matched), the
-  split-half and seed agreement; invariant to the sign and order of the maps.
+  split-half and seed agreement; invariant to the sign and order of the maps;
+* :func:`subspace_ceiling`: per network, the best |r| that any map in the span of a group
+  basis can reach (the ceiling of coverage for maps that are linear in the basis).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["GIFT_TR", "HAXBY_TR", "gift_dir", "gift_runs", "rsn_networks", "rsn_reference",
-           "haxby_dir", "haxby_runs", "common_mask", "network_scores", "map_agreement"]
+           "haxby_dir", "haxby_runs", "common_mask", "network_scores", "map_agreement", "subspace_ceiling"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: repetition time used for the GIFT subjects (their headers say 1.0)
@@ -206,3 +208,32 @@ def map_agreement(maps_a, maps_b) -> float:
         raise ValueError(f"maps_a ({maps_a.shape[1]} voxels) and maps_b ({maps_b.shape[1]} voxels) "
                          "must be on the same voxels")
     return mcc(maps_a.T, maps_b.T).score
+
+
+def subspace_ceiling(basis, reference) -> np.ndarray:
+    """Per network, the highest |r| between it and any map in the span of ``basis``.
+
+    Any map that is a linear combination of the basis columns (spatial FastICA on the
+    group reduction, for instance) correlates with a network at most this much: the norm
+    of the centred network's projection onto the centred basis, over its own norm.
+
+    Parameters
+    ----------
+    basis : array, shape (n_voxels, d)
+        A group basis (e.g. the prepare stage's ``basis``) on the reference's voxels.
+    reference : array, shape (m, n_voxels)
+
+    Returns
+    -------
+    ndarray, shape (m,)
+    """
+    basis = np.asarray(basis, np.float64)
+    reference = _check_maps(reference, "reference")
+    if basis.ndim != 2 or basis.shape[0] != reference.shape[1]:
+        raise ValueError(f"basis must be (n_voxels, d) with the reference's {reference.shape[1]} voxels, "
+                         f"got shape {basis.shape}")
+    q, _ = np.linalg.qr(basis - basis.mean(0))
+    centred = reference - reference.mean(1, keepdims=True)
+    norm = np.linalg.norm(centred, axis=1)
+    norm[norm == 0] = np.inf
+    return np.linalg.norm(centred @ q, axis=1) / norm

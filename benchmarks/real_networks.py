@@ -27,7 +27,9 @@ the Hungarian assignment of maps to networks) -- each the mean over the seeds; s
 for Haxby, first seed); seeds (mean pairwise map MCC between the seeds' fits on all data);
 fit time (median over the seeds' fits on all data, in this process, imports excluded).
 GIFT's reference is its 14-network ``RSN.nii`` (:func:`real_data.rsn_reference`); Haxby
-has none, so only split-half and seeds.
+has none, so only split-half and seeds. With a reference the script also prints the
+ceiling of coverage for maps that are linear combinations of the group basis
+(:func:`real_data.subspace_ceiling`).
 
 Usage::
 
@@ -277,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.dataset}: {len(data['runs'])} runs, mask of {int(np.asarray(data['mask'].dataobj).sum())} "
           f"voxels, {len(data['networks'])} reference networks, TR {data['tr']} s, smoothing {smoothing} mm, "
           f"{args.n_components} components, seeds {args.seeds}")
+    ceiling = None
+    if data["reference"] is not None:   # what maps linear in the group basis can reach at best
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            basis = _prepared(data["runs"], data["mask"], args.n_components, smoothing, data["tr"]).basis
+        ceiling = _real_data().subspace_ceiling(basis, data["reference"])
+        print(f"# ceiling of coverage for maps in the span of the {args.n_components}-dimensional group basis: "
+              f"{ceiling.mean():.3f} (per network {', '.join(f'{c:.2f}' for c in ceiling)})")
     rows = []
     for method in args.methods:
         try:
@@ -290,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, data, args)
     if args.json:
         out = {"dataset": args.dataset, "networks": data["networks"], "n_components": args.n_components,
-               "seeds": args.seeds, "smoothing_fwhm": smoothing, "machine": _machine(), "rows": rows}
+               "seeds": args.seeds, "smoothing_fwhm": smoothing, "machine": _machine(), "rows": rows,
+               "subspace_ceiling": None if ceiling is None else [float(c) for c in ceiling]}
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 

@@ -213,3 +213,17 @@ def test_absent_gift_data_skip_the_table(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TRENDS_IVAE_GIFT_DIR", str(tmp_path / "nowhere"))
     assert rn.main(["--methods", "canica"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_subspace_ceiling_is_one_inside_the_span_and_bounds_linear_maps(rd):
+    rng = np.random.default_rng(3)
+    basis = rng.normal(size=(500, 4))
+    inside = (basis @ rng.normal(size=(4, 2))).T                 # two networks in the span
+    outside = rng.normal(size=(1, 500))
+    ref = np.vstack([inside, outside])
+    ceiling = rd.subspace_ceiling(basis, ref)
+    np.testing.assert_allclose(ceiling[:2], 1.0)
+    maps = (basis @ rng.normal(size=(4, 6))).T                   # any maps linear in the basis
+    assert np.all(rd.network_scores(maps, ref)["best"] <= ceiling + 1e-12)
+    with pytest.raises(ValueError, match="voxels"):
+        rd.subspace_ceiling(basis[:10], ref)
