@@ -312,7 +312,8 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     ValueError
         Unknown ``subject`` or unreadable atlas.
     """
-    from .figures import DEFAULT_DPI, MapFigure, SignalFigure, training_curve
+    from .figures import DEFAULT_DPI, SignalFigure, training_curve
+    from .mapfigure import MapFigure
     from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 
