@@ -43,14 +43,14 @@ def _index(img_affine: np.ndarray, shape: tuple, xyz: tuple) -> np.ndarray:
     return np.clip(ijk, 0, np.asarray(shape[:3]) - 1)
 
 
-def _cut(data: np.ndarray, view: str, ijk: np.ndarray) -> np.ndarray:
-    """The 2-D slice of ``view`` through voxel ``ijk``, rows = the upward axis."""
-    axis = "xyz".index(view)
-    return np.take(data, int(ijk[axis]), axis=axis).T
-
-
 class _Slices:
-    """Orthogonal slices of one or two maps over a background, one colour bar per map."""
+    """Orthogonal slices of one or two maps over a background, one colour bar per map.
+
+    Each panel is one RGBA image composed here (the background's grey levels,
+    transparent outside the head, the map's colours where ``|z|`` passes the threshold), on the
+    background's grid: the map is placed on it by nearest neighbour (index tables from
+    the two grids' affines, built once), so that matplotlib draws one image per panel.
+    """
 
     def __init__(self, fig, bg: nib.Nifti1Image, views: str, titles: list, *, mni: bool) -> None:
         self.bg = bg
@@ -58,8 +58,14 @@ class _Slices:
         self.views, self.ext = views, world_extent(bg)
         pos = self.bgd[self.bgd > 0]
         hi = float(np.percentile(pos, 99.5)) if pos.size else 1.0
-        self.floor = 0.05 * hi   # below: outside the head, shown as the page's white
-        self.bg_clim = (0.0, hi * (1.4 if mni else 1.0))   # the template dimmed, as nilearn's dim
+        floor = 0.05 * hi   # below: outside the head, shown as the page's white
+        top = hi * (1.4 if mni else 1.0)   # the template dimmed, as nilearn's dim
+        grey = np.clip(np.rint(self.bgd / top * 255), 0, 255).astype(np.uint8)
+        self.bg_rgb = np.concatenate([np.repeat(grey[..., None], 3, axis=-1),
+                                      np.full(grey.shape + (1,), 255, np.uint8)], axis=-1)
+        self.bg_rgb[self.bgd <= floor, 3] = 0   # transparent: the letters drawn under it show
+        self.lut = np.rint(255 * plt.get_cmap("RdBu_r")(np.linspace(0, 1, 256))).astype(np.uint8)
+        self._tables: dict = {}
         n_maps = len(titles)
         self.images, self.texts, self.maps = [], [], []
         w_map = 1.0 / n_maps
@@ -71,12 +77,9 @@ class _Slices:
                 ax = fig.add_axes((x, 0.02, usable * wv / sum(widths), 0.8))
                 x += usable * wv / sum(widths)
                 a, b = _PLANES[v]
-                ext = (*self.ext[a], *self.ext[b])
                 ax.set_axis_off()
-                bgi = ax.imshow(np.zeros((2, 2)), cmap="gray", origin="lower", extent=ext,
-                                vmin=self.bg_clim[0], vmax=self.bg_clim[1], interpolation="nearest")
-                ovi = ax.imshow(np.ma.masked_all((2, 2)), cmap="RdBu_r", origin="lower", extent=ext,
-                                interpolation="nearest")
+                im = ax.imshow(np.zeros((2, 2, 4), np.uint8), origin="lower",
+                               extent=(*self.ext[a], *self.ext[b]), interpolation="nearest")
                 ax.set_xlim(*self.ext[a])
                 ax.set_ylim(*self.ext[b])
                 ax.set_aspect("equal", adjustable="box")
@@ -84,36 +87,52 @@ class _Slices:
                 for xt, t in ((0.02, lo), (0.98, hi2)):
                     ax.text(xt, 0.5, t, transform=ax.transAxes, fontsize=7, ha="left" if xt < .5 else "right",
                             va="center", color="#444444")
-                label = ax.text(0.02, 0.02, "", transform=ax.transAxes, fontsize=7, color="#222222")
-                panels.append((v, ax, bgi, ovi, label))
-                self.images += [bgi, ovi]
-                self.texts.append(label)
+                panels.append((v, im))
+                self.images.append(im)
             cax = fig.add_axes((m * w_map + w_map - 0.035, 0.12, 0.008, 0.6))
             cax.imshow(np.linspace(0, 1, 128)[:, None], cmap="RdBu_r", origin="lower", aspect="auto")
             cax.set_axis_off()
-            top = cax.text(0.5, 1.04, "", transform=cax.transAxes, fontsize=6, ha="center", va="bottom")
-            bottom = cax.text(0.5, -0.04, "", transform=cax.transAxes, fontsize=6, ha="center", va="top")
+            top_t = cax.text(0.5, 1.04, "", transform=cax.transAxes, fontsize=6, ha="center", va="bottom")
+            bottom_t = cax.text(0.5, -0.04, "", transform=cax.transAxes, fontsize=6, ha="center", va="top")
             title = fig.text(m * w_map + 0.01, 0.97, "", fontsize=9, va="top")
-            self.texts += [top, bottom, title]
-            self.maps.append({"panels": panels, "top": top, "bottom": bottom, "title": title})
+            self.texts += [top_t, bottom_t, title]
+            self.maps.append({"panels": panels, "top": top_t, "bottom": bottom_t, "title": title})
+
+    def _table(self, img: nib.Nifti1Image) -> tuple:
+        """Per world axis: the map's voxel under each background voxel, and whether it lies
+        inside the map's grid (nearest neighbour; built once per grid)."""
+        key = (img.shape[:3], tuple(np.round(img.affine, 4).ravel()))
+        if key not in self._tables:
+            idx, ok = [], []
+            for ax in range(3):
+                world = self.bg.affine[ax, ax] * np.arange(self.bgd.shape[ax]) + self.bg.affine[ax, 3]
+                i = np.rint((world - img.affine[ax, 3]) / img.affine[ax, ax]).astype(int)
+                ok.append((i >= 0) & (i < img.shape[ax]))
+                idx.append(np.clip(i, 0, img.shape[ax] - 1))
+            self._tables[key] = (idx, ok)
+        return self._tables[key]
 
     def show(self, m: int, img: nib.Nifti1Image, xyz: tuple, vmax: float, title: str, threshold: float) -> None:
         d = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
-        ijk_map = _index(img.affine, d.shape, xyz)
+        ijk = _index(img.affine, d.shape, xyz)
         ijk_bg = _index(self.bg.affine, self.bgd.shape, xyz)
-        ext = world_extent(img)
+        (ia, ib, ic), ok = self._table(img)
+        idx = (ia, ib, ic)
         entry = self.maps[m]
-        for v, ax, bgi, ovi, label in entry["panels"]:
+        for v, im in entry["panels"]:
+            axis = "xyz".index(v)
             a, b = _PLANES[v]
-            bgi.set_data(np.ma.masked_less_equal(_cut(self.bgd, v, ijk_bg), self.floor))
-            sl = _cut(d, v, ijk_map)
-            ovi.set_data(np.ma.masked_where(np.abs(sl) <= threshold, sl))
-            ovi.set_extent((*ext[a], *ext[b]))
-            ovi.set_clim(-vmax, vmax)
-            label.set_text(f"{v}={xyz['xyz'.index(v)]:.0f}")
+            rgb = np.take(self.bg_rgb, ijk_bg[axis], axis=axis)            # (n_a, n_b, 4)
+            plane = np.take(d, ijk[axis], axis=axis)[np.ix_(idx[a], idx[b])]
+            show = (np.abs(plane) > threshold) & np.outer(ok[a], ok[b])
+            if show.any():
+                codes = np.clip(np.rint((plane[show] / vmax + 1) * 127.5), 0, 255).astype(np.intp)
+                rgb = rgb.copy()
+                rgb[show] = self.lut[codes]
+            im.set_data(rgb.transpose(1, 0, 2))
         entry["top"].set_text(f"{vmax:.1f}")
         entry["bottom"].set_text(f"{-vmax:.1f}")
-        entry["title"].set_text(title)
+        entry["title"].set_text(f"{title} (x={xyz[0]:.0f}, y={xyz[1]:.0f}, z={xyz[2]:.0f})")
 
 
 class MapFigure:
@@ -169,12 +188,12 @@ class MapFigure:
             self._blit = Blitter(self.fig, self._slices.images + self._slices.texts, self.dpi)
         slices = self._blit.frame(MAP_COLORS)
         if self.mni:
-            self._glass_overlay(comp_img, vmax)
+            self._glass_overlay(comp_img, canon, vmax)
         else:
             self._projections(comp_img, canon, vmax)
         return slices, self._gblit.frame(MAP_COLORS)
 
-    def _glass_overlay(self, comp_img: nib.Nifti1Image, vmax: float) -> None:
+    def _glass_overlay(self, comp_img: nib.Nifti1Image, canon: nib.Nifti1Image, vmax: float) -> None:
         from nilearn import plotting
         from nilearn.image import reorder_img
 
@@ -187,7 +206,9 @@ class MapFigure:
                              if id(ch) not in base and isinstance(ch, matplotlib.image.AxesImage)]
             self._gblit = Blitter(self.gfig, [im for _, im in self._gimages], self.dpi)
             return
-        img = reorder_img(comp_img, resample="continuous")
+        aff = canon.affine[:3, :3]
+        img = canon if np.allclose(aff, np.diag(np.diag(aff))) and (np.diag(aff) > 0).all() \
+            else reorder_img(comp_img, resample="continuous")   # what add_overlay draws
         data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
         for display_ax, im in self._gimages:
             d2 = display_ax.transform_to_2d(data, img.affine)
