@@ -135,6 +135,16 @@ VIEWER_JS = r"""
   layout();
   show(0);
   fromHash();
+  if (typeof DecompressionStream === "undefined") {  // Chrome 80, Firefox 113, Safari 16.4 and later have it
+    ctx.fillStyle = "#000000"; ctx.font = "13px sans-serif";
+    ctx.fillText("This browser cannot unpack the viewer's maps (no DecompressionStream).", 10, 20);
+    return;
+  }
+  if (typeof DecompressionStream === "undefined") {  // Chrome 80, Firefox 113, Safari 16.4 and later have it
+    ctx.fillStyle = "#000000"; ctx.font = "13px sans-serif";
+    ctx.fillText("This browser cannot unpack the viewer's maps (no DecompressionStream).", 10, 20);
+    return;
+  }
   inflate(meta.bg).then(function (vol) { bg = vol; load(current); });
 })();
 """
