@@ -2,9 +2,9 @@
 
 The page is one self-contained file: figures are base64 palette PNGs, the interactive
 viewer's JavaScript and its maps (compact arrays) are inline, the CSS is inline, and
-nothing refers to a network address. Sections: summary, training curve, component table (peaks, atlas regions),
-interactive viewer, and one section per component (maps, glass brain, time course,
-spectrum, learned prior). See ``docs/report.md``.
+nothing refers to a network address. Sections: summary, training curve, component table
+(peaks, atlas regions), interactive viewer, and one section per component (maps, glass
+brain, time course, spectrum, learned prior). See ``docs/report.md``.
 """
 from __future__ import annotations
 
