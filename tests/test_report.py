@@ -89,8 +89,8 @@ def test_fit_writes_a_self_contained_report(fitted_out):
     assert not p.errors, p.errors[:5]
     assert p.stack == [], f"unclosed tags: {p.stack}"
     imgs = [v for tag, k, v in p.refs if tag == "img"]
-    # training curve + 3 components x (slices, glass brain, signals) + 3 viewer sprites
-    assert len(imgs) >= 1 + 3 * 3 + 3
+    # training curve + 3 components x (slices, glass brain, signals) + the viewer's colour bar
+    assert len(imgs) >= 1 + 3 * 3 + 1
     for src in imgs:
         assert src.startswith("data:image/png;base64,"), src[:60]
         png = base64.b64decode(src.split(",", 1)[1])
@@ -103,7 +103,21 @@ def test_fit_writes_a_self_contained_report(fitted_out):
     for needle in ("Summary", "held-out ELBO", "stability", "ic01", "ic03", "Welch power spectra",
                    "MNI (mm)", "task", "Interactive view", "trends-ivae 0"):
         assert needle in text or needle in page.read_text(), needle
-    assert "brainsprite" in page.read_text()
+    assert 'id="ivae-canvas"' in page.read_text() and "DecompressionStream" in page.read_text()
+
+
+def test_report_is_small(fitted_out):
+    """The figures are palette PNGs (colour type 3), the viewer's maps compact arrays:
+    the 3-component page stays under 100 kB per component plus 100 kB (before they were,
+    it was 1.25 MB)."""
+    page = fitted_out / "report.html"
+    pngs = [base64.b64decode(v.split(",", 1)[1]) for tag, k, v in _parse(page).refs if tag == "img"]
+    figures = [p for p in pngs if int.from_bytes(p[16:20], "big") > 256]   # not the 256 x 1 colour bar
+    assert len(figures) >= 1 + 3 * 3
+    assert all(p[25] == 3 for p in figures), [p[25] for p in figures]
+    assert page.stat().st_size < 100_000 + 3 * 100_000, page.stat().st_size
+    for c in _viewer_components(page):
+        assert len(c["codes"]) < 20_000
 
 
 def test_viewer_ready_maps_and_sidecars(fitted_out, bids):
@@ -279,19 +293,18 @@ def test_mni_report_says_mni_and_why(fitted_out):
 
 
 def _viewer_components(page: Path) -> list[dict]:
-    """The viewer's per-component data (name, overlay PNG, colour range, cut)."""
+    """The viewer's per-component data (name, overlay codes, colour range, cut)."""
     text = page.read_text()
     start = text.index("var comps = ") + len("var comps = ")
     return json.loads(text[start:text.index(";\n", start)])
 
 
-def _opaque_pixels(png_b64: str) -> int:
-    from io import BytesIO
+def _overlay_voxels(codes_b64: str) -> int:
+    """Voxels the viewer colours (uint8 codes above 0, zlib-compressed in base64)."""
+    import zlib
 
-    from PIL import Image
-
-    rgba = np.asarray(Image.open(BytesIO(base64.b64decode(png_b64))).convert("RGBA"))
-    return int((rgba[..., 3] > 0).sum())
+    codes = np.frombuffer(zlib.decompress(base64.b64decode(codes_b64)), np.uint8)
+    return int((codes > 0).sum())
 
 
 def _check_colour_ranges(out: Path) -> list[dict]:
@@ -315,7 +328,7 @@ def test_one_slice_volume_renders(slice_out):
     maps = np.asarray(nib.load(slice_out / "group" / "desc-ivae_components.nii.gz").dataobj)
     assert maps.shape[2] == 1
     for j, c in enumerate(comps):
-        assert _opaque_pixels(c["png"]) >= (np.abs(maps[..., j]) > 2.0).sum() > 0, c["name"]
+        assert _overlay_voxels(c["codes"]) >= (np.abs(maps[..., j]) > 2.0).sum() > 0, c["name"]
     text = _without_images(slice_out / "report.html")
     assert "A thin volume" in text and "MNI" not in text
 
@@ -539,7 +552,7 @@ def test_report_in_a_real_browser(fitted_out, tmp_path):
     assert len(colours) > 50, f"screenshot looks blank ({len(colours)} colours)"
     assert img.std() > 10
     assert _page_requests(netlog) == []
-    # the viewer's script ran: brainsprite sized its canvas, and a #view-<name> link
+    # the viewer's script ran: it sized its canvas, and a #view-<name> link
     # switched the selector to that component
     run = _open(browser, page, tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0",
                 fragment="#view-ic02")

@@ -1,8 +1,10 @@
 """The HTML report of a fit: ``build_report(OUT)`` writes ``OUT/report.html``.
 
 Modules: :mod:`.results` reads an output folder, :mod:`.space` reads the maps' space (header codes,
-BIDS ``space-``) and finds peaks and atlas regions, :mod:`.figures` draws (matplotlib/nilearn, PNG bytes),
-:mod:`.viewer` builds the interactive slice viewer, :mod:`.build` assembles the page.
+BIDS ``space-``) and finds peaks and atlas regions, :mod:`.figures` (line plots) and
+:mod:`.mapfigure` (map slices, glass brain) draw, blitted and encoded as palette PNGs by
+:mod:`.encoding`, :mod:`.viewer` builds the interactive slice viewer (its script:
+:mod:`.viewer_js`), :mod:`.build` assembles the page.
 See ``docs/report.md``.
 """
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Build ``OUT/report.html`` from a ``trends-ivae fit`` output folder.
 
-The page is one self-contained file: figures are base64 PNGs, the interactive viewer's
-JavaScript and sprites are inline, the CSS is inline, and nothing refers to a network
-address. Sections: summary, training curve, component table (peaks, atlas regions),
-interactive viewer, and one section per component (maps, glass brain, time course,
-spectrum, learned prior). See ``docs/report.md``.
+The page is one self-contained file: figures are base64 palette PNGs, the interactive
+viewer's JavaScript and its maps (compact arrays) are inline, the CSS is inline, and
+nothing refers to a network address. Sections: summary, training curve, component table
+(peaks, atlas regions), interactive viewer, and one section per component (maps, glass
+brain, time course, spectrum, learned prior). See ``docs/report.md``.
 """
 from __future__ import annotations
 
@@ -312,7 +312,8 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
     ValueError
         Unknown ``subject`` or unreadable atlas.
     """
-    from .figures import DEFAULT_DPI, MapFigure, SignalFigure, training_curve
+    from .figures import DEFAULT_DPI, SignalFigure, training_curve
+    from .mapfigure import MapFigure
     from .space import EDGE_ENRICHMENT, EDGE_FRACTION, background_image, detect_space, load_atlas, peak_table
     from .viewer import viewer_html
 

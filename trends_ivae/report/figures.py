@@ -1,15 +1,16 @@
-"""Figures of the report, as PNG bytes (matplotlib with the Agg backend, nilearn plotting).
+"""Figures of the report, as palette PNG bytes (matplotlib with the Agg backend).
 
-Speed matters (50 components in well under a minute on two cores), so each kind of
-per-component figure is one reused matplotlib figure (:class:`MapFigure`,
-:class:`SignalFigure`): it is cleared and redrawn for each component. Figures are saved
-at :data:`DEFAULT_DPI` and shown at their size in inches (:data:`CSS_DPI` CSS pixels per
-inch), so that their text reads at its point size and stays sharp on high-density screens.
-Spectra and the group-mean time course are computed once for all components.
+Speed matters (50 components in about 10 s on two cores), so each kind of per-component
+figure is one reused matplotlib figure (:class:`SignalFigure` here, the maps'
+:class:`~.mapfigure.MapFigure`), blitted: its static parts are drawn once and only the
+changing artists are drawn per component (:class:`~.encoding.Blitter`), then encoded as a
+palette PNG (:mod:`.encoding`). Figures are saved at :data:`DEFAULT_DPI` and shown at
+their size in inches (:data:`CSS_DPI` CSS pixels per inch), so that their text reads at
+its point size and stays sharp on high-density screens. Spectra and the group-mean time
+course are computed once for all components.
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import matplotlib
@@ -17,12 +18,12 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
-__all__ = ["DEFAULT_DPI", "CSS_DPI", "png_bytes", "training_curve", "MapFigure", "SignalFigure", "spectra",
-           "useful_views"]
+from .encoding import LINE_COLORS, Blitter, figure_png  # noqa: E402
+
+__all__ = ["DEFAULT_DPI", "CSS_DPI", "training_curve", "SignalFigure", "spectra", "useful_views"]
 
 #: resolution of the report's figures (pixels per inch of the figure)
 DEFAULT_DPI = 120
@@ -33,13 +34,6 @@ CSS_DPI = 96
 THIN = 3
 
 _BLUE, _ORANGE, _GREY = "#1f77b4", "#d95f02", "#444444"
-
-
-def png_bytes(fig: "matplotlib.figure.Figure", dpi: int) -> bytes:
-    """Save ``fig`` as PNG into memory."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    return buf.getvalue()
 
 
 def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = DEFAULT_DPI) -> bytes:
@@ -67,7 +61,7 @@ def training_curve(elbo: Any, restart_elbos: list | None = None, dpi: int = DEFA
         ax.set_title("best restart; held-out ELBO of all restarts: "
                      + ", ".join(f"{v:.2f}" for v in restart_elbos), fontsize=8)
     fig.tight_layout()
-    out = png_bytes(fig, dpi)
+    out = figure_png(fig, dpi, LINE_COLORS)
     plt.close(fig)
     return out
 
@@ -112,123 +106,6 @@ def useful_views(shape: tuple, affine: np.ndarray) -> str:
     return views or "xyz"
 
 
-def _display_mode(views: str) -> str:
-    return {"xyz": "ortho", "xy": "yx"}.get(views, views)
-
-
-class MapFigure:
-    """Regression map and decoder-effect map (orthogonal slices), and a glass brain.
-
-    Two reused figures: the slices (cleared and redrawn per component, as the cut moves to
-    each peak) and the glass brain, whose brain outline (thousands of patches, the slow
-    part) is drawn once; per component only its overlay is swapped.
-
-    Parameters
-    ----------
-    bg_img : Nifti1Image
-        Background for the slices (the MNI template or the mean image).
-    mni : bool
-        Draw nilearn's glass brain (MNI only); otherwise maximum-intensity projections
-        of the signed map over the mask outline.
-    mask : ndarray of bool
-        In-brain voxels of the maps' grid (for the projections' outline).
-    with_effects : bool
-        Draw the effect map beside the regression map.
-    threshold : float
-        |z| below which the maps are transparent.
-    dpi : int
-        PNG resolution.
-    """
-
-    def __init__(self, bg_img: nib.Nifti1Image, *, mni: bool, mask: np.ndarray, with_effects: bool,
-                 threshold: float = 2.0, dpi: int = DEFAULT_DPI) -> None:
-        self.bg_img, self.mni, self.mask = bg_img, mni, mask
-        self.with_effects, self.threshold, self.dpi = with_effects, threshold, dpi
-        self.fig = plt.figure(figsize=(8.6 if with_effects else 4.3, 2.5))
-        self.gfig = plt.figure(figsize=(4.3, 2.5))
-        self._glass = None
-        self._glass_base: set = set()
-        self._canon_mask: np.ndarray | None = None
-
-    def render(self, comp_img: nib.Nifti1Image, effect_img: nib.Nifti1Image | None,
-               cut_coords: tuple, title: str) -> tuple[bytes, bytes]:
-        """PNG bytes of one component's slices (cut through ``cut_coords``, mm) and of its
-        glass brain (or projections)."""
-        from nilearn import plotting
-
-        fig = self.fig
-        fig.clf()
-        n = 2 if self.with_effects else 1
-        w = 1.0 / n
-        views = useful_views(comp_img.shape, comp_img.affine)
-        cuts = tuple(float(cut_coords["xyz".index(v)]) for v in views)
-        common = dict(bg_img=self.bg_img, threshold=self.threshold, figure=fig, draw_cross=False,
-                      black_bg=False, display_mode=_display_mode(views),
-                      cut_coords=list(cuts) if len(views) == 1 else cuts,
-                      dim=-0.3 if self.mni else 0.0)
-        vmax = float(np.nanmax(np.abs(np.asarray(comp_img.dataobj)))) or 1.0
-        plotting.plot_stat_map(comp_img, axes=(0, 0, w, 1), title=f"{title} regression map",
-                               vmax=vmax, **common)
-        if self.with_effects and effect_img is not None:
-            evmax = float(np.nanmax(np.abs(np.asarray(effect_img.dataobj)))) or 1.0
-            plotting.plot_stat_map(effect_img, axes=(w, 0, w, 1), title="decoder effect map",
-                                   vmax=evmax, **common)
-        slices = png_bytes(fig, self.dpi)
-        if self.mni:
-            self._glass_overlay(comp_img, vmax)
-        else:
-            self.gfig.clf()
-            self._projections(comp_img, vmax)
-        return slices, png_bytes(self.gfig, self.dpi)
-
-    def _glass_overlay(self, comp_img: nib.Nifti1Image, vmax: float) -> None:
-        from nilearn import plotting
-
-        if self._glass is None:
-            self._glass = plotting.plot_glass_brain(None, figure=self.gfig, black_bg=False,
-                                                    plot_abs=False, title="glass brain")
-            self._glass_base = {id(ch) for a in self._glass.axes.values() for ch in a.ax.get_children()}
-        for a in self._glass.axes.values():
-            for ch in a.ax.get_children():
-                if id(ch) not in self._glass_base:
-                    ch.remove()
-        self._glass.add_overlay(comp_img, threshold=self.threshold, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-
-    def _projections(self, comp_img: nib.Nifti1Image, vmax: float) -> None:
-        """Signed maximum-|z| projections along each world axis (RAS, as the slices), over
-        the mask outline, with the voxels' aspect; thin views (see :func:`useful_views`)
-        are left out."""
-        canon = nib.as_closest_canonical(comp_img)
-        data = np.nan_to_num(np.asarray(canon.dataobj, dtype=float))
-        if self._canon_mask is None:
-            mimg = nib.Nifti1Image(np.asarray(self.mask, np.uint8), comp_img.affine)
-            self._canon_mask = np.asarray(nib.as_closest_canonical(mimg).dataobj) > 0
-        mask = self._canon_mask
-        zooms = np.asarray(canon.header.get_zooms()[:3], float)
-        views = useful_views(canon.shape, canon.affine)
-        kept = [(axis, name) for axis, name in ((0, "sagittal"), (1, "coronal"), (2, "axial"))
-                if "xyz"[axis] in views]
-        n = len(kept)
-        for a, (axis, name) in enumerate(kept):
-            ax = self.gfig.add_axes((a / n + 0.005, 0.04, 1 / n - 0.01, 0.8))
-            idx = np.argmax(np.abs(data), axis=axis)
-            proj = np.take_along_axis(data, np.expand_dims(idx, axis), axis=axis).squeeze(axis)
-            outline = mask.any(axis=axis)
-            proj = np.ma.masked_where(np.abs(proj) <= self.threshold, proj)
-            rows, cols = [b for b in range(3) if b != axis][::-1]   # image rows: the second axis
-            aspect = zooms[rows] / zooms[cols]
-            ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, interpolation="nearest",
-                      aspect=aspect)
-            ax.imshow(proj.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
-                      aspect=aspect)
-            ax.set_axis_off()
-            ax.set_title(f"max |z|: {name}" if a == n // 2 else name, fontsize=8)
-
-    def close(self) -> None:
-        plt.close(self.fig)
-        plt.close(self.gfig)
-
-
 class SignalFigure:
     """Time course, power spectrum and the learned prior of one component.
 
@@ -257,7 +134,7 @@ class SignalFigure:
         self.axes = np.atleast_1d(axes)
         self.freqs, self.powers, self.funit = spectra(runs)
         self.group_mean = None
-        self._drawn = False
+        self._blit: Blitter | None = None
         if len(runs) > 1:
             n = min(r.data.shape[0] for r in runs)
             self.group_mean = np.mean([r.data[:n] for r in runs], axis=0)
@@ -265,20 +142,20 @@ class SignalFigure:
     def render(self, j: int, name: str) -> bytes:
         """PNG bytes of component ``j``'s signal panels.
 
-        The first call draws the panels; later calls only replace the data of the lines,
-        error bars and bands (clearing axes and laying out again costs far more)."""
-        if not self._drawn:
+        The first call draws the panels and stores their static parts (:class:`.Blitter`);
+        later calls only replace the data of the lines, error bars, bands and the title
+        and draw those over the stored background (clearing axes, laying out and drawing
+        the whole figure again costs far more). Each panel has one y range for all
+        components (:meth:`_shared_limits`)."""
+        if self._blit is None:
             self._draw(j, name)
-            self._drawn = True
+            self._shared_limits()
             self.fig.tight_layout()  # once: the panels do not move afterwards
+            dynamic = list(self._art.values())
+            self._blit = Blitter(self.fig, dynamic, self.dpi)
         else:
             self._update(j, name)
-        return png_bytes(self.fig, self.dpi)
-
-    @staticmethod
-    def _rescale(ax) -> None:
-        ax.relim()
-        ax.autoscale_view()
+        return self._blit.frame(LINE_COLORS)
 
     def _draw(self, j: int, name: str) -> None:
         from matplotlib.collections import LineCollection
@@ -331,7 +208,6 @@ class SignalFigure:
             ax.set_xlim(-0.5, len(levels) - 0.5)
             ax.set_ylabel("prior mean ± sd")
             ax.set_title(f"prior p(z|u) by {fac['name']}", fontsize=9)
-            self._rescale(ax)
             a += 1
         if self.over_time:
             ax = self.axes[a]
@@ -358,40 +234,62 @@ class SignalFigure:
 
     def _update(self, j: int, name: str) -> None:
         art = self._art
-        a = 0
         if self.runs:
             art["tc"].set_ydata(self.run.data[:, j])
             if "tc_mean" in art:
                 art["tc_mean"].set_ydata(self.group_mean[:, j])
             art["title"].set_text(f"{name}: time course")
-            self._rescale(self.axes[a])
-            a += 1
             if "ps" in art:
                 art["ps"].set_ydata(self.powers[self.runs.index(self.run)][1:, j])
                 if "ps_mean" in art:
                     art["ps_mean"].set_ydata(np.mean([p[1:, j] for p in self.powers], axis=0))
-                self._rescale(self.axes[a])
-            a += 1
         for i, fac in enumerate(self.factors):
             m, sd = self._factor(fac, j)
             art[f"f{i}"].set_ydata(m)
             art[f"f{i}_err"].set_segments(self._segments(np.arange(len(m)), m, sd))
-            ax = self.axes[a]
-            finite = np.isfinite(m) & np.isfinite(sd)
-            if finite.any():
-                lo, hi = float(np.min((m - sd)[finite])), float(np.max((m + sd)[finite]))
-                pad = 0.08 * (hi - lo if hi > lo else 1.0)
-                ax.set_ylim(min(lo, 0) - pad, max(hi, 0) + pad)
-            a += 1
         if self.over_time:
             ot = self.over_time
             m, s = ot["mean"][:, j], np.sqrt(np.maximum(ot["var"][:, j], 0))
             art["ot"].set_ydata(m)
             art["ot_band"].remove()
+            self._blit.remove(art["ot_band"])
             art["ot_band"] = self._ot_ax.fill_between(ot["t"], m - s, m + s, color=_ORANGE, alpha=0.25, lw=0)
+            self._blit.add(art["ot_band"])
             if "ot_tc" in art:
                 art["ot_tc"].set_ydata(self.run.data[:, j])
-            self._rescale(self._ot_ax)
+
+    def _shared_limits(self) -> None:
+        """One y range per panel for all components (the largest of any component), so
+        that the axes are drawn once and components compare at a glance."""
+        ranges: list = []
+        if self.runs:
+            tc = [self.run.data] + ([self.group_mean] if self.group_mean is not None else [])
+            ranges.append((np.concatenate([t.ravel() for t in tc]), False))
+            if len(self.freqs) > 1:
+                ranges.append((np.concatenate([p[1:].ravel() for p in self.powers]), True))
+            else:
+                ranges.append((np.zeros(0), False))
+        for fac in self.factors:
+            m = np.asarray(fac["mean"], float)
+            sd = np.sqrt(np.maximum(np.asarray(fac["var"], float), 0))
+            ranges.append((np.concatenate([(m - sd).ravel(), (m + sd).ravel(), [0.0]]), False))
+        if self.over_time:
+            ot = self.over_time
+            s = np.sqrt(np.maximum(ot["var"], 0))
+            vals = [(ot["mean"] - s).ravel(), (ot["mean"] + s).ravel()]
+            if self.run is not None:
+                vals.append(self.run.data.ravel())
+            ranges.append((np.concatenate(vals), False))
+        for ax, (vals, log) in zip(self.axes, ranges):
+            vals = vals[np.isfinite(vals) & ((vals > 0) if log else True)]
+            if not vals.size:
+                continue
+            lo, hi = float(vals.min()), float(vals.max())
+            if log:
+                ax.set_ylim(lo / 1.5, hi * 1.5)
+            else:
+                pad = 0.05 * (hi - lo if hi > lo else 1.0)
+                ax.set_ylim(lo - pad, hi + pad)
 
     def close(self) -> None:
         plt.close(self.fig)

@@ -2,11 +2,11 @@
 
 nilearn's ``view_img`` makes one full page per map, with its own copy of the background
 and of the JavaScript, and its page template links a favicon on github.com (an external
-request). This module builds one viewer instead: nilearn's own ``brainsprite.min.js``
-(read from the installed nilearn, inlined), one background sprite, and one overlay
-sprite per component (PNG, base64); the selector swaps the overlay, its colour range and
-the cut. The sprites follow nilearn's layout (sagittal slices in a grid, positive
-diagonal affine), so brainsprite reads them as it reads ``view_img``'s.
+request); a brainsprite viewer needs one RGBA sprite image per map. This viewer carries
+each map as a compact array instead: the map on the viewer's grid as uint8 codes (0 below
+the threshold, 1-255 across the colour range), zlib-compressed and base64-encoded, and
+one background volume the same way; a short script (:mod:`.viewer_js`) inflates a map
+when it is first shown and draws the three cuts on a canvas, client-side.
 """
 from __future__ import annotations
 
@@ -14,41 +14,30 @@ import base64
 import html
 import io
 import json
-from functools import lru_cache
-from pathlib import Path
+import zlib
 
 import matplotlib
 import nibabel as nib
 import numpy as np
 
-__all__ = ["brainsprite_js", "viewer_html"]
+from .viewer_js import VIEWER_JS
+
+__all__ = ["overlay_codes", "viewer_html"]
 
 
-@lru_cache(maxsize=1)
-def brainsprite_js() -> str | None:
-    """The brainsprite library shipped with nilearn (None when not found)."""
-    import nilearn
-
-    root = Path(nilearn.__file__).parent
-    for rel in ("_assets/js/brainsprite.min.js", "plotting/data/js/brainsprite.min.js"):
-        if (root / rel).is_file():
-            return (root / rel).read_text()
-    found = sorted(root.rglob("brainsprite.min.js"))
-    return found[0].read_text() if found else None
+def _codes_b64(codes: np.ndarray) -> str:
+    """A uint8 volume, zlib-compressed (the browser's ``DecompressionStream("deflate")``
+    inflates it) and base64-encoded, in C order (x slowest, z fastest)."""
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(codes, np.uint8).tobytes(), 6)).decode("ascii")
 
 
-def _to_sprite(data: np.ndarray) -> np.ndarray:
-    """Sagittal slices of a 3-D array in a grid (nilearn's ``_data_to_sprite`` layout)."""
-    nx, ny, nz = data.shape
-    nrows = int(np.ceil(np.sqrt(nx)))
-    ncols = int(np.ceil(nx / float(nrows)))
-    sprite = np.zeros((nrows * nz, ncols * ny), dtype=data.dtype)
-    if np.ma.isMaskedArray(data):
-        sprite = np.ma.masked_all((nrows * nz, ncols * ny), dtype=data.dtype)
-    for xx in range(nx):
-        r, c = divmod(xx, ncols)
-        sprite[r * nz:(r + 1) * nz, c * ny:(c + 1) * ny] = data[xx, :, ::-1].T
-    return sprite
+def overlay_codes(data: np.ndarray, vmax: float, threshold: float) -> np.ndarray:
+    """A map as uint8 codes: 0 where ``|z| <= threshold`` (transparent), else 1 to 255
+    for ``-vmax`` to ``vmax`` (the colour table's index; a code never rounds to 0)."""
+    scaled = np.clip(np.nan_to_num(data) / vmax, -1.0, 1.0)
+    codes = (1 + np.rint((scaled + 1.0) * 127.0)).astype(np.uint8)
+    codes[~(np.abs(np.nan_to_num(data)) > threshold)] = 0
+    return codes
 
 
 def _png_b64(arr: np.ndarray, cmap, vmin: float, vmax: float) -> str:
@@ -94,7 +83,7 @@ def _iso_nearest(img: nib.Nifti1Image, voxel_size: float) -> nib.Nifti1Image:
 def _viewer_grid(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image,
                  voxel_size: float | None) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
     """Maps and background on one isotropic grid with a positive diagonal affine (what
-    brainsprite reads).
+    the viewer's script reads).
 
     Maps on an axis-aligned grid keep their own grid: flipped to a positive diagonal and,
     when anisotropic, repeated by nearest neighbour to the smallest voxel size (or
@@ -132,7 +121,7 @@ def _viewer_grid(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image,
 def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list, *,
                 threshold: float = 2.0, voxel_size: float | None = None,
                 peaks_mm: list | None = None, width: int = 760) -> str:
-    """HTML (a ``<div>`` with inline scripts) of a brainsprite viewer for all components.
+    """HTML (a ``<div>`` with an inline script) of the slice viewer of all components.
 
     Parameters
     ----------
@@ -154,16 +143,13 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     Returns
     -------
     str
-        An HTML fragment with no external reference; empty when brainsprite is missing.
+        An HTML fragment with no external reference.
     """
-    js = brainsprite_js()
-    if js is None:
-        return ""
     import matplotlib.pyplot as plt
 
     maps, bg = _viewer_grid(maps_img, bg_img, voxel_size)
     bgd = np.nan_to_num(np.asarray(bg.dataobj, dtype=float))
-    mdata = np.nan_to_num(np.asarray(maps.dataobj, dtype=float))
+    mdata = np.nan_to_num(np.asarray(maps.dataobj, dtype=np.float32))
     if mdata.ndim == 3:
         mdata = mdata[..., None]
     pos = bgd[bgd > 1e-6]
@@ -171,11 +157,12 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     floor = 0.05 * float(np.percentile(pos, 99)) if pos.size else 1e-6
     kept = bgd[bgd > floor]
     lo, hi = (np.percentile(kept, [2, 99.5]) if kept.size else (0.0, 1.0))
-    gray = plt.get_cmap("gray").with_extremes(bad="white")
-    bg_sprite = _to_sprite(np.ma.masked_less_equal(bgd, floor))
-    bg_b64 = _png_b64(bg_sprite, gray, lo, hi if hi > lo else lo + 1)
+    hi = hi if hi > lo else lo + 1
+    bg_codes = (1 + np.rint(np.clip((bgd - lo) / (hi - lo), 0, 1) * 254)).astype(np.uint8)
+    bg_codes[bgd <= floor] = 0                                   # the page's white
     cmap = plt.get_cmap("RdBu_r")
     cm_b64 = _png_b64(np.linspace(0, 1, 256)[None, :], cmap, 0, 1)
+    lut = np.rint(255 * cmap((np.arange(256) - 1) / 254.0)[:, :3]).astype(int)
     inv = np.linalg.inv(bg.affine)
     shape = np.array(bgd.shape)
     comps = []
@@ -186,31 +173,18 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
     for j, name in enumerate(names):
         d = mdata[..., j]
         vmax = float(max(np.nan_to_num(src_max[j]), np.abs(d).max())) or 1.0
-        over = np.ma.masked_where(np.abs(d) <= threshold, d)
         if peaks_mm is not None:
             ijk = np.rint(nib.affines.apply_affine(inv, peaks_mm[j])).astype(int)
         else:
             ijk = np.array(np.unravel_index(int(np.argmax(np.abs(d))), d.shape))
         ijk = np.clip(ijk, 0, shape - 1)
-        comps.append({"name": str(name), "png": _png_b64(_to_sprite(over), cmap, -vmax, vmax),
-                      "vmax": float(np.ceil(vmax * 1000) / 1000), "cut": [int(v) for v in ijk]})
-    shift = np.eye(4)
-    shift[:3, 3] = -1.0
-    params = {
-        "canvas": "ivae-canvas", "sprite": "ivae-bg",
-        "nbSlice": {"X": int(shape[0]), "Y": int(shape[1]), "Z": int(shape[2])},
-        "overlay": {"sprite": "ivae-overlay",
-                    "nbSlice": {"X": int(shape[0]), "Y": int(shape[1]), "Z": int(shape[2])},
-                    "opacity": 1},
-        "colorBackground": "#FFFFFF", "colorFont": "#000000", "crosshair": True,
-        "affine": (bg.affine @ shift).tolist(), "flagCoordinates": True, "title": None,
-        "flagValue": False, "numSlice": dict(zip("XYZ", comps[0]["cut"])),
-        "radiological": False, "showLR": True,
-        "colorMap": {"img": "ivae-cmap", "min": -comps[0]["vmax"], "max": comps[0]["vmax"]},
-    }
+        comps.append({"name": str(name), "vmax": float(np.ceil(vmax * 1000) / 1000),
+                      "cut": [int(v) for v in ijk], "codes": _codes_b64(overlay_codes(d, vmax, threshold))})
+    meta = {"shape": [int(n) for n in shape], "affine": bg.affine.tolist(), "lut": lut.tolist(),
+            "bg": _codes_b64(bg_codes)}
     thin = {v: int(n) for v, n in zip("xyz", shape) if n <= 3}
     note = ""
-    if thin:   # brainsprite always draws three views: say which ones are lines
+    if thin:   # the viewer always draws three views: say which ones are lines
         planes = {"sagittal": "yz", "coronal": "xz", "axial": "xy"}
         flat = [v for v, axes in planes.items() if any(t in axes for t in thin)]
         kept = [v for v in planes if v not in flat]
@@ -221,7 +195,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
                 + "</p>")
     anchors = "".join(f'<span id="view-{html.escape(c["name"])}"></span>' for c in comps)
     options = "\n".join(f'<option value="{j}">{html.escape(c["name"])}</option>' for j, c in enumerate(comps))
-    data_js = json.dumps([{k: c[k] for k in ("name", "png", "vmax", "cut")} for c in comps])
+    script = VIEWER_JS.replace("__COMPS__", json.dumps(comps)).replace("__META__", json.dumps(meta))
     return f"""
 {anchors}<div class="viewer-controls">
   <label for="ivae-select">component</label>
@@ -234,49 +208,7 @@ def viewer_html(maps_img: nib.Nifti1Image, bg_img: nib.Nifti1Image, names: list,
   <canvas id="ivae-canvas"></canvas>
 </div>
 <div style="display:none">
-  <img id="ivae-bg" src="data:image/png;base64,{bg_b64}" alt="background sprite">
   <img id="ivae-cmap" src="data:image/png;base64,{cm_b64}" alt="colour map">
-  <img id="ivae-overlay" src="data:image/png;base64,{comps[0]['png']}" alt="overlay sprite">
 </div>
-<script>{js}</script>
-<script>
-(function () {{
-  var comps = {data_js};
-  var params = {json.dumps(params)};
-  var brain = null;
-  var ids = ["ivae-bg", "ivae-overlay", "ivae-cmap"];
-  function start() {{
-    if (brain) return;
-    brain = brainsprite(params);
-    fromHash();
-  }}
-  var sel = document.getElementById("ivae-select");
-  function show(j) {{
-    var c = comps[j];
-    sel.value = String(j);
-    if (!brain) return;
-    brain.colorMap.min = -c.vmax; brain.colorMap.max = c.vmax;
-    brain.numSlice.X = c.cut[0]; brain.numSlice.Y = c.cut[1]; brain.numSlice.Z = c.cut[2];
-    document.getElementById("ivae-overlay").src = "data:image/png;base64," + c.png;
-    document.getElementById("ivae-viewer").setAttribute("data-component", c.name);
-  }}
-  window.ivaeShow = show;
-  function fromHash() {{  // links #view-<name> open that component in the viewer
-    if (location.hash.indexOf("#view-") !== 0) return;
-    var name = decodeURIComponent(location.hash.slice(6));
-    for (var j = 0; j < comps.length; j++) {{ if (comps[j].name === name) {{ show(j); return; }} }}
-  }}
-  window.addEventListener("hashchange", fromHash);
-  var imgs = ids.map(function (i) {{ return document.getElementById(i); }});
-  function allLoaded() {{ return imgs.every(function (im) {{ return im.complete && im.naturalWidth > 0; }}); }}
-  if (allLoaded()) {{ start(); }} else {{
-    imgs.forEach(function (im) {{ im.addEventListener("load", function () {{ if (allLoaded()) start(); }}); }});
-  }}
-  sel.addEventListener("change", function () {{ show(parseInt(sel.value, 10)); }});
-  document.getElementById("ivae-prev").addEventListener("click", function () {{
-    show((parseInt(sel.value, 10) + comps.length - 1) % comps.length); }});
-  document.getElementById("ivae-next").addEventListener("click", function () {{
-    show((parseInt(sel.value, 10) + 1) % comps.length); }});
-}})();
-</script>
+<script>{script}</script>
 """
