@@ -357,12 +357,14 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         return xs, Ut[torch.as_tensor(rows, device=Ut.device)].to(dev)
 
     def _linear_solution(self, Xt: Any, Ut: torch.Tensor, seed: int, method: str = "auto",
-                         max_rows: int | None = None) -> tuple[Any, np.ndarray, np.ndarray | None]:
+                         max_rows: int | None = None, n_restarts: int = 1
+                         ) -> tuple[Any, np.ndarray, np.ndarray | None]:
         """A linear ICA solution of the standardised rows (:func:`~trends_ivae.estimators.linear_start.linear_start`)
         and the rows it was computed on: ``(start, X, level codes)``; sets ``start_method_``.
 
         ``max_rows``: a seeded sample of at most that many rows (all rows when None). In a
-        distributed fit every rank gets the solution of all ranks' rows.
+        distributed fit every rank gets the solution of all ranks' rows. ``n_restarts``:
+        FastICA restarts, the most central kept.
         """
         from .linear_start import linear_start
 
@@ -372,7 +374,8 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             parts = self._comm.gather((X, codes))
             X = np.concatenate([p[0] for p in parts])
             codes = None if codes is None else np.concatenate([p[1] for p in parts])
-        st = linear_start(X, codes, self.n_components, method=method, random_state=seed % 2**31)
+        st = linear_start(X, codes, self.n_components, method=method, random_state=seed % 2**31,
+                          n_restarts=n_restarts)
         self.start_method_ = st.method
         return st, X, codes
 

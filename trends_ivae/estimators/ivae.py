@@ -82,6 +82,11 @@ class IVAE(SourceEstimator):
         the MLP residuals at zero and the prior at the start's per-level statistics;
         later restarts start at random. The vanilla VAE (``prior="normal"``) always
         starts at random: u reaches no part of it, the start included.
+    linear_restarts : int, default=1
+        With ``init="ica"``: FastICA runs for the linear start, the most central one kept
+        (ICASSO-style, :mod:`trends_ivae.estimators.consensus`). More than one makes the
+        start, and so the fit, depend less on ``random_state`` (issue 20: the spatial
+        mode's seed agreement is that of its start).
     select : {"score", "central"}, default="score"
         Keep the restart with the best held-out ELBO ("score"), or the most central
         one, the restart whose components best match all the others' (ICASSO-style,
@@ -185,7 +190,8 @@ class IVAE(SourceEstimator):
                  init_epochs: int | None = None, n_iwae: int = 4,
                  device: str = "auto", amp: bool = False, max_seconds: float | None = None,
                  random_state: Any = None, verbose: int = 0, init: str = "ica", select: str = "score",
-                 n_threads: int | str | None = "auto", linear_decoder: bool = False) -> None:
+                 n_threads: int | str | None = "auto", linear_decoder: bool = False,
+                 linear_restarts: int = 1) -> None:
         self.n_components = n_components
         self.prior = prior
         self.hidden_dim = hidden_dim
@@ -216,6 +222,7 @@ class IVAE(SourceEstimator):
         self.select = select
         self.n_threads = n_threads
         self.linear_decoder = linear_decoder
+        self.linear_restarts = linear_restarts
 
 
     # --------------------------------------------------------------------- fit
@@ -227,6 +234,8 @@ class IVAE(SourceEstimator):
             raise ValueError(f"n_iwae must be >= 1, got {self.n_iwae}")
         if self.init not in ("random", "ica"):
             raise ValueError(f"init must be 'random' or 'ica', got {self.init!r}")
+        if int(self.linear_restarts) < 1:
+            raise ValueError(f"linear_restarts must be >= 1, got {self.linear_restarts}")
 
     def _configs(self, n_features: int, n_aux: int, aux_kind: str) -> tuple[IVAEConfig, TrainConfig]:
         mc = IVAEConfig(n_features=n_features, n_components=self.n_components, n_aux=n_aux,
@@ -310,7 +319,8 @@ class IVAE(SourceEstimator):
         """The first restart's start: a linear ICA solution of (a subsample of) the rows."""
         from .nn.priors import init_lookup_prior
 
-        st, X, codes = self._linear_solution(Xt, Ut, seed, max_rows=200_000)
+        st, X, codes = self._linear_solution(Xt, Ut, seed, max_rows=200_000,
+                                             n_restarts=int(self.linear_restarts))
         y = torch.as_tensor(st.transform(X), dtype=torch.float32)
         u0 = torch.as_tensor(codes, dtype=torch.float32)[:, None] if codes is not None else None
 

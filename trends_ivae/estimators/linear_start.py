@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import FastICA
 
+from .consensus import consensus
+
 __all__ = ["LinearStart", "fastica_unmixing", "joint_diagonalizer", "linear_loglik", "linear_start",
            "nsica_unmixing"]
 
@@ -45,12 +47,28 @@ def _unit_variance(W: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return W, -mean / std
 
 
-def fastica_unmixing(X: np.ndarray, n_components: int, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """FastICA's unmixing and offset (unit-variance outputs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # convergence warnings: the start is refined anyway
-        ica = FastICA(n_components, whiten="unit-variance", random_state=random_state, max_iter=1000).fit(X)
-    return _unit_variance(ica.components_, X)
+def fastica_unmixing(X: np.ndarray, n_components: int, random_state: int = 0,
+                     n_restarts: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """FastICA's unmixing and offset (unit-variance outputs).
+
+    With ``n_restarts > 1``, FastICA runs from that many seeds (drawn from
+    ``random_state``) and the most central run is kept (ICASSO-style,
+    :func:`~trends_ivae.estimators.consensus.consensus`): a start that depends less on
+    the seed.
+    """
+    if n_restarts == 1:
+        seeds = [random_state]
+    else:
+        seeds = np.random.default_rng(random_state).integers(2**31 - 1, size=n_restarts).tolist()
+    runs = []
+    for seed in seeds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # convergence warnings: the start is refined anyway
+            ica = FastICA(n_components, whiten="unit-variance", random_state=seed, max_iter=1000).fit(X)
+        runs.append(_unit_variance(ica.components_, X))
+    if len(runs) == 1:
+        return runs[0]
+    return runs[consensus([X @ W.T for W, _ in runs]).central]
 
 
 def joint_diagonalizer(mats: np.ndarray, tol: float = 1e-8, max_sweeps: int = 100) -> np.ndarray:
@@ -117,7 +135,7 @@ def linear_loglik(Y: np.ndarray, codes: np.ndarray, unmixing: np.ndarray) -> flo
 
 
 def linear_start(X: np.ndarray, codes: np.ndarray | None, n_components: int, method: str = "auto",
-                 random_state: int = 0) -> LinearStart:
+                 random_state: int = 0, n_restarts: int = 1) -> LinearStart:
     """A linear ICA solution of ``X`` (n, d), with u's level ``codes`` (n,) or None.
 
     Parameters
@@ -125,7 +143,11 @@ def linear_start(X: np.ndarray, codes: np.ndarray | None, n_components: int, met
     method : {"auto", "fastica", "nsica"}
         ``"auto"`` computes both (nsica only with codes) and keeps the one with the
         higher :func:`linear_loglik`.
+    n_restarts : int, default=1
+        FastICA restarts, the most central kept (see :func:`fastica_unmixing`).
     """
+    if int(n_restarts) < 1:
+        raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
     if method not in ("auto", "fastica", "nsica"):
         raise ValueError(f"method must be 'auto', 'fastica' or 'nsica', got {method!r}")
     if method == "nsica" and codes is None:
@@ -133,7 +155,7 @@ def linear_start(X: np.ndarray, codes: np.ndarray | None, n_components: int, met
     X = np.asarray(X, dtype=np.float64)
     cands = []
     if method in ("auto", "fastica"):
-        cands.append(("fastica", *fastica_unmixing(X, n_components, random_state)))
+        cands.append(("fastica", *fastica_unmixing(X, n_components, random_state, int(n_restarts))))
     if method in ("auto", "nsica") and codes is not None:
         try:
             cands.append(("nsica", *nsica_unmixing(X, codes, n_components)))
