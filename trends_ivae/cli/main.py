@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "demo": "demo",
     "report": "report",
     "sample": "sample",
+    "analyze": "analyze",
 }
 
 
