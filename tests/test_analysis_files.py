@@ -144,3 +144,18 @@ def test_analyze_model_in_memory(fit_dir):
     assert set(res.fnc) == {"model", "dualreg"} and res.fnc["model"].z.shape == (2, 3, 3)
     assert res.spectra["dualreg"].power.shape[0] == 2 and not res.dfnc
     assert res.prior is not None and res.prior.mean[0].shape == (60, 3) and np.all(res.prior.var[1] > 0)
+
+
+def test_the_report_section_reads_the_analysis_files(fit_dir, tmp_path):
+    from trends_ivae.report.connectivity import connectivity_section
+
+    seen = []
+
+    def tag(png, alt, dpi=None):
+        seen.append(alt)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        return f"<img alt='{alt}'>"
+
+    nav, body = connectivity_section(fit_dir, 40, tag)
+    assert "#connectivity" in nav and "fALFF (dualreg)" in body and seen == ["group static FNC"]
+    assert connectivity_section(tmp_path, 40, tag) is None
