@@ -33,19 +33,35 @@ __all__ = ["AnalyzeSettings", "PostprocessSettings", "SpectraSettings", "DFNCSet
            "analyze_folder", "ANALYSIS_DIR"]
 
 
-def _read_fit_folder(fit_dir: Path):
-    from ..report.results import load_results
+def _check_layout(fit_dir: Path) -> None:
+    """WorkflowError unless ``fit_dir`` is a fit folder in a layout the analysis reads."""
     from .report import fit_folder_problem
 
     problem = fit_folder_problem(fit_dir)
     if problem:
         raise WorkflowError(problem + "; the analysis reads the BIDS (default) and MELODIC layouts "
                                       "(a GIFT-layout folder is not supported)")
+
+
+def _read_fit_folder(fit_dir: Path):
+    from ..report.results import load_results
+
+    _check_layout(fit_dir)
     try:
         return load_results(fit_dir, load_prior=False)
     except (OSError, ValueError, KeyError) as exc:
         raise WorkflowError(f"cannot read the fit folder {str(fit_dir)!r}: {exc} (written by an older version? "
                             "refit, or rewrite it with this version)") from exc
+
+
+def _run_file(fit_dir: Path, run) -> str:
+    """How messages name a run's time courses: its TSV, or the MELODIC layout's ``melodic_mix``."""
+    from ..report.results import is_melodic_folder
+
+    if is_melodic_folder(fit_dir):
+        return f"{fit_dir / 'melodic_mix'} (run {run.name})"
+    folder = f"sub-{run.subject}/" + (f"ses-{run.name.split('_ses-')[1].split('_')[0]}/" if "_ses-" in run.name else "")
+    return str(fit_dir / folder / "func" / f"{run.name}_timeseries.tsv")
 
 
 def timecourses_from_folder(fit_dir: str | Path) -> GroupTimecourses:
@@ -71,7 +87,7 @@ def timecourses_from_folder(fit_dir: str | Path) -> GroupTimecourses:
     paths = [run_path(table[r.index]) if table is not None and r.index is not None
              else f"sub-{r.subject}/func/{r.name.rsplit('_desc-', 1)[0]}" for r in runs]
     out = GroupTimecourses(names=list(res.names), subjects=[r.subject for r in runs], trs=[r.tr for r in runs],
-                           run_names=[str(fit_dir / f"{r.name}_timeseries.tsv") for r in runs], run_paths=paths,
+                           run_names=[_run_file(fit_dir, r) for r in runs], run_paths=paths,
                            timecourses={"model": [np.asarray(r.data, np.float64) for r in runs]},
                            u_spec=(res.config.get("aux") or {}).get("spec"))
     if prep is None or any(r.index is None for r in runs):
@@ -140,6 +156,7 @@ def analyze_folder(fit_dir: str | Path, *, out: str | Path | None = None, settin
     fit_dir = Path(fit_dir)
     s = settings or AnalyzeSettings()
     target = Path(out) if out is not None else fit_dir / ANALYSIS_DIR
+    _check_layout(fit_dir)
     try:
         refuse_existing_dir(target, force)   # before any work
     except FileExistsError as exc:
