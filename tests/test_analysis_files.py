@@ -159,3 +159,19 @@ def test_the_report_section_reads_the_analysis_files(fit_dir, tmp_path):
     nav, body = connectivity_section(fit_dir, 40, tag)
     assert "#connectivity" in nav and "fALFF (dualreg)" in body and seen == ["group static FNC"]
     assert connectivity_section(tmp_path, 40, tag) is None
+
+
+def test_analyze_does_not_import_torch(fit_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, warnings\nwarnings.simplefilter('ignore')\nfrom trends_ivae.cli.main import main\n"
+            f"assert main(['analyze', {str(fit_dir)!r}, '--out', {str(tmp_path / 'a')!r}]) == 0\n"
+            "print('torch' in sys.modules)\n")
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
