@@ -78,15 +78,15 @@ def _true_fraction(res, state_of_volume: np.ndarray, window: int) -> np.ndarray:
 
 
 def _canica_timecourses(bids: Path, k: int, seed: int) -> list[np.ndarray]:
+    """CanICA's per-run time courses: each run (masked and cleaned by CanICA's own masker)
+    regressed on the group maps (dual regression stage 1)."""
     from nilearn.decomposition import CanICA
-    from nilearn.maskers import NiftiMasker
 
     runs = sorted(str(p) for p in bids.glob("sub-*/func/*_bold.nii.gz"))
     ica = CanICA(n_components=k, random_state=seed, standardize="zscore_sample", threshold=None, n_jobs=1)
     ica.fit(runs)
-    masker = NiftiMasker(mask_img=ica.mask_img_, standardize="zscore_sample").fit()
-    maps = masker.transform(ica.components_img_)
-    return [np.linalg.lstsq(maps.T, masker.transform(r).T, rcond=None)[0].T for r in runs]
+    pinv = np.linalg.pinv(np.asarray(ica.components_, np.float64))   # (n_voxels, k)
+    return [ica.masker_.transform(r) @ pinv for r in runs]
 
 
 def _references(tcs, trs) -> tuple[float, float]:
