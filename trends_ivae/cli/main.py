@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "label": "label",
     "denoise": "denoise",
     "stats": "stats",
+    "analyze": "analyze",
 }
 
 

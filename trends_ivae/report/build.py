@@ -408,6 +408,12 @@ def build_report(out_dir: str | os.PathLike, *, output: str | os.PathLike | None
             nav.append('<a href="#viewer">viewer</a>')
             parts.append('<section id="viewer"><h2>Interactive view</h2>' + vhtml + "</section>")
         log.info("report: viewer in %.1f s", time.perf_counter() - t1)
+    from .connectivity import connectivity_section   # analysis/ (docs/analysis.md), when the folder has it
+
+    section = connectivity_section(out, dpi, _img_tag)
+    if section:
+        nav.append(section[0])
+        parts.append(section[1])
     # per component
     t1 = time.perf_counter()
     parts.append('<section id="per-component"><h2>Each component</h2>')

@@ -66,6 +66,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from .coupling import couple_sources
 from .geometry import blob_specs, render, smooth_field, brain_mask, mni_like_affine
 from .params import CONDITION_NAMES, FMRISimParams
 from .results import FMRISimulation, SimulationTruth
@@ -161,6 +162,7 @@ def simulate_fmri(params: FMRISimParams | None = None, **overrides: Any) -> FMRI
             seg_means[s, :, k], seg_stds[s, :, k] = mu, sd
             seg = segments[s]
             sources[s, :, k] = mu[seg] + sd[seg] * ar1(T, p.rest_ar, rng)
+        sources[s] = couple_sources(sources[s], seg_means[s], seg_stds[s], segments[s], p)   # coupling_block > 0
     if p.detrend_sources:
         sources = detrend_linear(sources)
     flat = sources.reshape(S * T, K)

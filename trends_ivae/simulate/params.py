@@ -90,6 +90,12 @@ class FMRISimParams:
         per-run offset and trend that no method can recover).
     baseline : float, default 1000.0
         Mean baseline intensity (modulated by a smooth spatial field, +-15 %).
+    coupling_block : int, default 0
+        Volumes per block of the two alternating coupling states (0: no coupling); see
+        :mod:`trends_ivae.simulate.coupling`.
+    coupling : tuple of (float, float), default ((0.5, -0.5), (0.4, 0.0))
+        Per coupled pair of resting sources (``n_task + 2 i`` and ``n_task + 2 i + 1``),
+        their correlation in state 1 and in state 2 (used when ``coupling_block > 0``).
     seed : int, default 0
         Seed of the random generator.
     """
@@ -122,6 +128,8 @@ class FMRISimParams:
     drift_curvature: float = 0.1
     baseline: float = 1000.0
     detrend_sources: bool = True
+    coupling_block: int = 0
+    coupling: tuple = ((0.5, -0.5), (0.4, 0.0))
     seed: int = 0
 
     def validate(self) -> None:
@@ -152,17 +160,25 @@ class FMRISimParams:
             raise ValueError(f"snr must be > 0, got {self.snr}")
         if self.nonlinear and self.saturation <= 0:
             raise ValueError(f"saturation must be > 0, got {self.saturation}")
+        if self.coupling_block < 0:
+            raise ValueError(f"coupling_block must be >= 0, got {self.coupling_block}")
+        if self.coupling_block:
+            from .coupling import coupled_pairs
+
+            coupled_pairs(self)
         lo, hi = self.segment_std_range
         if not 0 < lo <= hi:
             raise ValueError(f"segment_std_range must satisfy 0 < lo <= hi, got {self.segment_std_range}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dictionary (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FMRISimParams":
         """Inverse of :meth:`to_dict`; unknown keys are ignored."""
         names = {f.name for f in fields(cls)}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+        kw = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in d.items() if k in names}
         return cls(**kw)

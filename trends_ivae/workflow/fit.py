@@ -129,12 +129,17 @@ class OutputSettings:
         outputs are kept.
     force : bool, default=False
         Replace an existing folder of the tool's own outputs (never a user's files).
+    analyze : bool, default=True
+        Write ``analysis/``: static FNC, spectra and the prior's dynamics
+        (:func:`trends_ivae.analysis.run.analyze_into_stage`, ``docs/analysis.md``); a
+        failure there is announced and the fit's outputs are kept without it.
     """
 
     layout: str = "bids"
     keep_prepared: bool = True
     report: bool = True
     force: bool = False
+    analyze: bool = True
 
 
 @dataclass
@@ -425,6 +430,8 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
         with atomic_output_dir(out_dir, force=output.force) as stage:   # the whole folder, or nothing
             write_layout_files(output.layout, stage, outputs, mean_img=mean_img)
             write_model_folder(stage, model, prepared, config, keep_prepared=output.keep_prepared)
+            if output.analyze:
+                _analyze_into(stage, model, call.notify)
     except (OSError, ValueError) as exc:
         kept = " (the previous contents are untouched)" if out_dir.exists() else " (nothing was written)"
         raise WorkflowError(f"could not write {str(out_dir)!r}: {exc}{kept}") from exc
@@ -434,6 +441,21 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
     if output.report and output.layout in ("bids", "melodic"):
         result.report, result.report_error = write_report(out_dir)
     return result
+
+
+def _analyze_into(stage: Path, model, notify: Notify | None) -> None:
+    """The analysis hook: ``stage/analysis/`` (static FNC, spectra, the prior's dynamics);
+    a failure of the computation is announced and leaves no ``analysis/``."""
+    import shutil
+
+    from ..analysis.run import ANALYSIS_DIR, analyze_into_stage
+
+    try:
+        analyze_into_stage(stage, model)
+    except ValueError as exc:
+        shutil.rmtree(stage / ANALYSIS_DIR, ignore_errors=True)
+        if notify is not None:
+            notify(f"analysis/ not written: {exc} (run 'trends-ivae analyze' once fixed)")
 
 
 def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitSettings,
