@@ -156,7 +156,9 @@ def timecourses_from_model(model: Any, *, prior: bool = True) -> GroupTimecourse
         return out
     tcs["dualreg"] = spatial_regression_timecourses(model.components_, p.basis, p.x * p.scale, p.run, len(runs))
     out.u_spec = (p.aux or {}).get("spec")
-    if prior:
+    if prior and getattr(model, "ica_", "temporal") == "spatial":
+        out.notes.append("spatial mode: the prior is over space (voxel segments), not over time: no prior dynamics")
+    elif prior:
         flat = np.asarray(p.u.data).reshape(len(p.u.data), -1)
         _, first, codes = np.unique(flat, axis=0, return_index=True, return_inverse=True)
         mean, var = model.estimator_.prior_params(p.u.take(first))

@@ -101,7 +101,9 @@ def timecourses_from_folder(fit_dir: str | Path) -> GroupTimecourses:
         per_run = spatial_regression_timecourses(maps, prep.basis, prep.x * prep.scale, prep.run, len(prep.runs))
         out.timecourses["dualreg"] = [per_run[r.index] for r in runs]
     prior_file = fit_dir / "model" / "prior.npz"
-    if prior_file.is_file():
+    if (res.config.get("mode") or {}).get("ica") == "spatial":
+        out.notes.append("spatial mode: the prior is over space (voxel segments), not over time: no prior dynamics")
+    elif prior_file.is_file():
         run_pos = {r.index: i for i, r in enumerate(runs)}   # prepared run -> position among the runs read
         with np.load(prior_file) as t:
             out.prior = (t["codes"], t["mean"], t["var"],

@@ -9,8 +9,6 @@ in the output folder. torch is imported here only when a fit runs.
 from __future__ import annotations
 
 import dataclasses
-
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .choices import Notify, auto_components
+from .fit_record import fit_config, summary_line
 
 __all__ = ["FitSettings", "OutputSettings", "FitResult", "WorkflowError", "fit_to_folder",
            "fit_distributed", "summary_line", "write_report"]
@@ -178,34 +177,6 @@ class FitResult:
     nonlinearity: dict | None = None
 
 
-def summary_line(model, prepared, n_components: int) -> str:
-    """The fit's one-line result: the variance all components explain, the held-out ELBO per
-    volume of the model kept (data units, as ``model/elbo.tsv`` and the report) and its
-    epoch, the stability across restarts, or why there is none (one restart), and when the
-    held-out ELBO fell after its peak, a sentence that says so
-    (:func:`~trends_ivae.export.fit_outputs.early_stopping_note`)."""
-    from ..export.fit_outputs import early_stopping_note
-    from ..group.fit_folder import early_stopping_record, restarts
-
-    n_init = restarts(model)
-    stability = model.restart_agreement_
-    if n_init < 2 or stability is None or not math.isfinite(float(stability)):
-        stab = "stability not computed (it needs two or more restarts, --n-init 2 or more)"
-    else:
-        stab = f"stability across {n_init} restarts {stability:.2f}"
-    total = getattr(model, "total_explained_variance_", None)
-    explained = (f"together explaining {100 * total:.1f}% of the cleaned data's variance; "
-                 if total is not None and math.isfinite(float(total)) else "")
-    stopping = early_stopping_record(model)
-    epoch = (f", epoch {stopping['kept_epoch']} of {stopping['n_epochs']}"
-             if stopping and stopping.get("kept_epoch") else "")
-    note = early_stopping_note(stopping)
-    return (f"{n_components} components from {prepared.n_subjects} subject(s), {len(prepared.runs)} run(s), "
-            f"{getattr(model, 'ica_', 'temporal')} ICA, {explained}held-out ELBO per "
-            f"{'voxel' if getattr(model, 'ica_', '') == 'spatial' else 'volume'} {model.elbo_:.2f} (data units{epoch}), {stab}"
-            + (f"; {note}" if note else ""))
-
-
 def _read(path: str | Path):
     from ..data.store import read_prepared
 
@@ -245,35 +216,6 @@ def write_report(out_dir: str | Path) -> tuple[Path | None, str | None]:
         return Path(report.build_report(out_dir)), None
     except Exception as exc:  # noqa: BLE001 - the outputs are written; a report failure must not lose them
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _config(command, arguments, model, prepared, fit: FitSettings, seconds: float,
-            nonlinearity: dict | None) -> dict:
-    from .. import __version__
-    from ..group.fit_folder import training_record
-    from ..group.spatial import mode_record
-
-    record = training_record(model)
-    return {
-        "command": command,
-        "arguments": dict(arguments),
-        "model": {k: v for k, v in model.get_params().items() if k not in ("mask",)},
-        "ivae": record.params,
-        "prepare": prepared.parameters,
-        "aux": {"spec": prepared.aux.get("spec"), "kind": prepared.u_kind, "n_levels": len(prepared.u_names)},
-        "mode": mode_record(model),
-        "results": {"elbo": model.elbo_, "elbo_unit": "per volume, data units (as model/elbo.tsv)",
-                    "total_explained_variance": model.total_explained_variance_,
-                    "explained_variance_unit": "fraction of the cleaned data's variance (0 to 1)",
-                    "estimator": fit.estimator,
-                    "stability": model.restart_agreement_,
-                    "component_stability": [float(v) for v in model.stability_],
-                    "restart_elbos": record.restart_elbos,
-                    "n_epochs": record.n_epochs, "device": record.device,
-                    "seconds": seconds, "nonlinearity_test": nonlinearity},
-        "version": __version__,
-        "versions": prepared.versions,
-    }
 
 
 def _check_mode(fit: FitSettings, prepared: Any, training: "_Training") -> None:
@@ -422,7 +364,7 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
 
     fit_seconds = time.perf_counter() - t0
     nonlinearity = model.test_nonlinearity(prepared).to_dict() if fit.nonlinearity_test else None
-    config = _config(call.command, record, model, prepared, fit, fit_seconds, nonlinearity)
+    config = fit_config(call.command, record, model, prepared, fit, fit_seconds, nonlinearity)
     outputs = fit_outputs(model, prepared, params=config["model"] | {"ivae": config["ivae"], "mode": config["mode"]},
                           source=call.source,
                           nonlinearity_test=nonlinearity)
