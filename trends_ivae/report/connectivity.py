@@ -36,7 +36,7 @@ def _matrices_png(mats: list, titles: list, dpi: int) -> bytes:
     """Heat maps of (k, k) Fisher z matrices side by side, one colour scale."""
     import matplotlib.pyplot as plt
 
-    from .figures import png_bytes
+    from .encoding import MAP_COLORS, figure_png
 
     vmax = max(float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 0.0 for m, _ in mats) or 1.0
     fig, axes = plt.subplots(1, len(mats), figsize=(3.4 * len(mats) + 0.6, 3.4), squeeze=False)
@@ -47,7 +47,7 @@ def _matrices_png(mats: list, titles: list, dpi: int) -> bytes:
         ax.set_yticks(ticks, names, fontsize=6)
         ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Fisher z")
-    out = png_bytes(fig, dpi)
+    out = figure_png(fig, dpi, MAP_COLORS)
     plt.close(fig)
     return out
 
