@@ -126,9 +126,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "linear ICA (flow)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     m.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
-    m.add_argument("--n-init", type=int, default=3, metavar="K",
+    m.add_argument("--n-init", type=int, default=None, metavar="K",
                    help="restarts, the first from linear ICA; the vae keeps the best held-out ELBO, the flow "
-                        "the restart most similar to the others")
+                        "the restart most similar to the others (default: 3 in the temporal mode, 1 in the "
+                        "spatial mode, where restarts from random starts won on ELBO with worse maps)")
     m.add_argument("--max-epochs", type=int, metavar="N",
                    help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
     m.add_argument("--batch-size", type=int, metavar="N",

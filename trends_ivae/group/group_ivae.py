@@ -93,10 +93,10 @@ class GroupIVAE(BaseEstimator):
     %(n_segments)s
     %(aux_atlas)s
     %(n_rbf)s
-    n_init : int, default=3
-        iVAE restarts, racing (``IVAE(init_epochs=...)``): all train for an eighth of the
-        schedule, the best held-out ELBO continues to the end (``{"init_epochs": None}``
-        in ``estimator_params`` trains all to the end; ``docs/benchmarks.md``).
+    n_init : int, optional
+        Restarts, racing (``IVAE(init_epochs=...)``: all train an eighth of the schedule,
+        the best held-out ELBO goes on). None: 3 in the temporal mode, 1 in the spatial one
+        (random starts there won on ELBO with worse maps: ``docs/benchmarks.md``).
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
@@ -164,7 +164,7 @@ class GroupIVAE(BaseEstimator):
                  low_pass: float | None = None, smoothing_fwhm: float | None = None,
                  whiten: bool = False, resample_to_first: bool = False, drop_initial: int = 0, prior: str = "gauss",
                  ica: str = "auto", spatial_aux: str = "segments", n_segments: Any = 100,
-                 aux_atlas: Any = None, n_rbf: int = 32, n_init: int = 3, estimator: str = "vae", estimator_params: dict | None = None,
+                 aux_atlas: Any = None, n_rbf: int = 32, n_init: int | None = None, estimator: str = "vae", estimator_params: dict | None = None,
                  device: str = "auto", random_state: Any = None, n_jobs: int = 1, verbose: int = 0,
                  ivae_params: dict | None = None) -> None:
         self.n_components = n_components
@@ -240,7 +240,8 @@ class GroupIVAE(BaseEstimator):
         """
         params = {**(defaults or {}), **(self._estimator_params() or {})}
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
-                              n_init=self.n_init, params=params, device=self.device,
+                              n_init=self.n_init or (1 if getattr(self, "ica_", "") == "spatial" else 3),
+                              params=params, device=self.device,
                               random_state=self.random_state, verbose=self.verbose, **sizes)
 
     # --------------------------------------------------------------------- fit

@@ -122,11 +122,11 @@ def check_denoise(denoise: str | None, confounds: Sequence[str] | None, confound
             raise OptionError("--denoise reads each run's fMRIPrep confounds itself; drop --confounds-file")
 
 
-def check_model_values(n_components: int | str, n_init: int, device: str) -> None:
+def check_model_values(n_components: int | str, n_init: int | None, device: str) -> None:
     """``--n-components``, ``--n-init`` and ``--device`` (torch is imported only for a named device)."""
     if not is_auto(n_components) and n_components < 1:
         raise OptionError("--n-components must be >= 1 (or auto)")
-    if n_init < 1:
+    if n_init is not None and n_init < 1:
         raise OptionError("--n-init must be >= 1")
     if device != "auto":
         import torch  # noqa: PLC0415 - only to check the device

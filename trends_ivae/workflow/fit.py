@@ -47,8 +47,8 @@ class FitSettings:
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     seed : int, default=0
         The random seed (``random_state``).
-    n_init : int, default=3
-        Restarts.
+    n_init : int, optional
+        Restarts; None: 3 in the temporal mode, 1 in the spatial mode (``GroupIVAE``).
     max_epochs, batch_size : int, optional
         Passed to the estimator when given; None: GroupIVAE's choice for the data size.
     nonlinearity_test : bool, default=False
@@ -71,7 +71,7 @@ class FitSettings:
     estimator: str = "vae"
     device: str = "auto"
     seed: int = 0
-    n_init: int = 3
+    n_init: int | None = None
     max_epochs: int | None = None
     batch_size: int | None = None
     nonlinearity_test: bool = False

@@ -207,7 +207,7 @@ class FitOptions(RunSelection):
     estimator: str = "vae"
     device: str = "auto"
     seed: int = 0
-    n_init: int = 3
+    n_init: int | None = None
     max_epochs: int | None = None
     batch_size: int | None = None
     nonlinearity_test: bool = False
