@@ -576,7 +576,7 @@ def _viewer_only(page: Path, tmp: Path) -> Path:
     white = base64.b64encode(buf.getvalue()).decode("ascii")
     text = page.read_text()
     text = re.sub(r'(<img id="ivae-cmap" src="data:image/png;base64,)[^"]+', r"\g<1>" + white, text)
-    text = text.replace("</head>", "<style>header,nav,#summary,#training,#components,#per-component"
+    text = text.replace("</head>", "<style>header,nav,#summary,#training,#components,#connectivity,#per-component"
                                    "{display:none}</style></head>", 1)
     copy = tmp / f"viewer-{page.parent.name}-{page.name}"
     copy.write_text(text)

@@ -71,7 +71,7 @@ def test_fit_to_folder_from_runs_chooses_u_for_resting_data_and_says_so(tmp_path
         result = fit_to_folder(request, tmp_path / "rest", fit=FIT,
                                output=OutputSettings(report=False, keep_prepared=False), notify=notes.append)
     assert result.chosen["aux"]["value"] == "window"
-    assert len(notes) == 1 and notes[0].startswith("note: no run has events")
+    assert len(notes) == 1 and notes[0].startswith("note: no run has events"), notes
     config = json.loads((tmp_path / "rest" / "model" / "config.json").read_text())
     assert config["aux"]["spec"] == "window" and config["arguments"]["aux"] == "window"
     assert not (tmp_path / "rest" / "prepared.h5").exists()

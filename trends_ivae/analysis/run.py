@@ -220,7 +220,9 @@ def analyze_into_stage(stage: str | Path, model: Any, settings: AnalyzeSettings 
     stage = Path(stage)
     tcs = timecourses_from_model(model, prior=False)
     table = stage / "model" / "prior.npz"
-    if s.prior and table.is_file() and getattr(model, "prepared_", None) is not None:
+    if getattr(model, "ica_", "temporal") == "spatial":   # its prior is over space (voxels), not time
+        tcs.notes.append("spatial mode: the prior is over space (voxel segments), not over time: no prior dynamics")
+    elif s.prior and table.is_file() and getattr(model, "prepared_", None) is not None:
         with np.load(table) as t:
             tcs.prior = (t["codes"], t["mean"], t["var"], np.asarray(model.prepared_.run))
     result = analyze_timecourses(tcs, s)

@@ -231,18 +231,17 @@ class GroupIVAE(BaseEstimator):
                       "use estimator_params", DeprecationWarning, stacklevel=4)
         return self.ivae_params
 
-    def build_estimator(self, n_samples: int, defaults: dict | None = None, **sizes: Any) -> IVAE | IFlow:
+    def build_estimator(self, n_samples: int, defaults: dict | None = None) -> IVAE | IFlow:
         """The unfitted array-level estimator for ``n_samples`` rows, as ``fit`` builds it.
 
         :func:`~trends_ivae.group.training.make_estimator` with this model's parameters
-        (``estimator_params`` win over ``defaults`` and the sizes it chooses; ``sizes``:
-        its ``min_steps``).
+        (``estimator_params`` win over ``defaults`` and the sizes it chooses).
         """
         params = {**(defaults or {}), **(self._estimator_params() or {})}
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
                               n_init=self.n_init or (1 if getattr(self, "ica_", "") == "spatial" else 3),
                               params=params, device=self.device,
-                              random_state=self.random_state, verbose=self.verbose, **sizes)
+                              random_state=self.random_state, verbose=self.verbose)
 
     # --------------------------------------------------------------------- fit
     def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,

@@ -39,7 +39,7 @@ from ..data.spatial_aux import SpatialAuxSettings, spatial_aux
 from ..data.store import PreparedData
 from .backprojection import BackProjection, back_project, peak_signs, zscore_maps
 
-__all__ = ["ICA_MODES", "SPATIAL_ESTIMATOR_DEFAULTS", "SPATIAL_MIN_STEPS", "resolve_ica", "check_mode", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
+__all__ = ["ICA_MODES", "SPATIAL_ESTIMATOR_DEFAULTS", "SPATIAL_STEPS", "resolve_ica", "check_mode", "SpatialFit", "spatial_data", "spatial_settings", "model_spatial_u",
            "timecourse_projection", "fit_spatial", "subject_totals"]
 
 #: estimator parameters of the spatial mode (``estimator_params`` win): x's singular-value
@@ -47,10 +47,11 @@ __all__ = ["ICA_MODES", "SPATIAL_ESTIMATOR_DEFAULTS", "SPATIAL_MIN_STEPS", "reso
 #: sees u (every voxel's u is known, and new runs are not encoded but regressed on the maps),
 #: so the posterior can follow each segment's prior (coverage 0.171 -> 0.184 on GIFT)
 SPATIAL_ESTIMATOR_DEFAULTS = {"standardize": False, "encoder_uses_aux": True}
-#: optimiser steps a spatial fit trains for at least (the temporal mode's
-#: :data:`~trends_ivae.group.training.MIN_STEPS` is for a few hundred volumes; voxels are
-#: thousands of samples, and a GIFT fit's coverage was the same after 900 steps as after 3000)
-SPATIAL_MIN_STEPS = 1000
+#: optimiser steps a spatial fit trains for (unless ``estimator_params`` set ``max_epochs``):
+#: it starts at linear ICA of (x, u), and its maps stay close to that start (the table of
+#: attempts in ``docs/benchmarks.md``); the temporal mode's
+#: :data:`~trends_ivae.group.training.MIN_STEPS` is for a few hundred volumes
+SPATIAL_STEPS = 1000
 #: the modes of GroupIVAE(ica=...): "auto" is temporal for data with task events, else spatial
 ICA_MODES = ("auto", "temporal", "spatial")
 
@@ -169,7 +170,10 @@ def fit_spatial(model: Any, prepared: PreparedData, checkpoint_dir: Any = None,
     """
     x = spatial_data(prepared)
     u = model_spatial_u(model, prepared)
-    estimator = model.build_estimator(x.shape[0], defaults=SPATIAL_ESTIMATOR_DEFAULTS, min_steps=SPATIAL_MIN_STEPS)
+    batch = int((model.estimator_params or {}).get("batch_size", 256))
+    epochs = int(np.ceil(SPATIAL_STEPS / max(1.0, 0.9 * x.shape[0] / batch)))
+    estimator = model.build_estimator(x.shape[0], defaults={**SPATIAL_ESTIMATOR_DEFAULTS, "batch_size": batch,
+                                                            "max_epochs": max(epochs, 5)})
     estimator.fit(x, u, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
     sources = estimator.transform(x, u).astype(np.float64)               # (n_voxels, k)
     signs = peak_signs(zscore_maps(sources.T))

@@ -41,7 +41,7 @@ def _train_rows(n_samples: int, params: dict, defaults: dict) -> int:
 
 def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: str = "gauss",
                    n_init: int = 3, params: dict | None = None, device: str = "auto",
-                   random_state: Any = None, verbose: int = 0, min_steps: int = MIN_STEPS) -> IVAE | IFlow:
+                   random_state: Any = None, verbose: int = 0) -> IVAE | IFlow:
     """The unfitted estimator for ``n_samples`` rows, its training length fitted to them.
 
     Parameters
@@ -54,9 +54,6 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
     params : dict, optional
         Further estimator parameters (``GroupIVAE.estimator_params``); they win over the
         sizes chosen here and over :data:`GROUP_IVAE_DEFAULTS`.
-    min_steps : int, default=MIN_STEPS
-        Optimiser steps the VAE is trained for at least (the spatial mode, whose samples
-        are voxels, needs fewer).
 
     Returns
     -------
@@ -86,7 +83,7 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
         params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
     if "max_epochs" not in params:
         steps_per_epoch = max(1, n_train // params["batch_size"])
-        epochs = int(np.ceil(min_steps / steps_per_epoch))
+        epochs = int(np.ceil(MIN_STEPS / steps_per_epoch))
         if epochs > defaults["max_epochs"]:
             params["max_epochs"] = min(400, epochs)
             params.setdefault("patience", max(defaults["patience"], params["max_epochs"] // 6))
