@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ica.components_img_.to_filename(out / "canica_components.nii.gz")
     masker = NiftiMasker(mask_img=ica.mask_img_, standardize="zscore_sample").fit()
-    maps = masker.transform(ica.components_img_)                       # (n, voxels)
+    maps = NiftiMasker(mask_img=ica.mask_img_).fit().transform(ica.components_img_)   # (n, voxels), as they are
     for run in runs:
         y = masker.transform(run)                                        # (volumes, voxels)
         tc = np.linalg.lstsq(maps.T, y.T, rcond=None)[0].T
