@@ -190,7 +190,7 @@ def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", m
     from trends_ivae import GroupIVAE
 
     aux, _, combine = aux.partition(":")
-    g = GroupIVAE(k, aux=aux, aux_combine=combine or "concat", window=window, n_dims=k,
+    g = GroupIVAE(k, aux=aux, aux_combine=combine or "concat", window=window, n_dims=k, ica="temporal",
                   prior=prior, n_init=n_init, estimator=estimator, estimator_params=estimator_params,
                   hrf_delay=hrf_delay, mask=mask, tr=tr, random_state=seed, device="cpu")
     with warnings.catch_warnings():

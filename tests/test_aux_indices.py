@@ -287,7 +287,7 @@ def group_fit(tmp_path_factory):
     runs = find_bids_runs(bids)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = GroupIVAE(n_components=2, aux="task+window", window=20, n_dims=4, n_init=1,
+        model = GroupIVAE(n_components=2, aux="task+window", window=20, n_dims=4, n_init=1, ica="temporal",
                           estimator_params={"max_epochs": 3, "batch_size": 16, "encoder_uses_aux": True},
                           random_state=0, device="cpu").fit(runs)
     return model, runs

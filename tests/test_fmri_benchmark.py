@@ -50,7 +50,7 @@ def test_ivae_beats_temporal_fastica_with_nonlinear_mixing():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ica = tc_mcc(FastICA(3, random_state=0, max_iter=2000).fit_transform(prep.x))
-        g = GroupIVAE(3, aux="window", window=40, n_dims=3, n_init=1, random_state=0,
+        g = GroupIVAE(3, aux="window", window=40, n_dims=3, n_init=1, random_state=0, ica="temporal",
                       device="cpu").fit_prepared(prep)
     ivae = tc_mcc(np.concatenate(g.timecourses_))
     assert ivae >= 0.8, (ivae, ica)

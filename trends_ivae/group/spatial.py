@@ -170,8 +170,9 @@ def fit_spatial(model: Any, prepared: PreparedData, checkpoint_dir: Any = None,
     """
     x = spatial_data(prepared)
     u = model_spatial_u(model, prepared)
-    batch = int((model.estimator_params or {}).get("batch_size", 256))
-    epochs = int(np.ceil(SPATIAL_STEPS / max(1.0, 0.9 * x.shape[0] / batch)))
+    n_train = 0.9 * x.shape[0]
+    batch = int((model.estimator_params or {}).get("batch_size", max(16, min(256, int(n_train // 4)))))
+    epochs = int(np.ceil(SPATIAL_STEPS / max(1.0, n_train / batch)))
     estimator = model.build_estimator(x.shape[0], defaults={**SPATIAL_ESTIMATOR_DEFAULTS, "batch_size": batch,
                                                             "max_epochs": max(epochs, 5)})
     estimator.fit(x, u, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)

@@ -375,7 +375,7 @@ def _load_prior(res: FitResults) -> Prior | None:
     if not model_path.is_file() and not (res.out_dir / "model" / "prior.npz").is_file():
         res.notes.append("no model/estimator.pt: the learned prior is not shown.")
         return None
-    if (res.config.get("mode") or {}).get("ica") == "spatial":
+    if ((getattr(res, "config", None) or {}).get("mode") or {}).get("ica") == "spatial":
         res.notes.append("spatial mode: the learned prior is over space (its u levels are voxel segments), "
                          "not over time; it is in model/prior.npz and not drawn here.")
         return None
