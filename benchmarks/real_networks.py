@@ -9,7 +9,8 @@ some run; Haxby: its 25 mm brain mask) and with ``--n-components`` maps:
   data (``aux="window", window=15``, and ``ica="temporal"`` where the estimator has the
   spatial mode; volumes are the samples, time courses the sources);
 * ``ivae-spatial``: ``GroupIVAE(ica="spatial", spatial_aux="segments")`` (voxels are the
-  samples, maps the sources, u from space); ``ivae-spatial-linear``: the same with
+  samples, maps the sources, u from space); ``ivae-spatial-nonlinear``: the same with
+  ``estimator_params={"linear_decoder": False}``; ``ivae-spatial-linear``: the same with
   ``estimator_params={"linear_decoder": True}``, its linear start. Printed as "not
   available" where ``GroupIVAE`` has no ``ica`` parameter;
 * ``canica``, ``dictlearning``: nilearn's ``CanICA`` (``threshold=None``) and
@@ -53,8 +54,8 @@ import traceback
 import warnings
 from pathlib import Path
 
-METHODS = ("ivae-temporal", "ivae-spatial", "ivae-spatial-linear", "canica", "dictlearning",
-           "fastica-spatial", "fastica-temporal")
+METHODS = ("ivae-temporal", "ivae-spatial", "ivae-spatial-linear", "ivae-spatial-nonlinear", "canica",
+           "dictlearning", "fastica-spatial", "fastica-temporal")
 DEFAULT_SMOOTHING = {"gift": 6.0, "haxby": None}
 
 
@@ -153,8 +154,8 @@ def _fit_ivae(kind, runs, mask_img, k, seed, smoothing, tr, n_segments=None):
         spatial = {"ica": "spatial", "spatial_aux": "segments", "aux": "window", "window": 15}
         if n_segments is not None:
             spatial["n_segments"] = n_segments
-        if kind == "spatial-linear":
-            common["estimator_params"] = {"linear_decoder": True}
+        if kind in ("spatial-linear", "spatial-nonlinear"):   # either decoder, whatever the default
+            common["estimator_params"] = {"linear_decoder": kind == "spatial-linear"}
         try:
             g = GroupIVAE(k, **spatial, **common)
         except TypeError as err:

@@ -55,7 +55,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("ivae-spatial", "ivae-spatial-linear", "canica", "fastica-spatial", "ivae-temporal",
-           "fastica-temporal")
+           "fastica-temporal", "ivae-spatial-nonlinear")
 DEFAULT_METHODS = METHODS[:4]
 REPORT_SEEDS = (101, 102, 103)
 TUNING_SEEDS = (1, 2, 3)
