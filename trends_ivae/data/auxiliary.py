@@ -60,12 +60,19 @@ __all__ = [
     "build_aux",
     "aux_for_runs",
     "parse_aux_spec",
+    "without_task",
     "REST",
 ]
 
 #: the label of volumes no event covers
 REST = "rest"
 _BUILTIN = ("task", "window", "subject", "run")
+
+
+def without_task(spec: str) -> str:
+    """The u spec ``spec`` without its ``task`` factor, for runs without events
+    (``"task+window"`` becomes ``"window"``; ``"task"`` alone becomes ``"window"``)."""
+    return "+".join(f for f in str(spec).split("+") if f != "task") or "window"
 
 
 @dataclass

@@ -85,7 +85,7 @@ def load_group_ivae(cls: type, out_dir: Any, device: str = "auto") -> Any:
     model.n_components_ = model.estimator_.n_components
     model.elbo_ = getattr(model.estimator_, "elbo_", None)
     model.ica_ = config.get("mode", {}).get("ica") or ("temporal" if "ica" not in config.get("model", {})
-                                                       else resolve_ica(model.ica, model.prepared_))
+                                                       else resolve_ica(model.ica, model.prepared_.aux))
     return model
 
 

@@ -39,6 +39,7 @@ from ..export.derivatives import unmask
 from ..reduction.order import check_subject_volumes
 from ..reduction.prepare import prepare
 from ..data.settings import FLAT_OPTIONS, PrepareSettings
+from ..data.auxiliary import without_task
 from ..data.images import load_4d
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
@@ -47,7 +48,7 @@ from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
-from .spatial import check_mode, fit_spatial, resolve_ica, resting_aux, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
+from .spatial import check_mode, fit_spatial, resolve_ica, needs_run_u, reduced_timecourses, spatial_reconstruction, subject_totals
 
 logger = logging.getLogger(__name__)
 
@@ -212,13 +213,13 @@ class GroupIVAE(BaseEstimator):
 
         ``n_dims=None`` is ``n_components`` (as many dimensions as components). Without
         events (``has_events=False``) and unless ``ica="temporal"``, u's task factor is
-        dropped (:func:`~.spatial.resting_aux`).
+        dropped (:func:`~trends_ivae.data.auxiliary.without_task`).
         """
         options = {name: getattr(self, name) for name in self._prepare_options()}
         if options["n_dims"] is None:
             options["n_dims"] = self.n_components
         if not has_events and self.ica != "temporal":
-            options["aux"] = resting_aux(options["aux"])
+            options["aux"] = without_task(options["aux"])
         return PrepareSettings.from_options(**options)
 
     def _estimator_params(self) -> dict | None:
@@ -306,7 +307,7 @@ class GroupIVAE(BaseEstimator):
                           f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
-        self.ica_ = resolve_ica(self.ica, prepared)
+        self.ica_ = resolve_ica(self.ica, prepared.aux)
         if self.ica_ == "spatial":
             if rows is not None or comm is not SINGLE_PROCESS:
                 raise ValueError("the spatial mode (ica='spatial') does not run distributed: its samples are "

@@ -222,15 +222,16 @@ def spatial_reconstruction(model: Any, timecourses: np.ndarray) -> np.ndarray:
     return (coords / model.prepared_.scale).astype(np.float32)
 
 
-def resolve_ica(ica: str, prepared: PreparedData) -> str:
-    """The mode that ``ica`` stands for on ``prepared``: ``"auto"`` is temporal when u has a
-    task factor (runs with events: u from the design identifies the time courses), else
-    spatial (resting data: see ``docs/benchmarks.md``, "Real networks")."""
+def resolve_ica(ica: str, aux: dict | None) -> str:
+    """The mode that ``ica`` stands for on prepared data whose u record is ``aux``
+    (``prepared.aux``, or a prepared file's ``read_meta(...)["aux"]``): ``"auto"`` is
+    temporal when u has a task factor (runs with events: u from the design identifies the
+    time courses), else spatial (resting data: see ``docs/benchmarks.md``, "Real networks")."""
     if ica not in ICA_MODES:
         raise ValueError(f"ica={ica!r}: use one of {', '.join(ICA_MODES)}")
     if ica != "auto":
         return ica
-    factors = [f.get("name") for f in (prepared.aux or {}).get("factors", [])]
+    factors = [f.get("name") for f in (aux or {}).get("factors", [])]
     return "temporal" if "task" in factors else "spatial"
 
 
@@ -285,8 +286,3 @@ def needs_run_u(model: Any) -> bool:
     return getattr(model, "ica_", "temporal") == "temporal" and bool(model.estimator_.model_.uses_aux)
 
 
-def resting_aux(spec: str) -> str:
-    """The temporal u spec without its task factor (for runs without events, when the
-    mode is not forced temporal: ``"task+window"`` becomes ``"window"``)."""
-    parts = [p for p in str(spec).split("+") if p.strip() and p.strip() != "task"]
-    return "+".join(parts) or "window"

@@ -49,7 +49,9 @@ def resting_aux(spec: str, has_events: Sequence[bool], window: int | None) -> tu
     factors = str(spec).split("+")
     if not has_events or any(has_events) or "task" not in factors:
         return str(spec), None
-    value = "+".join(f for f in factors if f != "task") or "window"
+    from ..data.auxiliary import without_task   # here: this module keeps no heavy imports
+
+    value = without_task(spec)
     reason = (f"no run has events (resting state?), so u is --aux {value} instead of the default "
               f"--aux {spec}")
     if "window" in value.split("+"):

@@ -223,7 +223,7 @@ def _check_mode(fit: FitSettings, prepared: Any, training: "_Training") -> None:
     from ..group.spatial import resolve_ica
 
     try:
-        mode = resolve_ica(fit.ica, prepared)
+        mode = resolve_ica(fit.ica, prepared.aux)
     except ValueError as exc:
         raise WorkflowError(f"--ica: {exc}") from exc
     if mode != "spatial":
@@ -433,8 +433,9 @@ def fit_distributed(prepared_path: str | Path, out_dir: str | Path, *, fit: FitS
             n = auto_components(fit.n_components, meta["parameters"], int(meta["parameters"]["n_dims"]), {})
         except ValueError as exc:
             raise WorkflowError(str(exc)) from None
-        factors = [f.get("name") for f in (meta.get("aux") or {}).get("factors", [])]
-        if fit.ica == "spatial" or (fit.ica == "auto" and "task" not in factors):
+        from ..group.spatial import resolve_ica
+
+        if resolve_ica(fit.ica, meta.get("aux")) == "spatial":
             raise WorkflowError("--distributed needs the temporal mode (its samples, volumes, are shared between "
                                 "the processes), and this fit would be spatial: give --ica temporal")
         rows = distributed.row_share(n_rows(prepared_path))
