@@ -1,8 +1,9 @@
 """The array estimator the README shows first (IFlow) on the paper's noiseless setting, small.
 
 The margin over FastICA was measured on tuning data seeds 100-102 of this small case
-(IFlow 0.955-0.957 against FastICA 0.708-0.775: margins 0.18-0.25); the test runs on
-another data seed, with a threshold well below the smallest tuning margin.
+with the defaults of issue 24 (IFlow 0.893, 0.964, 0.944 against FastICA 0.738, 0.708,
+0.775: margins 0.155-0.256); the test runs on another data seed (7), with thresholds
+below the smallest tuning figures.
 """
 import warnings
 
@@ -13,8 +14,8 @@ from trends_ivae import IFlow
 from trends_ivae.metrics import mcc
 from trends_ivae.simulate import make_segment_data
 
-MARGIN = 0.10   # smallest tuning margin 0.18
-FLOOR = 0.90    # tuning seeds 0.955-0.957
+MARGIN = 0.10   # smallest tuning margin 0.155
+FLOOR = 0.85    # tuning seeds 0.893-0.964
 
 
 def _small_case(seed):
