@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help='JSON of estimator parameters to change from the defaults, e.g. \'{"lr": 0.01}\'')
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads of each fit (None: the estimator's n_threads='auto')")
+    p.add_argument("--loglik", action="store_true",
+                   help="also print each fit's held-out log-likelihood (or bound) per row and the true model's")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-baselines", action="store_true", help="skip FastICA and the nsica start")
     return p
@@ -81,7 +83,27 @@ def _fit(name, d, seed, device, threads=None, params=None):
         warnings.simplefilter("ignore", RuntimeWarning)
         est = cls(n_components=5, device=device, random_state=seed, **extra).fit(d.X, d.u)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return est.transform(d.X, d.u), secs, cpu
+    return est.transform(d.X, d.u), secs, cpu, est.elbo_
+
+
+def true_loglik(d, slope: float = 0.1) -> float:
+    """Mean log p(x | u) per row under the generating model, in the units of ``X``:
+    log p(s | u) - log |det J_f(s)| for the mixing MLP of
+    :func:`trends_ivae.simulate.make_segment_data` (leaky tanh, ``tanh(y) + slope y``),
+    with each segment's Gaussian parameters estimated from the true sources."""
+    S, u = d.S.astype(np.float64), d.u
+    levels, inv = np.unique(u, return_inverse=True)
+    mu = np.stack([S[inv == k].mean(0) for k in range(levels.size)])
+    sd = np.stack([S[inv == k].std(0) for k in range(levels.size)])
+    logp = (-0.5 * ((S - mu[inv]) / sd[inv]) ** 2 - np.log(sd[inv]) - 0.5 * np.log(2 * np.pi)).sum(1)
+    h, logdet = S, np.zeros(len(S))
+    for i, a in enumerate(d.mixing):
+        logdet += np.linalg.slogdet(a)[1]
+        h = h @ a
+        if i < len(d.mixing) - 1:
+            logdet += np.log(1 - np.tanh(h) ** 2 + slope).sum(1)
+            h = np.tanh(h) + slope * h
+    return float((logp - logdet).mean())
 
 
 def _baselines(d) -> dict:
@@ -108,7 +130,7 @@ def _many(args, size: dict) -> int:
     scores, secs, cpus, base = [], [], [], []
     for s in seeds:
         d = make_segment_data(n_layers=3, random_state=s, **size)
-        z, t, c = _fit(e, d, 0, args.device, args.threads, args.params)
+        z, t, c, _ = _fit(e, d, 0, args.device, args.threads, args.params)
         scores.append(mcc(z, d.S).score)
         secs.append(t)
         cpus.append(c)
@@ -183,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"group": group, "centered": centered}
         spread = {}
         for e in args.estimators:
-            z, secs, cpu = _fit(e, d, 0, args.device, args.threads, args.params)
-            row[e], row[e + "_s"], row[e + "_cpu"] = mcc(z, d.S).score, secs, cpu
+            z, secs, cpu, ll = _fit(e, d, 0, args.device, args.threads, args.params)
+            row[e], row[e + "_s"], row[e + "_cpu"], row[e + "_ll"] = mcc(z, d.S).score, secs, cpu, ll
             if args.spread:
                 zs = [z] + [_fit(e, d, s, args.device, args.threads, args.params)[0] for s in (1, 2)]
                 scores = [mcc(zz, d.S).score for zz in zs]
@@ -199,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             f" {row[e + '_s']:>7.1f} {row[e + '_cpu']:>6.1f}" for e in args.estimators)
         if args.spread:
             line += "".join(f"  {lo:.3f}-{hi:.3f} / {b:.3f}" for lo, hi, b in spread.values())
+        if args.loglik:
+            line += "  log-lik per row: " + ", ".join(f"{e} {row[e + '_ll']:.3f}" for e in args.estimators) \
+                + f", true model {true_loglik(d):.3f}"
         print(line, flush=True)
     print("-" * len(header))
     _summary(rows, args.estimators)
