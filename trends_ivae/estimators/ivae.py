@@ -58,8 +58,11 @@ class IVAE(SourceEstimator):
         loses ½(Σ log diag JᵀJ − log det JᵀJ) nats per sample, which biases the
         decoder towards orthogonal Jacobian columns instead of the true mixing
         (see :mod:`trends_ivae.estimators.nn.ivae`).
-    standardize : bool, default=True
+    standardize : bool or "global", default=True
         Centre and scale each feature before training (undone by ``inverse_transform``).
+        ``"global"``: centre each feature and divide all by one scale (the RMS of the
+        ``n_components`` largest standard deviations), so that quiet features (e.g. the
+        noise dimensions of a reduction to more dimensions than components) stay quiet.
     max_epochs : int, default=80
     batch_size : int, default=256
     lr : float, default=5e-3
@@ -183,7 +186,7 @@ class IVAE(SourceEstimator):
     def __init__(self, n_components: int = 5, *, prior: str = "gauss", hidden_dim: int = 64,
                  n_hidden: int = 2, activation: str = "xtanh",
                  decoder_var: float | None = 1e-3, learn_prior_mean: bool = True,
-                 encoder_uses_aux: bool = True, posterior: str = "full", standardize: bool = True,
+                 encoder_uses_aux: bool = True, posterior: str = "full", standardize: bool | str = True,
                  max_epochs: int = 80, batch_size: int = 256, lr: float = 5e-3, warmup_frac: float = 0.3,
                  decoder_var_start: float | None = 1e-2, val_frac: float = 0.1,
                  patience: int = 30, grad_clip: float = 10.0, n_init: int = 1,
