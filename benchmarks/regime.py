@@ -490,9 +490,9 @@ def main(argv: list[str] | None = None) -> int:
             cache.reload()   # what another grid process may have finished
             todo = [meth for meth in args.methods
                     if cache.get(Cache.key(name, meth, args.seed, _settings(args, params, meth))) is None]
-            if not todo and cache.get(ckey) is not None:
-                continue
             cell_res = cache.get(ckey)
+            if not todo and cell_res is not None and "ceiling_tc_mlp" in cell_res:
+                continue
             if (cell_res is None or "ceiling_tc_mlp" not in cell_res
                     or not (cdir / "prepared_window.h5").is_file()):   # older caches: no MLP ceiling
                 cdir.mkdir(parents=True, exist_ok=True)

@@ -126,9 +126,10 @@ class IVAEModel(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean f(z), (B, d)."""
+        if self.config.linear_skip and self.config.affine_path == "anneal":
+            return self.affine_weight() * (z @ self.dec_linear.weight.T) + self.dec_linear.bias + self.decoder(z)
         if self.config.linear_skip:
-            w = self.affine_weight()
-            return w * (z @ self.dec_linear.weight.T) + self.dec_linear.bias + self.decoder(z)
+            return self.dec_linear(z) + self.decoder(z)
         return self.decoder(z)
 
     def affine_weight(self) -> torch.Tensor | float:
