@@ -334,6 +334,9 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             var = comm.sum_array(sum(((b - mean) ** 2).sum(0) for _, b in _DiskRows.blocks(X))) / n_all
             self.x_mean_ = mean.astype(np.float32)
             scale = np.sqrt(var).astype(np.float32)
+            if self.standardize == "global":   # one scale: quiet (noise) features stay quiet
+                top = np.sort(scale)[::-1][:max(1, int(self.n_components))]
+                scale = np.full_like(scale, float(np.sqrt(np.mean(top ** 2))))
             self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
         else:
             self.x_mean_ = np.zeros(n_features, np.float32)
