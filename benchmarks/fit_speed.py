@@ -23,6 +23,10 @@ run's ``desc-ivae_timeseries.tsv`` against its subject's true sources, Hungarian
 mean |r|, averaged over runs) and map MCC (``group/desc-ivae_components.nii.gz`` against
 the true maps on the voxels in both masks).
 
+``--preload-pairs N`` also times, in fresh processes and alternating, the preparation of
+the same runs followed by torch's import, in sequence or with the import started first in
+a background thread (:mod:`trends_ivae.workflow.preload`), as ``fit`` now does.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/fit_speed.py --subjects 8 --repeat 3 --before /path/to/main
@@ -143,7 +147,44 @@ def print_cohort(res: dict) -> None:
               f"| {paired:.2f} | {sc.get('tc_mcc', float('nan')):.4f} | {sc.get('map_mcc', float('nan')):.4f} |")
 
 
+def preload_child(mode: str, bids: str) -> int:
+    """In a fresh process: prepare ``bids`` (u = run), then import the training's modules,
+    in sequence (``seq``) or with :func:`trends_ivae.workflow.preload.preload` started
+    first (``thread``); prints the seconds to the prepared data and to the end."""
+    t0 = time.perf_counter()
+    from trends_ivae.workflow.preload import TRAINING_MODULES, preload
+
+    thread = preload() if mode == "thread" else None
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.data.settings import PrepareSettings
+    from trends_ivae.reduction.prepare import prepare
+
+    prepare(find_bids_runs(bids), PrepareSettings.from_options(aux="run"))
+    t1 = time.perf_counter()
+    if thread is not None:
+        thread.join()
+    for name in TRAINING_MODULES:
+        __import__(name)
+    print(f"{mode} {t1 - t0:.2f} {time.perf_counter() - t0:.2f}")
+    return 0
+
+
+def preload_pairs(bids: Path, n: int) -> None:
+    """``n`` alternating pairs of :func:`preload_child` processes; the medians."""
+    walls: dict[str, list[float]] = {"seq": [], "thread": []}
+    for i in range(n):
+        for mode in (("seq", "thread") if i % 2 == 0 else ("thread", "seq")):
+            out = subprocess.run([sys.executable, __file__, "preload-child", mode, str(bids)], env=_env(HERE.parent),
+                                 capture_output=True, text=True, check=True).stdout.split()
+            walls[mode].append(float(out[-1]))
+    print("\npreparation, then torch's import: " + "; ".join(
+        f"{m} {', '.join(f'{w:.1f}' for w in v)} s (median {statistics.median(v):.1f})" for m, v in walls.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["preload-child"]:
+        return preload_child(*argv[1:3])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--subjects", type=int, nargs="+", default=[8, 48])
@@ -154,12 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", help="another checkout whose package is timed beside this one's")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                    help="also time this checkout's fit with further arguments, e.g. 'jobs2=--n-jobs 2'")
+    p.add_argument("--preload-pairs", type=int, default=0, metavar="N",
+                   help="also time N pairs: preparation then torch's import, in sequence or in a thread")
     p.add_argument("--work-dir", help="keep the datasets and outputs here (default: a temporary folder)")
     args = p.parse_args(argv)
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_fitspeed_"))
     root.mkdir(parents=True, exist_ok=True)
     for n in args.subjects:
         print_cohort(cohort(n, args, root))
+        if args.preload_pairs:
+            preload_pairs(root / f"ds{n}_seed{args.seed}", args.preload_pairs)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="

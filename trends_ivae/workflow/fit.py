@@ -4,7 +4,8 @@
 group stage, the pipelines and the Nipype node run. It takes typed settings, never an
 ``argparse.Namespace``; a problem the user can fix raises :class:`WorkflowError` with a
 one-line message (the command line prints it and exits 1), and nothing partial is left
-in the output folder. torch is imported here only when a fit runs.
+in the output folder. torch is imported here only when a fit runs (while runs are
+prepared, in a background thread: :mod:`.preload`).
 """
 from __future__ import annotations
 
