@@ -78,3 +78,23 @@ def test_preload_imports_in_a_thread_and_never_raises():
     assert not thread.is_alive()
     assert "json" in sys.modules and "no_such_module_for_trends_ivae" not in sys.modules
     assert TRAINING_MODULES[0] == "torch"
+
+
+@pytest.mark.parametrize("from_runs", [True, False])
+def test_fit_preloads_torch_only_while_it_prepares_runs(from_runs, tmp_path, monkeypatch):
+    from trends_ivae.workflow import fit as wfit
+    from trends_ivae.workflow import preload as preload_module
+    from trends_ivae.workflow.prepare import PrepareRequest
+
+    started = []
+
+    def stop_here(*args, **kwargs):   # the fit itself is not the point: stop after the start
+        raise wfit.WorkflowError("stopped")
+
+    monkeypatch.setattr(preload_module, "preload", lambda *a: started.append(a) or threading.Thread())
+    monkeypatch.setattr(wfit, "_prepared_data", stop_here)
+    data = PrepareRequest(runs=[]) if from_runs else tmp_path / "prepared.h5"
+    with pytest.raises(wfit.WorkflowError, match="stopped"):
+        wfit.fit_to_folder(data, tmp_path / "out")
+    assert len(started) == (1 if from_runs else 0)
+    assert not (tmp_path / "out").exists()
