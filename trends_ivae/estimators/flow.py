@@ -195,9 +195,9 @@ class IFlow(SourceEstimator):
 
         ``f`` is the inverse of the encoder ``g``, so ``J_f(z) = J_g(x)^{-1}`` at ``x = f(z)``:
         one numerical inverse per row for ``x`` and the Jacobian of one pass of the splines,
-        instead of differentiating through the numerical inverse's iterations (which held
-        1.4-1.8 GB at 12 components and 1024 rows; ``docs/benchmarks.md``, "fit speed and
-        the flow on fMRI").
+        instead of differentiating through the numerical inverse's iterations, which gave
+        wrong values and raised a 12-component fit's peak memory to 1.6-1.75 GB at 1024 rows
+        a batch (``docs/benchmarks.md``, "fit speed and the flow on fMRI").
         """
         return super().decoder_jacobian(Z, reduce=reduce, batch_size=min(int(batch_size), JACOBIAN_ROWS))
 
