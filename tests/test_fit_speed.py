@@ -98,3 +98,19 @@ def test_fit_preloads_torch_only_while_it_prepares_runs(from_runs, tmp_path, mon
         wfit.fit_to_folder(data, tmp_path / "out")
     assert len(started) == (1 if from_runs else 0)
     assert not (tmp_path / "out").exists()
+
+
+def test_preparing_on_two_workers_gives_the_same_bytes(tmp_path):
+    from _fmri_fixtures import make_bids
+    from trends_ivae.data.bids import find_bids_runs
+    from trends_ivae.data.settings import PrepareSettings
+    from trends_ivae.reduction.prepare import prepare
+
+    runs = find_bids_runs(make_bids(tmp_path / "ds", n_subjects=3, n_runs=1, n_volumes=30))
+    out = {}
+    for n_jobs in (1, 2):
+        out[n_jobs] = prepare(runs, PrepareSettings.from_options(aux="subject", n_dims=4, n_jobs=n_jobs))
+    for name in ("x", "basis", "singular_values", "scale", "subject", "run"):
+        a, b = (np.asarray(getattr(out[j], name)) for j in (1, 2))
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert np.array_equal(out[1].mask_img().get_fdata(), out[2].mask_img().get_fdata())
