@@ -176,7 +176,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         self._check_fitted()
         Z = self._check_X(Z, "Z")
         Zi = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
-        jac = torch.func.vmap(torch.func.jacrev(lambda z: self.model_.decode(z[None])[0]))
+        jac = self._decoder_jacobian_rows
         out, total = [], None
         for i in range(0, Z.shape[0], batch_size):
             with torch.no_grad():
@@ -195,6 +195,10 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             raise ValueError(f"reduce must be 'mean', 'mean_abs' or None, got {reduce!r}")
         return (total / Z.shape[0]).cpu().numpy()
 
+
+    def _decoder_jacobian_rows(self, Zi: torch.Tensor) -> torch.Tensor:
+        """The decoder mean's Jacobian at each row of internal ``Zi`` (B, k): (B, d, k)."""
+        return torch.func.vmap(torch.func.jacrev(lambda z: self.model_.decode(z[None])[0]))(Zi)
 
     @torch.no_grad()
     def inverse_transform(self, Z: Any) -> np.ndarray:
