@@ -2,6 +2,9 @@
 # install the project from its own files. torch==2.13.0 (a CPU wheel) is installed
 # only when no torch is importable in the venv; pyproject keeps the range torch>=2.2.
 PYTHON ?= python3
+# test processes: one per core (pytest-xdist); each test file runs whole in one of them,
+# so its module fixtures are built once. TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trends-ivae-installed
@@ -20,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/trends-ivae demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthetic.py

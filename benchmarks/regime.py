@@ -21,7 +21,7 @@ simulates the data, writes them as BIDS (uncompressed NIfTI), prepares them once
 u (``task+window`` and ``window``, ``n_dims = n_sources``, 20-volume windows,
 ``hrf_delay=5``) into HDF5 files, and computes the cell's **supervised ceiling**
 (``benchmarks/fmri_ceiling.py``): time courses, the best of a linear and a cubic ridge
-read-out of the true sources from the prepared data, fitted on the truth and
+and a small-MLP read-out of the true sources from the prepared data, fitted on the truth and
 cross-validated across subjects; maps, the maps that regressing the data on the *true*
 time courses gives (``back_project``) scored like a method's.
 
@@ -202,7 +202,7 @@ def cell_stage(params: dict, out: Path, *, ceiling_folds: int = 4) -> dict:
     return {"sim_s": t_sim, "prepare_s": prep_time, "ceiling_s": time.perf_counter() - t,
             "n_voxels": int(truth.mask.sum()), "n_rows": int(prepared["task+window"].x.shape[0]),
             **{f"ceiling_{key}": float(v) for key, v in ceil.items()},
-            "ceiling_tc": float(max(ceil["tc_linear"], ceil["tc_cubic"])),
+            "ceiling_tc": float(max(ceil["tc_linear"], ceil["tc_cubic"], ceil["tc_mlp"])),
             "ceiling_map": float(ceil["map"])}
 
 
@@ -242,9 +242,10 @@ def _flow_budget(n_rows: int, steps: int | None) -> dict:
 
 def method_stage(method: str, cell: Path, k: int, model_seed: int, *, n_init: int = 3,
                  ivae_steps: int | None = 3000, flow_steps: int | None = 240, flow_n_init: int = 1,
-                 prepare_s: dict | None = None,
-                 nonlinearity_test: bool = True) -> dict:
-    """Fit ``method`` on a cell's files and score it against the truth."""
+                 prepare_s: dict | None = None, nonlinearity_test: bool = True,
+                 ivae_params: dict | None = None) -> dict:
+    """Fit ``method`` on a cell's files and score it against the truth (``ivae_params``: further
+    ``estimator_params`` of the iVAE and its linear counterpart, e.g. an attempt of issue 24)."""
     import numpy as np
 
     from trends_ivae.data.bids import find_bids_runs
@@ -273,6 +274,8 @@ def method_stage(method: str, cell: Path, k: int, model_seed: int, *, n_init: in
             estimator = "flow" if method.startswith("flow[") else "vae"
             params = (_steps_budget(prepared.n_samples, ivae_steps) if estimator == "vae"
                       else _flow_budget(prepared.n_samples, flow_steps))
+            if estimator == "vae" and method != "vae":
+                params = {**params, **(ivae_params or {})}
             if method.startswith("ivae-linear["):
                 params = {**params, "linear_decoder": True}
             g = GroupIVAE(k, aux=aux, window=WINDOW, n_dims=k, hrf_delay=HRF_DELAY,
@@ -410,6 +413,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-steps", type=int, default=240,
                    help="cap the flow's epochs at about this many steps (0: GroupIVAE's defaults, ~600)")
     p.add_argument("--flow-n-init", type=int, default=1, help="restarts of the flow")
+    p.add_argument("--ivae-params", type=json.loads, default=None,
+                   help="JSON dict of further estimator_params for the iVAE and its linear counterpart "
+                        "(an attempt of issue 24), e.g. '{\"max_epochs\": 200}'")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="JSON file of finished results")
     p.add_argument("--work", type=Path, default=None,
                    help="where the cells' data go (default: trends_ivae_regime in the temp folder); each cell's "
@@ -442,6 +448,8 @@ def _settings(args, params: dict, method: str | None) -> dict:
         s.update(method=method, model_seed=args.model_seed)
         if method.startswith("ivae") or method == "vae":
             s.update(n_init=args.n_init, ivae_steps=args.ivae_steps)
+        if method.startswith("ivae") and getattr(args, "ivae_params", None):
+            s.update(ivae_params=args.ivae_params)
         if method.startswith("flow"):
             s.update(n_init=args.flow_n_init, flow_steps=args.flow_steps)
     return s
@@ -482,10 +490,11 @@ def main(argv: list[str] | None = None) -> int:
             cache.reload()   # what another grid process may have finished
             todo = [meth for meth in args.methods
                     if cache.get(Cache.key(name, meth, args.seed, _settings(args, params, meth))) is None]
-            if not todo and cache.get(ckey) is not None:
-                continue
             cell_res = cache.get(ckey)
-            if cell_res is None or not (cdir / "prepared_window.h5").is_file():
+            if not todo and cell_res is not None and "ceiling_tc_mlp" in cell_res:
+                continue
+            if (cell_res is None or "ceiling_tc_mlp" not in cell_res
+                    or not (cdir / "prepared_window.h5").is_file()):   # older caches: no MLP ceiling
                 cdir.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()
                 res = run_forked(cell_stage, params, cdir, timeout=args.timeout)
@@ -502,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = run_forked(method_stage, meth, cdir, k, args.model_seed, n_init=args.n_init,
                                  ivae_steps=args.ivae_steps, flow_steps=args.flow_steps,
                                  flow_n_init=args.flow_n_init, prepare_s=cell_res.get("prepare_s"),
-                                 nonlinearity_test=not args.no_nonlinearity_test, timeout=args.timeout)
+                                 nonlinearity_test=not args.no_nonlinearity_test, timeout=args.timeout,
+                                 ivae_params=args.ivae_params)
                 if "error" in res:
                     print(f"# {name} {meth}: error\n{res['error']}", file=sys.stderr, flush=True)
                     continue
@@ -547,7 +557,7 @@ def cell_summary(row: dict) -> dict:
     lin = {m: ms[m]["tc_mcc"] for m in LINEAR if m in ms}
     out = {"best_linear": None, "best_linear_tc": None, "gap": None, "beats": None, "of_ceiling": None,
            "verdict": None, "expected": None, "agrees": None, "agrees_data": None,
-           "gap_counterpart": None, "agrees_counterpart": None}
+           "gap_counterpart": None, "agrees_counterpart": None, "headroom_share": None}
     if lin:
         best = max(lin, key=lin.get)
         out.update(best_linear=best, best_linear_tc=lin[best])
@@ -573,9 +583,19 @@ def cell_summary(row: dict) -> dict:
         lc = ms.get(COUNTERPART)
         if lc is not None:   # does the iVAE's lead come from its nonlinear decoder?
             out["gap_counterpart"] = iv["tc_mcc"] - lc["tc_mcc"]
+            out["headroom_share"] = headroom_share(iv["tc_mcc"], lc["tc_mcc"], info)
             if v in ("helps", "no evidence", "linear better"):
                 out["agrees_counterpart"] = (v == "helps") == (out["gap_counterpart"] > AGREE_MARGIN)
     return out
+
+
+def headroom_share(method_tc: float, counterpart_tc: float, info: dict) -> float | None:
+    """Share of the nonlinear headroom captured (issue 24): (method - linear counterpart) /
+    (MLP ceiling - linear ceiling); None without an MLP ceiling or without headroom."""
+    mlp, lin = info.get("ceiling_tc_mlp"), info.get("ceiling_tc_linear")
+    if mlp is None or lin is None or mlp - lin <= 1e-3:
+        return None
+    return (method_tc - counterpart_tc) / (mlp - lin)
 
 
 def print_table(rows: list[dict], methods) -> None:
@@ -587,8 +607,8 @@ def print_table(rows: list[dict], methods) -> None:
     for row in rows:
         info = row["info"]
         ct, cm = info.get("ceiling_tc"), info.get("ceiling_map")
-        print(f"| {row['cell']} | *ceiling* (lin / cubic) | {_f(ct)} ({_f(info.get('ceiling_tc_linear'))} / "
-              f"{_f(info.get('ceiling_tc_cubic'))}) | | {_f(cm)} | | | |")
+        print(f"| {row['cell']} | *ceiling* (lin / cubic / MLP) | {_f(ct)} ({_f(info.get('ceiling_tc_linear'))} / "
+              f"{_f(info.get('ceiling_tc_cubic'))} / {_f(info.get('ceiling_tc_mlp'))}) | | {_f(cm)} | | | |")
         for meth in METHODS:
             r = row["methods"].get(meth)
             if r is None or meth not in methods:
@@ -600,8 +620,8 @@ def print_table(rows: list[dict], methods) -> None:
           "held-out nonlinearity test\n")
     print("| cell | ceiling | best linear | iVAE | iVAE − best linear | iVAE / ceiling | iVAE beats linear "
           f"(> +{AGREE_MARGIN}) | test verdict (nats/vol, CI) | expected | agrees | iVAE − linear counterpart "
-          "| agrees with it |")
-    print("|---|---:|---|---:|---:|---:|---|---|---|---|---:|---|")
+          "| agrees with it | share of the nonlinear headroom captured |")
+    print("|---|---:|---|---:|---:|---:|---|---|---|---|---:|---|---:|")
     agree = [0, 0]
     agree_data = [0, 0]
     agree_cp = [0, 0]
@@ -629,7 +649,8 @@ def print_table(rows: list[dict], methods) -> None:
               f"{verdict or 'not run'} | {c['expected'] or '—'} | "
               f"{'—' if c['agrees'] is None else ('yes' if c['agrees'] else 'NO')} | "
               f"{_f(c['gap_counterpart'])} | "
-              f"{'—' if c['agrees_counterpart'] is None else ('yes' if c['agrees_counterpart'] else 'NO')} |")
+              f"{'—' if c['agrees_counterpart'] is None else ('yes' if c['agrees_counterpart'] else 'NO')} | "
+              f"{_f(c['headroom_share'], 2)} |")
     if agree_cp[1]:
         print(f"\nAgainst the iVAE's own linear counterpart ({COUNTERPART}: 'helps' where the iVAE's "
               f"time courses beat its linear counterpart's by more than {AGREE_MARGIN}): the test agrees "
@@ -642,6 +663,34 @@ def print_table(rows: list[dict], methods) -> None:
     else:
         print("\nHeld-out nonlinearity test: no verdicts (GroupIVAE.test_nonlinearity absent or not run)")
     print_bars(rows, summaries)
+    print_bar_24(rows, summaries)
+
+
+def print_bar_24(rows: list[dict], summaries: dict) -> None:
+    """Issue 24's bar: the iVAE against its own linear counterpart (time-course MCC)."""
+    print(f"\nBar (issue 24), {IVAE} against {COUNTERPART}, time-course MCC:")
+    mlp = [r for r in rows if r["subjects"] >= 32 and r["mixing"].startswith("mlp")
+           and summaries[r["cell"]]["gap_counterpart"] is not None]
+    if mlp:
+        gaps = {r["cell"]: summaries[r["cell"]]["gap_counterpart"] for r in mlp}
+        shares = [summaries[r["cell"]]["headroom_share"] for r in mlp
+                  if summaries[r["cell"]]["headroom_share"] is not None]
+        short = [c for c, g in gaps.items() if g < 0.03]
+        print(f"- MLP cells (>= 32 subjects), iVAE >= counterpart + 0.03 in every cell: {len(short)} of "
+              f"{len(mlp)} short ({', '.join(short) or 'none'}); gaps {min(gaps.values()):+.3f} to "
+              f"{max(gaps.values()):+.3f} ({'pass' if not short else 'miss'})")
+        if shares:
+            mean = sum(shares) / len(shares)
+            print(f"- mean share of the nonlinear headroom captured >= 0.50: {mean:.2f} over {len(shares)} "
+                  f"cells ({'pass' if mean >= 0.5 else 'miss'})")
+    else:
+        print("- MLP cells: not measured")
+    other = [r for r in rows if r["mixing"] in ("linear", "saturating")
+             and summaries[r["cell"]]["gap_counterpart"] is not None]
+    if other:
+        off = [r["cell"] for r in other if abs(summaries[r["cell"]]["gap_counterpart"]) > 0.01]
+        print(f"- linear and saturating cells within 0.01 of the counterpart: {len(off)} of {len(other)} "
+              f"outside ({', '.join(off) or 'none'}) ({'pass' if not off else 'miss'})")
 
 
 def print_bars(rows: list[dict], summaries: dict) -> None:

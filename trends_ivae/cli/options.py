@@ -84,8 +84,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     red.add_argument("--n-dims", type=count_or_auto, default=None, metavar="D",
                      help="dimension of the shared basis, or 'auto' (the estimated model order; see "
                           "docs/prepare.md) (default: --n-components where there is one, i.e. fit and the "
-                          "BIDS App; 30 for prepare). The iVAE recovers sources far better with as many "
-                          "dimensions as components: see docs/prepare.md")
+                          "BIDS App; 30 for prepare). More dimensions than components cost the temporal iVAE "
+                          "time, not accuracy: see docs/prepare.md")
     red.add_argument("--whiten", action="store_true", help="scale components to unit variance")
     red.add_argument("--n-keep", type=int, metavar="M", help="MIGP running rows (default max(4 D, 100))")
     red.add_argument("--subject-dims", type=int, metavar="K", help="compress each subject to K components first")

@@ -176,7 +176,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
         self._check_fitted()
         Z = self._check_X(Z, "Z")
         Zi = torch.as_tensor(self._internal_from_user(Z), device=self.device_)
-        jac = torch.func.vmap(torch.func.jacrev(lambda z: self.model_.decode(z[None])[0]))
+        jac = self._decoder_jacobian_rows
         out, total = [], None
         for i in range(0, Z.shape[0], batch_size):
             with torch.no_grad():
@@ -195,6 +195,10 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             raise ValueError(f"reduce must be 'mean', 'mean_abs' or None, got {reduce!r}")
         return (total / Z.shape[0]).cpu().numpy()
 
+
+    def _decoder_jacobian_rows(self, Zi: torch.Tensor) -> torch.Tensor:
+        """The decoder mean's Jacobian at each row of internal ``Zi`` (B, k): (B, d, k)."""
+        return torch.func.vmap(torch.func.jacrev(lambda z: self.model_.decode(z[None])[0]))(Zi)
 
     @torch.no_grad()
     def inverse_transform(self, Z: Any) -> np.ndarray:
@@ -334,6 +338,9 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
             var = comm.sum_array(sum(((b - mean) ** 2).sum(0) for _, b in _DiskRows.blocks(X))) / n_all
             self.x_mean_ = mean.astype(np.float32)
             scale = np.sqrt(var).astype(np.float32)
+            if self.standardize == "global":   # one scale: quiet (noise) features stay quiet
+                top = np.sort(scale)[::-1][:max(1, int(self.n_components))]
+                scale = np.full_like(scale, float(np.sqrt(np.mean(top ** 2))))
             self.x_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
         else:
             self.x_mean_ = np.zeros(n_features, np.float32)

@@ -23,7 +23,16 @@ from .nn.flow import FlowConfig, FlowModel
 from .nn.flow_train import FlowTrainConfig, train_flow
 from .threads import cpu_threads
 
-__all__ = ["IFlow", "IdentifiabilityWarning"]
+__all__ = ["IFlow", "IdentifiabilityWarning", "JACOBIAN_ROWS", "INFER_ROWS"]
+
+#: rows per batch of :meth:`IFlow.decoder_jacobian`: each row's Jacobian keeps the
+#: splines' intermediate values once per component, so the batch, not the data size,
+#: sets the memory (about 0.2 GB at 12 components)
+JACOBIAN_ROWS = 256
+#: rows per pass of the flow's inference (transform, inverse_transform, scores): its
+#: splines' parameters take ~1 kB per row, so passes of 4096 rows keep a pass under ~50 MB
+#: whatever the number of subjects
+INFER_ROWS = 4096
 
 
 class IFlow(SourceEstimator):
@@ -180,6 +189,26 @@ class IFlow(SourceEstimator):
                                           ll_offset=self._log_det_standardize))
             self._adopt(results, Xt, Ut, seed, hint=f"try lr < {self.lr}")
         return self
+
+    def _batched(self, fn, n: int, batch: int | None = None) -> np.ndarray:
+        return super()._batched(fn, n, min(int(batch or INFER_ROWS), INFER_ROWS))
+
+    def decoder_jacobian(self, Z: Any, reduce: str | None = "mean", batch_size: int = 4096) -> np.ndarray:
+        """Jacobian of ``f`` with respect to each component (as :meth:`IVAE.decoder_jacobian
+        <trends_ivae.IVAE.decoder_jacobian>`), at most :data:`JACOBIAN_ROWS` rows at a time.
+
+        ``f`` is the inverse of the encoder ``g``, so ``J_f(z) = J_g(x)^{-1}`` at ``x = f(z)``:
+        one numerical inverse per row for ``x`` and the Jacobian of one pass of the splines,
+        instead of differentiating through the numerical inverse's iterations, which gave
+        wrong values and raised a 12-component fit's peak memory to 1.6-1.75 GB at 1024 rows
+        a batch (``docs/benchmarks.md``, "fit speed and the flow on fMRI").
+        """
+        return super().decoder_jacobian(Z, reduce=reduce, batch_size=min(int(batch_size), JACOBIAN_ROWS))
+
+    def _decoder_jacobian_rows(self, Zi: torch.Tensor) -> torch.Tensor:
+        x = self.model_.decode(Zi)                                               # (B, d)
+        jg = torch.func.vmap(torch.func.jacrev(lambda v: self.model_.encode(v[None])[0][0]))(x)   # (B, k, d)
+        return torch.linalg.inv(jg)                                             # (B, d, k)
 
     @torch.no_grad()
     def sample(self, u: Any, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:

@@ -58,8 +58,11 @@ class IVAE(SourceEstimator):
         loses ½(Σ log diag JᵀJ − log det JᵀJ) nats per sample, which biases the
         decoder towards orthogonal Jacobian columns instead of the true mixing
         (see :mod:`trends_ivae.estimators.nn.ivae`).
-    standardize : bool, default=True
+    standardize : bool or "global", default=True
         Centre and scale each feature before training (undone by ``inverse_transform``).
+        ``"global"``: centre each feature and divide all by one scale (the RMS of the
+        ``n_components`` largest standard deviations), so that quiet features (e.g. the
+        noise dimensions of a reduction to more dimensions than components) stay quiet.
     max_epochs : int, default=80
     batch_size : int, default=256
     lr : float, default=5e-3
@@ -118,6 +121,10 @@ class IVAE(SourceEstimator):
         An affine decoder (encoder and prior unchanged): the linear counterpart of the
         model, linear ICA with the same conditional prior
         (:func:`trends_ivae.group.nonlinearity.linear_counterpart`).
+    affine_path : {"train", "frozen", "anneal"}, default="train"
+        With ``init="ica"``: how the decoder's affine path trains after the linear start
+        (:class:`~trends_ivae.estimators.nn.config.IVAEConfig`; ``"anneal"`` takes its weight
+        from 1 to 0 over the first half of the training steps).
     random_state : int, RandomState or None
         Seeds everything; the same value gives the same numbers on the CPU.
     verbose : int
@@ -183,7 +190,7 @@ class IVAE(SourceEstimator):
     def __init__(self, n_components: int = 5, *, prior: str = "gauss", hidden_dim: int = 64,
                  n_hidden: int = 2, activation: str = "xtanh",
                  decoder_var: float | None = 1e-3, learn_prior_mean: bool = True,
-                 encoder_uses_aux: bool = True, posterior: str = "full", standardize: bool = True,
+                 encoder_uses_aux: bool = True, posterior: str = "full", standardize: bool | str = True,
                  max_epochs: int = 80, batch_size: int = 256, lr: float = 5e-3, warmup_frac: float = 0.3,
                  decoder_var_start: float | None = 1e-2, val_frac: float = 0.1,
                  patience: int = 30, grad_clip: float = 10.0, n_init: int = 1,
@@ -191,7 +198,7 @@ class IVAE(SourceEstimator):
                  device: str = "auto", amp: bool = False, max_seconds: float | None = None,
                  random_state: Any = None, verbose: int = 0, init: str = "ica", select: str = "score",
                  n_threads: int | str | None = "auto", linear_decoder: bool = False,
-                 linear_restarts: int = 1) -> None:
+                 linear_restarts: int = 1, affine_path: str = "train") -> None:
         self.n_components = n_components
         self.prior = prior
         self.hidden_dim = hidden_dim
@@ -223,6 +230,7 @@ class IVAE(SourceEstimator):
         self.n_threads = n_threads
         self.linear_decoder = linear_decoder
         self.linear_restarts = linear_restarts
+        self.affine_path = affine_path
 
 
     # --------------------------------------------------------------------- fit
@@ -243,7 +251,8 @@ class IVAE(SourceEstimator):
                         n_hidden=self.n_hidden, activation=self.activation,
                         decoder_var=self.decoder_var, learn_prior_mean=self.learn_prior_mean,
                         encoder_uses_aux=self.encoder_uses_aux, posterior=self.posterior,
-                        linear_skip=self._linear_start_used(), linear_decoder=self.linear_decoder)
+                        linear_skip=self._linear_start_used(), linear_decoder=self.linear_decoder,
+                        affine_path=self.affine_path)
         tc = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                          warmup_frac=self.warmup_frac, decoder_var_start=self.decoder_var_start,
                          val_frac=self.val_frac, patience=self.patience, grad_clip=self.grad_clip,
@@ -289,6 +298,8 @@ class IVAE(SourceEstimator):
         """
         Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows, comm)
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
+        n_train = int(Xt.shape[0]) - int(round(int(Xt.shape[0]) * self.val_frac))
+        mc.anneal_steps = max(1, self.max_epochs * max(1, n_train // self.batch_size) // 2)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):
             init_first = self._linear_init(Xt, Ut, seed) if self._linear_start_used() else None

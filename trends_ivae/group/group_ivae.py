@@ -72,10 +72,10 @@ class GroupIVAE(BaseEstimator):
     %(min_event_duration)s
     %(aux_combine)s
     %(n_dims)s
-        Default None: ``n_components``. The iVAE recovers sources far better from as
-        many dimensions as it has components, as group ICA reduces to its number of
-        components (figures in ``docs/benchmarks.md``); more dimensions than
-        components warn.
+        Default None: ``n_components``, as group ICA reduces to its number of
+        components. More dimensions than components warn; in the temporal mode they
+        are divided by one scale (``standardize="global"``), which keeps the extra noise
+        dimensions quiet and costs no accuracy (``docs/benchmarks.md``, issue 24).
     %(mask)s
     %(tr)s
     %(confounds)s
@@ -232,17 +232,17 @@ class GroupIVAE(BaseEstimator):
                       "use estimator_params", DeprecationWarning, stacklevel=4)
         return self.ivae_params
 
-    def build_estimator(self, n_samples: int, defaults: dict | None = None) -> IVAE | IFlow:
-        """The unfitted array-level estimator for ``n_samples`` rows, as ``fit`` builds it.
-
-        :func:`~trends_ivae.group.training.make_estimator` with this model's parameters
-        (``estimator_params`` win over ``defaults`` and the sizes it chooses).
+    def build_estimator(self, n_samples: int, defaults: dict | None = None,
+                        n_features: int | None = None) -> IVAE | IFlow:
+        """The unfitted array-level estimator for ``n_samples`` rows (of ``n_features``
+        dimensions), as ``fit`` builds it: :func:`~trends_ivae.group.training.make_estimator`
+        with this model's parameters (``estimator_params`` win over ``defaults`` and the sizes it chooses).
         """
         params = {**(defaults or {}), **(self._estimator_params() or {})}
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
                               n_init=self.n_init or (1 if getattr(self, "ica_", "") == "spatial" else 3),
                               params=params, device=self.device,
-                              random_state=self.random_state, verbose=self.verbose)
+                              random_state=self.random_state, verbose=self.verbose, n_features=n_features)
 
     # --------------------------------------------------------------------- fit
     def fit(self, imgs: Any, events: Any = None, confounds: Any = None, y: Any = None, *,
@@ -303,8 +303,8 @@ class GroupIVAE(BaseEstimator):
         check_subject_volumes(self.n_components, [(r["subject"], r["n_volumes"]) for r in prepared.runs or []])
         if prepared.n_dims > self.n_components:
             warnings.warn(f"the prepared data have {prepared.n_dims} dimensions for {self.n_components} "
-                          "components: the iVAE recovers sources far better from as many dimensions as "
-                          f"components (prepare with n_dims={self.n_components}; see docs/benchmarks.md)",
+                          "components: the extra dimensions are fitted as noise, which costs time (prepare "
+                          f"with n_dims={self.n_components} for the default; see docs/benchmarks.md)",
                           UserWarning, stacklevel=2)
         self.prepared_ = prepared
         self.ica_ = resolve_ica(self.ica, prepared.aux)
@@ -315,7 +315,7 @@ class GroupIVAE(BaseEstimator):
             est, fit = fit_spatial(self, prepared, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows)
             self.timecourse_projection_ = fit.projection
             return self._store_fit(est, fit.backprojection, fit.timecourses, fit.maps, fit.effects)
-        est = self.build_estimator(prepared.n_samples)
+        est = self.build_estimator(prepared.n_samples, n_features=prepared.n_dims)
         u = self.model_u(prepared)
         logger.info("fitting the iVAE on x %s, u %s (%s)", prepared.x.shape, u.shape, u.describe())
         train = slice(None) if rows is None else rows
@@ -428,8 +428,8 @@ class GroupIVAE(BaseEstimator):
         so that every rank derives the same batch size and number of epochs
         (:meth:`build_estimator`). ``comm``: this rank's process group. Sets ``estimator_`` only.
         """
-        self.estimator_ = self.build_estimator(int(n_samples)).fit(x, u, checkpoint_dir=checkpoint_dir,
-                                                         stream_rows=stream_rows, comm=comm)
+        est = self.build_estimator(int(n_samples), n_features=x.shape[1])
+        self.estimator_ = est.fit(x, u, checkpoint_dir=checkpoint_dir, stream_rows=stream_rows, comm=comm)
         return self
 
     @classmethod

@@ -387,7 +387,7 @@ def group_test(group: Any, prepared: Any, *, n_folds: int = 2, confidence: float
               else np.asarray(prepared.run).astype(str))
     n_groups = len(np.unique(groups))
     n_train = int(round(prepared.n_samples * (1 - 1 / max(2, min(n_folds, max(n_groups, 2))))))
-    est = group.build_estimator(max(n_train, 2)).set_params(n_init=1)
+    est = group.build_estimator(max(n_train, 2), n_features=prepared.n_dims).set_params(n_init=1)
     if "init_epochs" in est.get_params():
         est.set_params(init_epochs=None)
     if group.prior == "normal":

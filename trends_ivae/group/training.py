@@ -5,7 +5,10 @@ handful of optimiser steps per epoch. Unless the caller's parameters set them, t
 is capped at a quarter of the training split and the epochs are raised (at most 400) to
 reach about :data:`MIN_STEPS` optimiser steps per restart for the VAE, and
 :data:`FLOW_MIN_STEPS` for the flow. With several restarts the VAE's restarts race for
-the first eighth of the schedule (``IVAE(init_epochs=...)``).
+the first eighth of the schedule (``IVAE(init_epochs=...)``). From more dimensions than
+components the VAE divides x by one scale (``standardize="global"``) instead of
+standardising each dimension, which would make the noise dimensions as loud as the signal
+(issue 24; figures in ``docs/benchmarks.md``).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def _train_rows(n_samples: int, params: dict, defaults: dict) -> int:
 
 def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: str = "gauss",
                    n_init: int = 3, params: dict | None = None, device: str = "auto",
-                   random_state: Any = None, verbose: int = 0) -> IVAE | IFlow:
+                   random_state: Any = None, verbose: int = 0, n_features: int | None = None) -> IVAE | IFlow:
     """The unfitted estimator for ``n_samples`` rows, its training length fitted to them.
 
     Parameters
@@ -54,6 +57,9 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
     params : dict, optional
         Further estimator parameters (``GroupIVAE.estimator_params``); they win over the
         sizes chosen here and over :data:`GROUP_IVAE_DEFAULTS`.
+    n_features : int, optional
+        Dimensions of the rows; more than ``n_components`` gives the VAE
+        ``standardize="global"`` (unless ``params`` set it).
 
     Returns
     -------
@@ -77,6 +83,8 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
                                                     np.ceil(FLOW_MIN_STEPS / steps_per_epoch))))
         return IFlow(n_components, **common, **params)
     params = {**GROUP_IVAE_DEFAULTS, **(params or {})}
+    if n_features is not None and n_features > n_components:
+        params.setdefault("standardize", "global")
     defaults = IVAE().get_params()
     n_train = _train_rows(n_samples, params, defaults)
     if "batch_size" not in params:

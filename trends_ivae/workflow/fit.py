@@ -4,7 +4,8 @@
 group stage, the pipelines and the Nipype node run. It takes typed settings, never an
 ``argparse.Namespace``; a problem the user can fix raises :class:`WorkflowError` with a
 one-line message (the command line prints it and exits 1), and nothing partial is left
-in the output folder. torch is imported here only when a fit runs.
+in the output folder. torch is imported here only when a fit runs (while runs are
+prepared, in a background thread: :mod:`.preload`).
 """
 from __future__ import annotations
 
@@ -343,15 +344,21 @@ def _fit_and_write(data: Any, out_dir: str | Path, fit: FitSettings, output: Out
                    mean_img: Any, training: _Training) -> FitResult:
     """:func:`fit_to_folder`, with the training's settings (``rows`` and ``comm`` on rank 0
     of a distributed fit)."""
+    from .prepare import PrepareRequest
+    from .preload import preload
+
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    loading = preload() if isinstance(data, PrepareRequest) else None   # torch, while the runs are read
+    chosen: dict = {}
+    prepared, where, resolved = _prepared_data(data, chosen, call.notify)
+    if loading is not None:
+        loading.join()
     from ..export.layouts import write_layout_files
     from ..export.outputs import atomic_output_dir
     from ..group.fit_folder import fit_outputs, write_model_folder
     from ..group.group_ivae import GroupIVAE
 
-    out_dir = Path(out_dir)
-    t0 = time.perf_counter()
-    chosen: dict = {}
-    prepared, where, resolved = _prepared_data(data, chosen, call.notify)
     n_components = _n_components(fit.n_components, prepared, where, chosen, call.notify)
     record = {**(call.arguments or {}), **resolved, "n_components": n_components}
     if chosen:

@@ -79,6 +79,15 @@ class IVAEConfig(DictConfig):
         linear counterpart of the model, i.e. linear ICA with the same conditional
         prior, against which the nonlinear decoder is tested
         (:mod:`trends_ivae.group.nonlinearity`).
+    affine_path : {"train", "frozen", "anneal"}
+        How the decoder's affine path (``linear_skip``) trains after a linear start
+        (issue 24: leaving the linear basin). ``"train"``: with the rest. ``"frozen"``:
+        fixed at the linear-ICA solution, only the nonlinear paths (and the encoder and
+        prior) train. ``"anneal"``: a homotopy, ``f(z) = w A z + c + r(z)`` with ``w``
+        going linearly from 1 to 0 over ``anneal_steps`` training steps, so that the MLP
+        path must take the whole map over.
+    anneal_steps : int
+        Training steps of the ``"anneal"`` homotopy.
     """
 
     n_features: int
@@ -95,6 +104,8 @@ class IVAEConfig(DictConfig):
     posterior: str = "full"
     linear_skip: bool = False
     linear_decoder: bool = False
+    affine_path: str = "train"
+    anneal_steps: int = 1000
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -105,6 +116,8 @@ class IVAEConfig(DictConfig):
             raise ValueError(f"aux_kind must be one of {AUX_KINDS}, got {self.aux_kind!r}")
         if self.posterior not in ("full", "diag"):
             raise ValueError(f"posterior must be 'full' or 'diag', got {self.posterior!r}")
+        if self.affine_path not in ("train", "frozen", "anneal"):
+            raise ValueError(f"affine_path must be 'train', 'frozen' or 'anneal', got {self.affine_path!r}")
         if self.decoder_var is not None and not self.decoder_var > 0:
             raise ValueError(f"decoder_var must be positive or None, got {self.decoder_var!r}")
 

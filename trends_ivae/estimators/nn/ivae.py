@@ -79,6 +79,8 @@ class IVAEModel(nn.Module):
         if c.linear_skip:   # affine paths beside the MLPs: x ~ A z + c + r(z), E[z|x] = W x + b + e(x, u)
             self.dec_linear = nn.Linear(c.n_components, c.n_features)
             self.enc_linear = nn.Linear(c.n_features, c.n_components)
+            if c.affine_path == "anneal":   # training steps taken: the homotopy's clock (checkpointed)
+                self.register_buffer("affine_step", torch.zeros(()))
         self.prior = make_prior(c)
         if c.decoder_var is None:
             self.decoder_logvar = nn.Parameter(torch.full((c.n_features,), math.log(0.1)))
@@ -124,9 +126,23 @@ class IVAEModel(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean f(z), (B, d)."""
+        if self.config.linear_skip and self.config.affine_path == "anneal":
+            return self.affine_weight() * (z @ self.dec_linear.weight.T) + self.dec_linear.bias + self.decoder(z)
         if self.config.linear_skip:
             return self.dec_linear(z) + self.decoder(z)
         return self.decoder(z)
+
+    def affine_weight(self) -> torch.Tensor | float:
+        """The weight ``w`` of the decoder's affine path: 1, or the ``"anneal"`` homotopy's
+        ``max(0, 1 - step / anneal_steps)`` (its bias stays: the map's centre)."""
+        if self.config.affine_path != "anneal":
+            return 1.0
+        return torch.clamp(1.0 - self.affine_step / max(1, self.config.anneal_steps), min=0.0)
+
+    def _tick(self) -> None:
+        """One training step of the homotopy's clock (training mode only)."""
+        if self.training and self.config.linear_skip and self.config.affine_path == "anneal":
+            self.affine_step += 1
 
     @torch.no_grad()
     def set_linear_start(self, unmixing: torch.Tensor, offset: torch.Tensor, log_var: float = -4.0) -> None:
@@ -151,6 +167,8 @@ class IVAEModel(nn.Module):
             last.bias.zero_()
         n = self.config.n_components
         self.encoder.net[-1].bias[n:2 * n] = log_var
+        if self.config.affine_path == "frozen":   # only the nonlinear paths move the decoder
+            self.dec_linear.requires_grad_(False)
 
     # -- objective ------------------------------------------------------------
     def _sample(self, mu: torch.Tensor, logvar: torch.Tensor, offdiag: torch.Tensor | None,
@@ -179,6 +197,7 @@ class IVAEModel(nn.Module):
         training's variance anneal). ``eps`` (B, n): the standard normal noise of the
         reparameterisation, drawn by the caller (default: drawn here with ``generator``).
         """
+        self._tick()
         mu, logvar, offdiag = self.encode_full(x, u)             # (B, n), (B, n), (B, n(n-1)/2)
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
@@ -205,6 +224,7 @@ class IVAEModel(nn.Module):
         the ELBO estimated with a Monte Carlo KL. ``eps`` (K, B, n): the noise, drawn by
         the caller (default: drawn here with ``generator``).
         """
+        self._tick()
         mu, logvar, offdiag = self.encode_full(x, u)
         if eps is None:
             eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator, device=mu.device,
