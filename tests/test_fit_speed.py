@@ -114,3 +114,18 @@ def test_preparing_on_two_workers_gives_the_same_bytes(tmp_path):
         a, b = (np.asarray(getattr(out[j], name)) for j in (1, 2))
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
     assert np.array_equal(out[1].mask_img().get_fdata(), out[2].mask_img().get_fdata())
+
+
+def test_group_flow_keeps_its_fmri_budget_and_one_restart():
+    """IFlow's array defaults (tuned on the paper's square arrays) do not change the flow
+    GroupIVAE trains on fMRI rows; the flow and the spatial mode default to one restart."""
+    from trends_ivae import GroupIVAE
+    from trends_ivae.group.training import GROUP_FLOW_DEFAULTS, default_restarts
+
+    est = GroupIVAE(n_components=4, estimator="flow").build_estimator(48 * 240, n_features=4)
+    assert est.n_init == 1 and est.lr == GROUP_FLOW_DEFAULTS["lr"]
+    assert est.batch_size == GROUP_FLOW_DEFAULTS["batch_size"]
+    assert est.max_epochs >= GROUP_FLOW_DEFAULTS["max_epochs"]
+    assert GroupIVAE(n_components=4).build_estimator(48 * 240, n_features=4).n_init == 3
+    assert default_restarts("vae", "spatial") == 1 and default_restarts("vae", "temporal") == 3
+    assert GroupIVAE(n_components=4, estimator="flow", n_init=2).build_estimator(500).n_init == 2

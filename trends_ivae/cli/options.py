@@ -129,7 +129,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--n-init", type=int, default=None, metavar="K",
                    help="restarts, the first from linear ICA; the vae keeps the best held-out ELBO, the flow "
                         "the restart most similar to the others (default: 3 in the temporal mode, 1 in the "
-                        "spatial mode, where restarts from random starts won on ELBO with worse maps)")
+                        "spatial mode, where restarts from random starts won on ELBO with worse maps, and "
+                        "1 for --estimator flow)")
     m.add_argument("--max-epochs", type=int, metavar="N",
                    help="maximum epochs per restart (default: enough for ~3000 steps, at least IVAE's)")
     m.add_argument("--batch-size", type=int, metavar="N",

@@ -44,7 +44,8 @@ from ..data.images import load_4d
 from ..data.store import PreparedData
 from ..estimators.nn.comm import SINGLE_PROCESS, Comm
 from .fit_folder import load_group_ivae
-from .training import ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS, make_estimator  # noqa: F401
+from .training import (ESTIMATORS, FLOW_MIN_STEPS, GROUP_IVAE_DEFAULTS, MIN_STEPS,  # noqa: F401
+                       default_restarts, make_estimator)
 from .new_runs import reduce_new_runs, run_specs
 from .nonlinearity import NonlinearityTest, group_test
 from .sampling import SampledRun, sample_run
@@ -97,7 +98,7 @@ class GroupIVAE(BaseEstimator):
     n_init : int, optional
         Restarts, racing (``IVAE(init_epochs=...)``: all train an eighth of the schedule,
         the best held-out ELBO goes on). None: 3 in the temporal mode, 1 in the spatial one
-        (random starts there won on ELBO with worse maps: ``docs/benchmarks.md``).
+        (random starts won on ELBO with worse maps) and 1 for ``estimator="flow"``.
     estimator : {"vae", "flow"}, default="vae"
         The array-level estimator: the iVAE (:class:`~trends_ivae.IVAE`, Gaussian
         observation noise) or the exact-likelihood flow (:class:`~trends_ivae.IFlow`,
@@ -240,7 +241,7 @@ class GroupIVAE(BaseEstimator):
         """
         params = {**(defaults or {}), **(self._estimator_params() or {})}
         return make_estimator(self.estimator, self.n_components, n_samples, prior=self.prior,
-                              n_init=self.n_init or (1 if getattr(self, "ica_", "") == "spatial" else 3),
+                              n_init=self.n_init or default_restarts(self.estimator, getattr(self, "ica_", "")),
                               params=params, device=self.device,
                               random_state=self.random_state, verbose=self.verbose, n_features=n_features)
 
