@@ -14,6 +14,8 @@ truth:
   by default) gives u as their product instead, one label per combination;
 * ``ivae-random[u]``: the same with ``init="random"`` (no linear-ICA start, the default
   before issue 12);
+* ``ivae-linear[u]``: the same with ``linear_decoder=True``, the default's linear
+  counterpart (the same conditional prior, an affine decoder; issue 24);
 * ``flow[u]``: ``GroupIVAE(estimator="flow")``, the exact-likelihood flow started from
   linear ICA;
 * ``vae``: the same with ``prior="normal"`` (vanilla VAE: u ignored);
@@ -87,7 +89,8 @@ QUICK_BASE = {"n_subjects": 4, "n_volumes": 120, "n_components": 6, "n_task": 2,
 QUICK_CASES = ("saturating", "linear", "mixing")
 
 METHODS = ("ivae[task+window]", "ivae[window]", "ivae[task]", "ivae[subject]", "ivae-random[task+window]",
-           "flow[task+window]", "flow[window]", "vae", "canica", "fastica", "ivae[task+window:product]")
+           "flow[task+window]", "flow[window]", "vae", "canica", "fastica", "ivae-linear[task+window]",
+           "ivae[task+window:product]")
 LINEAR = ("canica", "fastica")
 #: cases that run every method; the others run only these (unless --all-methods)
 FULL_METHOD_CASES = ("saturating", "mixing")
@@ -203,12 +206,14 @@ def _ivae_fit(runs, k, seed, aux, *, window, hrf_delay, n_init, prior="gauss", m
 def _fit_method(method, runs, k, seed, *, window, hrf_delay, n_init, mask=None, tr=None,
                 smoothing_fwhm=6.0):
     """Fit ``method`` on ``runs`` (RunSpecs): (maps, mask, time courses per run, extras)."""
-    if method.startswith(("ivae[", "ivae-random[", "flow[")) or method == "vae":
+    if method.startswith(("ivae[", "ivae-random[", "ivae-linear[", "flow[")) or method == "vae":
         aux = method[method.index("[") + 1:-1] if method.endswith("]") else "task+window"
         prior = "normal" if method == "vae" else "gauss"
+        # ivae-linear: the default's linear counterpart (the same prior, an affine decoder)
+        params = {"ivae-random[": {"init": "random"}, "ivae-linear[": {"linear_decoder": True}}
         return _ivae_fit(runs, k, seed, aux, window=window, hrf_delay=hrf_delay, n_init=n_init,
                          prior=prior, mask=mask, tr=tr, estimator="flow" if method.startswith("flow[") else "vae",
-                         estimator_params={"init": "random"} if method.startswith("ivae-random[") else None)
+                         estimator_params=next((v for key, v in params.items() if method.startswith(key)), None))
     if method == "canica":
         return _canica_fit([r.img for r in runs], k, seed, mask=mask, tr=tr, smoothing_fwhm=smoothing_fwhm)
     if method == "fastica":

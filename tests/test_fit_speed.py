@@ -124,6 +124,7 @@ def test_group_flow_keeps_its_fmri_budget_and_one_restart():
 
     est = GroupIVAE(n_components=4, estimator="flow").build_estimator(48 * 240, n_features=4)
     assert est.n_init == 1 and est.lr == GROUP_FLOW_DEFAULTS["lr"]
+    assert est.transforms == GROUP_FLOW_DEFAULTS["transforms"]
     assert est.batch_size == GROUP_FLOW_DEFAULTS["batch_size"]
     assert est.max_epochs >= GROUP_FLOW_DEFAULTS["max_epochs"]
     assert GroupIVAE(n_components=4).build_estimator(48 * 240, n_features=4).n_init == 3

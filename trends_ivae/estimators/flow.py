@@ -45,9 +45,10 @@ class IFlow(SourceEstimator):
         square; the fMRI path reduces the data to that many dimensions).
     prior : {"gauss", "laplace"}, default="gauss"
         Factorial conditional prior p(z|u).
-    transforms : int, default=3
+    transforms : int, default=4
         Rational-quadratic spline transforms after the linear layer (0: a linear
-        flow, i.e. maximum-likelihood nonstationary linear ICA).
+        flow, i.e. maximum-likelihood nonstationary linear ICA). Four in 9 epochs beat
+        three in 12, in the same time, on the tuning data (``docs/benchmarks.md``).
     architecture : {"autoregressive", "elementwise"}, default="autoregressive"
         Each transform a spline per coordinate followed by an invertible linear map
         (the layer-by-layer inverse of an MLP mixing), or zuko's masked
@@ -67,7 +68,7 @@ class IFlow(SourceEstimator):
         a random orthogonal matrix. Later restarts start at random, so that
         selection can still prefer a random start.
     standardize : bool, default=True
-    max_epochs : int, default=12
+    max_epochs : int, default=9
         Epochs of the whole flow, after ``linear_epochs`` of the linear layer alone.
     linear_epochs : int, default=5
     batch_size : int, default=1024
@@ -101,10 +102,10 @@ class IFlow(SourceEstimator):
     _FORMAT = "trends_ivae.IFlow"
     _INITS = ("ica", "fastica", "nsica", "random")
 
-    def __init__(self, n_components: int = 5, *, prior: str = "gauss", transforms: int = 3,
+    def __init__(self, n_components: int = 5, *, prior: str = "gauss", transforms: int = 4,
                  architecture: str = "autoregressive", bins: int = 8, bound: float = 5.0,
                  hidden_dim: int = 64, n_hidden: int = 2, learn_prior_mean: bool = True, init: str = "ica",
-                 standardize: bool = True, max_epochs: int = 12, linear_epochs: int = 5,
+                 standardize: bool = True, max_epochs: int = 9, linear_epochs: int = 5,
                  batch_size: int = 1024, lr: float = 2e-2, warmup_frac: float = 0.05, val_frac: float = 0.1,
                  grad_clip: float = 10.0, n_init: int = 1, select: str = "central", device: str = "auto",
                  max_seconds: float | None = None, random_state: Any = None, verbose: int = 0,

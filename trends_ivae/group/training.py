@@ -37,7 +37,7 @@ FLOW_MIN_STEPS = 600
 
 #: the flow's training on fMRI rows: the budget its fMRI figures were measured with
 #: (``IFlow``'s own defaults are tuned on the paper's noiseless square arrays)
-GROUP_FLOW_DEFAULTS = {"batch_size": 2048, "lr": 5e-3, "max_epochs": 20}
+GROUP_FLOW_DEFAULTS = {"batch_size": 2048, "lr": 5e-3, "max_epochs": 20, "transforms": 3}
 
 #: the estimators ``GroupIVAE(estimator=...)`` builds
 ESTIMATORS = {"vae": IVAE, "flow": IFlow}
@@ -89,6 +89,7 @@ def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: 
         params = dict(params or {})
         defaults = {**IFlow().get_params(), **GROUP_FLOW_DEFAULTS}
         params.setdefault("lr", defaults["lr"])
+        params.setdefault("transforms", defaults["transforms"])
         n_train = _train_rows(n_samples, params, defaults)
         if "batch_size" not in params:
             params["batch_size"] = int(max(16, min(defaults["batch_size"], n_train // 4)))
