@@ -451,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         if not HAXBY.is_dir():
             print(f"\n(real data: {HAXBY} is absent; skipped)")
         else:
-            real_methods = [m for m in ("ivae[task+window]", "flow[task+window]", "canica", "fastica")
-                            if m in args.methods]
+            real_methods = [m for m in ("ivae[task+window]", "ivae-linear[task+window]", "flow[task+window]",
+                                        "canica", "fastica") if m in args.methods]
             rows = real_benchmark(real_methods, args.real_components, args.model_seed, args.n_init,
                                   quick=args.quick)
             print(f"\n## Haxby sub001 (12 runs, 25 mm, {args.real_components} components)\n")
