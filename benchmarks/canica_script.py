@@ -2,10 +2,11 @@
 
 Reads the BOLD runs of a BIDS dataset, fits nilearn's CanICA with ``n`` components and
 writes the group maps (NIfTI) and each run's time courses (TSV, by spatial regression),
-the outputs ``trends-ivae fit --no-report`` writes too. Used as::
+the outputs ``trends-ivae fit --no-report`` writes too. Timed as a whole process beside
+the fit, runs alternating (``benchmarks/fit_speed.py`` does this)::
 
-    farm-bench --timeout 900 -n 3 -- .venv/bin/trends-ivae fit --bids sim --out /tmp/o --force --no-report \\
-        --n-components 12 --vs ".venv/bin/python benchmarks/canica_script.py sim /tmp/c 12"
+    .venv/bin/trends-ivae fit --bids sim --out /tmp/o --force --no-report --n-components 12
+    .venv/bin/python benchmarks/canica_script.py sim /tmp/c 12
 """
 from __future__ import annotations
 
