@@ -34,12 +34,17 @@ from .nn import resolve_device
 from .nn.comm import SINGLE_PROCESS, Comm
 from .threads import fit_threads
 
-__all__ = ["IdentifiabilityWarning", "SourceEstimator", "INFER_ROWS"]
+__all__ = ["IdentifiabilityWarning", "SourceEstimator", "INFER_ROWS", "train_rows"]
 
 #: rows per inference batch (transform, score, ...): the activations of a batch are the
 #: working memory of inference, so it stays flat in the number of rows (about 25 MB at the
 #: default width; 65 536 rows held ~80 MB more in the group stage of a 1000-subject cohort)
 INFER_ROWS = 16384
+
+
+def train_rows(n_samples: int, val_frac: float) -> int:
+    """The rows of ``n_samples`` left for training once ``val_frac`` of them are held out."""
+    return n_samples - int(round(n_samples * val_frac))
 
 
 class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
@@ -323,7 +328,7 @@ class SourceEstimator(AuxCoding, TransformerMixin, BaseEstimator):
                              f"features of X ({n_features})")
         self._comm = comm
         n_all = int(round(comm.sum(n_samples)))   # the batches are drawn over every rank's rows
-        n_train = n_all - int(round(n_all * self.val_frac))
+        n_train = train_rows(n_all, self.val_frac)
         if n_train < self.batch_size:
             raise ValueError(f"too few samples: {n_all} samples leave {n_train} for training "
                              f"(val_frac={self.val_frac}), fewer than one batch of {self.batch_size}; "

@@ -16,7 +16,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from .aux_codes import IdentifiabilityWarning
-from .base import SourceEstimator
+from .base import SourceEstimator, train_rows
 from .nn import IVAEConfig, IVAEModel, TrainConfig, TrainRun, fit_restarts
 from .nn.comm import SINGLE_PROCESS, Comm
 from .threads import cpu_threads
@@ -298,7 +298,7 @@ class IVAE(SourceEstimator):
         """
         Xt, Ut, seed, _ = self._prepare_fit(X, u, stream_rows, comm)
         mc, tc = self._configs(self.n_features_in_, self.n_aux_, self.aux_kind_)
-        n_train = int(Xt.shape[0]) - int(round(int(Xt.shape[0]) * self.val_frac))
+        n_train = train_rows(int(Xt.shape[0]), self.val_frac)
         mc.anneal_steps = max(1, self.max_epochs * max(1, n_train // self.batch_size) // 2)
         self._model_config, self._train_config = mc, tc
         with cpu_threads(self._threads_for(IVAEModel(mc))):

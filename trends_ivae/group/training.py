@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..estimators.base import train_rows
 from ..estimators.ivae import IVAE
 from ..estimators.flow import IFlow
 
@@ -53,7 +54,7 @@ def default_restarts(estimator: str, ica: str) -> int:
 
 
 def _train_rows(n_samples: int, params: dict, defaults: dict) -> int:
-    return n_samples - int(round(n_samples * params.get("val_frac", defaults["val_frac"])))
+    return train_rows(n_samples, params.get("val_frac", defaults["val_frac"]))
 
 
 def make_estimator(estimator: str, n_components: int, n_samples: int, *, prior: str = "gauss",
